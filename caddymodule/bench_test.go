@@ -1,0 +1,56 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/stretchr/testify/require"
+)
+
+// rewindBody is a request body the benchmark rewinds instead of reallocating.
+type rewindBody struct{ bytes.Reader }
+
+func (*rewindBody) Close() error { return nil }
+
+// BenchmarkServeHTTPNextSink measures the handler alone with the next sink:
+// read, normalise (the seed body: loose JSON with business-attribute names)
+// and replace the body; the next handler reads and closes it.
+func BenchmarkServeHTTPNextSink(b *testing.B) {
+	seed, err := os.ReadFile(seedFile)
+	require.NoError(b, err)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{BusinessAttributes: []string{attrsFile}}
+	require.NoError(b, h.Provision(ctx))
+	require.NoError(b, h.Validate())
+	defer h.Cleanup()
+
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		_, err := io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		return err
+	})
+	repl := caddy.NewReplacer()
+	req := httptest.NewRequest(http.MethodPost, "/genesys/1/cs/services/42/tasks/7/end", nil)
+	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
+	body := &rewindBody{}
+	w := httptest.NewRecorder()
+
+	b.SetBytes(int64(len(seed)))
+	b.ReportAllocs()
+	for b.Loop() {
+		body.Reset(seed)
+		req.Body = body
+		req.ContentLength = int64(len(seed))
+		if err := h.ServeHTTP(w, req, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package caddymodule
+
+import (
+	"bufio"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// Buffers live in package-level pools: a pool field in the module struct
+// would be copied by CaddyModule's value receiver (go vet: copylocks).
+var (
+	bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+	outPool  = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+)
+
+// maxPooledCap keeps one huge body from pinning its buffer in the pool forever.
+const maxPooledCap = 4 << 20
+
+func putBuf(pool *sync.Pool, p *[]byte) {
+	if cap(*p) > maxPooledCap {
+		return
+	}
+	*p = (*p)[:0]
+	pool.Put(p)
+}
+
+// readBody reads the request body once into *buf, decoding its content
+// coding and transcoding a declared legacy charset to UTF-8. limit bounds the
+// decoded size, so a small compressed bomb is refused after limit+1 bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *[]byte) *requestError {
+	body := r.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	coding := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	// The wire size is bounded too, so a client cannot stream forever. A coded
+	// body gets slack for the coding's overhead on incompressible data (the
+	// decoded bound below is the one that matters).
+	wireLimit := limit
+	if coding != "" && coding != "identity" {
+		wireLimit = limit + limit/8 + 1024
+	}
+	src := io.Reader(http.MaxBytesReader(w, body, wireLimit))
+	switch coding {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				return errTooLarge(limit)
+			}
+			return errUnsupportedMedia("bad_encoding", "the gzip body cannot be decoded: "+err.Error())
+		}
+		defer zr.Close()
+		src = zr
+	case "deflate":
+		// HTTP's "deflate" is zlib-wrapped (RFC 9110), but many clients send raw
+		// DEFLATE: accept both, telling them apart by the zlib header.
+		br := bufio.NewReader(src)
+		if hdr, err := br.Peek(2); err == nil && isZlibHeader(hdr) {
+			zr, err := zlib.NewReader(br)
+			if err != nil {
+				return errUnsupportedMedia("bad_encoding", "the deflate body cannot be decoded: "+err.Error())
+			}
+			defer zr.Close()
+			src = zr
+		} else {
+			fr := flate.NewReader(br)
+			defer fr.Close()
+			src = fr
+		}
+	default:
+		return errUnsupportedMedia("unsupported_encoding",
+			"Content-Encoding "+quoteHeader(coding)+" is not supported; use gzip, deflate or none")
+	}
+	legacy, rerr := declaredCharset(r.Header.Get("Content-Type"))
+	if rerr != nil {
+		return rerr
+	}
+
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := src.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			*buf = b
+			return errTooLarge(limit)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*buf = b
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				return errTooLarge(limit)
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) || isDecodeError(err) {
+				return errUnsupportedMedia("bad_encoding", "the "+coding+" body cannot be decoded: "+err.Error())
+			}
+			return errBodyRead(err)
+		}
+	}
+	*buf = b
+	if legacy && !isASCII(b) {
+		t := bodyPool.Get().(*[]byte)
+		tb := appendWindows1252((*t)[:0], b)
+		*t = b // hand the old buffer back to the pool through t
+		putBuf(&bodyPool, t)
+		*buf = tb
+		if int64(len(tb)) > limit {
+			return errTooLarge(limit)
+		}
+	}
+	return nil
+}
+
+func isZlibHeader(h []byte) bool {
+	return h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0
+}
+
+func isDecodeError(err error) bool {
+	var ce flate.CorruptInputError
+	return errors.As(err, &ce) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) ||
+		errors.Is(err, zlib.ErrChecksum) || errors.Is(err, zlib.ErrHeader)
+}
+
+// declaredCharset reports whether Content-Type declares a legacy Windows
+// charset to transcode; a charset other than those and UTF-8 (or its ASCII
+// subset) is a 415. No Content-Type or no charset means UTF-8, as RFC 8259
+// says for JSON.
+func declaredCharset(contentType string) (legacy bool, rerr *requestError) {
+	if contentType == "" || !strings.Contains(contentType, "charset") {
+		return false, nil
+	}
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		// An unparsable Content-Type is ignored rather than refused: legacy
+		// clients send odd ones, and the body is checked as UTF-8 anyway.
+		return false, nil
+	}
+	cs := strings.ToLower(strings.TrimSpace(params["charset"]))
+	switch cs {
+	case "", "utf-8", "utf8", "us-ascii", "ascii":
+		return false, nil
+	case "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252", "x-cp1252":
+		return true, nil
+	}
+	return false, errUnsupportedMedia("unsupported_charset",
+		"charset "+quoteHeader(cs)+" is not supported; use UTF-8, ISO-8859-1 or windows-1252")
+}
+
+// quoteHeader shortens and quotes a header value for an error message.
+func quoteHeader(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return `"` + strings.ToValidUTF8(s, "?") + `"`
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// windows1252High maps bytes 0x80..0x9F. ISO-8859-1 and latin1 labels are
+// decoded as windows-1252 too, as the WHATWG Encoding Standard does: clients
+// that say latin1 mean the Windows code page, and 0x80..0x9F as C1 controls
+// is never what they sent. The five unassigned bytes map to the C1 control
+// of the same value (also WHATWG).
+var windows1252High = [32]rune{
+	0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+	0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008D, 0x017D, 0x008F,
+	0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+	0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+}
+
+// appendWindows1252 appends src, decoded as windows-1252, to dst as UTF-8.
+func appendWindows1252(dst, src []byte) []byte {
+	for _, c := range src {
+		switch {
+		case c < 0x80:
+			dst = append(dst, c)
+		case c < 0xA0:
+			dst = utf8.AppendRune(dst, windows1252High[c-0x80])
+		default:
+			dst = utf8.AppendRune(dst, rune(c))
+		}
+	}
+	return dst
+}

@@ -1,0 +1,213 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// adaptRoute wraps the handlers of one site block in the JSON the Caddyfile
+// adapter produces for `:8080 { … }`.
+func adaptRoute(handlers string) string {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, []byte(`{"apps":{"http":{"servers":{"srv0":{"listen":[":8080"],"routes":[{"handle":[`+handlers+`]}]}}}}}`)); err != nil {
+		panic(err)
+	}
+	return compact.String()
+}
+
+func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
+	tests := []struct {
+		name      string
+		caddyfile string
+		json      string
+	}{
+		{
+			"bare directive takes every default",
+			":8080 {\n\tucs\n}",
+			adaptRoute(`{"handler": "ucs"}`),
+		},
+		{
+			"every option",
+			`:8080 {
+	ucs {
+		base_path /cs
+		business_attributes a.json b.json
+		business_attributes c.json
+		business_attribute media_type Media
+		attribute_values disposition {
+			resolved 2101
+			"not resolved" 2102
+		}
+		unknown_names pass
+		case_insensitive_names
+		fill_defaults
+		max_body 2MiB
+		max_depth 10
+		invalid_utf8 reject
+		errors caddy
+		local data/events.jsonl {
+			fsync off
+			max_size 10MB
+			keep 3
+		}
+	}
+}`,
+			adaptRoute(`{
+				"attribute_values": {"disposition": {"not resolved": 2102, "resolved": 2101}},
+				"base_path": "/cs",
+				"business_attribute": {"media_type": "Media"},
+				"business_attributes": ["a.json", "b.json", "c.json"],
+				"case_insensitive_names": true,
+				"errors": "caddy",
+				"fill_defaults": true,
+				"handler": "ucs",
+				"invalid_utf8": "reject",
+				"local": {"fsync": "off", "keep": 3, "max_size": 10000000, "path": "data/events.jsonl"},
+				"max_body": 2097152,
+				"max_depth": 10,
+				"unknown_names": "pass"
+			}`),
+		},
+		{
+			"ordered before respond and reverse_proxy without an order line",
+			":8080 {\n\treverse_proxy localhost:9000\n\tucs\n\trequest_header X-A b\n}",
+			adaptRoute(`{"handler": "headers", "request": {"set": {"X-A": ["b"]}}},
+				{"handler": "ucs"},
+				{"handler": "reverse_proxy", "upstreams": [{"dial": "localhost:9000"}]}`),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// AssertAdapt compares text: lay the expected JSON out as the adapter does.
+			var want bytes.Buffer
+			require.NoError(t, json.Indent(&want, []byte(tt.json), "", "\t"))
+			caddytest.AssertAdapt(t, tt.caddyfile, "caddyfile", want.String())
+		})
+	}
+}
+
+func TestCaddyfileErrorsNameTheOption(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		err   string
+	}{
+		{"unknown option", "ucs {\n  spool x\n}", `unknown ucs option "spool"`},
+		{"forward is not in this version", "ucs {\n  forward http://ucs:8080\n}", "the forward sink is not available in this version"},
+		{"two sinks", "ucs {\n  local a.jsonl\n  local b.jsonl\n}", "only one sink may be configured"},
+		{"argument on the directive", "ucs extra", "wrong argument count"},
+		{"size that does not parse", "ucs {\n  max_body lots\n}", `max_body: "lots" is not a size`},
+		{"size zero", "ucs {\n  max_body 0\n}", "max_body must be more than 0"},
+		{"unknown unit", "ucs {\n  max_body 5TB\n}", `max_body: "5TB" is not a size`},
+		{"negative depth", "ucs {\n  max_depth -1\n}", `max_depth must be a positive whole number, got "-1"`},
+		{"bad unknown_names", "ucs {\n  unknown_names drop\n}", `unknown_names must be one of reject, pass, got "drop"`},
+		{"bad invalid_utf8", "ucs {\n  invalid_utf8 keep\n}", `invalid_utf8 must be one of replace, reject, got "keep"`},
+		{"bad errors", "ucs {\n  errors json\n}", `errors must be one of genesys, caddy, got "json"`},
+		{"option without its value", "ucs {\n  base_path\n}", "base_path needs a value"},
+		{"option with two values", "ucs {\n  base_path /a /b\n}", `base_path takes one value, got another: "/b"`},
+		{"business_attribute needs two values", "ucs {\n  business_attribute media_type\n}", "business_attribute needs a field and an attribute name"},
+		{"business_attributes needs a file", "ucs {\n  business_attributes\n}", "business_attributes needs at least one file"},
+		{"attribute_values needs a field", "ucs {\n  attribute_values\n}", "attribute_values needs a field"},
+		{"attribute_values dbid not a number", "ucs {\n  attribute_values media_type {\n    email x\n  }\n}", `attribute_values media_type: the dbid of "email" must be an integer, got "x"`},
+		{"attribute_values name twice", "ucs {\n  attribute_values media_type {\n    email 1\n    email 2\n  }\n}", `attribute_values media_type: "email" is listed twice`},
+		{"attribute_values empty block", "ucs {\n  attribute_values media_type\n}", "attribute_values media_type: the block lists no values"},
+		{"flag with a value", "ucs {\n  fill_defaults yes\n}", "wrong argument count"},
+		{"local without a path", "ucs {\n  local\n}", "local needs a file path"},
+		{"local unknown option", "ucs {\n  local a.jsonl {\n    rotate daily\n  }\n}", `unknown local option "rotate"`},
+		{"local bad fsync", "ucs {\n  local a.jsonl {\n    fsync sometimes\n  }\n}", `local fsync must be one of always, off, got "sometimes"`},
+		{"local bad max_size", "ucs {\n  local a.jsonl {\n    max_size big\n  }\n}", `local max_size: "big" is not a size`},
+		{"local bad keep", "ucs {\n  local a.jsonl {\n    keep 0\n  }\n}", `local keep must be a positive whole number, got "0"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.err)
+		})
+	}
+}
+
+func TestJSONConfigErrorsNameTheOption(t *testing.T) {
+	tests := []struct {
+		name string
+		h    Handler
+		err  string
+	}{
+		{"relative base path", Handler{BasePath: "cs"}, `base_path "cs" must start with /`},
+		{"negative max_body", Handler{MaxBody: -1}, "max_body must not be negative"},
+		{"negative max_depth", Handler{MaxDepth: -2}, "max_depth must not be negative"},
+		{"bad enum", Handler{UnknownNames: "Reject"}, `unknown_names must be one of reject, pass, got "Reject"`},
+		{"local without path", Handler{Local: &LocalSink{}}, "local needs a file path"},
+		{"local negative keep", Handler{Local: &LocalSink{Path: "x", Keep: -1}}, "local keep must not be negative"},
+		{"local negative max_size", Handler{Local: &LocalSink{Path: "x", MaxSize: -1}}, "local max_size must not be negative"},
+		{"local bad fsync", Handler{Local: &LocalSink{Path: "x", Fsync: "never"}}, `local fsync must be one of always, off, got "never"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.h.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.err)
+		})
+	}
+}
+
+func TestTablesThatDoNotLoadFailProvisioning(t *testing.T) {
+	tests := []struct {
+		name string
+		h    Handler
+		err  string
+	}{
+		{"missing file", Handler{BusinessAttributes: []string{"no/such/file.json"}}, `business_attributes "no/such/file.json"`},
+		{"unknown field mapped", Handler{BusinessAttributes: []string{attrsFile}, BusinessAttribute: map[string]string{"colour": "Colour"}}, "business_attribute"},
+		{"attribute not loaded", Handler{BusinessAttributes: []string{attrsFile}, BusinessAttribute: map[string]string{"media_type": "Nope"}}, "Nope"},
+		{"inline table for an unknown field", Handler{AttributeValues: map[string]map[string]int64{"colour": {"red": 1}}}, "attribute_values"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.h.newNormalizer()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.err)
+		})
+	}
+}
+
+func TestSizesParse(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"1048576", 1 << 20},
+		{"1MiB", 1 << 20},
+		{"1mib", 1 << 20},
+		{"1MB", 1_000_000},
+		{"512 KB", 512_000},
+		{"64KiB", 64 << 10},
+		{"2GiB", 2 << 30},
+		{"1.5MiB", 3 << 19},
+		{"100B", 100},
+		{"10k", 10_000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseSize(tt.in)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestSizesThatDoNotParseAreRefused(t *testing.T) {
+	for _, in := range []string{"", "MiB", "-1", "1TB", "1 2", "1.2.3KB", "99999999999999999999", "9999999999GiB"} {
+		t.Run(in, func(t *testing.T) {
+			_, err := parseSize(in)
+			assert.Error(t, err)
+		})
+	}
+}

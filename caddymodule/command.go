@@ -1,0 +1,173 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "ucs",
+		Usage: "normalize [--attributes <file>] [--now <RFC 3339 time>] [<file>|-]",
+		Short: "Tools of the ucs handler (Genesys Context Services gateway)",
+		Long: `
+ucs normalize runs a Task End body through the same rules as the ucs handler,
+without a server: it prints the strict body on stdout and each repair on
+stderr (kind and line:column), and exits with status 1 and the error message
+for a body the server would reject (400).`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(newNormalizeCommand())
+		},
+	})
+}
+
+// normalizeFlags are the options of `caddy ucs normalize`.
+type normalizeFlags struct {
+	attributes      []string
+	now             string
+	maxDepth        int
+	invalidUTF8     string
+	unknownNames    string
+	caseInsensitive bool
+	fillDefaults    bool
+}
+
+func newNormalizeCommand() *cobra.Command {
+	var f normalizeFlags
+	c := &cobra.Command{
+		Use:   "normalize [--attributes <file>] [--now <RFC 3339 time>] [<file>|-]",
+		Short: "Print the strict JSON the ucs handler makes of a Task End body",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in := "-"
+			if len(args) == 1 {
+				in = args[0]
+			}
+			code := runNormalize(f, in, os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if code != 0 {
+				cmd.SilenceErrors, cmd.SilenceUsage = true, true
+				os.Exit(code)
+			}
+			return nil
+		},
+	}
+	fl := c.Flags()
+	fl.StringArrayVar(&f.attributes, "attributes", nil, "business-attributes metadata JSON file (may repeat)")
+	fl.StringVar(&f.now, "now", "", "receive time for a missing timestamp, RFC 3339 (default: the current time)")
+	fl.IntVar(&f.maxDepth, "max-depth", 0, "nesting limit (default 64)")
+	fl.StringVar(&f.invalidUTF8, "invalid-utf8", "replace", "replace|reject")
+	fl.StringVar(&f.unknownNames, "unknown-names", "reject", "reject|pass")
+	fl.BoolVar(&f.caseInsensitive, "case-insensitive-names", false, "also match names ignoring case and surrounding white space")
+	fl.BoolVar(&f.fillDefaults, "fill-defaults", false, "fill omitted attribute fields with their default value")
+	return c
+}
+
+// runNormalize is the command without the process around it, so tests run
+// it in-process. It returns the exit status: 0, 1 for a body the server
+// would reject, 2 for a usage or file error.
+func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stderr io.Writer) int {
+	h := &Handler{
+		BusinessAttributes:   f.attributes,
+		UnknownNames:         f.unknownNames,
+		InvalidUTF8:          f.invalidUTF8,
+		MaxDepth:             f.maxDepth,
+		CaseInsensitiveNames: f.caseInsensitive,
+		FillDefaults:         f.fillDefaults,
+	}
+	receivedAt := time.Now()
+	if f.now != "" {
+		t, err := time.Parse(time.RFC3339Nano, f.now)
+		if err != nil {
+			fmt.Fprintf(stderr, "--now: %v\n", err)
+			return 2
+		}
+		receivedAt = t
+	}
+	// The server's own option checks and table loading, so a config the
+	// server refuses is refused here with the same message.
+	if err := h.checkOptions(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	norm, err := h.newNormalizer()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+
+	var body []byte
+	if input == "-" {
+		body, err = io.ReadAll(stdin)
+	} else {
+		body, err = os.ReadFile(input)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+
+	var rep normalize.Report
+	out, err := norm.TaskEnd(nil, body, receivedAt, &rep)
+	if err != nil {
+		var ne *normalize.Error
+		if errors.As(err, &ne) {
+			e := errFromNormalize(err)
+			fmt.Fprintf(stderr, "%d %s: %s\n", e.status, e.exception, e.msg)
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	for i := range rep.NumListed {
+		r := rep.First[i]
+		line, col := lineColumn(body, r.Offset)
+		where := strconv.Itoa(line) + ":" + strconv.Itoa(col)
+		if r.Field != "" {
+			fmt.Fprintf(stderr, "repair %s at %s (field %s)\n", r.Kind, where, r.Field)
+		} else {
+			fmt.Fprintf(stderr, "repair %s at %s\n", r.Kind, where)
+		}
+	}
+	if more := rep.Total() - rep.NumListed; more > 0 {
+		fmt.Fprintf(stderr, "and %d more repairs:", more)
+		for k, n := range rep.Counts {
+			if n > 0 {
+				fmt.Fprintf(stderr, " %s=%d", normalize.RepairKind(k), n)
+			}
+		}
+		fmt.Fprintln(stderr)
+	}
+	for i := range rep.NumMisses {
+		m := rep.Misses[i]
+		fmt.Fprintf(stderr, "unknown %s name %q passed on unchanged\n", m.Field, m.Name)
+	}
+	out = append(out, '\n')
+	if _, err := stdout.Write(out); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	return 0
+}
+
+// lineColumn is the 1-based line and byte column of offset off in src
+// (LF, CRLF and a lone CR each end a line, as in the normaliser's errors).
+func lineColumn(src []byte, off int) (line, col int) {
+	off = min(off, len(src))
+	line, start := 1, 0
+	for i := 0; i < off; i++ {
+		if src[i] == '\n' || (src[i] == '\r' && (i+1 >= len(src) || src[i+1] != '\n')) {
+			line++
+			start = i + 1
+		}
+	}
+	return line, off - start + 1
+}

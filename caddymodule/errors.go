@@ -1,0 +1,114 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
+	"github.com/ucsedge/caddy-ucs/upstream"
+)
+
+// Exception names in the error bodies, as the Context Services 8.5 server
+// names its own ("exception" member of the error body).
+const (
+	exInvalidJSON          = "InvalidJsonException"
+	exInvalidField         = "InvalidFieldException"
+	exInvalidAttribute     = "InvalidBusinessAttributeException"
+	exInvalidParameter     = "InvalidParameterException"
+	exPayloadTooLarge      = "PayloadTooLargeException"
+	exUnsupportedMediaType = "UnsupportedMediaTypeException"
+	exStorage              = "StorageException"
+)
+
+// requestError is every failure the handler answers itself: a status, the
+// exception name of the Genesys error body, a bounded reason (a metric
+// label) and the message (which never quotes attached data beyond the
+// normaliser's own message).
+type requestError struct {
+	status    int
+	exception string
+	reason    string
+	msg       string
+	cause     error
+}
+
+func (e *requestError) Error() string { return e.msg }
+func (e *requestError) Unwrap() error { return e.cause }
+
+// normalizeErrorTable maps each normaliser error kind to its status and
+// exception: one table, so the README's error table is this table.
+var normalizeErrorTable = map[normalize.ErrorKind]struct {
+	status    int
+	exception string
+}{
+	normalize.ErrSyntax:         {http.StatusBadRequest, exInvalidJSON},
+	normalize.ErrTruncated:      {http.StatusBadRequest, exInvalidJSON},
+	normalize.ErrMultipleValues: {http.StatusBadRequest, exInvalidJSON},
+	normalize.ErrTooDeep:        {http.StatusBadRequest, exInvalidJSON},
+	normalize.ErrInvalidUTF8:    {http.StatusBadRequest, exInvalidJSON},
+	normalize.ErrNotObject:      {http.StatusBadRequest, exInvalidJSON},
+	normalize.ErrFieldType:      {http.StatusBadRequest, exInvalidField},
+	normalize.ErrFieldTooLong:   {http.StatusBadRequest, exInvalidField},
+	normalize.ErrFieldRange:     {http.StatusBadRequest, exInvalidField},
+	normalize.ErrTimestamp:      {http.StatusBadRequest, exInvalidField},
+	normalize.ErrUnknownName:    {http.StatusBadRequest, exInvalidAttribute},
+}
+
+// errFromNormalize wraps a TaskEnd error. A kind missing from the table (a
+// kind added to normalize later) is still a client error about the JSON.
+func errFromNormalize(err error) *requestError {
+	var ne *normalize.Error
+	if !errors.As(err, &ne) {
+		return &requestError{http.StatusBadRequest, exInvalidJSON, "invalid_json", err.Error(), err}
+	}
+	row, ok := normalizeErrorTable[ne.Kind]
+	if !ok {
+		row.status, row.exception = http.StatusBadRequest, exInvalidJSON
+	}
+	return &requestError{row.status, row.exception, ne.Kind.String(), ne.Error(), err}
+}
+
+func errBadServiceID(why string) *requestError {
+	return &requestError{http.StatusBadRequest, exInvalidParameter, "bad_service_id", "service_id " + why, nil}
+}
+
+func errBadTaskID(why string) *requestError {
+	return &requestError{http.StatusBadRequest, exInvalidParameter, "bad_task_id", "task_id " + why, nil}
+}
+
+func errTooLarge(limit int64) *requestError {
+	return &requestError{http.StatusRequestEntityTooLarge, exPayloadTooLarge, "too_large",
+		"the request body is larger than max_body (" + strconv.FormatInt(limit, 10) + " bytes after decoding)", nil}
+}
+
+func errUnsupportedMedia(reason, msg string) *requestError {
+	return &requestError{http.StatusUnsupportedMediaType, exUnsupportedMediaType, reason, msg, nil}
+}
+
+func errBodyRead(err error) *requestError {
+	return &requestError{http.StatusBadRequest, exInvalidJSON, "body_read", "the request body could not be read: " + err.Error(), err}
+}
+
+func errStorage(err error) *requestError {
+	msg := "the event could not be stored"
+	var se *upstream.StorageError
+	if errors.As(err, &se) {
+		// Op and the cause (e.g. "no space left on device") help the caller; the path is ours.
+		msg += ": " + se.Op + ": " + se.Err.Error()
+	}
+	return &requestError{http.StatusServiceUnavailable, exStorage, "storage", msg, err}
+}
+
+// appendErrorBody appends {"message":…,"exception":…}, the shape of the
+// Context Services server's error bodies.
+func appendErrorBody(dst []byte, e *requestError) []byte {
+	dst = append(dst, `{"message":`...)
+	// json.Marshal of a string cannot fail; the error path may allocate.
+	msg, _ := json.Marshal(e.msg)
+	dst = append(dst, msg...)
+	dst = append(dst, `,"exception":"`...)
+	dst = append(dst, e.exception...)
+	return append(dst, `"}`...)
+}

@@ -1,0 +1,580 @@
+// Package caddymodule is the Caddy glue of caddy-ucs: the http.handlers.ucs
+// handler, its Caddyfile directive, metrics, placeholders and the
+// `caddy ucs normalize` command. The JSON rules live in package normalize and
+// the sinks in package upstream; this package only wires them to Caddy.
+package caddymodule
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
+	"github.com/ucsedge/caddy-ucs/upstream"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the options; the field comments below repeat them for users.
+const (
+	DefaultBasePath      = "/genesys/1/cs"
+	DefaultMaxBody       = 1 << 20
+	DefaultJournalSize   = 100 << 20
+	DefaultJournalKeep   = 10
+	maxServiceIDLen      = 128
+	maxTaskID            = 2147483647
+	contentTypeJSONUTF8  = "application/json;charset=UTF-8"
+	contentTypeJSONError = "application/json"
+)
+
+// now is the handler's clock; tests replace it for deterministic timestamps.
+var now = time.Now
+
+// Handler intercepts Genesys Context Services' Complete Task call
+// (`POST {base_path}/services/{service_id}/tasks/{task_id}/end`), turns its
+// loose JSON body into strict JSON (business-attribute names mapped to IDs,
+// the canonical UTC timestamp added) and hands the event to a sink: the next
+// handler of the route (no sink configured, normally `reverse_proxy`) or a
+// local journal file. Every other request goes to the next handler
+// untouched, its body unread.
+type Handler struct {
+	// BasePath is the Context Services base path in front of `/services/…`.
+	// Default: `/genesys/1/cs` (UCS 8.1 installs may use another).
+	BasePath string `json:"base_path,omitempty"`
+
+	// BusinessAttributes are files holding Genesys business-attribute
+	// metadata, in the shape `GET /genesys/1/cs/metadata/business-attributes`
+	// returns (one attribute object or a list). Default: none, so
+	// business-attribute names are forwarded unchanged.
+	BusinessAttributes []string `json:"business_attributes,omitempty"`
+
+	// BusinessAttribute maps a Task End field to the business attribute
+	// that backs it, overriding the Task.* defaults (media_type → MediaType,
+	// disposition → DispositionCode, application_type → ApplicationType,
+	// resource_type → ResourceType, task_type → TaskType).
+	BusinessAttribute map[string]string `json:"business_attribute,omitempty"`
+
+	// AttributeValues are inline tables, field → value name → dbid, used
+	// with or instead of the files. Default: none.
+	AttributeValues map[string]map[string]int64 `json:"attribute_values,omitempty"`
+
+	// UnknownNames says what happens to a business-attribute name that the
+	// field's table does not list: `reject` (400) or `pass` (forwarded
+	// unchanged, the server validates it). Default: `reject`.
+	UnknownNames string `json:"unknown_names,omitempty"`
+
+	// CaseInsensitiveNames also matches names ignoring case and surrounding
+	// white space. Default: off (exact match).
+	CaseInsensitiveNames bool `json:"case_insensitive_names,omitempty"`
+
+	// FillDefaults fills an omitted business-attribute field with the value
+	// its table flags as the default. Default: off.
+	FillDefaults bool `json:"fill_defaults,omitempty"`
+
+	// MaxBody bounds the body in bytes, after decoding its content coding;
+	// a larger body is a 413. Default: 1 MiB (1048576).
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// MaxDepth bounds the nesting of objects and arrays; deeper is a 400.
+	// Default: 64.
+	MaxDepth int `json:"max_depth,omitempty"`
+
+	// InvalidUTF8 is `replace` (each invalid sequence becomes U+FFFD) or
+	// `reject` (400). Default: `replace`.
+	InvalidUTF8 string `json:"invalid_utf8,omitempty"`
+
+	// Errors is `genesys` (the handler writes the Context Services error
+	// body `{"message":…,"exception":…}`) or `caddy` (the error goes to
+	// `handle_errors` with its status, nothing written). Default: `genesys`.
+	Errors string `json:"errors,omitempty"`
+
+	// Local, when set, appends each event as one JSON line to a journal file
+	// and answers 204 once it is on disk. Default: unset, so the rewritten
+	// request goes on down the route.
+	Local *LocalSink `json:"local,omitempty"`
+
+	norm        *normalize.Normalizer
+	journal     *sharedJournal
+	journalKey  string
+	servicesPfx string // BasePath + "/services/"
+	caddyErrors bool
+	logger      *zap.Logger
+}
+
+// LocalSink is the local journal: one line
+// `{"received_at":…,"service_id":…,"task_id":…,"event":{…}}` per event.
+type LocalSink struct {
+	// Path of the journal file, relative to Caddy's working directory or
+	// absolute. Required. Its directory is created if missing.
+	Path string `json:"path,omitempty"`
+
+	// Fsync is `always` (204 only after the fsync that covers the record;
+	// concurrent calls share one fsync) or `off` (204 once written: faster,
+	// loses the tail on power loss). Default: `always`.
+	Fsync string `json:"fsync,omitempty"`
+
+	// MaxSize rotates the file before it passes this many bytes.
+	// Default: 100 MiB (104857600).
+	MaxSize int64 `json:"max_size,omitempty"`
+
+	// Keep is how many rotated files are kept; older ones are deleted.
+	// Default: 10.
+	Keep int `json:"keep,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.ucs",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision checks the options, loads the business-attribute tables, builds
+// the normaliser and opens (or shares) the local journal.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if err := h.checkOptions(); err != nil {
+		return err
+	}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("ucs: registering metrics: %w", err)
+	}
+	if h.BasePath == "" {
+		h.BasePath = DefaultBasePath
+	}
+	h.BasePath = strings.TrimRight(h.BasePath, "/")
+	h.servicesPfx = h.BasePath + "/services/"
+	if h.MaxBody == 0 {
+		h.MaxBody = DefaultMaxBody
+	}
+	h.caddyErrors = h.Errors == "caddy"
+
+	var err error
+	if h.norm, err = h.newNormalizer(); err != nil {
+		return err
+	}
+
+	if h.Local != nil {
+		abs, err := filepath.Abs(h.Local.Path)
+		if err != nil {
+			return fmt.Errorf("ucs: local %q: %w", h.Local.Path, err)
+		}
+		jo := upstream.JournalOptions{
+			NoSync:  h.Local.Fsync == "off",
+			MaxSize: h.Local.MaxSize,
+			Keep:    h.Local.Keep,
+		}
+		if jo.MaxSize == 0 {
+			jo.MaxSize = DefaultJournalSize
+		}
+		if jo.Keep == 0 {
+			jo.Keep = DefaultJournalKeep
+		}
+		if h.journal, err = acquireJournal(abs, jo, h.logger); err != nil {
+			return fmt.Errorf("ucs: local %q: opening the journal: %w", h.Local.Path, err)
+		}
+		h.journalKey = abs
+	}
+	return nil
+}
+
+// newNormalizer builds the normaliser from the options (also used by the
+// `caddy ucs normalize` command, so both apply the same rules).
+func (h *Handler) newNormalizer() (*normalize.Normalizer, error) {
+	opts := normalize.Options{
+		MaxDepth:        h.MaxDepth,
+		CaseInsensitive: h.CaseInsensitiveNames,
+		FillDefaults:    h.FillDefaults,
+	}
+	if h.InvalidUTF8 == "reject" {
+		opts.InvalidUTF8 = normalize.UTF8Reject
+	}
+	if h.UnknownNames == "pass" {
+		opts.UnknownNames = normalize.UnknownPass
+	}
+	tables, err := h.loadTables()
+	if err != nil {
+		return nil, err
+	}
+	opts.Attributes = tables
+	n, err := normalize.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("ucs: %w", err)
+	}
+	return n, nil
+}
+
+// loadTables builds the business-attribute tables from the files, the
+// field mapping and the inline tables; nil when none is configured.
+func (h *Handler) loadTables() (*normalize.Tables, error) {
+	if len(h.BusinessAttributes) == 0 && len(h.AttributeValues) == 0 {
+		return nil, nil
+	}
+	var attrs []normalize.Attribute
+	for _, f := range h.BusinessAttributes {
+		a, err := normalize.LoadAttributesFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("ucs: business_attributes %q: %w", f, err)
+		}
+		attrs = append(attrs, a...)
+	}
+	var inline map[string][]normalize.AttributeValue
+	if len(h.AttributeValues) > 0 {
+		inline = make(map[string][]normalize.AttributeValue, len(h.AttributeValues))
+		for field, values := range h.AttributeValues {
+			for name, id := range values {
+				inline[field] = append(inline[field], normalize.AttributeValue{Name: name, DBID: id})
+			}
+		}
+	}
+	t, err := normalize.NewTables(normalize.TableConfig{Attributes: attrs, Mapping: h.BusinessAttribute, Inline: inline})
+	if err != nil {
+		// NewTables' messages already name the option (business_attribute …).
+		return nil, fmt.Errorf("ucs: %w", err)
+	}
+	return t, nil
+}
+
+// checkOptions rejects values no default can fix, naming the option.
+func (h *Handler) checkOptions() error {
+	if h.BasePath != "" && !strings.HasPrefix(h.BasePath, "/") {
+		return fmt.Errorf("ucs: base_path %q must start with /", h.BasePath)
+	}
+	if err := oneOf("unknown_names", h.UnknownNames, "reject", "pass"); err != nil {
+		return err
+	}
+	if err := oneOf("invalid_utf8", h.InvalidUTF8, "replace", "reject"); err != nil {
+		return err
+	}
+	if err := oneOf("errors", h.Errors, "genesys", "caddy"); err != nil {
+		return err
+	}
+	if h.MaxBody < 0 {
+		return fmt.Errorf("ucs: max_body must not be negative, got %d", h.MaxBody)
+	}
+	if h.MaxDepth < 0 {
+		return fmt.Errorf("ucs: max_depth must not be negative, got %d", h.MaxDepth)
+	}
+	for field, attr := range h.BusinessAttribute {
+		if field == "" || attr == "" {
+			return fmt.Errorf("ucs: business_attribute needs a field and an attribute name, got %q → %q", field, attr)
+		}
+	}
+	if l := h.Local; l != nil {
+		if l.Path == "" {
+			return errors.New("ucs: local needs a file path")
+		}
+		if err := oneOf("local fsync", l.Fsync, "always", "off"); err != nil {
+			return err
+		}
+		if l.MaxSize < 0 {
+			return fmt.Errorf("ucs: local max_size must not be negative, got %d", l.MaxSize)
+		}
+		if l.Keep < 0 {
+			return fmt.Errorf("ucs: local keep must not be negative, got %d", l.Keep)
+		}
+	}
+	return nil
+}
+
+func oneOf(option, value string, allowed ...string) error {
+	if value == "" {
+		return nil
+	}
+	for _, a := range allowed {
+		if value == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("ucs: %s must be one of %s, got %q", option, strings.Join(allowed, ", "), value)
+}
+
+// Validate checks the configuration (Provision has filled the defaults).
+func (h *Handler) Validate() error { return h.checkOptions() }
+
+// Cleanup releases this config's use of the shared journal; the last user
+// closes it.
+func (h *Handler) Cleanup() error {
+	if h.journal == nil {
+		return nil
+	}
+	h.journal = nil
+	_, err := journals.Delete(h.journalKey)
+	return err
+}
+
+// ServeHTTP intercepts the Complete Task call and passes everything else on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	receivedAt := now()
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+
+	sid, tidText, ok := h.match(r)
+	if repl != nil {
+		// Every placeholder is set on every request, so a log format or a
+		// header using them never shows an unreplaced {http.ucs.…}.
+		repl.Set("http.ucs.service_id", sid)
+		repl.Set("http.ucs.task_id", tidText)
+		repl.Set("http.ucs.repairs", "")
+		repl.Set("http.ucs.exception", "")
+	}
+	if !ok {
+		setOutcome(repl, outcomePassed)
+		return next.ServeHTTP(w, r)
+	}
+	if rerr := checkServiceID(sid); rerr != nil {
+		return h.fail(w, repl, rerr)
+	}
+	tid, rerr := parseTaskID(tidText)
+	if rerr != nil {
+		return h.fail(w, repl, rerr)
+	}
+
+	in := bodyPool.Get().(*[]byte)
+	if rerr := readBody(w, r, h.MaxBody, in); rerr != nil {
+		putBuf(&bodyPool, in)
+		return h.fail(w, repl, rerr)
+	}
+	out := outPool.Get().(*[]byte)
+	var rep normalize.Report
+	start := time.Now()
+	strict, err := h.norm.TaskEnd((*out)[:0], *in, receivedAt, &rep)
+	took := time.Since(start)
+	*out = strict
+	putBuf(&bodyPool, in)
+	if err != nil {
+		putBuf(&outPool, out)
+		return h.fail(w, repl, errFromNormalize(err))
+	}
+	observeReport(&rep, took)
+	h.logReport(sid, tid, &rep)
+	if repl != nil {
+		repl.Set("http.ucs.repairs", rep.Total())
+	}
+
+	if h.journal != nil {
+		err := h.journal.AppendEvent(receivedAt, sid, tid, strict)
+		putBuf(&outPool, out)
+		if err != nil {
+			h.logger.Error("the local journal refused an event", zap.String("path", h.journalKey), zap.Error(err))
+			return h.fail(w, repl, errStorage(err))
+		}
+		setOutcome(repl, outcomeJournaled)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+
+	setOutcome(repl, outcomeForwarded)
+	lease := replaceBody(r, out)
+	err = next.ServeHTTP(w, r)
+	lease.release()
+	return err
+}
+
+// match reports whether r is the Complete Task call and returns its raw
+// path ids. The structure must match exactly (no trailing slash: `…/end/`
+// is another resource and passes on); the ids are checked by the caller so
+// that a malformed id is a 400, not a silent pass.
+func (h *Handler) match(r *http.Request) (sid, tid string, ok bool) {
+	if r.Method != http.MethodPost {
+		return "", "", false
+	}
+	rest, found := strings.CutPrefix(r.URL.Path, h.servicesPfx)
+	if !found {
+		return "", "", false
+	}
+	sid, rest, found = strings.Cut(rest, "/")
+	if !found {
+		return "", "", false
+	}
+	rest, found = strings.CutPrefix(rest, "tasks/")
+	if !found {
+		return "", "", false
+	}
+	tid, rest, found = strings.Cut(rest, "/")
+	if !found || rest != "end" {
+		return "", "", false
+	}
+	return sid, tid, true
+}
+
+// checkServiceID accepts a decimal that fits a signed 64-bit integer or an
+// opaque id of [A-Za-z0-9-]{1,128}. All digits means a decimal, so it must
+// fit: an overflowing number is a client bug, not an opaque id.
+func checkServiceID(s string) *requestError {
+	if s == "" {
+		return errBadServiceID("is empty")
+	}
+	if len(s) > maxServiceIDLen {
+		return errBadServiceID("is " + strconv.Itoa(len(s)) + " characters long; the limit is 128")
+	}
+	digits := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-':
+			digits = false
+		default:
+			return errBadServiceID("may only hold letters, digits and '-' (byte " + strconv.Itoa(i+1) + " is not one)")
+		}
+	}
+	if digits {
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			return errBadServiceID("is a number that does not fit a signed 64-bit integer")
+		}
+	}
+	return nil
+}
+
+// parseTaskID accepts decimal digits only, 0 to 2147483647 (a Java int).
+func parseTaskID(s string) (int64, *requestError) {
+	if s == "" {
+		return 0, errBadTaskID("is empty")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errBadTaskID("must be decimal digits only")
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > maxTaskID {
+		return 0, errBadTaskID("must be at most 2147483647")
+	}
+	return n, nil
+}
+
+// fail answers a refused request: the Genesys error body, or with
+// `errors caddy` the error for handle_errors (and nothing written).
+func (h *Handler) fail(w http.ResponseWriter, repl *caddy.Replacer, e *requestError) error {
+	outcome := outcomeRejected
+	if e.status >= 500 {
+		outcome = outcomeError
+	}
+	setOutcome(repl, outcome)
+	if repl != nil {
+		repl.Set("http.ucs.exception", e.exception)
+	}
+	metricRejections.WithLabelValues(e.reason).Inc()
+	if c := h.logger.Check(zap.DebugLevel, "task end refused"); c != nil {
+		c.Write(zap.Int("status", e.status), zap.String("exception", e.exception), zap.String("message", e.msg))
+	}
+	if h.caddyErrors {
+		return caddyhttp.Error(e.status, e)
+	}
+	body := appendErrorBody(make([]byte, 0, 64+len(e.msg)), e)
+	hdr := w.Header()
+	hdr.Set("Content-Type", contentTypeJSONError)
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.status)
+	_, _ = w.Write(body) // the client went away: nothing left to tell it
+	return nil
+}
+
+func setOutcome(repl *caddy.Replacer, outcome string) {
+	requestsByOutcome[outcome].Inc()
+	if repl != nil {
+		repl.Set("http.ucs.outcome", outcome)
+	}
+}
+
+// logReport writes the debug line of an intercepted request (repair kinds
+// and offsets, never values) and warns about attribute names passed on.
+func (h *Handler) logReport(sid string, tid int64, rep *normalize.Report) {
+	if c := h.logger.Check(zap.DebugLevel, "task end normalised"); c != nil {
+		c.Write(zap.String("service_id", sid), zap.Int64("task_id", tid), zap.Int("repairs", rep.Total()),
+			zap.Bool("strict_input", rep.Strict), zap.Array("first_repairs", repairList{rep}))
+	}
+	for i := range rep.NumMisses {
+		m := rep.Misses[i]
+		h.logger.Warn("business-attribute name not in the table, passed on unchanged",
+			zap.String("field", m.Field), zap.ByteString("name", m.Name))
+	}
+}
+
+// repairList logs the listed repairs as "kind@offset" strings.
+type repairList struct{ rep *normalize.Report }
+
+func (l repairList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for i := range l.rep.NumListed {
+		r := l.rep.First[i]
+		enc.AppendString(r.Kind.String() + "@" + strconv.Itoa(r.Offset))
+	}
+	return nil
+}
+
+// bodyLease hands the pooled output buffer back only when nothing can read
+// it any more: the handler after next returns, and every reader of it once
+// closed. net/http's transport may still be writing a request body after
+// RoundTrip returned, so "after next returns" alone is not enough. A reader
+// never closed (a handler that ignores the body) leaves the buffer to the GC.
+type bodyLease struct {
+	buf  *[]byte
+	refs atomic.Int32
+	body leasedReader // the first reader, allocated with the lease
+}
+
+func (l *bodyLease) release() {
+	if l.refs.Add(-1) == 0 {
+		putBuf(&outPool, l.buf)
+	}
+}
+
+type leasedReader struct {
+	bytes.Reader
+	lease  *bodyLease
+	closed atomic.Bool
+}
+
+func (r *leasedReader) Close() error {
+	if r.closed.CompareAndSwap(false, true) {
+		r.lease.release()
+	}
+	return nil
+}
+
+// replaceBody makes *buf the request body for the rest of the route, with
+// the framing headers reverse_proxy relies on.
+func replaceBody(r *http.Request, buf *[]byte) *bodyLease {
+	l := &bodyLease{buf: buf}
+	l.refs.Store(2) // the handler and the first reader
+	l.body.Reset(*buf)
+	l.body.lease = l
+	r.Body = &l.body
+	r.GetBody = func() (io.ReadCloser, error) {
+		l.refs.Add(1)
+		nr := &leasedReader{lease: l}
+		nr.Reset(*buf)
+		return nr, nil
+	}
+	r.ContentLength = int64(len(*buf))
+	r.TransferEncoding = nil
+	hdr := r.Header
+	hdr.Set("Content-Length", strconv.Itoa(len(*buf)))
+	hdr.Set("Content-Type", contentTypeJSONUTF8)
+	hdr.Del("Transfer-Encoding")
+	hdr.Del("Content-Encoding")
+	return l
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,425 @@
+package normalize
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Attribute is one Business Attribute as Context Services'
+// GET /genesys/1/cs/metadata/business-attributes returns it. Other keys of
+// that response (map_name, cv_attributes, the attribute's own dbid) are
+// ignored.
+type Attribute struct {
+	Name        string
+	DisplayName string
+	Description string
+	Values      []AttributeValue
+	// Source names where the attribute was read from (a file path) for
+	// error messages; empty when it was parsed from memory.
+	Source string
+}
+
+// AttributeValue is one Business Attribute Value: Name is what clients
+// send, DBID what the server expects.
+type AttributeValue struct {
+	Name        string
+	DisplayName string
+	Description string
+	DBID        int64
+	// Default marks the value that fills an omitted field with
+	// fill_defaults. Genesys' JSON documents no such flag: it is read from
+	// "default": true or "is_default": true on the value.
+	Default bool
+}
+
+// AttributeFields lists the business-attribute fields of a Task End Event,
+// in the order their defaults are appended.
+var AttributeFields = [...]string{"application_type", "resource_type", "media_type", "disposition", "task_type"}
+
+// DefaultMapping returns Genesys' [business-attributes] Task.* defaults:
+// which Business Attribute backs which field.
+func DefaultMapping() map[string]string {
+	return map[string]string{
+		"application_type": "ApplicationType",
+		"resource_type":    "ResourceType",
+		"media_type":       "MediaType",
+		"disposition":      "DispositionCode",
+		"task_type":        "TaskType",
+	}
+}
+
+// TableConfig describes where each field's names come from.
+type TableConfig struct {
+	// Attributes are the Business Attributes loaded from files (or from the
+	// upstream's metadata endpoint).
+	Attributes []Attribute
+	// Mapping maps a field to an attribute name; it overrides
+	// DefaultMapping per field. A mapped attribute must be in Attributes
+	// unless Inline covers the field.
+	Mapping map[string]string
+	// Inline holds values given in the config per field (Caddyfile
+	// attribute_values); they replace the attribute's values from files.
+	Inline map[string][]AttributeValue
+}
+
+// maxNameLen bounds the names a table can hold, so that lookups can fold
+// the input into a stack buffer; longer input simply matches nothing.
+const maxNameLen = 256
+
+// maxKnownListed is how many names an unknown-name message lists.
+const maxKnownListed = 6
+
+// table is one field's name → dbid index. It is immutable after NewTables.
+type table struct {
+	field     string
+	attribute string // the Business Attribute name, for messages
+	exact     map[string]int64
+	// folded indexes lower-cased, trimmed names; a folded form shared by
+	// two values is left out, so such names only match exactly.
+	folded     map[string]int64
+	known      string // "voice, email, …" for messages
+	def        int64
+	hasDefault bool
+}
+
+// Tables holds the business-attribute tables of the five fields. It is
+// immutable and safe for concurrent use; a nil *Tables covers no field.
+type Tables struct {
+	byField [len(AttributeFields)]*table
+}
+
+// attributeFieldIndex returns the index of field in AttributeFields, or -1.
+func attributeFieldIndex(field string) int {
+	for i, f := range AttributeFields {
+		if f == field {
+			return i
+		}
+	}
+	return -1
+}
+
+// Covers reports whether a table is configured for field.
+func (t *Tables) Covers(field string) bool {
+	i := attributeFieldIndex(field)
+	return t != nil && i >= 0 && t.byField[i] != nil
+}
+
+// Attribute returns the Business Attribute name backing field's table, or
+// "" when no table covers field.
+func (t *Tables) Attribute(field string) string {
+	if !t.Covers(field) {
+		return ""
+	}
+	return t.byField[attributeFieldIndex(field)].attribute
+}
+
+// Lookup returns the dbid for name in field's table (exact match, then,
+// with caseInsensitive, ignoring case and surrounding white space).
+func (t *Tables) Lookup(field, name string, caseInsensitive bool) (int64, bool) {
+	if !t.Covers(field) {
+		return 0, false
+	}
+	return t.byField[attributeFieldIndex(field)].lookup([]byte(name), caseInsensitive)
+}
+
+// lookup does not allocate: m[string(b)] is a non-allocating map access,
+// and the folded form is built in a stack buffer.
+func (tb *table) lookup(name []byte, caseInsensitive bool) (int64, bool) {
+	if id, ok := tb.exact[string(name)]; ok {
+		return id, true
+	}
+	if !caseInsensitive || len(tb.folded) == 0 {
+		return 0, false
+	}
+	var buf [maxNameLen]byte
+	f, ok := foldName(buf[:0], name)
+	if !ok {
+		return 0, false
+	}
+	id, ok := tb.folded[string(f)]
+	return id, ok
+}
+
+// foldName appends name trimmed of surrounding white space and lower-cased
+// rune by rune to dst, failing rather than growing dst past its capacity
+// (so a stack buffer stays on the stack).
+func foldName(dst, name []byte) ([]byte, bool) {
+	name = bytes.TrimFunc(name, unicode.IsSpace)
+	for len(name) > 0 {
+		c := name[0]
+		if c < utf8.RuneSelf {
+			if len(dst) == cap(dst) {
+				return dst, false
+			}
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+			name = name[1:]
+			continue
+		}
+		r, size := utf8.DecodeRune(name)
+		r = unicode.ToLower(r)
+		if len(dst)+utf8.RuneLen(r) > cap(dst) || utf8.RuneLen(r) < 0 {
+			return dst, false
+		}
+		dst = utf8.AppendRune(dst, r)
+		name = name[size:]
+	}
+	return dst, true
+}
+
+// NewTables builds the per-field tables. A field gets a table from its
+// inline values, else from the attribute its mapping (or the default
+// mapping) names; a default mapping whose attribute is not loaded leaves the
+// field without a table, an explicit one is an error.
+func NewTables(cfg TableConfig) (*Tables, error) {
+	for f := range cfg.Mapping {
+		if attributeFieldIndex(f) < 0 {
+			return nil, fmt.Errorf("business_attribute: unknown field %s; known fields: %s", f, strings.Join(AttributeFields[:], ", "))
+		}
+	}
+	for f := range cfg.Inline {
+		if attributeFieldIndex(f) < 0 {
+			return nil, fmt.Errorf("attribute_values: unknown field %s; known fields: %s", f, strings.Join(AttributeFields[:], ", "))
+		}
+	}
+	byName := make(map[string]*Attribute, len(cfg.Attributes))
+	for i := range cfg.Attributes {
+		a := &cfg.Attributes[i]
+		if prev, dup := byName[a.Name]; dup {
+			return nil, fmt.Errorf("business attribute %s is defined twice (%s and %s)", a.Name, sourceName(prev.Source), sourceName(a.Source))
+		}
+		byName[a.Name] = a
+	}
+	defaults := DefaultMapping()
+	t := &Tables{}
+	for i, field := range AttributeFields {
+		attrName, explicit := cfg.Mapping[field]
+		if !explicit {
+			attrName = defaults[field]
+		}
+		var values []AttributeValue
+		where := ""
+		if inline, ok := cfg.Inline[field]; ok {
+			values, where = inline, "attribute_values "+field
+		} else if a, ok := byName[attrName]; ok {
+			values, where = a.Values, "business attribute "+attrName+" ("+sourceName(a.Source)+")"
+		} else if explicit {
+			return nil, fmt.Errorf("business_attribute %s %s: attribute %s is not in the loaded business attributes (loaded: %s)",
+				field, attrName, attrName, loadedNames(cfg.Attributes))
+		} else {
+			continue
+		}
+		tb, err := newTable(field, attrName, values)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		t.byField[i] = tb
+	}
+	return t, nil
+}
+
+func sourceName(s string) string {
+	if s == "" {
+		return "in memory"
+	}
+	return s
+}
+
+func loadedNames(attrs []Attribute) string {
+	if len(attrs) == 0 {
+		return "none"
+	}
+	names := make([]string, len(attrs))
+	for i, a := range attrs {
+		names[i] = a.Name
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// newTable indexes values; names are checked again here because inline
+// values do not pass through ParseAttributes.
+func newTable(field, attribute string, values []AttributeValue) (*table, error) {
+	if err := checkValues(values); err != nil {
+		return nil, err
+	}
+	tb := &table{
+		field:     field,
+		attribute: attribute,
+		exact:     make(map[string]int64, len(values)),
+		folded:    make(map[string]int64, len(values)),
+	}
+	ambiguous := map[string]bool{}
+	var known []string
+	for _, v := range values {
+		tb.exact[v.Name] = v.DBID
+		if len(known) < maxKnownListed {
+			known = append(known, v.Name)
+		}
+		if v.Default {
+			tb.def, tb.hasDefault = v.DBID, true
+		}
+		var buf [maxNameLen]byte
+		f, ok := foldName(buf[:0], []byte(v.Name))
+		if !ok {
+			continue
+		}
+		key := string(f)
+		if _, seen := tb.folded[key]; seen || ambiguous[key] {
+			// Two names equal ignoring case: neither wins, so a
+			// case-insensitive match never picks one arbitrarily.
+			delete(tb.folded, key)
+			ambiguous[key] = true
+			continue
+		}
+		tb.folded[key] = v.DBID
+	}
+	tb.known = strings.Join(known, ", ")
+	if len(values) > maxKnownListed {
+		tb.known += ", …"
+	}
+	if len(values) == 0 {
+		tb.known = "none"
+	}
+	return tb, nil
+}
+
+// checkValues rejects what would make a table ambiguous: empty, over-long
+// or duplicate names, and more than one default.
+func checkValues(values []AttributeValue) error {
+	seen := make(map[string]bool, len(values))
+	def := ""
+	for _, v := range values {
+		switch {
+		case v.Name == "":
+			return fmt.Errorf("a value (dbid %d) has no name", v.DBID)
+		case len(v.Name) > maxNameLen:
+			return fmt.Errorf("value name %.40q… is longer than %d bytes", v.Name, maxNameLen)
+		case !utf8.ValidString(v.Name):
+			return fmt.Errorf("value name %q is not valid UTF-8", v.Name)
+		case seen[v.Name]:
+			return fmt.Errorf("value name %q appears twice", v.Name)
+		}
+		seen[v.Name] = true
+		if v.Default {
+			if def != "" {
+				return fmt.Errorf("values %q and %q are both flagged as the default", def, v.Name)
+			}
+			def = v.Name
+		}
+	}
+	return nil
+}
+
+// wireAttribute and wireValue mirror the metadata JSON; unknown keys are
+// ignored by encoding/json.
+type wireAttribute struct {
+	Name        *string     `json:"name"`
+	DisplayName string      `json:"display_name"`
+	Description string      `json:"description"`
+	Values      []wireValue `json:"values"`
+}
+
+type wireValue struct {
+	Name        string          `json:"name"`
+	DisplayName string          `json:"display_name"`
+	Description string          `json:"description"`
+	DBID        json.RawMessage `json:"dbid"`
+	Default     bool            `json:"default"`
+	IsDefault   bool            `json:"is_default"`
+}
+
+// ParseAttributes parses the metadata JSON of Context Services' business
+// attributes: one attribute object or a list of them. dbid may be a number
+// or a numeric string.
+func ParseAttributes(data []byte) ([]Attribute, error) {
+	data = bytes.TrimSpace(data)
+	var wire []wireAttribute
+	switch {
+	case len(data) == 0:
+		return nil, errors.New("empty business attributes document")
+	case data[0] == '{':
+		var one wireAttribute
+		if err := json.Unmarshal(data, &one); err != nil {
+			return nil, fmt.Errorf("not a business attribute JSON object: %w", err)
+		}
+		wire = []wireAttribute{one}
+	case data[0] == '[':
+		if err := json.Unmarshal(data, &wire); err != nil {
+			return nil, fmt.Errorf("not a JSON list of business attributes: %w", err)
+		}
+	default:
+		return nil, errors.New("not JSON: a business attributes document is an object or a list of objects")
+	}
+	out := make([]Attribute, 0, len(wire))
+	for i, w := range wire {
+		if w.Name == nil || *w.Name == "" {
+			return nil, fmt.Errorf("attribute #%d has no name", i+1)
+		}
+		a := Attribute{Name: *w.Name, DisplayName: w.DisplayName, Description: w.Description,
+			Values: make([]AttributeValue, 0, len(w.Values))}
+		for _, wv := range w.Values {
+			id, err := parseDBID(wv.DBID)
+			if err != nil {
+				return nil, fmt.Errorf("attribute %s, value %q: %w", a.Name, wv.Name, err)
+			}
+			a.Values = append(a.Values, AttributeValue{Name: wv.Name, DisplayName: wv.DisplayName,
+				Description: wv.Description, DBID: id, Default: wv.Default || wv.IsDefault})
+		}
+		if err := checkValues(a.Values); err != nil {
+			return nil, fmt.Errorf("attribute %s: %w", a.Name, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// parseDBID accepts a JSON integer or a string holding a decimal integer
+// that fits a signed 64-bit dbid.
+func parseDBID(raw json.RawMessage) (int64, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, errors.New("dbid is missing")
+	}
+	text := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return 0, fmt.Errorf("dbid %s is not a string: %w", raw, err)
+		}
+		text = strings.TrimSpace(text)
+	}
+	id, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+			return 0, fmt.Errorf("dbid %s does not fit a signed 64-bit integer", raw)
+		}
+		return 0, fmt.Errorf("dbid %s is not a decimal integer", raw)
+	}
+	return id, nil
+}
+
+// LoadAttributesFile reads and parses a metadata file; errors name the file.
+func LoadAttributesFile(path string) ([]Attribute, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("business attributes file: %w", err)
+	}
+	attrs, err := ParseAttributes(data)
+	if err != nil {
+		return nil, fmt.Errorf("business attributes file %s: %w", path, err)
+	}
+	for i := range attrs {
+		attrs[i].Source = path
+	}
+	return attrs, nil
+}

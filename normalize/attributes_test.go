@@ -1,0 +1,221 @@
+package normalize
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const businessAttributesFile = "../testdata/business-attributes.json"
+
+// loadTestTables builds the tables of the repository's metadata file.
+func loadTestTables(t testing.TB) *Tables {
+	t.Helper()
+	attrs, err := LoadAttributesFile(businessAttributesFile)
+	require.NoError(t, err)
+	tables, err := NewTables(TableConfig{Attributes: attrs})
+	require.NoError(t, err)
+	return tables
+}
+
+func TestAttributesParseFromOneObjectOrAList(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []Attribute
+	}{
+		{"one object", `{"name":"MediaType","dbid":"121","map_name":false,"values":[{"name":"email","dbid":1003,"display_name":"E-mail"}]}`,
+			[]Attribute{{Name: "MediaType", Values: []AttributeValue{{Name: "email", DisplayName: "E-mail", DBID: 1003}}}}},
+		{"a list", `[{"name":"A","values":[{"name":"x","dbid":1}]},{"name":"B","values":[]}]`,
+			[]Attribute{{Name: "A", Values: []AttributeValue{{Name: "x", DBID: 1}}}, {Name: "B", Values: []AttributeValue{}}}},
+		{"numeric-string dbid", `{"name":"A","values":[{"name":"x","dbid":" 1021 "}]}`,
+			[]Attribute{{Name: "A", Values: []AttributeValue{{Name: "x", DBID: 1021}}}}},
+		{"default flag", `{"name":"A","values":[{"name":"x","dbid":1,"default":true},{"name":"y","dbid":2}]}`,
+			[]Attribute{{Name: "A", Values: []AttributeValue{{Name: "x", DBID: 1, Default: true}, {Name: "y", DBID: 2}}}}},
+		{"is_default flag", `{"name":"A","values":[{"name":"x","dbid":1},{"name":"y","dbid":2,"is_default":true}]}`,
+			[]Attribute{{Name: "A", Values: []AttributeValue{{Name: "x", DBID: 1}, {Name: "y", DBID: 2, Default: true}}}}},
+		{"largest dbid", `{"name":"A","values":[{"name":"x","dbid":9223372036854775807}]}`,
+			[]Attribute{{Name: "A", Values: []AttributeValue{{Name: "x", DBID: 9223372036854775807}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseAttributes([]byte(tt.in))
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestAttributesFileOfGenesysShapeLoads(t *testing.T) {
+	attrs, err := LoadAttributesFile(businessAttributesFile)
+	require.NoError(t, err)
+	require.Len(t, attrs, 5)
+	assert.Equal(t, "MediaType", attrs[0].Name)
+	assert.Equal(t, businessAttributesFile, attrs[0].Source)
+	assert.Equal(t, AttributeValue{Name: "sms", DisplayName: "SMS", Description: "Media SMS", DBID: 1021}, attrs[0].Values[4])
+	assert.True(t, attrs[0].Values[0].Default)
+}
+
+func TestBadAttributesFileErrorNamesTheFileAndTheProblem(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		want    string
+	}{
+		{"not JSON", `MediaType: voice=1001`, "not JSON"},
+		{"broken JSON", `[{"name":"A",]`, "not a JSON list"},
+		{"empty", ``, "empty business attributes document"},
+		{"duplicate value names", `{"name":"MediaType","values":[{"name":"email","dbid":1},{"name":"email","dbid":2}]}`,
+			`attribute MediaType: value name "email" appears twice`},
+		{"non-numeric dbid", `{"name":"MediaType","values":[{"name":"email","dbid":"x12"}]}`,
+			`attribute MediaType, value "email": dbid "x12" is not a decimal integer`},
+		{"fractional dbid", `{"name":"MediaType","values":[{"name":"email","dbid":1.5}]}`,
+			`dbid 1.5 is not a decimal integer`},
+		{"out-of-range dbid", `{"name":"MediaType","values":[{"name":"email","dbid":9223372036854775808}]}`,
+			`dbid 9223372036854775808 does not fit a signed 64-bit integer`},
+		{"missing dbid", `{"name":"MediaType","values":[{"name":"email"}]}`, "dbid is missing"},
+		{"value without a name", `{"name":"MediaType","values":[{"dbid":1}]}`, "a value (dbid 1) has no name"},
+		{"attribute without a name", `[{"values":[]}]`, "attribute #1 has no name"},
+		{"two defaults", `{"name":"MediaType","values":[{"name":"a","dbid":1,"default":true},{"name":"b","dbid":2,"is_default":true}]}`,
+			`values "a" and "b" are both flagged as the default`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "attrs.json")
+			require.NoError(t, os.WriteFile(path, []byte(tt.content), 0o600))
+			_, err := LoadAttributesFile(path)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), path)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestMissingAttributesFileErrorNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.json")
+	_, err := LoadAttributesFile(path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), path)
+}
+
+func TestTablesConfigErrors(t *testing.T) {
+	fromFile := []Attribute{{Name: "MediaType", Source: "a.json", Values: []AttributeValue{{Name: "voice", DBID: 1001}}}}
+	tests := []struct {
+		name string
+		cfg  TableConfig
+		want string
+	}{
+		{"mapping for an unknown field", TableConfig{Attributes: fromFile, Mapping: map[string]string{"foo": "Bar"}},
+			"business_attribute: unknown field foo; known fields: application_type, resource_type, media_type, disposition, task_type"},
+		{"inline values for an unknown field", TableConfig{Inline: map[string][]AttributeValue{"media": {{Name: "x", DBID: 1}}}},
+			"attribute_values: unknown field media; known fields:"},
+		{"explicitly mapped attribute not loaded", TableConfig{Attributes: fromFile, Mapping: map[string]string{"media_type": "Media"}},
+			"business_attribute media_type Media: attribute Media is not in the loaded business attributes (loaded: MediaType)"},
+		{"attribute defined twice", TableConfig{Attributes: append(fromFile, Attribute{Name: "MediaType", Source: "b.json"})},
+			"business attribute MediaType is defined twice (a.json and b.json)"},
+		{"duplicate inline names", TableConfig{Inline: map[string][]AttributeValue{"media_type": {{Name: "x", DBID: 1}, {Name: "x", DBID: 2}}}},
+			`attribute_values media_type: value name "x" appears twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewTables(tt.cfg)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestTablesCoverTheFieldsTheirAttributesBack(t *testing.T) {
+	media := Attribute{Name: "MediaType", Values: []AttributeValue{{Name: "voice", DBID: 1001}}}
+	media2 := Attribute{Name: "Channel", Values: []AttributeValue{{Name: "voice", DBID: 7}}}
+	tests := []struct {
+		name   string
+		cfg    TableConfig
+		field  string
+		lookup string
+		want   int64
+		covers []string
+	}{
+		{"default mapping", TableConfig{Attributes: []Attribute{media}}, "media_type", "voice", 1001, []string{"media_type"}},
+		{"explicit mapping overrides the default", TableConfig{Attributes: []Attribute{media, media2}, Mapping: map[string]string{"media_type": "Channel"}},
+			"media_type", "voice", 7, []string{"media_type"}},
+		{"inline values win over files", TableConfig{Attributes: []Attribute{media}, Inline: map[string][]AttributeValue{"media_type": {{Name: "voice", DBID: 9}}}},
+			"media_type", "voice", 9, []string{"media_type"}},
+		{"inline values need no file", TableConfig{Inline: map[string][]AttributeValue{"task_type": {{Name: "survey", DBID: 12}}}},
+			"task_type", "survey", 12, []string{"task_type"}},
+		{"an explicit mapping to a missing attribute is fine with inline values", TableConfig{Mapping: map[string]string{"task_type": "Kinds"},
+			Inline: map[string][]AttributeValue{"task_type": {{Name: "survey", DBID: 12}}}}, "task_type", "survey", 12, []string{"task_type"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tables, err := NewTables(tt.cfg)
+			require.NoError(t, err)
+			id, ok := tables.Lookup(tt.field, tt.lookup, false)
+			require.True(t, ok)
+			assert.Equal(t, tt.want, id)
+			for _, f := range AttributeFields {
+				assert.Equal(t, contains(tt.covers, f), tables.Covers(f), f)
+			}
+		})
+	}
+	var none *Tables
+	assert.False(t, none.Covers("media_type"))
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCaseInsensitiveLookupIgnoresCaseAndSurroundingSpace(t *testing.T) {
+	tables, err := NewTables(TableConfig{Inline: map[string][]AttributeValue{"media_type": {
+		{Name: "email", DBID: 1003}, {Name: "Voice", DBID: 1001}, {Name: "SMS", DBID: 1021}, {Name: "sms", DBID: 1022},
+		{Name: "Ärger", DBID: 1030},
+	}}})
+	require.NoError(t, err)
+	tests := []struct {
+		name            string
+		caseInsensitive bool
+		want            int64
+		found           bool
+	}{
+		{"email", false, 1003, true},
+		{"EMAIL", false, 0, false},
+		{"EMAIL", true, 1003, true},
+		{" Email\t", true, 1003, true},
+		{"voice", true, 1001, true},
+		{"ärger", true, 1030, true},
+		{"SMS", true, 1021, true}, // exact match first
+		{"sms", true, 1022, true},
+		{"Sms", true, 0, false}, // SMS and sms collide ignoring case: neither is guessed
+		{"fax", true, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, ok := tables.Lookup("media_type", tt.name, tt.caseInsensitive)
+			assert.Equal(t, tt.found, ok)
+			assert.Equal(t, tt.want, id)
+		})
+	}
+}
+
+func TestTableLookupDoesNotAllocate(t *testing.T) {
+	tables := loadTestTables(t)
+	tb := tables.byField[2]
+	exact, folded := []byte("email"), []byte(" EMail ")
+	allocs := testing.AllocsPerRun(100, func() {
+		_, ok1 := tb.lookup(exact, true)
+		_, ok2 := tb.lookup(folded, true)
+		if !ok1 || !ok2 {
+			panic("lookup failed")
+		}
+	})
+	assert.Zero(t, allocs)
+}

@@ -1,0 +1,623 @@
+package normalize
+
+import (
+	"bytes"
+	"hash/maphash"
+	"strconv"
+	"sync"
+)
+
+// The general layer is one pass over the input that writes compact strict
+// JSON as it goes. Strict input takes only the verbatim branches (strings
+// are copied run by run, numbers and literals as their text), so it comes out
+// with exactly its meaning; every other branch is a repair and is counted.
+//
+// Guarantee: the output is strict RFC 8259 JSON, or the result is an *Error.
+// Every step consumes input or moves to a state that must consume input, and
+// no byte is scanned more than a constant number of times, so the scan is
+// O(n) whatever the input. Nesting uses an explicit stack bounded by
+// MaxDepth, never recursion.
+
+// Scanner states: what the next significant byte may be.
+const (
+	stValue = iota // a value (top level, after '[' or ',' in an array, after ':')
+	stAfter        // a value has just ended: ',' or a closing bracket
+	stKey          // a key or '}' (after '{' or ',' in an object)
+	stColon        // a key has just ended: ':'
+)
+
+// linearDupLimit is how many members an object may have before duplicate
+// keys are looked up in a hash index instead of by comparing with each
+// earlier key; small objects are the common case and need no hashing.
+const linearDupLimit = 16
+
+// frame is one open object or array.
+type frame struct {
+	obj      bool
+	dup      bool   // a duplicate key was seen: rebuild on close
+	indexed  bool   // this object's keys are in scratch.index
+	open     int    // input offset of the opening bracket (for messages)
+	out      int    // output offset of the opening bracket
+	memStart int    // index in scratch.members of the object's first member
+	count    int    // members or elements written so far
+	serial   uint64 // distinguishes this object's keys in the shared index
+}
+
+// member is one object member as written to the output.
+type member struct {
+	key, keyEnd int // output span of the quoted key; ':' is at keyEnd
+	end         int // output offset just past the value
+	last        int // index of the member holding the last value for this key
+	dup         bool
+	off         int // input offset of the key
+}
+
+// scratch is the per-call state that is reused through a pool, so that the
+// steady state allocates nothing.
+type scratch struct {
+	stack   []frame
+	members []member
+	index   map[uint64]int
+	buf     []byte
+	serial  uint64
+}
+
+// maxPooledIndex bounds the index kept in the pool: clearing a map costs its
+// capacity, and one huge object must not slow every later call.
+const maxPooledIndex = 4096
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+var keySeed = maphash.MakeSeed()
+
+type scanner struct {
+	src      []byte
+	dst      []byte
+	i        int
+	rep      *Report
+	repairs  int
+	reject   bool
+	maxDepth int
+	sc       *scratch
+
+	state    int
+	sawComma bool // a ',' was consumed and no value or key has followed yet
+	commaOff int  // input offset of that ','
+	topDone  bool // the top-level value is complete
+	bareKey  bool // the key that just ended was unquoted
+	multiOff int  // input offset of a second top-level value found by split
+}
+
+func (n *Normalizer) value(dst, src []byte, rep *Report) ([]byte, error) {
+	sc := scratchPool.Get().(*scratch)
+	s := scanner{
+		src:      src,
+		dst:      dst,
+		rep:      rep,
+		reject:   n.opts.InvalidUTF8 == UTF8Reject,
+		maxDepth: n.opts.MaxDepth,
+		sc:       sc,
+	}
+	if s.maxDepth <= 0 {
+		s.maxDepth = DefaultMaxDepth
+	}
+	sc.stack = sc.stack[:0]
+	sc.members = sc.members[:0]
+	err := s.run()
+	if len(sc.index) > maxPooledIndex {
+		sc.index = nil
+	} else if len(sc.index) > 0 {
+		clear(sc.index)
+	}
+	if cap(sc.buf) > 1<<20 {
+		sc.buf = nil
+	}
+	scratchPool.Put(sc)
+	if err != nil {
+		return dst, err
+	}
+	if rep != nil {
+		rep.Strict = s.repairs == 0
+	}
+	return s.dst, nil
+}
+
+func (s *scanner) repair(kind RepairKind, off int) {
+	s.repairs++
+	s.rep.add(kind, off, "")
+}
+
+func (s *scanner) errorf(kind ErrorKind, off int, msg string) error {
+	return newError(kind, s.src, off, "", msg)
+}
+
+// at describes an input offset for messages: "line 3, column 9".
+func (s *scanner) at(off int) string {
+	line, col := position(s.src, off)
+	return "line " + strconv.Itoa(line) + ", column " + strconv.Itoa(col)
+}
+
+func (s *scanner) run() error {
+	s.state = stValue
+	for {
+		if err := s.skipSpace(); err != nil {
+			return err
+		}
+		if s.i >= len(s.src) {
+			return s.eof()
+		}
+		c := s.src[s.i]
+		var err error
+		switch s.state {
+		case stValue:
+			err = s.startValue(c)
+		case stAfter:
+			err = s.after(c)
+		case stKey:
+			err = s.key(c)
+		case stColon:
+			err = s.colon(c)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// skipSpace skips white space and comments between tokens. No-break spaces
+// and a BOM count as white space here (a repair); inside strings they are text.
+func (s *scanner) skipSpace() error {
+	src := s.src
+	i := s.i
+	for i < len(src) {
+		switch src[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		case '/':
+			if i+1 >= len(src) {
+				s.i = i
+				return nil
+			}
+			switch src[i+1] {
+			case '/':
+				s.repair(RepairComment, i)
+				i = lineEnd(src, i+len("//"))
+			case '*':
+				s.repair(RepairComment, i)
+				end := bytes.Index(src[i+len("/*"):], []byte("*/"))
+				if end < 0 {
+					s.i = i
+					return s.errorf(ErrTruncated, len(src),
+						"input ends inside the comment opened at "+s.at(i)+"; close it with \"*/\"")
+				}
+				i += len("/*") + end + len("*/")
+			default:
+				s.i = i
+				return nil
+			}
+		case '#':
+			s.repair(RepairComment, i)
+			i = lineEnd(src, i+len("#"))
+		case '\f', '\v':
+			s.repair(RepairWhitespace, i)
+			i++
+		case 0xC2, 0xE2, 0xEF:
+			n := spaceRuneLen(src[i:])
+			if n == 0 {
+				s.i = i
+				return nil
+			}
+			s.repair(RepairWhitespace, i)
+			i += n
+		default:
+			s.i = i
+			return nil
+		}
+	}
+	s.i = i
+	return nil
+}
+
+// lineEnd returns the offset of the LF or CR that ends the line comment
+// starting at i (a lone CR ends a line too), or len(src).
+func lineEnd(src []byte, i int) int {
+	for ; i < len(src); i++ {
+		if c := src[i]; c == '\n' || c == '\r' {
+			return i
+		}
+	}
+	return i
+}
+
+// spaceRuneLen returns the length of the no-break space (U+00A0), narrow
+// no-break space (U+202F) or BOM (U+FEFF) at the start of b, or 0.
+func spaceRuneLen(b []byte) int {
+	if len(b) >= 2 && b[0] == 0xC2 && b[1] == 0xA0 {
+		return 2
+	}
+	if len(b) >= 3 && b[0] == 0xE2 && b[1] == 0x80 && b[2] == 0xAF {
+		return 3
+	}
+	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
+		return 3
+	}
+	return 0
+}
+
+// typoQuote returns the third byte of the closing quote for the typographic
+// opening quote at the start of b (U+201D for “ and ”, U+2019 for ‘ and ’),
+// or 0 when b does not start with one.
+func typoQuote(b []byte) byte {
+	if len(b) < 3 || b[0] != 0xE2 || b[1] != 0x80 {
+		return 0
+	}
+	switch b[2] {
+	case 0x9C, 0x9D:
+		return 0x9D
+	case 0x98, 0x99:
+		return 0x99
+	}
+	return 0
+}
+
+func (s *scanner) eof() error {
+	if n := len(s.sc.stack); n > 0 {
+		f := s.sc.stack[n-1]
+		closer, what := "]", "array"
+		if f.obj {
+			closer, what = "}", "object"
+		}
+		return s.errorf(ErrTruncated, len(s.src),
+			"input ends before the closing \""+closer+"\" of the "+what+" opened at "+s.at(f.open))
+	}
+	if !s.topDone {
+		s.repair(RepairEmptyBody, 0)
+		s.dst = append(s.dst, '{', '}')
+	}
+	return nil
+}
+
+func (s *scanner) top() *frame {
+	if n := len(s.sc.stack); n > 0 {
+		return &s.sc.stack[n-1]
+	}
+	return nil
+}
+
+func (s *scanner) push(obj bool) error {
+	if len(s.sc.stack) >= s.maxDepth {
+		return s.errorf(ErrTooDeep, s.i,
+			"nesting is deeper than the limit of "+strconv.Itoa(s.maxDepth)+" levels (max_depth)")
+	}
+	f := frame{obj: obj, open: s.i, out: len(s.dst), memStart: len(s.sc.members)}
+	if obj {
+		s.sc.serial++
+		f.serial = s.sc.serial
+		s.dst = append(s.dst, '{')
+		s.state = stKey
+	} else {
+		s.dst = append(s.dst, '[')
+		s.state = stValue
+	}
+	s.sc.stack = append(s.sc.stack, f)
+	s.sawComma = false
+	s.i++
+	return nil
+}
+
+// valueDone moves on after a complete value.
+func (s *scanner) valueDone() {
+	s.state = stAfter
+	s.sawComma = false
+	f := s.top()
+	if f == nil {
+		s.topDone = true
+		return
+	}
+	if f.obj {
+		s.sc.members[len(s.sc.members)-1].end = len(s.dst)
+	}
+}
+
+// beginElement writes the ',' before an array element.
+func (s *scanner) beginElement() {
+	if f := s.top(); f != nil && !f.obj {
+		if f.count > 0 {
+			s.dst = append(s.dst, ',')
+		}
+		f.count++
+	}
+}
+
+func (s *scanner) startValue(c byte) error {
+	switch c {
+	case '{', '[':
+		s.beginElement()
+		return s.push(c == '{')
+	case '"':
+		s.beginElement()
+		if err := s.str('"', 1, 0); err != nil {
+			return err
+		}
+		s.valueDone()
+		return nil
+	case '\'':
+		s.repair(RepairQuotes, s.i)
+		s.beginElement()
+		if err := s.str('\'', 1, 0); err != nil {
+			return err
+		}
+		s.valueDone()
+		return nil
+	case ']':
+		if f := s.top(); f != nil && !f.obj {
+			return s.close(c)
+		}
+		if f := s.top(); f != nil && f.obj {
+			return s.errorf(ErrSyntax, s.i, "expected a value after \":\", found \"]\"")
+		}
+		return s.close(c)
+	case '}':
+		if f := s.top(); f != nil && f.obj {
+			return s.errorf(ErrSyntax, s.i, "expected a value after \":\", found \"}\"")
+		}
+		return s.close(c)
+	case ',':
+		return s.errorf(ErrSyntax, s.i, "expected a value, found \",\"; a value is missing")
+	case ':':
+		return s.errorf(ErrSyntax, s.i, "expected a value, found \":\"")
+	}
+	if tb := typoQuote(s.src[s.i:]); tb != 0 {
+		s.repair(RepairQuotes, s.i)
+		s.beginElement()
+		if err := s.str(0, 3, tb); err != nil {
+			return err
+		}
+		s.valueDone()
+		return nil
+	}
+	s.beginElement()
+	return s.bareValue()
+}
+
+func (s *scanner) after(c byte) error {
+	f := s.top()
+	switch c {
+	case ',':
+		if f == nil {
+			if s.sawComma {
+				return s.errorf(ErrSyntax, s.i, "unexpected \",\" after the end of the value")
+			}
+			// A trailing comma after the top-level value is harmless; a
+			// value after it is a second value (reported below).
+			s.sawComma = true
+			s.commaOff = s.i
+			s.repair(RepairComma, s.i)
+			s.i++
+			return nil
+		}
+		s.sawComma = true
+		s.commaOff = s.i
+		s.i++
+		if f.obj {
+			s.state = stKey
+		} else {
+			s.state = stValue
+		}
+		return nil
+	case '}', ']':
+		return s.close(c)
+	case ':':
+		return s.errorf(ErrSyntax, s.i, "unexpected \":\" after a value")
+	}
+	if f == nil {
+		return s.errorf(ErrMultipleValues, s.i,
+			"more than one top-level value: a second value starts here; send one JSON value per body")
+	}
+	// Another value or key follows without a comma: insert one.
+	s.repair(RepairComma, s.i)
+	if f.obj {
+		s.state = stKey
+	} else {
+		s.state = stValue
+	}
+	return nil
+}
+
+func (s *scanner) close(c byte) error {
+	f := s.top()
+	if f == nil {
+		return s.errorf(ErrSyntax, s.i, "unexpected \""+string(c)+"\": no object or array is open here")
+	}
+	want, what := byte(']'), "array"
+	if f.obj {
+		want, what = '}', "object"
+	}
+	if c != want {
+		return s.errorf(ErrSyntax, s.i, "found \""+string(c)+"\" but the "+what+" opened at "+
+			s.at(f.open)+" is still open; close it with \""+string(want)+"\"")
+	}
+	if s.sawComma {
+		s.repair(RepairComma, s.commaOff)
+	}
+	if f.dup {
+		s.rebuild(f)
+	}
+	s.dst = append(s.dst, c)
+	s.sc.members = s.sc.members[:f.memStart]
+	s.sc.stack = s.sc.stack[:len(s.sc.stack)-1]
+	s.i++
+	s.valueDone()
+	return nil
+}
+
+func (s *scanner) key(c byte) error {
+	switch c {
+	case '}', ']':
+		return s.close(c)
+	case '"':
+		s.beginMember()
+		if err := s.str('"', 1, 0); err != nil {
+			return err
+		}
+		return s.endKey(false)
+	case '\'':
+		s.repair(RepairQuotes, s.i)
+		s.beginMember()
+		if err := s.str('\'', 1, 0); err != nil {
+			return err
+		}
+		return s.endKey(false)
+	case ',', ':', '{', '[':
+		return s.errorf(ErrSyntax, s.i, "expected a key, found \""+string(c)+"\"")
+	}
+	if tb := typoQuote(s.src[s.i:]); tb != 0 {
+		s.repair(RepairQuotes, s.i)
+		s.beginMember()
+		if err := s.str(0, 3, tb); err != nil {
+			return err
+		}
+		return s.endKey(false)
+	}
+	s.repair(RepairUnquotedKey, s.i)
+	s.beginMember()
+	start := s.i
+	end := s.bareRun(true)
+	w := trimSpace(s.src[start:end])
+	var err error
+	s.dst = append(s.dst, '"')
+	s.dst, err = s.escape(s.dst, w, start)
+	if err != nil {
+		return err
+	}
+	s.dst = append(s.dst, '"')
+	return s.endKey(true)
+}
+
+// beginMember writes the ',' before an object member and records it.
+func (s *scanner) beginMember() {
+	f := s.top()
+	if f.count > 0 {
+		s.dst = append(s.dst, ',')
+	}
+	f.count++
+	s.sawComma = false
+	idx := len(s.sc.members)
+	s.sc.members = append(s.sc.members, member{key: len(s.dst), last: idx, off: s.i})
+}
+
+func (s *scanner) endKey(bare bool) error {
+	idx := len(s.sc.members) - 1
+	m := &s.sc.members[idx]
+	if bytes.IndexByte(s.dst[m.key:], '\\') >= 0 {
+		// Keys are compared as output bytes, so a key with escapes is
+		// rewritten in one canonical form (same decoded value).
+		s.sc.buf = canonicalKey(s.sc.buf[:0], s.dst[m.key:])
+		s.dst = append(s.dst[:m.key], s.sc.buf...)
+	}
+	m.keyEnd = len(s.dst)
+	s.checkDup(idx)
+	s.bareKey = bare
+	s.state = stColon
+	return nil
+}
+
+func (s *scanner) colon(c byte) error {
+	if c == ':' {
+		s.dst = append(s.dst, ':')
+		s.i++
+		s.state = stValue
+		return nil
+	}
+	m := s.sc.members[len(s.sc.members)-1]
+	switch c {
+	case '}', ']', ',':
+		return s.errorf(ErrSyntax, s.i, "the key "+string(s.dst[m.key:m.keyEnd])+" has no value")
+	}
+	if s.bareKey {
+		return s.errorf(ErrSyntax, s.i, "expected \":\" after the key "+string(s.dst[m.key:m.keyEnd]))
+	}
+	s.repair(RepairMissingColon, s.i)
+	s.dst = append(s.dst, ':')
+	s.state = stValue
+	return nil
+}
+
+// checkDup looks for an earlier member with the same key in the current object.
+func (s *scanner) checkDup(idx int) {
+	f := s.top()
+	ms := s.sc.members
+	k := s.dst[ms[idx].key:ms[idx].keyEnd]
+	if f.count <= linearDupLimit {
+		s.linearDup(f, idx, k)
+		return
+	}
+	if s.sc.index == nil {
+		s.sc.index = make(map[uint64]int)
+	}
+	if !f.indexed {
+		f.indexed = true
+		for j := f.memStart; j < idx; j++ {
+			if !ms[j].dup {
+				s.sc.index[s.keyHash(f, s.dst[ms[j].key:ms[j].keyEnd])] = j
+			}
+		}
+	}
+	h := s.keyHash(f, k)
+	j, ok := s.sc.index[h]
+	if !ok {
+		s.sc.index[h] = idx
+		return
+	}
+	if j >= f.memStart && j < idx && bytes.Equal(s.dst[ms[j].key:ms[j].keyEnd], k) {
+		s.markDup(f, j, idx)
+		return
+	}
+	// A hash collision: rare enough that a linear look is fine.
+	s.linearDup(f, idx, k)
+}
+
+func (s *scanner) linearDup(f *frame, idx int, k []byte) {
+	ms := s.sc.members
+	for j := f.memStart; j < idx; j++ {
+		if !ms[j].dup && ms[j].keyEnd-ms[j].key == len(k) && bytes.Equal(s.dst[ms[j].key:ms[j].keyEnd], k) {
+			s.markDup(f, j, idx)
+			return
+		}
+	}
+}
+
+func (s *scanner) keyHash(f *frame, k []byte) uint64 {
+	return maphash.Bytes(keySeed, k) ^ (f.serial * 0x9E3779B97F4A7C15)
+}
+
+func (s *scanner) markDup(f *frame, first, idx int) {
+	ms := s.sc.members
+	ms[idx].dup = true
+	ms[first].last = idx
+	f.dup = true
+	s.repair(RepairDuplicateKey, ms[idx].off)
+}
+
+// rebuild rewrites the object of f (without its closing '}') so that each
+// key appears once, at its first position, with its last value (Jackson's
+// behaviour). It runs only for objects that had a duplicate, in O(size).
+func (s *scanner) rebuild(f *frame) {
+	ms := s.sc.members[f.memStart:]
+	buf := append(s.sc.buf[:0], '{')
+	first := true
+	for _, m := range ms {
+		if m.dup {
+			continue
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		lv := s.sc.members[m.last]
+		buf = append(buf, s.dst[m.key:m.keyEnd]...)
+		buf = append(buf, s.dst[lv.keyEnd:lv.end]...) // ':' and the value
+	}
+	s.dst = append(s.dst[:f.out], buf...)
+	s.sc.buf = buf
+}

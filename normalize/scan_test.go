@@ -1,0 +1,362 @@
+package normalize
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fastjson"
+)
+
+func newValueNormalizer(t testing.TB, opts Options) *Normalizer {
+	t.Helper()
+	n, err := New(opts)
+	require.NoError(t, err)
+	return n
+}
+
+// repairCase is one row: loose input, strict output, the repair it counts.
+type repairCase struct {
+	in   string
+	want string
+	kind RepairKind
+}
+
+func runRepairTable(t *testing.T, rows []repairCase) {
+	t.Helper()
+	n := newValueNormalizer(t, Options{})
+	for _, row := range rows {
+		t.Run(row.in, func(t *testing.T) {
+			var rep Report
+			out, err := n.Value(nil, []byte(row.in), &rep)
+			require.NoError(t, err)
+			assert.Equal(t, row.want, string(out))
+			assert.Positive(t, rep.Counts[row.kind], "repair %s not counted", row.kind)
+			assert.False(t, rep.Strict)
+			assert.True(t, json.Valid(out), "output is not valid JSON")
+			assert.NoError(t, fastjson.ValidateBytes(out))
+		})
+	}
+}
+
+func TestBareWordBecomesString(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"id": 0000CSS0FXZUP6UR}`, `{"id":"0000CSS0FXZUP6UR"}`, RepairBareWord},
+		{`{"note": customer info }`, `{"note":"customer info"}`, RepairBareWord},
+		{"{\"a\": hello\n}", `{"a":"hello"}`, RepairBareWord},
+		{`[a, b c ,d]`, `["a","b c","d"]`, RepairBareWord},
+		{`{"url": http://host/x}`, `{"url":"http://host/x"}`, RepairBareWord},
+		{`{"url": http://host/x // note` + "\n}", `{"url":"http://host/x"}`, RepairBareWord},
+		{`{"tag": a#b}`, `{"tag":"a#b"}`, RepairBareWord},
+		{`{"tag": a # note` + "\n}", `{"tag":"a"}`, RepairBareWord},
+		{`{"path": C:\dir "x"}`, `{"path":"C:\\dir \"x\""}`, RepairBareWord},
+		{`{"w": O'Brien}`, `{"w":"O'Brien"}`, RepairBareWord},
+		{`hello`, `"hello"`, RepairBareWord},
+		{`{"a": x:y}`, `{"a":"x:y"}`, RepairBareWord},
+		{`{"a": 1 2}`, `{"a":"1 2"}`, RepairBareWord},
+	})
+}
+
+func TestDigitGroupedNumberBecomesNumber(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"n": 25 000}`, `{"n":25000}`, RepairGroupedNumber},
+		{"{\"n\": 25\u00a0000}", `{"n":25000}`, RepairGroupedNumber},
+		{"{\"n\": 25\u202f000}", `{"n":25000}`, RepairGroupedNumber},
+		{`{"n": 1 234 567.5}`, `{"n":1234567.5}`, RepairGroupedNumber},
+		{`{"n": 1_000_000}`, `{"n":1000000}`, RepairGroupedNumber},
+		{`{"n": 1'000}`, `{"n":1000}`, RepairGroupedNumber},
+		{`{"n": -12 345e3}`, `{"n":-12345e3}`, RepairGroupedNumber},
+		{`[25 000]`, `[25000]`, RepairGroupedNumber},
+	})
+}
+
+func TestNotAGroupedNumberStaysApart(t *testing.T) {
+	n := newValueNormalizer(t, Options{})
+	rows := []struct{ in, want string }{
+		{`[1 2 3]`, `[1,2,3]`},          // three elements, missing commas
+		{`[1,234]`, `[1,234]`},          // a comma is never a group separator
+		{`{"n": 1 23}`, `{"n":"1 23"}`}, // later groups need exactly three digits
+		{`{"n": 1234 567}`, `{"n":"1234 567"}`},
+		{`{"n": 01 234}`, `{"n":"01 234"}`},
+		{`{"n": 1  234}`, `{"n":"1  234"}`},
+		{`[true false null]`, `[true,false,null]`},
+	}
+	for _, row := range rows {
+		out, err := n.Value(nil, []byte(row.in), nil)
+		require.NoError(t, err, row.in)
+		assert.Equal(t, row.want, string(out), row.in)
+	}
+}
+
+func TestNonJSONNumberBecomesStringWithExactText(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"n": 007}`, `{"n":"007"}`, RepairNonJSONNumber},
+		{`{"n": +5}`, `{"n":"+5"}`, RepairNonJSONNumber},
+		{`{"n": 0x1F}`, `{"n":"0x1F"}`, RepairNonJSONNumber},
+		{`{"n": NaN}`, `{"n":"NaN"}`, RepairNonJSONNumber},
+		{`{"n": Infinity}`, `{"n":"Infinity"}`, RepairNonJSONNumber},
+		{`{"n": -Infinity}`, `{"n":"-Infinity"}`, RepairNonJSONNumber},
+		{`{"n": 1.2.3}`, `{"n":"1.2.3"}`, RepairNonJSONNumber},
+		{`{"n": .5}`, `{"n":".5"}`, RepairNonJSONNumber},
+		{`{"n": 5.}`, `{"n":"5."}`, RepairNonJSONNumber},
+		{`[1e]`, `["1e"]`, RepairNonJSONNumber},
+	})
+}
+
+func TestLooseLiteralBecomesJSONLiteral(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`[True]`, `[true]`, RepairLiteral},
+		{`[False]`, `[false]`, RepairLiteral},
+		{`[None]`, `[null]`, RepairLiteral},
+		{`[TRUE]`, `[true]`, RepairLiteral},
+		{`[FALSE]`, `[false]`, RepairLiteral},
+		{`[NULL]`, `[null]`, RepairLiteral},
+		{`{"a": undefined}`, `{"a":null}`, RepairLiteral},
+		{`[True False]`, `[true,false]`, RepairLiteral},
+	})
+}
+
+func TestUnquotedKeyIsQuoted(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{car_type: 1}`, `{"car_type":1}`, RepairUnquotedKey},
+		{`{car type: 1}`, `{"car type":1}`, RepairUnquotedKey},
+		{`{ $id : "x" }`, `{"$id":"x"}`, RepairUnquotedKey},
+		{"{a:1,\nb:2}", `{"a":1,"b":2}`, RepairUnquotedKey},
+		{`{"a": {b: [1]}}`, `{"a":{"b":[1]}}`, RepairUnquotedKey},
+	})
+}
+
+func TestSingleAndTypographicQuotesBecomeDoubleQuotes(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{'a': 'b'}`, `{"a":"b"}`, RepairQuotes},
+		{`{'a': 'say "hi"'}`, `{"a":"say \"hi\""}`, RepairQuotes},
+		{`{"a": 'it\'s'}`, `{"a":"it's"}`, RepairQuotes},
+		{"{\"a\": \u201cquoted\u201d}", `{"a":"quoted"}`, RepairQuotes},
+		{"{\u201ca\u201d: 1}", `{"a":1}`, RepairQuotes},
+		{"{\"a\": \u2018x\u2019}", `{"a":"x"}`, RepairQuotes},
+		{"{\"a\": \u2018it's\u2019}", `{"a":"it's"}`, RepairQuotes},
+		{"{\"a\": \u201ca \"b\"\u201d}", `{"a":"a \"b\""}`, RepairQuotes},
+	})
+}
+
+func TestCommasAreRepaired(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"a": 1,}`, `{"a":1}`, RepairComma},
+		{`[1, 2, ]`, `[1,2]`, RepairComma},
+		{"{\"a\": 1\n\"b\": 2}", `{"a":1,"b":2}`, RepairComma},
+		{"[\"x\"\n\"y\"]", `["x","y"]`, RepairComma},
+		{"[{}\n{}]", `[{},{}]`, RepairComma},
+		{"{\"a\": 1,\n// c\n}", `{"a":1}`, RepairComma},
+		{`{"a": 1},`, `{"a":1}`, RepairComma},
+	})
+}
+
+func TestCommentsAreRemoved(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"a\": 1 // one\n}", `{"a":1}`, RepairComment},
+		{"{\"a\": 1 // one\r\n}", `{"a":1}`, RepairComment},
+		{"{\"a\": 1, // one\r\"b\": 2}", `{"a":1,"b":2}`, RepairComment},
+		{`{/* c */"a": /* c */ 1}`, `{"a":1}`, RepairComment},
+		{"# header\n{\"a\": 1}", `{"a":1}`, RepairComment},
+		{"{\"a\": [1, # one\n2]}", `{"a":[1,2]}`, RepairComment},
+		{"{\"a\": 1} // trailing", `{"a":1}`, RepairComment},
+	})
+}
+
+func TestRawControlCharacterInStringIsEscaped(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"a\": \"x\ny\"}", `{"a":"x\ny"}`, RepairControlChar},
+		{"{\"a\": \"x\ty\"}", `{"a":"x\ty"}`, RepairControlChar},
+		{"{\"a\": \"x\x01y\"}", `{"a":"x\u0001y"}`, RepairControlChar},
+		{"{\"a\": \"\r\n\"}", `{"a":"\r\n"}`, RepairControlChar},
+	})
+}
+
+func TestInvalidEscapeIsRepairedLosslessly(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"a": "it\'s"}`, `{"a":"it's"}`, RepairEscape},
+		{`{"a": "\x41"}`, `{"a":"\\x41"}`, RepairEscape},
+		{`{"a": "C:\dir"}`, `{"a":"C:\\dir"}`, RepairEscape},
+		{`{"a": "\u12"}`, `{"a":"\\u12"}`, RepairEscape},
+		{`{"a": "\uZZZZ"}`, `{"a":"\\uZZZZ"}`, RepairEscape},
+	})
+}
+
+func TestBOMAndNoBreakSpacesAreWhiteSpace(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"\ufeff{\"a\": 1}", `{"a":1}`, RepairWhitespace},
+		{"{\u00a0\"a\":\u00a01}", `{"a":1}`, RepairWhitespace},
+		{"{\"a\":\u202f1}", `{"a":1}`, RepairWhitespace},
+		{"{\"a\":\f1}", `{"a":1}`, RepairWhitespace},
+	})
+}
+
+func TestInvalidUTF8IsReplaced(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"a\": \"x\xffy\"}", "{\"a\":\"x\ufffdy\"}", RepairInvalidUTF8},
+		{"{\"a\": x\xffy}", "{\"a\":\"x\ufffdy\"}", RepairInvalidUTF8},
+		{"{\"a\": \"\xc3\"}", "{\"a\":\"\ufffd\"}", RepairInvalidUTF8},
+		{"{\"a\": \"\xed\xa0\x80\"}", "{\"a\":\"\ufffd\ufffd\ufffd\"}", RepairInvalidUTF8},
+	})
+}
+
+func TestDuplicateKeyKeepsLastValueAtFirstPosition(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"a":1,"b":2,"a":3}`, `{"a":3,"b":2}`, RepairDuplicateKey},
+		{`{"a":1,"a":2,"a":3}`, `{"a":3}`, RepairDuplicateKey},
+		{`{"a":{"x":1,"x":2},"b":[{"y":1,"y":{"z":0}}]}`, `{"a":{"x":2},"b":[{"y":{"z":0}}]}`, RepairDuplicateKey},
+		{`{"a":1,"\u0061":2}`, `{"a":2}`, RepairDuplicateKey},
+		{`{a:1,"a":2}`, `{"a":2}`, RepairDuplicateKey},
+		{`{"a":1,"b":{"a":2},"a":{"c":3}}`, `{"a":{"c":3},"b":{"a":2}}`, RepairDuplicateKey},
+	})
+}
+
+func TestDuplicateKeyInLargeObjectUsesTheIndex(t *testing.T) {
+	var in, want strings.Builder
+	in.WriteString("{")
+	want.WriteString("{")
+	for i := 0; i < 40; i++ {
+		if i > 0 {
+			in.WriteString(",")
+			want.WriteString(",")
+		}
+		k := "k" + strconv.Itoa(i)
+		in.WriteString(`"` + k + `":0`)
+		want.WriteString(`"` + k + `":`)
+		if i == 3 {
+			want.WriteString("9")
+		} else {
+			want.WriteString("0")
+		}
+	}
+	in.WriteString(`,"k3":9}`)
+	want.WriteString("}")
+	runRepairTable(t, []repairCase{{in.String(), want.String(), RepairDuplicateKey}})
+}
+
+func TestEmptyBodyBecomesEmptyObject(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{``, `{}`, RepairEmptyBody},
+		{" \n\t", `{}`, RepairEmptyBody},
+		{"// nothing\n/* at all */", `{}`, RepairEmptyBody},
+	})
+}
+
+func TestMissingColonIsInserted(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"a" 1}`, `{"a":1}`, RepairMissingColon},
+		{`{"a" "b", "c" [1]}`, `{"a":"b","c":[1]}`, RepairMissingColon},
+	})
+}
+
+func TestStrictInputKeepsItsExactText(t *testing.T) {
+	n := newValueNormalizer(t, Options{})
+	rows := []struct{ in, want string }{
+		{`{"id": 12345678901234567890123, "f": 1.50e+10, "neg": -0}`, `{"id":12345678901234567890123,"f":1.50e+10,"neg":-0}`},
+		{`{ "z" : 1 , "a" : [ true , false , null ] }`, `{"z":1,"a":[true,false,null]}`},
+		{`"\u00e9\n\/\ud800"`, `"\u00e9\n\/\ud800"`},
+		{"\"caf\u00e9 \u2028\"", "\"caf\u00e9 \u2028\""},
+		{` 42 `, `42`},
+		{`[]`, `[]`},
+		{`{}`, `{}`},
+		{`{"":""}`, `{"":""}`},
+	}
+	for _, row := range rows {
+		var rep Report
+		out, err := n.Value(nil, []byte(row.in), &rep)
+		require.NoError(t, err, row.in)
+		assert.Equal(t, row.want, string(out), row.in)
+		assert.True(t, rep.Strict, row.in)
+		assert.Zero(t, rep.Total(), row.in)
+	}
+}
+
+func TestValueAppendsToDst(t *testing.T) {
+	n := newValueNormalizer(t, Options{})
+	out, err := n.Value([]byte("prefix:"), []byte(`{a: 1}`), nil)
+	require.NoError(t, err)
+	assert.Equal(t, `prefix:{"a":1}`, string(out))
+
+	out, err = n.Value([]byte("prefix:"), []byte(`{"a": 1`), nil)
+	require.Error(t, err)
+	assert.Equal(t, "prefix:", string(out))
+}
+
+func TestReportListsRepairsWithOffsets(t *testing.T) {
+	n := newValueNormalizer(t, Options{})
+	var rep Report
+	_, err := n.Value(nil, []byte(`{a: True, "b": 'x',}`), &rep)
+	require.NoError(t, err)
+	require.Equal(t, 4, rep.NumListed)
+	assert.Equal(t, Repair{Kind: RepairUnquotedKey, Offset: 1}, rep.First[0])
+	assert.Equal(t, Repair{Kind: RepairLiteral, Offset: 4}, rep.First[1])
+	assert.Equal(t, Repair{Kind: RepairQuotes, Offset: 15}, rep.First[2])
+	assert.Equal(t, Repair{Kind: RepairComma, Offset: 18}, rep.First[3])
+}
+
+func TestNeverRepairedInputIsATypedError(t *testing.T) {
+	n := newValueNormalizer(t, Options{MaxDepth: 3})
+	rows := []struct {
+		name       string
+		in         string
+		kind       ErrorKind
+		line, col  int
+		msgContain string
+	}{
+		{"object cut off", "{\"a\": 1,\n \"b\": 2", ErrTruncated, 2, 8, `closing "}" of the object opened at line 1, column 1`},
+		{"array cut off", `{"a": [1, 2`, ErrTruncated, 1, 12, `closing "]" of the array opened at line 1, column 7`},
+		{"string cut off", `{"a": "abc`, ErrTruncated, 1, 11, `string opened at line 1, column 7`},
+		{"key cut off", `{"a`, ErrTruncated, 1, 4, `string opened at line 1, column 2`},
+		{"escape at end", `"abc\`, ErrTruncated, 1, 6, `string opened`},
+		{"comment cut off", `{"a": 1 /* x`, ErrTruncated, 1, 13, `comment opened at line 1, column 9`},
+		{"bare word then end", `{"a": abc`, ErrTruncated, 1, 10, `object opened at line 1, column 1`},
+		{"two objects", `{"a":1} {"b":2}`, ErrMultipleValues, 1, 9, `more than one top-level value`},
+		{"two lines", "1\n2", ErrMultipleValues, 2, 1, `more than one top-level value`},
+		{"two numbers one line", "1 2", ErrMultipleValues, 1, 3, `more than one top-level value`},
+		{"value after comma", `{},{}`, ErrMultipleValues, 1, 4, `more than one top-level value`},
+		{"too deep", `[[[[1]]]]`, ErrTooDeep, 1, 4, `limit of 3 levels`},
+		{"stray closer", `{"a":1}}`, ErrSyntax, 1, 8, `no object or array is open`},
+		{"mismatched closer", `{"a":[1}`, ErrSyntax, 1, 8, `array opened at line 1, column 6 is still open`},
+		{"missing value", `{"a":}`, ErrSyntax, 1, 6, `expected a value`},
+		{"empty element", `[1,,2]`, ErrSyntax, 1, 4, `a value is missing`},
+		{"key without value", `{"a"}`, ErrSyntax, 1, 5, `has no value`},
+		{"bare key without colon", `{a b}`, ErrSyntax, 1, 5, `has no value`},
+		{"colon for value", `[:]`, ErrSyntax, 1, 2, `expected a value`},
+		{"brace as key", `{{}}`, ErrSyntax, 1, 2, `expected a key`},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			out, err := n.Value(nil, []byte(row.in), nil)
+			require.Error(t, err)
+			assert.Nil(t, out)
+			var e *Error
+			require.True(t, errors.As(err, &e))
+			assert.Equal(t, row.kind, e.Kind)
+			assert.Equal(t, row.line, e.Line, "line")
+			assert.Equal(t, row.col, e.Column, "column")
+			assert.Contains(t, e.Msg, row.msgContain)
+		})
+	}
+}
+
+func TestInvalidUTF8IsRejectedUnderReject(t *testing.T) {
+	n := newValueNormalizer(t, Options{InvalidUTF8: UTF8Reject})
+	rows := []struct {
+		in  string
+		off int
+	}{
+		{"{\"a\": \"x\xffy\"}", 8},
+		{"{\"a\": x\xffy}", 7},
+	}
+	for _, row := range rows {
+		_, err := n.Value(nil, []byte(row.in), nil)
+		var e *Error
+		require.True(t, errors.As(err, &e), row.in)
+		assert.Equal(t, ErrInvalidUTF8, e.Kind)
+		assert.Equal(t, row.off, e.Offset)
+	}
+}

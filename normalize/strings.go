@@ -1,0 +1,265 @@
+package normalize
+
+import "unicode/utf8"
+
+// strSafe marks the bytes a string body copies verbatim without a closer
+// look: printable ASCII other than the quotes and the backslash.
+var strSafe = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = true
+	}
+	t['"'], t['\''], t['\\'] = false, false, false
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+// str scans the string whose opening quote (openLen bytes) is at s.i and
+// writes it as a JSON string. q is the closing ASCII quote ('"' or '\”),
+// or 0 for a typographic string closed by E2 80 tb. Runs that are already
+// valid JSON string text are copied verbatim, so strict strings keep their
+// exact bytes (escapes included).
+func (s *scanner) str(q byte, openLen int, tb byte) error {
+	src := s.src
+	open := s.i
+	i := open + openLen
+	dst := append(s.dst, '"')
+	run := i
+	for {
+		for i < len(src) && strSafe[src[i]] {
+			i++
+		}
+		if i >= len(src) {
+			s.dst = dst
+			return s.errorf(ErrTruncated, len(src), "input ends inside the string opened at "+s.at(open)+
+				"; the closing quote is missing")
+		}
+		c := src[i]
+		switch {
+		case c == '"' || c == '\'':
+			if c == q {
+				dst = append(dst, src[run:i]...)
+				s.dst = append(dst, '"')
+				s.i = i + 1
+				return nil
+			}
+			if c == '"' {
+				// A double quote inside a single- or typographically
+				// quoted string is text.
+				dst = append(dst, src[run:i]...)
+				dst = append(dst, '\\', '"')
+				run = i + 1
+			}
+			i++
+		case c == '\\':
+			if i+1 >= len(src) {
+				s.dst = dst
+				return s.errorf(ErrTruncated, len(src), "input ends inside the string opened at "+s.at(open)+
+					"; the closing quote is missing")
+			}
+			switch src[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 <= len(src) && isHex4(src[i+2:i+6]) {
+					// Lone surrogates are valid JSON text: kept as written.
+					i += 6
+					continue
+				}
+				s.repair(RepairEscape, i)
+				dst = append(dst, src[run:i]...)
+				dst = append(dst, '\\', '\\')
+				i++
+				run = i
+			case '\'':
+				s.repair(RepairEscape, i)
+				dst = append(dst, src[run:i]...)
+				dst = append(dst, '\'')
+				i += 2
+				run = i
+			case '\n', '\r':
+				// A backslash before a line break continues the string on
+				// the next line (JavaScript, JSON5): both are dropped.
+				s.repair(RepairEscape, i)
+				dst = append(dst, src[run:i]...)
+				if src[i+1] == '\r' && i+2 < len(src) && src[i+2] == '\n' {
+					i++
+				}
+				i += 2
+				run = i
+			default:
+				// \x41 and friends: the backslash is kept as text.
+				s.repair(RepairEscape, i)
+				dst = append(dst, src[run:i]...)
+				dst = append(dst, '\\', '\\')
+				i++
+				run = i
+			}
+		case c < 0x20:
+			s.repair(RepairControlChar, i)
+			dst = append(dst, src[run:i]...)
+			dst = appendControl(dst, c)
+			i++
+			run = i
+		default: // c >= 0x80
+			if q == 0 && c == 0xE2 && i+2 < len(src) && src[i+1] == 0x80 && src[i+2] == tb {
+				dst = append(dst, src[run:i]...)
+				s.dst = append(dst, '"')
+				s.i = i + 3
+				return nil
+			}
+			r, size := utf8.DecodeRune(src[i:])
+			if r == utf8.RuneError && size == 1 {
+				if s.reject {
+					s.dst = dst
+					return s.errorf(ErrInvalidUTF8, i, "the body is not valid UTF-8 (byte 0x"+
+						string(hexDigits[c>>4])+string(hexDigits[c&15])+"); send UTF-8 text")
+				}
+				s.repair(RepairInvalidUTF8, i)
+				dst = append(dst, src[run:i]...)
+				dst = append(dst, "\uFFFD"...)
+				i++
+				run = i
+				continue
+			}
+			i += size
+		}
+	}
+}
+
+func isHex4(b []byte) bool {
+	for _, c := range b[:4] {
+		if !isHex(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c-'0' < 10 || (c|0x20)-'a' < 6
+}
+
+func hexVal(c byte) rune {
+	if c-'0' < 10 {
+		return rune(c - '0')
+	}
+	return rune((c|0x20)-'a') + 10
+}
+
+// appendControl writes control character c as a JSON escape.
+func appendControl(dst []byte, c byte) []byte {
+	switch c {
+	case '\b':
+		return append(dst, '\\', 'b')
+	case '\f':
+		return append(dst, '\\', 'f')
+	case '\n':
+		return append(dst, '\\', 'n')
+	case '\r':
+		return append(dst, '\\', 'r')
+	case '\t':
+		return append(dst, '\\', 't')
+	}
+	return append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
+}
+
+// escape writes raw text w (a bare word, found at input offset off) as the
+// body of a JSON string: quotes, backslashes and control characters are
+// escaped, invalid UTF-8 is replaced or rejected per policy.
+func (s *scanner) escape(dst, w []byte, off int) ([]byte, error) {
+	run := 0
+	for i := 0; i < len(w); {
+		c := w[i]
+		switch {
+		case c >= 0x20 && c < 0x80 && c != '"' && c != '\\':
+			i++
+		case c == '"' || c == '\\':
+			dst = append(dst, w[run:i]...)
+			dst = append(dst, '\\', c)
+			i++
+			run = i
+		case c < 0x20:
+			dst = append(dst, w[run:i]...)
+			dst = appendControl(dst, c)
+			i++
+			run = i
+		default:
+			r, size := utf8.DecodeRune(w[i:])
+			if r == utf8.RuneError && size == 1 {
+				if s.reject {
+					return dst, s.errorf(ErrInvalidUTF8, off+i, "the body is not valid UTF-8 (byte 0x"+
+						string(hexDigits[c>>4])+string(hexDigits[c&15])+"); send UTF-8 text")
+				}
+				s.repair(RepairInvalidUTF8, off+i)
+				dst = append(dst, w[run:i]...)
+				dst = append(dst, "\uFFFD"...)
+				i++
+				run = i
+				continue
+			}
+			i += size
+		}
+	}
+	return append(dst, w[run:]...), nil
+}
+
+// canonicalKey rewrites the quoted JSON string k (valid output of str or
+// escape) with every escape that can be written as plain UTF-8 decoded, so
+// that two spellings of one key compare equal as bytes. Escapes that must
+// stay (quote, backslash, control characters, lone surrogates) get one
+// fixed spelling.
+func canonicalKey(dst, k []byte) []byte {
+	body := k[1 : len(k)-1]
+	dst = append(dst, '"')
+	for i := 0; i < len(body); {
+		c := body[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		e := body[i+1]
+		switch e {
+		case '"', '\\':
+			dst = append(dst, '\\', e)
+			i += 2
+			continue
+		case '/':
+			dst = append(dst, '/')
+			i += 2
+			continue
+		case 'b', 'f', 'n', 'r', 't':
+			dst = append(dst, '\\', e)
+			i += 2
+			continue
+		}
+		// \uXXXX (str and escape emit no other escape).
+		r := hexVal(body[i+2])<<12 | hexVal(body[i+3])<<8 | hexVal(body[i+4])<<4 | hexVal(body[i+5])
+		i += 6
+		switch {
+		case r < 0x20:
+			dst = appendControl(dst, byte(r))
+		case r == '"' || r == '\\':
+			dst = append(dst, '\\', byte(r))
+		case r >= 0xD800 && r < 0xDC00 && i+6 <= len(body) && body[i] == '\\' && body[i+1] == 'u' &&
+			isHex4(body[i+2:i+6]):
+			r2 := hexVal(body[i+2])<<12 | hexVal(body[i+3])<<8 | hexVal(body[i+4])<<4 | hexVal(body[i+5])
+			if r2 >= 0xDC00 && r2 < 0xE000 {
+				dst = utf8.AppendRune(dst, 0x10000+(r-0xD800)<<10+(r2-0xDC00))
+				i += 6
+			} else {
+				dst = appendU(dst, r)
+			}
+		case r >= 0xD800 && r < 0xE000:
+			dst = appendU(dst, r)
+		default:
+			dst = utf8.AppendRune(dst, r)
+		}
+	}
+	return append(dst, '"')
+}
+
+func appendU(dst []byte, r rune) []byte {
+	return append(dst, '\\', 'u', hexDigits[r>>12&15], hexDigits[r>>8&15], hexDigits[r>>4&15], hexDigits[r&15])
+}

@@ -1,0 +1,492 @@
+package normalize
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// The Task End layer runs value() into a pooled scratch buffer and walks its
+// compact strict output once. Invariant of that output, which the walk
+// relies on: no white space outside strings, well-formed escapes, valid
+// UTF-8, no duplicate keys. Attached data is copied in runs, byte for byte;
+// only the values of the SPEC's fields are rewritten in place, and omitted
+// fields (defaults, then the timestamp) are appended as the last members.
+
+// taskEndScratch is the per-call buffer for value()'s output.
+type taskEndScratch struct{ buf []byte }
+
+var taskEndPool = sync.Pool{New: func() any { return &taskEndScratch{buf: make([]byte, 0, 4<<10)} }}
+
+// maxPooledScratch keeps one outsized body from pinning its buffer forever.
+const maxPooledScratch = 4 << 20
+
+// timestampBit is the bit of seen for the timestamp; bits 0..4 are the
+// attribute fields in AttributeFields order.
+const timestampBit = 1 << len(AttributeFields)
+
+func (n *Normalizer) taskEnd(dst, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+	s := taskEndPool.Get().(*taskEndScratch)
+	out, err := n.rewriteTaskEnd(dst, src, s, receivedAt, rep)
+	if cap(s.buf) <= maxPooledScratch {
+		taskEndPool.Put(s)
+	}
+	return out, err
+}
+
+func (n *Normalizer) rewriteTaskEnd(dst, src []byte, s *taskEndScratch, receivedAt time.Time, rep *Report) ([]byte, error) {
+	b, err := n.value(s.buf[:0], src, rep)
+	s.buf = b[:0]
+	if err != nil {
+		return dst, err
+	}
+	if len(b) < 2 || b[0] != '{' {
+		return dst, newError(ErrNotObject, src, firstByteOffset(src), "",
+			"the Task End Event must be a JSON object, got "+jsonTypeName(b))
+	}
+	start := len(dst)
+	seen := 0
+	run := 0 // b[run:] has not been copied yet
+	for i := 1; i < len(b)-1; {
+		keyEnd := skipString(b, i)
+		valStart := keyEnd + 1 // past ':'
+		valEnd := skipValue(b, valStart)
+		if rule := matchKey(b[i+1 : keyEnd-1]); rule != nil {
+			dst = append(dst, b[run:valStart]...)
+			dst, err = n.applyRule(dst, rule, b[valStart:valEnd], src, receivedAt, rep)
+			if err != nil {
+				return dst[:start], err
+			}
+			run = valEnd
+			if rule.kind == fieldTimestamp {
+				seen |= timestampBit
+			} else if rule.kind == fieldAttribute {
+				seen |= 1 << rule.attr
+			}
+		}
+		i = valEnd
+		if i < len(b) && b[i] == ',' {
+			i++
+		}
+	}
+	dst = append(dst, b[run:len(b)-1]...)
+	members := len(b) > 2
+	closeAt := bytes.LastIndexByte(src, '}')
+	if closeAt < 0 {
+		closeAt = len(src)
+	}
+	if n.opts.FillDefaults && n.opts.Attributes != nil {
+		for i, tb := range n.opts.Attributes.byField {
+			if tb == nil || !tb.hasDefault || seen&(1<<i) != 0 {
+				continue
+			}
+			dst = appendMemberKey(dst, members, AttributeFields[i])
+			dst = strconv.AppendInt(dst, tb.def, 10)
+			members = true
+			rep.add(RepairAttributeDefault, closeAt, AttributeFields[i])
+		}
+	}
+	if seen&timestampBit == 0 {
+		dst = appendMemberKey(dst, members, "timestamp")
+		dst = appendTimestampString(dst, timeToMs(receivedAt))
+		rep.add(RepairTimestampAdded, closeAt, "timestamp")
+	}
+	return append(dst, '}'), nil
+}
+
+// appendMemberKey appends `,"key":` (without the comma for the first member).
+func appendMemberKey(dst []byte, comma bool, key string) []byte {
+	if comma {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, '"')
+	dst = append(dst, key...)
+	return append(dst, '"', ':')
+}
+
+func appendTimestampString(dst []byte, ms int64) []byte {
+	dst = append(dst, '"')
+	dst = appendCanonicalTimestamp(dst, ms)
+	return append(dst, '"')
+}
+
+// matchKey returns the field rule for a raw key (its JSON text without the
+// quotes), decoding escapes so that "\u0074imestamp" is the timestamp, as
+// it is for the server's parser.
+func matchKey(raw []byte) *fieldRule {
+	if len(raw) > 6*maxFieldKeyLen {
+		return nil
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		if len(raw) > maxFieldKeyLen {
+			return nil
+		}
+		return lookupField(raw)
+	}
+	var buf [maxFieldKeyLen]byte
+	key, ok := unescapeString(buf[:0], raw)
+	if !ok {
+		return nil
+	}
+	return lookupField(key)
+}
+
+// applyRule appends the rewritten value v (a strict JSON value) of a field.
+func (n *Normalizer) applyRule(dst []byte, rule *fieldRule, v, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+	switch rule.kind {
+	case fieldString:
+		return n.applyString(dst, rule, v, src, rep)
+	case fieldInt64, fieldInt32:
+		return n.applyInteger(dst, rule, v, src, rep)
+	case fieldAttribute:
+		return n.applyAttribute(dst, rule, v, src, rep)
+	case fieldTimestamp:
+		return n.applyTimestamp(dst, v, src, receivedAt, rep)
+	}
+	return append(dst, v...), nil
+}
+
+// repair records a field repair; the input offset is searched for only when
+// the report will list it.
+func repair(rep *Report, kind RepairKind, src []byte, field string) {
+	if rep == nil {
+		return
+	}
+	off := 0
+	if rep.NumListed < MaxListedRepairs {
+		off = valueOffset(src, field)
+	}
+	rep.add(kind, off, field)
+}
+
+// fieldError builds a field-rule error located at the field's value in src.
+func fieldError(kind ErrorKind, src []byte, field, msg string) error {
+	return newError(kind, src, valueOffset(src, field), field, msg)
+}
+
+// applyString: a string within the limit is kept, a number becomes its
+// exact text, null is kept (the server treats it as absent).
+func (n *Normalizer) applyString(dst []byte, rule *fieldRule, v, src []byte, rep *Report) ([]byte, error) {
+	switch {
+	case v[0] == '"':
+		if c := runeCount(v[1 : len(v)-1]); c > rule.limit {
+			return dst, tooLong(src, rule, c)
+		}
+		return append(dst, v...), nil
+	case isNumberStart(v[0]):
+		if len(v) > rule.limit {
+			return dst, tooLong(src, rule, len(v))
+		}
+		repair(rep, RepairNumberToString, src, rule.name)
+		dst = append(dst, '"')
+		dst = append(dst, v...)
+		return append(dst, '"'), nil
+	case v[0] == 'n':
+		return append(dst, v...), nil
+	}
+	return dst, fieldError(ErrFieldType, src, rule.name,
+		strconv.Quote(rule.name)+" must be a string, got "+describeValue(v))
+}
+
+func tooLong(src []byte, rule *fieldRule, count int) error {
+	return fieldError(ErrFieldTooLong, src, rule.name, strconv.Quote(rule.name)+" is "+strconv.Itoa(count)+
+		" characters long; the limit is "+strconv.Itoa(rule.limit))
+}
+
+// applyInteger: an integer number is kept as its exact text; a decimal
+// string (surrounding spaces trimmed, optional sign, leading zeros read as
+// decimal) becomes the integer; null is kept; anything else is rejected.
+// Negative values pass: the wire type (Java long/int) allows them and the
+// server validates IDs.
+func (n *Normalizer) applyInteger(dst []byte, rule *fieldRule, v, src []byte, rep *Report) ([]byte, error) {
+	switch {
+	case isNumberStart(v[0]):
+		if !isIntegerText(v) {
+			return dst, notInteger(src, rule, v)
+		}
+		x, res := parseInteger(v)
+		if err := checkRange(src, rule, v, x, res); err != nil {
+			return dst, err
+		}
+		return append(dst, v...), nil
+	case v[0] == '"':
+		var buf [64]byte
+		text, ok := decodeSmall(buf[:0], v)
+		if !ok {
+			return dst, notInteger(src, rule, v)
+		}
+		x, res := parseInteger(trimASCIISpace(text))
+		if res == intSyntax {
+			return dst, notInteger(src, rule, v)
+		}
+		if err := checkRange(src, rule, v, x, res); err != nil {
+			return dst, err
+		}
+		repair(rep, RepairStringToInteger, src, rule.name)
+		return strconv.AppendInt(dst, x, 10), nil
+	case v[0] == 'n':
+		return append(dst, v...), nil
+	}
+	return dst, notInteger(src, rule, v)
+}
+
+func notInteger(src []byte, rule *fieldRule, v []byte) error {
+	return fieldError(ErrFieldType, src, rule.name,
+		strconv.Quote(rule.name)+" must be an integer, got "+describeValue(v))
+}
+
+// checkRange reports an integer outside its field's width.
+func checkRange(src []byte, rule *fieldRule, v []byte, x int64, res intResult) error {
+	limit := "a signed 64-bit integer (-9223372036854775808 to 9223372036854775807)"
+	if rule.kind == fieldInt32 {
+		limit = "a signed 32-bit integer (-2147483648 to 2147483647)"
+		if res == intOK && (x < -1<<31 || x > 1<<31-1) {
+			res = intOverflow
+		}
+	}
+	if res == intOverflow {
+		return fieldError(ErrFieldRange, src, rule.name,
+			strconv.Quote(rule.name)+" "+excerpt(v)+" does not fit "+limit)
+	}
+	return nil
+}
+
+// decodeSmall returns the decoded content of the strict JSON string v,
+// aliasing v when it has no escapes, else decoded into dst's capacity.
+func decodeSmall(dst, v []byte) ([]byte, bool) {
+	raw := v[1 : len(v)-1]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw, true
+	}
+	return unescapeString(dst, raw)
+}
+
+// applyAttribute: an integer or decimal string is already an ID; a name is
+// looked up in the field's table; no table means the name is forwarded.
+func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, rep *Report) ([]byte, error) {
+	switch {
+	case isNumberStart(v[0]):
+		if !isIntegerText(v) {
+			return dst, notInteger(src, rule, v)
+		}
+		x, res := parseInteger(v)
+		if err := checkRange(src, rule, v, x, res); err != nil {
+			return dst, err
+		}
+		return append(dst, v...), nil
+	case v[0] == 'n':
+		return append(dst, v...), nil
+	case v[0] != '"':
+		return dst, fieldError(ErrFieldType, src, rule.name,
+			strconv.Quote(rule.name)+" must be a business attribute value name or ID, got "+describeValue(v))
+	}
+	var buf [maxNameLen]byte
+	name, decoded := decodeSmall(buf[:0], v)
+	if decoded {
+		x, res := parseInteger(trimASCIISpace(name))
+		if res == intOverflow {
+			return dst, checkRange(src, rule, v, x, res)
+		}
+		if res == intOK {
+			repair(rep, RepairStringToInteger, src, rule.name)
+			return strconv.AppendInt(dst, x, 10), nil
+		}
+	}
+	var tb *table
+	if n.opts.Attributes != nil {
+		tb = n.opts.Attributes.byField[rule.attr]
+	}
+	if tb == nil {
+		return append(dst, v...), nil
+	}
+	if decoded {
+		if id, ok := tb.lookup(name, n.opts.CaseInsensitive); ok {
+			repair(rep, RepairAttributeName, src, rule.name)
+			return strconv.AppendInt(dst, id, 10), nil
+		}
+	}
+	if n.opts.UnknownNames == UnknownPass {
+		dst = append(dst, v...)
+		// The name aliases the output (its JSON text without quotes): the
+		// scratch buffer goes back to the pool, dst stays with the caller.
+		rep.miss(rule.name, dst[len(dst)-len(v)+1:len(dst)-1])
+		return dst, nil
+	}
+	return dst, fieldError(ErrUnknownName, src, rule.name, rule.name+" "+excerpt(v)+
+		" is not a value of business attribute "+tb.attribute+"; known values: "+tb.known)
+}
+
+// applyTimestamp: null, "" or white space only → the receive time; another
+// accepted form → canonical; the canonical form is kept byte for byte.
+func (n *Normalizer) applyTimestamp(dst, v, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+	var (
+		ms        int64
+		canonical bool
+		ok        bool
+	)
+	switch {
+	case v[0] == 'n':
+		repair(rep, RepairTimestampAdded, src, "timestamp")
+		return appendTimestampString(dst, timeToMs(receivedAt)), nil
+	case v[0] == '"':
+		var buf [64]byte
+		text, decoded := decodeSmall(buf[:0], v)
+		if !decoded {
+			return dst, badTimestamp(src, v)
+		}
+		trimmed := trimASCIISpace(text)
+		if len(trimmed) == 0 {
+			repair(rep, RepairTimestampAdded, src, "timestamp")
+			return appendTimestampString(dst, timeToMs(receivedAt)), nil
+		}
+		ms, canonical, ok = parseTimestamp(trimmed)
+		canonical = canonical && len(v) == canonicalTimestampLen+2
+	case v[0] >= '0' && v[0] <= '9':
+		ms, ok = parseEpoch(v)
+	}
+	if !ok {
+		return dst, badTimestamp(src, v)
+	}
+	if canonical {
+		return append(dst, v...), nil
+	}
+	repair(rep, RepairTimestampRewritten, src, "timestamp")
+	return appendTimestampString(dst, ms), nil
+}
+
+func badTimestamp(src, v []byte) error {
+	return fieldError(ErrTimestamp, src, "timestamp", `"timestamp" `+excerpt(v)+" is not a time; "+timestampForms)
+}
+
+func isNumberStart(c byte) bool { return c == '-' || '0' <= c && c <= '9' }
+
+// describeValue names a wrong-typed value for a message: its type for
+// containers, an excerpt of its text otherwise.
+func describeValue(v []byte) string {
+	switch v[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean (" + string(v) + ")"
+	}
+	return excerpt(v)
+}
+
+// maxExcerpt bounds how much of a value a message repeats: enough to
+// recognise it, not a copy of attached data.
+const maxExcerpt = 40
+
+// excerpt returns v's JSON text, cut to maxExcerpt characters.
+func excerpt(v []byte) string {
+	if utf8.RuneCount(v) <= maxExcerpt {
+		return string(v)
+	}
+	cut, n := 0, 0
+	for cut < len(v) && n < maxExcerpt {
+		_, size := utf8.DecodeRune(v[cut:])
+		cut += size
+		n++
+	}
+	return string(v[:cut]) + "…"
+}
+
+// jsonTypeName names the type of a strict JSON value for ErrNotObject.
+func jsonTypeName(b []byte) string {
+	if len(b) == 0 {
+		return "nothing"
+	}
+	switch b[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '{':
+		return "an object"
+	}
+	return "a number"
+}
+
+// firstByteOffset skips a BOM and white space to where the top-level value
+// starts in the input.
+func firstByteOffset(src []byte) int {
+	i := 0
+	if bytes.HasPrefix(src, []byte("\xEF\xBB\xBF")) {
+		i = 3
+	}
+	for i < len(src) && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r' || src[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// structural marks the bytes that matter when skipping a container.
+var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
+
+// skipString returns the index after the closing quote of the string at
+// b[i]. A quote preceded by an odd number of backslashes is escaped.
+func skipString(b []byte, i int) int {
+	j := i + 1
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return len(b)
+		}
+		j += k
+		bs := 0
+		for p := j - 1; p > i && b[p] == '\\'; p-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return j + 1
+		}
+		j++
+	}
+}
+
+// skipValue returns the index after the strict JSON value at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return len(b)
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); {
+			for j < len(b) && !structural[b[j]] {
+				j++
+			}
+			if j >= len(b) {
+				break
+			}
+			switch b[j] {
+			case '"':
+				j = skipString(b, j)
+				continue
+			case '{', '[':
+				depth++
+			default:
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+			j++
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' {
+		j++
+	}
+	return j
+}

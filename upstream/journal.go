@@ -1,0 +1,59 @@
+package upstream
+
+import (
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// JournalOptions configures a Journal. The zero value means: fsync always, rotate at 100 MiB, keep 10.
+type JournalOptions struct {
+	NoSync  bool                // fsync off: write without syncing (faster, loses the tail on power loss)
+	MaxSize int64               // rotate when the active file would pass this size; <= 0 means 100 MiB
+	Keep    int                 // rotated files kept, older ones deleted; <= 0 means 10
+	Logger  *zap.Logger         // nil means zap.NewNop()
+	FS      FileSystem          // nil means the operating system; tests inject faults through it
+	OnSync  func(time.Duration) // called after each fsync with its duration (metrics); may be nil
+	OnWrite func(bytes int)     // called after each successful write with its size (metrics); may be nil
+
+	syncEachRecord bool // benchmark baseline: see LogOptions
+}
+
+// Journal is the local sink: one JSON line per accepted event (see AppendEventRecord) in a durable,
+// rotated log file. It is safe for concurrent use.
+type Journal struct {
+	log *Log
+}
+
+// OpenJournal opens or creates the journal file at path. A torn last line left by a crash is cut off.
+func OpenJournal(path string, opts JournalOptions) (*Journal, error) {
+	l, err := OpenLog(path, LogOptions(opts))
+	if err != nil {
+		return nil, err
+	}
+	return &Journal{log: l}, nil
+}
+
+// Append writes rec (one JSON document without a newline; Append adds it) and returns only once the
+// record is on disk: after the fsync that covers it or, with NoSync, once written. Errors are
+// *StorageError, except ErrNewlineInRecord for a record that is not one line.
+func (j *Journal) Append(rec []byte) error { return j.log.Append(rec) }
+
+var recordPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// AppendEvent builds the journal line for one event with AppendEventRecord in a pooled buffer and
+// appends it, so the hot path allocates nothing per event.
+func (j *Journal) AppendEvent(receivedAt time.Time, serviceID string, taskID int64, event []byte) error {
+	p := recordPool.Get().(*[]byte)
+	*p = AppendEventRecord((*p)[:0], receivedAt, serviceID, taskID, event)
+	err := j.log.Append(*p)
+	recordPool.Put(p)
+	return err
+}
+
+// Path returns the path of the active journal file.
+func (j *Journal) Path() string { return j.log.Path() }
+
+// Close waits for in-flight appends to finish or fail and closes the file. It is idempotent.
+func (j *Journal) Close() error { return j.log.Close() }
