@@ -7,7 +7,6 @@ import (
 	"compress/zlib"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -140,24 +139,40 @@ func isDecodeError(err error) bool {
 // subset) is a 415. No Content-Type or no charset means UTF-8, as RFC 8259
 // says for JSON.
 func declaredCharset(contentType string) (legacy bool, rerr *requestError) {
-	if contentType == "" || !strings.Contains(contentType, "charset") {
+	cs, found := charsetParam(contentType)
+	if !found || strings.EqualFold(cs, "utf-8") { // the common case, without ToLower's copy
 		return false, nil
 	}
-	_, params, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		// An unparsable Content-Type is ignored rather than refused: legacy
-		// clients send odd ones, and the body is checked as UTF-8 anyway.
-		return false, nil
-	}
-	cs := strings.ToLower(strings.TrimSpace(params["charset"]))
-	switch cs {
+	switch strings.ToLower(cs) {
 	case "", "utf-8", "utf8", "us-ascii", "ascii":
 		return false, nil
 	case "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252", "x-cp1252":
 		return true, nil
 	}
 	return false, errUnsupportedMedia("unsupported_charset",
-		"charset "+quoteHeader(cs)+" is not supported; use UTF-8, ISO-8859-1 or windows-1252")
+		"charset "+quoteHeader(strings.ToLower(cs))+" is not supported; use UTF-8, ISO-8859-1 or windows-1252")
+}
+
+// charsetParam finds the charset parameter of a Content-Type without
+// mime.ParseMediaType, which allocates a map on every request. Parameters
+// are `; name=value` or `; name="value"`; a malformed one is skipped, since
+// legacy clients send odd Content-Types and the body is checked anyway.
+func charsetParam(ct string) (string, bool) {
+	_, params, _ := strings.Cut(ct, ";")
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		name, value, ok := strings.Cut(p, "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), "charset") {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+			value = value[1 : len(value)-1]
+		}
+		return strings.TrimSpace(value), true
+	}
+	return "", false
 }
 
 // quoteHeader shortens and quotes a header value for an error message.

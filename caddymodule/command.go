@@ -137,8 +137,8 @@ func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stder
 			fmt.Fprintf(stderr, "repair %s at %s\n", r.Kind, where)
 		}
 	}
-	if more := rep.Total() - rep.NumListed; more > 0 {
-		fmt.Fprintf(stderr, "and %d more repairs:", more)
+	if total := rep.Total(); total > rep.NumListed {
+		fmt.Fprintf(stderr, "%d repairs in all (%d listed above):", total, rep.NumListed)
 		for k, n := range rep.Counts {
 			if n > 0 {
 				fmt.Fprintf(stderr, " %s=%d", normalize.RepairKind(k), n)

@@ -79,7 +79,11 @@ func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	if testing.Short() {
 		t.Skip("caddytest starts a server; skipped with -short")
 	}
-	tester := caddytest.NewTester(t)
+	// Generous timeouts: the machine running CI may be shared and loaded.
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
+		LoadRequestTimeout: 30 * time.Second,
+		TestRequestTimeout: 30 * time.Second,
+	})
 	tester.InitServer(globalOptions+"\nhttp://localhost:9080 {\n"+site+"\n}\n", "caddyfile")
 	return tester
 }

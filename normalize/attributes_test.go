@@ -219,3 +219,21 @@ func TestTableLookupDoesNotAllocate(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+func TestTablesNameTheAttributeBehindEachField(t *testing.T) {
+	tables, err := NewTables(TableConfig{
+		Attributes: []Attribute{{Name: "Channel", Values: []AttributeValue{{Name: "voice", DBID: 7}}}},
+		Mapping:    map[string]string{"media_type": "Channel"},
+		Inline:     map[string][]AttributeValue{"task_type": {{Name: "survey", DBID: 12}}},
+	})
+	require.NoError(t, err)
+	tests := []struct{ field, want string }{
+		{"media_type", "Channel"},
+		{"task_type", "TaskType"}, // inline values keep the default attribute name for messages
+		{"disposition", ""},       // no table
+		{"bogus", ""},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tables.Attribute(tt.field), tt.field)
+	}
+}

@@ -124,13 +124,21 @@ func trimSpace(w []byte) []byte {
 // has already run for it.
 func (s *scanner) bareValue() error {
 	start := s.i
+	if end := strictToken(s.src, start); end > start {
+		// A strict number or literal that ends where a value ends: the
+		// common case, kept as its text without the bare-word machinery.
+		s.dst = append(s.dst, s.src[start:end]...)
+		s.i = end
+		s.valueDone()
+		return nil
+	}
 	end := s.bareRun(false)
 	w := trimSpace(s.src[start:end])
+	lit := literal(w)
 	switch {
 	case isNumber(w):
 		s.dst = append(s.dst, w...)
-	case literal(w) != "":
-		lit := literal(w)
+	case lit != "":
 		if string(w) != lit {
 			s.repair(RepairLiteral, start)
 		}
@@ -156,6 +164,89 @@ func (s *scanner) bareValue() error {
 	}
 	s.valueDone()
 	return nil
+}
+
+// strictToken returns the end of the strict number or literal at src[i:]
+// when only spaces stand between it and ',', '}', ']', the end of the line
+// or the end of input, else i. (Anything else after white space may
+// continue a bare token: `25 000`, `1 2`, `1 // note`.)
+func strictToken(src []byte, i int) int {
+	j := i
+	switch src[i] {
+	case 't':
+		if len(src)-i >= 4 && string(src[i:i+4]) == "true" {
+			j = i + 4
+		}
+	case 'f':
+		if len(src)-i >= 5 && string(src[i:i+5]) == "false" {
+			j = i + 5
+		}
+	case 'n':
+		if len(src)-i >= 4 && string(src[i:i+4]) == "null" {
+			j = i + 4
+		}
+	default:
+		j = numberEnd(src, i)
+	}
+	if j == i {
+		return i
+	}
+	k := j
+	for k < len(src) && (src[k] == ' ' || src[k] == '\t') {
+		k++
+	}
+	if k < len(src) {
+		switch src[k] {
+		case ',', '}', ']', '\n', '\r':
+		default:
+			return i
+		}
+	}
+	return j
+}
+
+// numberEnd returns the end of the JSON number at src[i:], or i.
+func numberEnd(src []byte, i int) int {
+	j := i
+	if j < len(src) && src[j] == '-' {
+		j++
+	}
+	if j >= len(src) {
+		return i
+	}
+	if src[j] == '0' {
+		j++
+	} else if src[j] >= '1' && src[j] <= '9' {
+		for j < len(src) && isDigit(src[j]) {
+			j++
+		}
+	} else {
+		return i
+	}
+	if j < len(src) && src[j] == '.' {
+		j++
+		d := j
+		for j < len(src) && isDigit(src[j]) {
+			j++
+		}
+		if j == d {
+			return i
+		}
+	}
+	if j < len(src) && (src[j] == 'e' || src[j] == 'E') {
+		j++
+		if j < len(src) && (src[j] == '+' || src[j] == '-') {
+			j++
+		}
+		d := j
+		for j < len(src) && isDigit(src[j]) {
+			j++
+		}
+		if j == d {
+			return i
+		}
+	}
+	return j
 }
 
 // stMultiple is set by split when several values stand on the top level.
@@ -218,7 +309,8 @@ func literal(w []byte) string {
 		if equalFold(w, "null") {
 			return "null"
 		}
-		if string(w) == "None" || string(w) == "NONE" || string(w) == "none" {
+		// Python's None; a lower-case "none" may well be a word, so it stays one.
+		if string(w) == "None" || string(w) == "NONE" {
 			return "null"
 		}
 	case 5:

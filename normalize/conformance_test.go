@@ -289,3 +289,31 @@ func TestOrderedJSONAppliesTheLastValueRule(t *testing.T) {
 	assert.True(t, hasDuplicateKey([]byte(`{"a":{"b":1},"a":2}`)))
 	assert.False(t, hasDuplicateKey([]byte(`{"a":{"a":1},"b":[{"a":2}]}`)))
 }
+
+// A .json5 file with a .json twin of the same name (misc/npm-package) must
+// normalise to the twin's meaning.
+func TestJSON5FileWithJSONTwinGivesTheTwinsMeaning(t *testing.T) {
+	n := newValueNormalizer(t, Options{})
+	pairs := 0
+	for _, p := range corpusFiles(t, "json5-tests") {
+		if filepath.Ext(p) != ".json5" {
+			continue
+		}
+		twin, err := os.ReadFile(strings.TrimSuffix(p, ".json5") + ".json")
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		require.NoError(t, err)
+		pairs++
+		in, err := os.ReadFile(p)
+		require.NoError(t, err)
+		out, err := n.Value(nil, in, nil)
+		require.NoError(t, err, p)
+		want, err := orderedJSON(twin)
+		require.NoError(t, err, p)
+		got, err := orderedJSON(out)
+		require.NoError(t, err, p)
+		assert.Equal(t, want, got, p)
+	}
+	assert.Positive(t, pairs)
+}

@@ -297,6 +297,13 @@ func valueOffset(src []byte, field string) int {
 			}
 		}
 	}
+	return anyDepthValueOffset(src, field)
+}
+
+// anyDepthValueOffset is valueOffset without the depth rule: the first
+// occurrence of field as a key at any depth. It uses bytes.Index, so it is
+// cheap enough for repair offsets on the hot path.
+func anyDepthValueOffset(src []byte, field string) int {
 	for from := 0; from < len(src); {
 		i := bytes.Index(src[from:], []byte(field))
 		if i < 0 {

@@ -45,9 +45,10 @@ type frame struct {
 
 // member is one object member as written to the output.
 type member struct {
-	key, keyEnd int // output span of the quoted key; ':' is at keyEnd
-	end         int // output offset just past the value
-	last        int // index of the member holding the last value for this key
+	key, keyEnd int    // output span of the quoted key; ':' is at keyEnd
+	end         int    // output offset just past the value
+	last        int    // index of the member holding the last value for this key
+	tag         uint32 // cheap key summary (length, first and last byte) compared first
 	dup         bool
 	off         int // input offset of the key
 }
@@ -70,6 +71,8 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 var keySeed = maphash.MakeSeed()
 
+// scanner is the state of one call. Invariant: src[:i] has been consumed
+// and its strict form appended to dst; state says what may come next.
 type scanner struct {
 	src      []byte
 	dst      []byte
@@ -81,13 +84,16 @@ type scanner struct {
 	sc       *scratch
 
 	state    int
-	sawComma bool // a ',' was consumed and no value or key has followed yet
-	commaOff int  // input offset of that ','
-	topDone  bool // the top-level value is complete
-	bareKey  bool // the key that just ended was unquoted
-	multiOff int  // input offset of a second top-level value found by split
+	sawComma bool   // a ',' was consumed and no value or key has followed yet
+	commaOff int    // input offset of that ','
+	topDone  bool   // the top-level value is complete
+	bareKey  bool   // the key that just ended was unquoted
+	multiOff int    // input offset of a second top-level value found by split
+	escaped  bool   // the last string written may contain a backslash
+	cur      *frame // innermost open frame (cached top of sc.stack), nil on the top level
 }
 
+// value is Value: one pass of the scanner over src, output appended to dst.
 func (n *Normalizer) value(dst, src []byte, rep *Report) ([]byte, error) {
 	sc := scratchPool.Get().(*scratch)
 	s := scanner{
@@ -109,8 +115,15 @@ func (n *Normalizer) value(dst, src []byte, rep *Report) ([]byte, error) {
 	} else if len(sc.index) > 0 {
 		clear(sc.index)
 	}
+	// Very large scratch from one odd body is not kept for every later call.
 	if cap(sc.buf) > 1<<20 {
 		sc.buf = nil
+	}
+	if cap(sc.stack) > 1024 {
+		sc.stack = nil
+	}
+	if cap(sc.members) > 1<<16 {
+		sc.members = nil
 	}
 	scratchPool.Put(sc)
 	if err != nil {
@@ -170,7 +183,12 @@ func (s *scanner) skipSpace() error {
 	src := s.src
 	i := s.i
 	for i < len(src) {
-		switch src[i] {
+		c := src[i]
+		if c > ' ' && c != '/' && c != '#' && c < 0x80 {
+			// The common case: a token starts here.
+			break
+		}
+		switch c {
 		case ' ', '\t', '\n', '\r':
 			i++
 		case '/':
@@ -277,11 +295,16 @@ func (s *scanner) eof() error {
 	return nil
 }
 
-func (s *scanner) top() *frame {
+// top returns the innermost open frame, or nil on the top level.
+func (s *scanner) top() *frame { return s.cur }
+
+// setTop refreshes the cached innermost frame after a push or a pop.
+func (s *scanner) setTop() {
 	if n := len(s.sc.stack); n > 0 {
-		return &s.sc.stack[n-1]
+		s.cur = &s.sc.stack[n-1]
+	} else {
+		s.cur = nil
 	}
-	return nil
 }
 
 func (s *scanner) push(obj bool) error {
@@ -300,6 +323,7 @@ func (s *scanner) push(obj bool) error {
 		s.state = stValue
 	}
 	s.sc.stack = append(s.sc.stack, f)
+	s.setTop()
 	s.sawComma = false
 	s.i++
 	return nil
@@ -446,6 +470,7 @@ func (s *scanner) close(c byte) error {
 	s.dst = append(s.dst, c)
 	s.sc.members = s.sc.members[:f.memStart]
 	s.sc.stack = s.sc.stack[:len(s.sc.stack)-1]
+	s.setTop()
 	s.i++
 	s.valueDone()
 	return nil
@@ -509,13 +534,14 @@ func (s *scanner) beginMember() {
 func (s *scanner) endKey(bare bool) error {
 	idx := len(s.sc.members) - 1
 	m := &s.sc.members[idx]
-	if bytes.IndexByte(s.dst[m.key:], '\\') >= 0 {
+	if s.escaped && bytes.IndexByte(s.dst[m.key:], '\\') >= 0 {
 		// Keys are compared as output bytes, so a key with escapes is
 		// rewritten in one canonical form (same decoded value).
 		s.sc.buf = canonicalKey(s.sc.buf[:0], s.dst[m.key:])
 		s.dst = append(s.dst[:m.key], s.sc.buf...)
 	}
 	m.keyEnd = len(s.dst)
+	m.tag = keyTag(s.dst[m.key:m.keyEnd])
 	s.checkDup(idx)
 	s.bareKey = bare
 	s.state = stColon
@@ -579,12 +605,19 @@ func (s *scanner) checkDup(idx int) {
 
 func (s *scanner) linearDup(f *frame, idx int, k []byte) {
 	ms := s.sc.members
+	tag := ms[idx].tag
 	for j := f.memStart; j < idx; j++ {
-		if !ms[j].dup && ms[j].keyEnd-ms[j].key == len(k) && bytes.Equal(s.dst[ms[j].key:ms[j].keyEnd], k) {
+		if ms[j].tag == tag && !ms[j].dup && bytes.Equal(s.dst[ms[j].key:ms[j].keyEnd], k) {
 			s.markDup(f, j, idx)
 			return
 		}
 	}
+}
+
+// keyTag summarises a quoted key (length, second and second-last byte)
+// so that most unequal keys are told apart without comparing bytes.
+func keyTag(k []byte) uint32 {
+	return uint32(len(k))<<16 | uint32(k[1])<<8 | uint32(k[len(k)-2])
 }
 
 func (s *scanner) keyHash(f *frame, k []byte) uint64 {

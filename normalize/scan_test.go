@@ -58,6 +58,8 @@ func TestBareWordBecomesString(t *testing.T) {
 		{`hello`, `"hello"`, RepairBareWord},
 		{`{"a": x:y}`, `{"a":"x:y"}`, RepairBareWord},
 		{`{"a": 1 2}`, `{"a":"1 2"}`, RepairBareWord},
+		{`{"s": none}`, `{"s":"none"}`, RepairBareWord},
+		{`{"s": nil}`, `{"s":"nil"}`, RepairBareWord},
 	})
 }
 
@@ -115,6 +117,8 @@ func TestLooseLiteralBecomesJSONLiteral(t *testing.T) {
 		{`[TRUE]`, `[true]`, RepairLiteral},
 		{`[FALSE]`, `[false]`, RepairLiteral},
 		{`[NULL]`, `[null]`, RepairLiteral},
+		{`[NONE]`, `[null]`, RepairLiteral},
+		{`[tRuE]`, `[true]`, RepairLiteral},
 		{`{"a": undefined}`, `{"a":null}`, RepairLiteral},
 		{`[True False]`, `[true,false]`, RepairLiteral},
 	})
@@ -358,5 +362,48 @@ func TestInvalidUTF8IsRejectedUnderReject(t *testing.T) {
 		require.True(t, errors.As(err, &e), row.in)
 		assert.Equal(t, ErrInvalidUTF8, e.Kind)
 		assert.Equal(t, row.off, e.Offset)
+	}
+}
+
+func TestNumberOrLiteralFollowedByMoreTextIsOneBareToken(t *testing.T) {
+	n := newValueNormalizer(t, Options{})
+	rows := []struct{ in, want string }{
+		{"[1 // note\n]", `[1]`},
+		{"[1 # note\n, 2]", `[1,2]`},
+		{`{"a": 1   }`, `{"a":1}`},
+		{"{\"a\": 1\t,\"b\": null \n}", `{"a":1,"b":null}`},
+		{`[1  x]`, `["1  x"]`},
+		{`[true story]`, `["true story"]`},
+		{`[nullable]`, `["nullable"]`},
+		{`[1x]`, `["1x"]`},
+		{`[-]`, `["-"]`},
+		{"[1\n2]", `[1,2]`},
+	}
+	for _, row := range rows {
+		out, err := n.Value(nil, []byte(row.in), nil)
+		require.NoError(t, err, row.in)
+		assert.Equal(t, row.want, string(out), row.in)
+	}
+}
+
+func TestLineContinuationInStringIsDropped(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"'a \\\nb'", `"a b"`, RepairEscape},
+		{"'a \\\r\nb'", `"a b"`, RepairEscape},
+		{"'a \\\rb'", `"a b"`, RepairEscape},
+	})
+}
+
+func TestHasSpecialFindsEveryByteThatNeedsACloserLook(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 8; pos++ {
+			b := []byte("abcdefgh")
+			b[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(b[i])
+			}
+			assert.Equal(t, !strSafe[c], hasSpecial(x), "byte %#x at %d", c, pos)
+		}
 	}
 }

@@ -1,6 +1,9 @@
 package normalize
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // strSafe marks the bytes a string body copies verbatim without a closer
 // look: printable ASCII other than the quotes and the backslash.
@@ -12,6 +15,22 @@ var strSafe = func() (t [256]bool) {
 	return t
 }()
 
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// hasSpecial reports whether any of the 8 bytes in x is not strSafe (a
+// control character, a quote, a backslash or a non-ASCII byte), so that
+// plain text is skipped 8 bytes at a time.
+func hasSpecial(x uint64) bool {
+	less := (x - ones*0x20) & ^x
+	dq := x ^ (ones * '"')
+	sq := x ^ (ones * '\'')
+	bs := x ^ (ones * '\\')
+	return (less|(dq-ones)&^dq|(sq-ones)&^sq|(bs-ones)&^bs|x)&highs != 0
+}
+
 const hexDigits = "0123456789abcdef"
 
 // str scans the string whose opening quote (openLen bytes) is at s.i and
@@ -22,10 +41,14 @@ const hexDigits = "0123456789abcdef"
 func (s *scanner) str(q byte, openLen int, tb byte) error {
 	src := s.src
 	open := s.i
+	s.escaped = false
 	i := open + openLen
 	dst := append(s.dst, '"')
 	run := i
 	for {
+		for i+8 <= len(src) && !hasSpecial(binary.LittleEndian.Uint64(src[i:])) {
+			i += 8
+		}
 		for i < len(src) && strSafe[src[i]] {
 			i++
 		}
@@ -52,6 +75,7 @@ func (s *scanner) str(q byte, openLen int, tb byte) error {
 			}
 			i++
 		case c == '\\':
+			s.escaped = true
 			if i+1 >= len(src) {
 				s.dst = dst
 				return s.errorf(ErrTruncated, len(src), "input ends inside the string opened at "+s.at(open)+

@@ -149,14 +149,16 @@ func (n *Normalizer) applyRule(dst []byte, rule *fieldRule, v, src []byte, recei
 }
 
 // repair records a field repair; the input offset is searched for only when
-// the report will list it.
+// the report will list it, and without valueOffset's depth rule (a byte loop
+// over the input) because repair offsets are informative while error
+// offsets must be right.
 func repair(rep *Report, kind RepairKind, src []byte, field string) {
 	if rep == nil {
 		return
 	}
 	off := 0
 	if rep.NumListed < MaxListedRepairs {
-		off = valueOffset(src, field)
+		off = anyDepthValueOffset(src, field)
 	}
 	rep.add(kind, off, field)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,8 +40,10 @@ import (
 // or a second rotation in the same millisecond adds 1 ms to the newest name), so `ls` order is time
 // order. Only names of exactly that shape are pruned beyond Keep, oldest first.
 //
-// A reader (the spool's cursor) can be added on top: rotated files are complete and immutable, sorted
-// by name, and the active file is complete up to the writer's size.
+// Readers (the spool's replay, logreader.go) see the files as a list of segments, oldest first and the
+// active file last: rotated files are complete and immutable, and the active file is complete up to
+// the size the writer publishes after each synced chunk. A rotation renames the active segment in
+// place in that list, so a reader positioned in it keeps its place under the new name.
 
 // ErrClosed is wrapped in the StorageError of an Append made after Close.
 var ErrClosed = errors.New("log is closed")
@@ -118,6 +121,17 @@ type Log struct {
 	size        int64     // complete (and, unless noSync, synced) bytes of the active file
 	broken      error     // non-nil: the file may hold bytes past size; recover before writing
 	lastRotated time.Time // time in the newest rotated name
+
+	segMu  sync.Mutex
+	segs   []*segment // rotated files still present, oldest first, then the active file; guarded by segMu
+	newest string     // the newest rotated name ever seen, even if since removed; guarded by segMu
+}
+
+// segment is one file of the log as readers see it. Fields are guarded by the log's segMu.
+type segment struct {
+	name   string // base name in the log's directory
+	size   int64  // complete bytes; -1 for a rotated file found at open (complete up to its end)
+	active bool
 }
 
 // batch is one group commit: the records framed back to back and the outcome for their waiters.
@@ -171,7 +185,12 @@ func OpenLog(path string, opts LogOptions) (*Log, error) {
 	}
 	if n := len(rotated); n > 0 {
 		l.lastRotated, _ = l.rotatedTime(rotated[n-1])
+		l.newest = rotated[n-1]
 	}
+	for _, name := range rotated {
+		l.segs = append(l.segs, &segment{name: name, size: -1})
+	}
+	l.segs = append(l.segs, &segment{name: base, active: true})
 	if err := l.openActive(-1, "torn last record cut off"); err != nil {
 		return nil, err
 	}
@@ -334,7 +353,15 @@ func (l *Log) writeChunk(p []byte) error {
 		}
 	}
 	l.size += int64(n)
+	l.publishSize()
 	return nil
+}
+
+// publishSize tells readers how far the active file holds complete records.
+func (l *Log) publishSize() {
+	l.segMu.Lock()
+	l.segs[len(l.segs)-1].size = l.size
+	l.segMu.Unlock()
 }
 
 // fail cuts the active file back to the last good offset after a failed write or fsync, so no
@@ -391,6 +418,7 @@ func (l *Log) openActive(limit int64, why string) error {
 		l.logger.Warn(why, zap.String("path", l.path), zap.Int64("bytes", cut), zap.Int64("size", keep))
 	}
 	l.f, l.size = f, keep
+	l.publishSize()
 	return nil
 }
 
@@ -468,6 +496,14 @@ func (l *Log) rotate() error {
 	}
 	l.lastRotated = t
 	l.size = 0
+	// The renamed file stays where it is in the readers' list, under its new name; a new active
+	// segment follows it. Until openActive creates it, a reader opening the active name finds no file.
+	l.segMu.Lock()
+	old := l.segs[len(l.segs)-1]
+	old.name, old.active = filepath.Base(name), false
+	l.segs = append(l.segs, &segment{name: filepath.Base(l.path), active: true})
+	l.newest = old.name
+	l.segMu.Unlock()
 	// openActive fsyncs the directory, which makes both the rename and the new file durable.
 	if err := l.openActive(-1, "torn last record cut off"); err != nil {
 		l.broken = err
@@ -518,6 +554,10 @@ func (l *Log) prune(rotated []string) {
 	for _, name := range rotated[:max(0, len(rotated)-l.keep)] {
 		if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
 			l.logger.Warn("removing old log file failed", zap.String("path", name), zap.Error(err))
+			continue
 		}
+		l.segMu.Lock()
+		l.segs = slices.DeleteFunc(l.segs, func(s *segment) bool { return !s.active && s.name == name })
+		l.segMu.Unlock()
 	}
 }

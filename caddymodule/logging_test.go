@@ -1,0 +1,56 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// provisioned returns h provisioned outside a server, logging to an observer.
+func provisioned(t *testing.T, h *Handler) *observer.ObservedLogs {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	require.NoError(t, h.Provision(ctx))
+	require.NoError(t, h.Validate())
+	t.Cleanup(func() { _ = h.Cleanup() })
+	core, logs := observer.New(zapcore.DebugLevel)
+	h.logger = zap.New(core)
+	return logs
+}
+
+func TestLogsNameRepairsAndMissesButNeverAttachedData(t *testing.T) {
+	h := &Handler{BusinessAttributes: []string{attrsFile}, UnknownNames: "pass"}
+	logs := provisioned(t, h)
+	const secret = "card-4111111111111111"
+	body := `{note: '` + secret + `', "media_type": "pigeon"}`
+	r := httptest.NewRequest(http.MethodPost, "/genesys/1/cs/services/42/tasks/7/end", strings.NewReader(body))
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+	require.NoError(t, h.ServeHTTP(httptest.NewRecorder(), r, next))
+
+	debug := logs.FilterMessage("task end normalised").All()
+	require.Len(t, debug, 1)
+	assert.Equal(t, zapcore.DebugLevel, debug[0].Level)
+	assert.Contains(t, debug[0].ContextMap()["first_repairs"], "unquoted_key@1")
+	warns := logs.FilterLevelExact(zapcore.WarnLevel).All()
+	require.Len(t, warns, 1)
+	assert.Equal(t, map[string]any{"field": "media_type", "name": "pigeon"}, warns[0].ContextMap())
+	for _, e := range logs.All() {
+		for k, v := range e.ContextMap() {
+			if e.Level > zapcore.DebugLevel {
+				assert.NotContains(t, fmt.Sprint(v), secret, "field %s of %q", k, e.Message)
+			}
+		}
+	}
+}

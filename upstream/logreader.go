@@ -1,0 +1,186 @@
+package upstream
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"go.uber.org/zap"
+)
+
+// The spool reads its Log back in order with a logReader. A position is a segment and an offset in
+// it; it is made durable as a logCursor, which names the file in a way that survives the rotation
+// of the active file (see cursor).
+
+// readChunk is how much a reader asks for at once; a longer record grows the buffer to fit.
+const readChunk = 256 << 10
+
+// logCursor is a durable reader position. File names a rotated file; when the position is in the
+// active file, File is empty and After holds the newest rotated name at the time, so the position
+// still resolves after the active file is rotated: it is then the oldest rotated file named after
+// After (rotated names only grow), or the active file if there is none.
+type logCursor struct {
+	File   string `json:"file,omitempty"`
+	After  string `json:"after,omitempty"`
+	Offset int64  `json:"offset"`
+}
+
+// logReader returns the complete records of a Log in order, across rotations. It is not safe for
+// concurrent use; the Log may be appended to concurrently.
+type logReader struct {
+	l      *Log
+	seg    *segment
+	off    int64  // file offset of buf[0]
+	buf    []byte // bytes read from seg at off, not yet returned
+	oneOff bool   // a record was returned from buf; buf[0] is the start of the next one
+}
+
+// cursor returns the durable form of position (seg, off).
+func (l *Log) cursor(seg *segment, off int64) logCursor {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	if seg.active {
+		return logCursor{After: l.newest, Offset: off}
+	}
+	return logCursor{File: seg.name, Offset: off}
+}
+
+// resolve finds the segment a durable cursor points into. ok is false when the cursor names a
+// rotated file that is gone; the position is then the start of the next file.
+func (l *Log) resolve(c logCursor) (seg *segment, off int64, ok bool) {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	for _, s := range l.segs {
+		switch {
+		case c.File != "" && !s.active && s.name == c.File:
+			return s, c.Offset, true
+		case c.File != "" && (s.active || s.name > c.File):
+			return s, 0, false
+		case c.File == "" && (s.active || s.name > c.After):
+			return s, c.Offset, true
+		}
+	}
+	panic("unreachable: the active segment is always listed")
+}
+
+// first returns the oldest segment.
+func (l *Log) first() *segment {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	return l.segs[0]
+}
+
+// removeBefore deletes the rotated files older than seg, which a reader has finished with. A
+// failed removal is logged and retried at the next call: only disk space is at stake.
+func (l *Log) removeBefore(seg *segment) {
+	l.segMu.Lock()
+	i := slices.Index(l.segs, seg)
+	var names []string
+	for _, s := range l.segs[:max(0, i)] {
+		names = append(names, s.name)
+	}
+	l.segMu.Unlock()
+	for _, name := range names {
+		if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			l.logger.Warn("removing delivered log file failed", zap.String("path", name), zap.Error(err))
+			continue
+		}
+		l.segMu.Lock()
+		l.segs = slices.DeleteFunc(l.segs, func(s *segment) bool { return !s.active && s.name == name })
+		l.segMu.Unlock()
+	}
+}
+
+// newReader returns a reader at position (seg, off).
+func (l *Log) newReader(seg *segment, off int64) *logReader {
+	return &logReader{l: l, seg: seg, off: off}
+}
+
+// next returns the next complete record without its '\n' and the position just past it. ok is false
+// when no complete record is available yet. rec is valid until the next call.
+func (r *logReader) next() (rec []byte, seg *segment, end int64, ok bool, err error) {
+	if r.oneOff {
+		// Drop the record returned last time.
+		i := bytes.IndexByte(r.buf, '\n')
+		r.off += int64(i + 1)
+		r.buf = r.buf[i+1:]
+		r.oneOff = false
+	}
+	for {
+		if i := bytes.IndexByte(r.buf, '\n'); i >= 0 {
+			r.oneOff = true
+			return r.buf[:i], r.seg, r.off + int64(i+1), true, nil
+		}
+		n, more, err := r.fill()
+		if err != nil {
+			return nil, nil, 0, false, err
+		}
+		if n > 0 {
+			continue
+		}
+		if !more {
+			return nil, nil, 0, false, nil
+		}
+	}
+}
+
+// fill reads more of the current segment after buf, or moves to the next segment when the current
+// one is finished. n is the number of bytes read; more reports whether calling again may progress.
+func (r *logReader) fill() (n int, more bool, err error) {
+	l := r.l
+	l.segMu.Lock()
+	name, limit, active := r.seg.name, r.seg.size, r.seg.active
+	var next *segment
+	if i := slices.Index(l.segs, r.seg); i >= 0 && i+1 < len(l.segs) {
+		next = l.segs[i+1]
+	}
+	from := r.off + int64(len(r.buf))
+	var f File
+	if !active || from < limit {
+		// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
+		f, err = l.fs.OpenFile(filepath.Join(l.dir, name), os.O_RDONLY, 0)
+	}
+	l.segMu.Unlock()
+	if f == nil && err == nil {
+		return 0, false, nil // the active file has nothing new
+	}
+	if err != nil {
+		if active && errors.Is(err, fs.ErrNotExist) {
+			return 0, false, nil // mid-rotation: the new active file is not created yet
+		}
+		return 0, false, err
+	}
+	defer f.Close()
+	want := readChunk
+	if len(r.buf) >= readChunk {
+		want = len(r.buf) // a long record: double the window each time
+	}
+	if limit >= 0 {
+		want = int(min(int64(want), limit-from))
+	}
+	if cap(r.buf)-len(r.buf) < want {
+		r.buf = slices.Grow(r.buf, want)
+	}
+	got, err := f.ReadAt(r.buf[len(r.buf):len(r.buf)+want], from)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, false, err
+	}
+	r.buf = r.buf[:len(r.buf)+got]
+	if got > 0 {
+		return got, true, nil
+	}
+	if active || next == nil {
+		return 0, false, nil
+	}
+	if len(r.buf) > 0 {
+		// A rotated file ends inside a record only if something outside the log changed it.
+		l.logger.Warn("log file ends inside a record; skipping its last bytes",
+			zap.String("path", name), zap.Int("bytes", len(r.buf)))
+	}
+	r.seg, r.off, r.buf = next, 0, r.buf[:0]
+	return 0, true, nil
+}
