@@ -76,7 +76,9 @@ type Repair struct {
 }
 
 // AttributeMiss is an unknown business-attribute name that was passed on
-// unchanged (unknown_names pass). Name aliases the input: copy it to keep it.
+// unchanged (unknown_names pass). Name aliases the output buffer passed to
+// TaskEnd (the name as it was written there): copy it to keep it past the
+// buffer's reuse.
 type AttributeMiss struct {
 	Field string
 	Name  []byte

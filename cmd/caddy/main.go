@@ -7,7 +7,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/ucsedge/caddy-ucs/caddymodule"
+	_ "github.com/ucsedge/caddy-ucs"
 )
 
 func main() {
