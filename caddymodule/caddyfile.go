@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -46,11 +47,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_size <size>                           # default 100MiB
 //			keep     <n>                              # default 10
 //		}
+//		forward <base URL>... {                       # http(s)://host[:port][/prefix], tried in order
+//			timeout     <duration>                    # default 10s, the whole exchange
+//			spool       <dir>                         # enables store and forward
+//			max_spool   <size>                        # default 1GiB; when full: 503
+//			dead_letter <file>                        # default <spool>/dead-letter.jsonl
+//		}
 //	}
 //
 // Sizes are a number with an optional unit: B, KB, KiB, MB, MiB, GB, GiB
-// (any case; KB = 1000, KiB = 1024). The `forward` sink is not available in
-// this version and is refused with a message saying so.
+// (any case; KB = 1000, KiB = 1024). Durations are Caddy's (`500ms`,
+// `10s`, `1m`).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -134,15 +141,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_depth must be a positive whole number, got %q", v)
 			}
 			h.MaxDepth = n
-		case "local":
-			if h.Local != nil {
-				return d.Errf("only one sink may be configured: local is already set")
+		case "local", "forward":
+			if set := h.sinkName(); set != "" {
+				return d.Errf("only one sink may be configured: %s is already set", set)
 			}
-			if err := h.unmarshalLocal(d); err != nil {
+			var err error
+			if opt == "local" {
+				err = h.unmarshalLocal(d)
+			} else {
+				err = h.unmarshalForward(d)
+			}
+			if err != nil {
 				return err
 			}
-		case "forward":
-			return d.Errf("the forward sink is not available in this version; use local, or no sink with reverse_proxy after ucs")
 		default:
 			return d.Errf("unknown ucs option %q", opt)
 		}
@@ -250,6 +261,71 @@ func (h *Handler) unmarshalLocal(d *caddyfile.Dispenser) error {
 		}
 	}
 	h.Local = l
+	return nil
+}
+
+// sinkName is the sink configured so far, "" for none.
+func (h *Handler) sinkName() string {
+	switch {
+	case h.Local != nil:
+		return "local"
+	case h.Forward != nil:
+		return "forward"
+	}
+	return ""
+}
+
+func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
+	f := new(ForwardSink)
+	f.URLs = d.RemainingArgs()
+	if len(f.URLs) == 0 {
+		return d.Errf("forward needs at least one upstream base URL, e.g. forward http://ucs.example.com:8080")
+	}
+	for _, u := range f.URLs {
+		if _, err := parseBaseURL(u); err != nil {
+			return d.Errf("forward: %v", err)
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "timeout", "spool", "max_spool", "dead_letter":
+		default:
+			return d.Errf("unknown forward option %q", opt)
+		}
+		v, err := oneArg(d)
+		if err != nil {
+			return err
+		}
+		switch opt {
+		case "timeout":
+			t, err := caddy.ParseDuration(v)
+			if err != nil || t <= 0 {
+				return d.Errf("forward timeout must be a positive duration such as 10s, got %q", v)
+			}
+			f.Timeout = caddy.Duration(t)
+		case "spool":
+			f.Spool = v
+		case "max_spool":
+			n, err := parseSize(v)
+			if err != nil || n == 0 {
+				if err == nil {
+					err = fmt.Errorf("must be more than 0")
+				}
+				return d.Errf("forward max_spool: %v", err)
+			}
+			f.MaxSpool = n
+		case "dead_letter":
+			f.DeadLetter = v
+		}
+	}
+	if f.Spool == "" && f.MaxSpool != 0 {
+		return d.Errf("forward max_spool needs spool <dir>")
+	}
+	if f.Spool == "" && f.DeadLetter != "" {
+		return d.Errf("forward dead_letter needs spool <dir>")
+	}
+	h.Forward = f
 	return nil
 }
 

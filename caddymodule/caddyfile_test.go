@@ -75,6 +75,34 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 			}`),
 		},
 		{
+			"forward with every option",
+			`:8080 {
+	ucs {
+		forward http://ucs1:8080 https://ucs2.example.com/cs-prefix {
+			timeout 2s
+			spool data/spool
+			max_spool 512MiB
+			dead_letter data/rejected.jsonl
+		}
+	}
+}`,
+			adaptRoute(`{
+				"forward": {
+					"dead_letter": "data/rejected.jsonl",
+					"max_spool": 536870912,
+					"spool": "data/spool",
+					"timeout": 2000000000,
+					"urls": ["http://ucs1:8080", "https://ucs2.example.com/cs-prefix"]
+				},
+				"handler": "ucs"
+			}`),
+		},
+		{
+			"forward without a block",
+			":8080 {\n\tucs {\n\t\tforward http://ucs1:8080\n\t}\n}",
+			adaptRoute(`{"forward": {"urls": ["http://ucs1:8080"]}, "handler": "ucs"}`),
+		},
+		{
 			"ordered before respond and reverse_proxy without an order line",
 			":8080 {\n\treverse_proxy localhost:9000\n\tucs\n\trequest_header X-A b\n}",
 			adaptRoute(`{"handler": "headers", "request": {"set": {"X-A": ["b"]}}},
@@ -99,8 +127,24 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 		err   string
 	}{
 		{"unknown option", "ucs {\n  spool x\n}", `unknown ucs option "spool"`},
-		{"forward is not in this version", "ucs {\n  forward http://ucs:8080\n}", "the forward sink is not available in this version"},
-		{"two sinks", "ucs {\n  local a.jsonl\n  local b.jsonl\n}", "only one sink may be configured"},
+		{"two sinks", "ucs {\n  local a.jsonl\n  local b.jsonl\n}", "only one sink may be configured: local is already set"},
+		{"local and forward", "ucs {\n  local a.jsonl\n  forward http://ucs:8080\n}", "only one sink may be configured: local is already set"},
+		{"forward and local", "ucs {\n  forward http://ucs:8080\n  local a.jsonl\n}", "only one sink may be configured: forward is already set"},
+		{"two forwards", "ucs {\n  forward http://a:8080\n  forward http://b:8080\n}", "only one sink may be configured: forward is already set"},
+		{"forward without a URL", "ucs {\n  forward\n}", "forward needs at least one upstream base URL"},
+		{"forward URL without a scheme", "ucs {\n  forward ucs1:8080\n}", `forward: "ucs1:8080" is not an http or https base URL with a host`},
+		{"forward URL of another scheme", "ucs {\n  forward ftp://ucs1\n}", `forward: "ftp://ucs1" is not an http or https base URL`},
+		{"forward URL without a host", "ucs {\n  forward http://\n}", `forward: "http://" is not an http or https base URL with a host`},
+		{"forward second URL bad", "ucs {\n  forward http://a:1 http://b:2#x\n}", `forward: "http://b:2#x" is not an http or https base URL`},
+		{"forward unknown option", "ucs {\n  forward http://a {\n    retries 3\n  }\n}", `unknown forward option "retries"`},
+		{"forward bad timeout", "ucs {\n  forward http://a {\n    timeout soon\n  }\n}", `forward timeout must be a positive duration such as 10s, got "soon"`},
+		{"forward zero timeout", "ucs {\n  forward http://a {\n    timeout 0s\n  }\n}", `forward timeout must be a positive duration`},
+		{"forward timeout without value", "ucs {\n  forward http://a {\n    timeout\n  }\n}", "timeout needs a value"},
+		{"forward bad max_spool", "ucs {\n  forward http://a {\n    spool s\n    max_spool huge\n  }\n}", `forward max_spool: "huge" is not a size`},
+		{"forward zero max_spool", "ucs {\n  forward http://a {\n    spool s\n    max_spool 0\n  }\n}", "forward max_spool: must be more than 0"},
+		{"forward max_spool without spool", "ucs {\n  forward http://a {\n    max_spool 1GiB\n  }\n}", "forward max_spool needs spool <dir>"},
+		{"forward dead_letter without spool", "ucs {\n  forward http://a {\n    dead_letter d.jsonl\n  }\n}", "forward dead_letter needs spool <dir>"},
+		{"forward spool with two dirs", "ucs {\n  forward http://a {\n    spool a b\n  }\n}", `spool takes one value, got another: "b"`},
 		{"argument on the directive", "ucs extra", "wrong argument count"},
 		{"size that does not parse", "ucs {\n  max_body lots\n}", `max_body: "lots" is not a size`},
 		{"size zero", "ucs {\n  max_body 0\n}", "max_body must be more than 0"},
@@ -148,6 +192,13 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 		{"local negative keep", Handler{Local: &LocalSink{Path: "x", Keep: -1}}, "local keep must not be negative"},
 		{"local negative max_size", Handler{Local: &LocalSink{Path: "x", MaxSize: -1}}, "local max_size must not be negative"},
 		{"local bad fsync", Handler{Local: &LocalSink{Path: "x", Fsync: "never"}}, `local fsync must be one of always, off, got "never"`},
+		{"local and forward", Handler{Local: &LocalSink{Path: "x"}, Forward: &ForwardSink{URLs: []string{"http://a"}}}, "only one sink may be configured: local and forward are both set"},
+		{"forward without URLs", Handler{Forward: &ForwardSink{}}, "forward needs at least one upstream base URL"},
+		{"forward bad URL", Handler{Forward: &ForwardSink{URLs: []string{"http://a", "a:80"}}}, `forward: "a:80" is not an http or https base URL`},
+		{"forward negative timeout", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Timeout: -1}}, "forward timeout must not be negative"},
+		{"forward negative max_spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", MaxSpool: -1}}, "forward max_spool must not be negative"},
+		{"forward max_spool without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, MaxSpool: 10}}, "forward max_spool needs spool <dir>"},
+		{"forward dead_letter without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, DeadLetter: "d"}}, "forward dead_letter needs spool <dir>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

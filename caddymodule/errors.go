@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/ucsedge/caddy-ucs/normalize"
 	"github.com/ucsedge/caddy-ucs/upstream"
@@ -20,6 +21,7 @@ const (
 	exPayloadTooLarge      = "PayloadTooLargeException"
 	exUnsupportedMediaType = "UnsupportedMediaTypeException"
 	exStorage              = "StorageException"
+	exUpstreamUnavailable  = "UpstreamUnavailableException"
 )
 
 // requestError is every failure the handler answers itself: a status, the
@@ -99,6 +101,44 @@ func errStorage(err error) *requestError {
 		msg += ": " + se.Op + ": " + se.Err.Error()
 	}
 	return &requestError{http.StatusServiceUnavailable, exStorage, "storage", msg, err}
+}
+
+// errUpstreamUnavailable is an event no upstream took (no spool): none
+// could be reached, or the last one answered status (502, 503 or 504).
+func errUpstreamUnavailable(status int, err error) *requestError {
+	msg := "the upstream Context Services could not be reached"
+	if status != 0 {
+		msg = "the upstream Context Services answered " + strconv.Itoa(status)
+	}
+	return &requestError{http.StatusBadGateway, exUpstreamUnavailable, "upstream_unavailable", msg + "; the event was not delivered", err}
+}
+
+func errUpstreamTimeout(timeout time.Duration, err error) *requestError {
+	return &requestError{http.StatusGatewayTimeout, exUpstreamUnavailable, "upstream_timeout",
+		"the upstream Context Services did not answer within " + timeout.String() + "; the event may not have been delivered", err}
+}
+
+// errUpstreamAnswerTooLarge: the event reached the upstream, but its
+// answer cannot be relayed.
+func errUpstreamAnswerTooLarge(e *upstream.ResponseTooLargeError, err error) *requestError {
+	return &requestError{http.StatusBadGateway, exUpstreamUnavailable, "upstream_answer_too_large",
+		"the upstream Context Services answered " + strconv.Itoa(e.Status) + " with a body over " +
+			strconv.FormatInt(e.Limit, 10) + " bytes, which is not relayed", err}
+}
+
+// errSpoolFull tells the client to retry: the event is neither delivered
+// nor stored.
+func errSpoolFull(limit int64) *requestError {
+	return &requestError{http.StatusServiceUnavailable, exUpstreamUnavailable, "spool_full",
+		"the upstream Context Services is unavailable and the spool is full (max_spool " +
+			strconv.FormatInt(limit, 10) + " bytes); the event was not stored, try again later", upstream.ErrSpoolFull}
+}
+
+// errClientGone is the answer nobody reads: the caller went away (or the
+// server is shutting down) before the upstream answered.
+func errClientGone(err error) *requestError {
+	return &requestError{http.StatusBadGateway, exUpstreamUnavailable, "client_gone",
+		"the request ended before the upstream Context Services answered", err}
 }
 
 // appendErrorBody appends {"message":…,"exception":…}, the shape of the

@@ -48,9 +48,10 @@ var now = time.Now
 // (`POST {base_path}/services/{service_id}/tasks/{task_id}/end`), turns its
 // loose JSON body into strict JSON (business-attribute names mapped to IDs,
 // the canonical UTC timestamp added) and hands the event to a sink: the next
-// handler of the route (no sink configured, normally `reverse_proxy`) or a
-// local journal file. Every other request goes to the next handler
-// untouched, its body unread.
+// handler of the route (no sink configured, normally `reverse_proxy`), a
+// local journal file, or an upstream Context Services that the handler
+// posts to itself, with an optional durable spool. Every other request goes
+// to the next handler untouched, its body unread.
 type Handler struct {
 	// BasePath is the Context Services base path in front of `/services/…`.
 	// Default: `/genesys/1/cs` (UCS 8.1 installs may use another).
@@ -107,12 +108,21 @@ type Handler struct {
 	// request goes on down the route.
 	Local *LocalSink `json:"local,omitempty"`
 
-	norm        *normalize.Normalizer
-	journal     *sharedJournal
-	journalKey  string
-	servicesPfx string // BasePath + "/services/"
-	caddyErrors bool
-	logger      *zap.Logger
+	// Forward, when set, posts each event to an upstream Context Services
+	// and relays its answer; with a spool, an unavailable upstream does not
+	// lose the event. At most one of local and forward. Default: unset.
+	Forward *ForwardSink `json:"forward,omitempty"`
+
+	norm          *normalize.Normalizer
+	journal       *sharedJournal
+	journalKey    string
+	fwd           *upstream.Forwarder
+	spool         *sharedSpool
+	spoolKey      string
+	spoolReleased bool
+	servicesPfx   string // BasePath + "/services/"
+	caddyErrors   bool
+	logger        *zap.Logger
 }
 
 // LocalSink is the local journal: one line
@@ -145,7 +155,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision checks the options, loads the business-attribute tables, builds
-// the normaliser and opens (or shares) the local journal.
+// the normaliser and opens (or shares) the local journal or the spool.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if err := h.checkOptions(); err != nil {
@@ -189,6 +199,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("ucs: local %q: opening the journal: %w", h.Local.Path, err)
 		}
 		h.journalKey = abs
+	}
+	if h.Forward != nil {
+		return h.provisionForward(ctx)
 	}
 	return nil
 }
@@ -275,6 +288,14 @@ func (h *Handler) checkOptions() error {
 			return fmt.Errorf("ucs: business_attribute needs a field and an attribute name, got %q → %q", field, attr)
 		}
 	}
+	if h.Local != nil && h.Forward != nil {
+		return errors.New("ucs: only one sink may be configured: local and forward are both set")
+	}
+	if h.Forward != nil {
+		if err := h.Forward.check(); err != nil {
+			return err
+		}
+	}
 	if l := h.Local; l != nil {
 		if l.Path == "" {
 			return errors.New("ucs: local needs a file path")
@@ -307,15 +328,16 @@ func oneOf(option, value string, allowed ...string) error {
 // Validate checks the configuration (Provision has filled the defaults).
 func (h *Handler) Validate() error { return h.checkOptions() }
 
-// Cleanup releases this config's use of the shared journal; the last user
-// closes it.
+// Cleanup releases this config's use of the shared journal or spool; the
+// last user closes it.
 func (h *Handler) Cleanup() error {
+	err := h.cleanupForward()
 	if h.journal == nil {
-		return nil
+		return err
 	}
 	h.journal = nil
-	_, err := journals.Delete(h.journalKey)
-	return err
+	_, jerr := journals.Delete(h.journalKey)
+	return errors.Join(err, jerr)
 }
 
 // ServeHTTP intercepts the Complete Task call and passes everything else on.
@@ -376,6 +398,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		setOutcome(repl, outcomeJournaled)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
+	}
+
+	if h.fwd != nil {
+		// The buffer goes to the GC, not back to the pool: net/http's
+		// transport may still read a request body after the exchange
+		// returned, and a failover resends it.
+		return h.serveForward(w, r, repl, strict)
 	}
 
 	setOutcome(repl, outcomeForwarded)

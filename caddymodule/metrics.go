@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -16,7 +17,9 @@ const (
 	outcomeForwarded = "forwarded" // normalised and handed down the route (no sink configured)
 	outcomeJournaled = "journaled" // normalised and on disk in the local journal: 204
 	outcomeRejected  = "rejected"  // the request was refused: 400, 413 or 415
-	outcomeError     = "error"     // the gateway failed: 503 (storage)
+	outcomeRelayed   = "relayed"   // forward sink: the upstream's answer was relayed (any status)
+	outcomeSpooled   = "spooled"   // forward sink: stored in the spool for replay: 204
+	outcomeError     = "error"     // the gateway failed: 502/504 (upstream), 503 (storage, full spool)
 )
 
 // The collectors are created once per process and registered on every
@@ -25,7 +28,7 @@ const (
 var (
 	metricRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "requests_total",
-		Help: "Requests seen by the ucs handler, by outcome (passed, forwarded, journaled, rejected, error).",
+		Help: "Requests seen by the ucs handler, by outcome (passed, forwarded, journaled, relayed, spooled, rejected, error).",
 	}, []string{"outcome"})
 	metricRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "rejections_total",
@@ -54,19 +57,53 @@ var (
 		Help: "Bytes written to the local journal.",
 	})
 
+	// The spool series carry the spool directory (from the config, so a
+	// bounded set) as reverse_proxy's carry the upstream address.
+	metricSpoolRecords = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "spool_records",
+		Help: "Events waiting in the forward spool for replay.",
+	}, []string{"spool"})
+	metricSpoolBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "spool_bytes",
+		Help: "Bytes of the events waiting in the forward spool, with their framing.",
+	}, []string{"spool"})
+	metricSpoolReplayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "spool_replayed_total",
+		Help: "Spooled events the upstream accepted (2xx) on replay.",
+	}, []string{"spool"})
+	metricSpoolDeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "spool_dead_lettered_total",
+		Help: "Spooled events the upstream rejected on replay, written to the dead letter.",
+	}, []string{"spool"})
+	metricUpstreamDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "upstream_duration_seconds",
+		Help:    "Duration of each attempt to deliver an event to one upstream URL, direct or replayed, to the end of its answer.",
+		Buckets: prometheus.ExponentialBuckets(5e-4, 2, 16), // 0.5ms .. ~16s, past the default 10s timeout
+	})
+	metricUpstreamResponses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "upstream_responses_total",
+		Help: "Attempts to deliver an event to one upstream URL, by status class (1xx..5xx), or timeout or error when no answer came.",
+	}, []string{"class"})
+
 	collectors = []prometheus.Collector{
 		metricRequests, metricRejections, metricRepairs, metricMisses,
 		metricNormalize, metricFsync, metricJournalBytes,
+		metricSpoolRecords, metricSpoolBytes, metricSpoolReplayed, metricSpoolDeadLettered,
+		metricUpstreamDuration, metricUpstreamResponses,
 	}
 
 	// Label children resolved once: WithLabelValues hashes its labels on every call.
 	requestsByOutcome = map[string]prometheus.Counter{}
 	repairsByKind     [normalize.NumRepairKinds]prometheus.Counter
+	upstreamByClass   = map[string]prometheus.Counter{}
 )
 
 func init() {
-	for _, o := range []string{outcomePassed, outcomeForwarded, outcomeJournaled, outcomeRejected, outcomeError} {
+	for _, o := range []string{outcomePassed, outcomeForwarded, outcomeJournaled, outcomeRelayed, outcomeSpooled, outcomeRejected, outcomeError} {
 		requestsByOutcome[o] = metricRequests.WithLabelValues(o)
+	}
+	for _, c := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "error"} {
+		upstreamByClass[c] = metricUpstreamResponses.WithLabelValues(c)
 	}
 	for k := range normalize.NumRepairKinds {
 		repairsByKind[k] = metricRepairs.WithLabelValues(k.String())
@@ -100,6 +137,29 @@ func observeReport(rep *normalize.Report, took time.Duration) {
 	for i := range rep.NumMisses {
 		metricMisses.WithLabelValues(rep.Misses[i].Field).Inc()
 	}
+}
+
+// observeUpstream is the forwarder's Observe hook: one attempt on one URL.
+func observeUpstream(status int, took time.Duration, err error) {
+	metricUpstreamDuration.Observe(took.Seconds())
+	upstreamByClass[statusClass(status, err)].Inc()
+}
+
+// statusClass is the bounded label of an attempt's result.
+func statusClass(status int, err error) string {
+	switch {
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || isTimeout(err)):
+		return "timeout"
+	case err != nil || status < 100 || status > 599:
+		return "error"
+	default:
+		return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[status/100-1]
+	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
 
 func journalOnSync(d time.Duration) { metricFsync.Observe(d.Seconds()) }

@@ -41,6 +41,10 @@ type ForwardOptions struct {
 	MaxResponse int64
 	// Logger receives failover lines at debug and warn; nil means zap.NewNop().
 	Logger *zap.Logger
+	// Observe, if set, is called after every attempt on one URL, direct or replayed, with the
+	// answer's status (0 when there was none), the time from sending to the end of the answer, and
+	// the transport error. It runs on the request's goroutine: it must be quick.
+	Observe func(status int, took time.Duration, err error)
 }
 
 // ForwardRequest is one event to post upstream.
@@ -117,6 +121,7 @@ type Forwarder struct {
 	client      *http.Client
 	maxResponse int64
 	logger      *zap.Logger
+	observe     func(int, time.Duration, error)
 }
 
 // NewForwarder checks the options and builds a Forwarder.
@@ -134,6 +139,7 @@ func NewForwarder(opts ForwardOptions) (*Forwarder, error) {
 		timeout:     opts.Timeout,
 		maxResponse: opts.MaxResponse,
 		logger:      opts.Logger,
+		observe:     opts.Observe,
 	}
 	if f.timeout <= 0 {
 		f.timeout = defaultForwardTimeout
@@ -155,6 +161,10 @@ func NewForwarder(opts ForwardOptions) (*Forwarder, error) {
 	}
 	return f, nil
 }
+
+// CloseIdleConnections closes the kept-alive connections that no request is using: a Forwarder
+// replaced by a config reload lets its connections go at once instead of after the idle timeout.
+func (f *Forwarder) CloseIdleConnections() { f.client.CloseIdleConnections() }
 
 // newTransport is sized for hundreds of concurrent events to a few upstreams, each keeping its
 // connection alive for the next one.
@@ -284,8 +294,27 @@ func (f *Forwarder) send(parent context.Context, o outbound) (*Response, error) 
 	return nil, last
 }
 
-// try makes one POST and reads the bounded answer.
+// try makes one POST and reads the bounded answer, reporting it to the Observe hook.
 func (f *Forwarder) try(ctx context.Context, target string, o outbound) (*Response, error) {
+	if f.observe == nil {
+		return f.exchange(ctx, target, o)
+	}
+	start := time.Now()
+	resp, err := f.exchange(ctx, target, o)
+	status, observed := 0, err
+	var tooLarge *ResponseTooLargeError
+	switch {
+	case resp != nil:
+		status = resp.Status
+	case errors.As(err, &tooLarge):
+		status, observed = tooLarge.Status, nil // an answer came: its class is what counts
+	}
+	f.observe(status, time.Since(start), observed)
+	return resp, err
+}
+
+// exchange makes one POST and reads the bounded answer.
+func (f *Forwarder) exchange(ctx context.Context, target string, o outbound) (*Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(o.body))
 	if err != nil {
 		return nil, err

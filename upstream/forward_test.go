@@ -397,3 +397,32 @@ func FuzzRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+func TestObserveSeesEveryAttemptWithItsStatus(t *testing.T) {
+	sim, srv := newUCSSim(t)
+	sim.reject = func(string) (int, string) { return http.StatusBadRequest, `{"message":"no"}` }
+	type attempt struct {
+		status int
+		failed bool
+	}
+	var mu sync.Mutex
+	var seen []attempt
+	f, err := NewForwarder(ForwardOptions{
+		URLs: []*url.URL{mustURL(t, closedURL(t)), mustURL(t, srv.URL)},
+		Observe: func(status int, took time.Duration, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Positive(t, took)
+			seen = append(seen, attempt{status, err != nil})
+		},
+	})
+	require.NoError(t, err)
+
+	resp, err := f.Forward(context.Background(), ForwardRequest{Path: taskEndPath, Body: []byte(`{}`)})
+
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadRequest, resp.Status)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []attempt{{0, true}, {http.StatusBadRequest, false}}, seen)
+}

@@ -64,7 +64,7 @@ func (s *Spool) deliver(rec []byte) outcome {
 		if decodeErr != nil {
 			err = decodeErr
 		} else {
-			resp, err = s.fwd.send(s.ctx, o)
+			resp, err = s.fwd.Load().send(s.ctx, o)
 		}
 		if s.ctx.Err() != nil {
 			return closing

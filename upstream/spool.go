@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -77,9 +78,9 @@ type SpoolOptions struct {
 // a durable spool, replayed in order, while it does not. It is safe for concurrent use.
 type Spool struct {
 	dir        string
-	fwd        *Forwarder
+	fwd        atomic.Pointer[Forwarder] // swapped by SetForwarder on a config reload
 	logger     *zap.Logger
-	maxBytes   int64
+	maxBytes   int64 // guarded by mu
 	minBackoff time.Duration
 	maxBackoff time.Duration
 	onDepth    func(int, int64)
@@ -125,7 +126,6 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	}
 	s := &Spool{
 		dir:        opts.Dir,
-		fwd:        opts.Forwarder,
 		logger:     opts.Logger,
 		maxBytes:   opts.MaxBytes,
 		minBackoff: opts.MinBackoff,
@@ -136,6 +136,7 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
+	s.fwd.Store(opts.Forwarder)
 	if s.logger == nil {
 		s.logger = zap.NewNop()
 	}
@@ -256,7 +257,8 @@ func (s *Spool) resume() error {
 // Errors: ErrSpoolFull, *StorageError (the event is not stored; 503), *ResponseTooLargeError, or
 // ctx's error when the caller went away during a direct forward.
 func (s *Spool) Submit(ctx context.Context, req ForwardRequest) (*Response, error) {
-	o := s.fwd.prepare(req)
+	fwd := s.fwd.Load()
+	o := fwd.prepare(req)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -269,7 +271,7 @@ func (s *Spool) Submit(ctx context.Context, req ForwardRequest) (*Response, erro
 
 	var cause *UnavailableError
 	if direct {
-		resp, err := s.fwd.send(ctx, o)
+		resp, err := fwd.send(ctx, o)
 		if !errors.As(err, &cause) {
 			return resp, err
 		}
@@ -292,11 +294,11 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 
 	s.mu.Lock()
 	if s.depthBytes+size > s.maxBytes {
-		records, bytes := s.depth, s.depthBytes
+		records, bytes, maxBytes := s.depth, s.depthBytes, s.maxBytes
 		s.mu.Unlock()
 		s.logger.Warn("spool is full; refusing the event",
 			zap.String("dir", s.dir), zap.Int("records", records), zap.Int64("bytes", bytes),
-			zap.Int64("max_bytes", s.maxBytes))
+			zap.Int64("max_bytes", maxBytes))
 		return nil, ErrSpoolFull
 	}
 	if s.depth == 0 {
@@ -332,6 +334,29 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	}
 	return &Response{Status: http.StatusNoContent, Header: http.Header{}, Spooled: true}, nil
 }
+
+// SetForwarder makes f deliver the events from now on, direct and replayed: a config reload that
+// changed the upstream URLs or the timeout keeps the spool and its records. A delivery in flight
+// finishes with the Forwarder it started with.
+func (s *Spool) SetForwarder(f *Forwarder) {
+	if f != nil {
+		s.fwd.Store(f)
+	}
+}
+
+// SetMaxBytes changes the bound of SpoolOptions.MaxBytes (<= 0 means 1 GiB). Records already
+// stored stay, even when they are now over it; only new events are refused.
+func (s *Spool) SetMaxBytes(n int64) {
+	if n <= 0 {
+		n = defaultMaxSpool
+	}
+	s.mu.Lock()
+	s.maxBytes = n
+	s.mu.Unlock()
+}
+
+// Dir returns the spool directory.
+func (s *Spool) Dir() string { return s.dir }
 
 // Depth returns the records waiting for delivery and their bytes.
 func (s *Spool) Depth() (records int, bytes int64) {

@@ -571,3 +571,39 @@ func TestLostCursorWriteResendsOnlyThatRecord(t *testing.T) {
 	waitDrained(t, s)
 	assert.Equal(t, append(events(0, 5), event(4)), sim.received())
 }
+
+func TestSetForwarderRedirectsTheReplay(t *testing.T) {
+	oldSim, oldSrv := newUCSSim(t)
+	oldSim.down = true
+	newSim, newSrv := newUCSSim(t)
+	s := openTestSpool(t, t.TempDir(), oldSrv.URL, nil)
+	submitSpooled(t, s, 0, 5)
+
+	s.SetForwarder(newTestForwarder(t, 2*time.Second, newSrv.URL))
+	waitDrained(t, s)
+
+	assert.Equal(t, events(0, 5), newSim.received())
+	resp, err := s.Submit(context.Background(), taskEnd(5))
+	require.NoError(t, err)
+	assert.False(t, resp.Spooled, "an empty spool forwards directly, to the new upstream")
+	assert.Equal(t, events(0, 6), newSim.received())
+	assert.Empty(t, oldSim.received())
+}
+
+func TestSetMaxBytesAppliesToTheNextEvent(t *testing.T) {
+	sim, srv := newUCSSim(t)
+	sim.down = true
+	s := openTestSpool(t, t.TempDir(), srv.URL, nil)
+	submitSpooled(t, s, 0, 2)
+	_, bytes := s.Depth()
+
+	s.SetMaxBytes(bytes)
+	_, err := s.Submit(context.Background(), taskEnd(2))
+	require.ErrorIs(t, err, ErrSpoolFull)
+
+	s.SetMaxBytes(0) // the default, 1 GiB
+	submitSpooled(t, s, 3, 4)
+	sim.set(func(u *ucsSim) { u.down = false })
+	waitDrained(t, s)
+	assert.Equal(t, []string{event(0), event(1), event(3)}, sim.received())
+}

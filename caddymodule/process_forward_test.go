@@ -1,0 +1,170 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// buildCaddy builds the real binary (cmd/caddy) into dir.
+func buildCaddy(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "caddy")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
+	build.Dir = ".."
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+func killHard(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+}
+
+// TestKillDuringOutageLosesNoAcknowledgedEvent runs the built binary with a
+// spool in front of an upstream that is down, loads it with concurrent
+// calls, kills it with SIGKILL mid-load, restarts it, brings the upstream
+// back, kills it again in the middle of the replay and restarts it: every
+// call answered 204 must reach the upstream at least once. A second process
+// on the same spool directory must refuse to start meanwhile.
+func TestKillDuringOutageLosesNoAcknowledgedEvent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the caddy binary; skipped with -short")
+	}
+	dir := t.TempDir()
+	bin := buildCaddy(t, dir)
+	ucs := newUCSServer(t)
+	// Slow enough that the second kill lands in the middle of the replay.
+	ucs.set(func(u *ucsServer) { u.delay = time.Millisecond })
+	ucs.stop()
+
+	spool := filepath.Join(dir, "spool")
+	config := func(port int) string {
+		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
+		require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
+	admin off
+	persist_config off
+	storage file_system %s
+}
+http://127.0.0.1:%d {
+	ucs {
+		forward %s {
+			timeout 2s
+			spool %s
+		}
+	}
+	respond 404
+}
+`, filepath.Join(dir, "storage"), port, ucs.url(), spool), 0o600))
+		return cfg
+	}
+	port := freePort(t)
+	cfg := config(port)
+	cmd := startBinary(t, bin, dir, cfg, port)
+	url := fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/42/tasks/7/end", port)
+	client := &http.Client{Timeout: 5 * time.Second}
+
+	var (
+		mu    sync.Mutex
+		acked []string
+		count atomic.Int64
+		wg    sync.WaitGroup
+		stop  atomic.Bool
+	)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				id := fmt.Sprintf("g%d-%d", g, i)
+				body := fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", 1000))
+				resp, err := client.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					return // the server was killed
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusNoContent {
+					mu.Lock()
+					acked = append(acked, id)
+					mu.Unlock()
+					count.Add(1)
+				}
+			}
+		})
+	}
+	for count.Load() < 300 {
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// One owner per spool directory, across processes too.
+	otherPort := freePort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, bin, "run", "--config", config(otherPort), "--adapter", "caddyfile")
+	second.Dir = dir
+	second.Env = append(os.Environ(), "HOME="+dir)
+	out, err := second.CombinedOutput()
+	require.Error(t, err, "a second process on the same spool must not start")
+	assert.Contains(t, string(out), "is in use by another spool")
+
+	killHard(t, cmd)
+	stop.Store(true)
+	wg.Wait()
+
+	// Restart with the upstream still away, then bring it back.
+	cmd = startBinary(t, bin, dir, cfg, port)
+	ucs.restart()
+	require.Eventually(t, func() bool { return len(ucs.received()) >= 50 }, 30*time.Second, time.Millisecond)
+	killHard(t, cmd) // in the middle of the replay
+	delivered := len(ucs.received())
+
+	cmd = startBinary(t, bin, dir, cfg, port)
+	defer killHard(t, cmd)
+	mu.Lock()
+	defer mu.Unlock()
+	seen := map[string]int{}
+	arrived := func() bool {
+		clear(seen)
+		for _, s := range ucs.received() {
+			var ev struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal([]byte(s.body), &ev) == nil {
+				seen[ev.ID]++
+			}
+		}
+		for _, id := range acked {
+			if seen[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	require.Eventually(t, arrived, 60*time.Second, 20*time.Millisecond, "every acknowledged event reaches the upstream")
+
+	duplicates := 0
+	for _, n := range seen {
+		duplicates += n - 1
+	}
+	t.Logf("%d calls acknowledged; %d delivered before the kill during replay; %d events received, %d of them duplicates",
+		len(acked), delivered, len(ucs.received()), duplicates)
+	assert.LessOrEqual(t, duplicates, 2, "at most the record in flight at each kill is resent")
+	data, err := os.ReadFile(filepath.Join(spool, "dead-letter.jsonl"))
+	if err == nil {
+		assert.Empty(t, bytes.TrimSpace(data), "nothing was rejected")
+	}
+}
