@@ -103,21 +103,3 @@ func TestIntegersParseWithSignAndLeadingZeros(t *testing.T) {
 		assert.Equal(t, tt.want, v, tt.in)
 	}
 }
-
-func TestSkipValueFindsTheEndOfCompactValues(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int
-	}{
-		{`"a\"b",`, 6},
-		{`"a\\",`, 5},
-		{`{"a":"}"},`, 9},
-		{`[1,[2,{"x":"]"}]],`, 17},
-		{`-1.5e3}`, 6},
-		{`null]`, 4},
-		{`true`, 4},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, skipValue([]byte(tt.in), 0), tt.in)
-	}
-}

@@ -29,7 +29,7 @@ const (
 // linearDupLimit is how many members an object may have before duplicate
 // keys are looked up in a hash index instead of by comparing with each
 // earlier key; small objects are the common case and need no hashing.
-const linearDupLimit = 16
+const linearDupLimit = 32
 
 // frame is one open object or array.
 type frame struct {
@@ -58,8 +58,10 @@ type member struct {
 type scratch struct {
 	stack   []frame
 	members []member
+	top     []member // the top-level object's members, kept by scan(keepTop)
 	index   map[uint64]int
 	buf     []byte
+	out     []byte // the Task End layer's copy of the scanner's output
 	serial  uint64
 }
 
@@ -74,14 +76,22 @@ var keySeed = maphash.MakeSeed()
 // scanner is the state of one call. Invariant: src[:i] has been consumed
 // and its strict form appended to dst; state says what may come next.
 type scanner struct {
-	src      []byte
-	dst      []byte
-	i        int
-	rep      *Report
-	repairs  int
+	src     []byte
+	dst     []byte
+	i       int
+	repairs int
+	// The scanner's repairs, handed to the caller's Report when the scan
+	// ends. The scanner holds no pointer to the Report: the compiler cannot
+	// tell the scanner's fields apart, and the input and output slices it
+	// holds do reach the heap, so a Report pointer kept here would move
+	// every caller's Report to the heap too.
+	counts   [numScanRepairKinds]int
+	listed   [MaxListedRepairs]scanRepair
+	nListed  int
 	reject   bool
 	maxDepth int
 	sc       *scratch
+	keepTop  bool // keep the top-level object's members in sc.top
 
 	state    int
 	sawComma bool   // a ',' was consumed and no value or key has followed yet
@@ -96,28 +106,68 @@ type scanner struct {
 // value is Value: one pass of the scanner over src, output appended to dst.
 func (n *Normalizer) value(dst, src []byte, rep *Report) ([]byte, error) {
 	sc := scratchPool.Get().(*scratch)
+	out, err := n.scan(dst, src, rep, sc, false)
+	sc.release()
+	return out, err
+}
+
+// scan runs the scanner over src with the caller's scratch. With keepTop,
+// the members of a top-level object are left in sc.top (output spans, in
+// output order, duplicates flagged), so that the Task End layer finds its
+// fields without walking the output again.
+func (n *Normalizer) scan(dst, src []byte, rep *Report, sc *scratch, keepTop bool) ([]byte, error) {
 	s := scanner{
 		src:      src,
 		dst:      dst,
-		rep:      rep,
 		reject:   n.opts.InvalidUTF8 == UTF8Reject,
 		maxDepth: n.opts.MaxDepth,
 		sc:       sc,
+		keepTop:  keepTop,
 	}
 	if s.maxDepth <= 0 {
 		s.maxDepth = DefaultMaxDepth
 	}
 	sc.stack = sc.stack[:0]
 	sc.members = sc.members[:0]
-	err := s.run()
+	sc.top = sc.top[:0]
+	if err := s.run(); err != nil {
+		return dst, err
+	}
+	s.report(rep)
+	return s.dst, nil
+}
+
+// report adds the scanner's repairs to rep (which may be nil).
+func (s *scanner) report(rep *Report) {
+	if rep == nil {
+		return
+	}
+	rep.Strict = s.repairs == 0
+	for k, c := range s.counts {
+		rep.Counts[k] += c
+	}
+	for _, r := range s.listed[:s.nListed] {
+		if rep.NumListed == MaxListedRepairs {
+			break
+		}
+		rep.First[rep.NumListed] = Repair{Kind: r.kind, Offset: r.off}
+		rep.NumListed++
+	}
+}
+
+// release clears the scratch and hands it back to the pool. Very large
+// scratch from one odd body is not kept for every later call.
+func (sc *scratch) release() {
 	if len(sc.index) > maxPooledIndex {
 		sc.index = nil
 	} else if len(sc.index) > 0 {
 		clear(sc.index)
 	}
-	// Very large scratch from one odd body is not kept for every later call.
 	if cap(sc.buf) > 1<<20 {
 		sc.buf = nil
+	}
+	if cap(sc.out) > maxPooledScratch {
+		sc.out = nil
 	}
 	if cap(sc.stack) > 1024 {
 		sc.stack = nil
@@ -125,19 +175,29 @@ func (n *Normalizer) value(dst, src []byte, rep *Report) ([]byte, error) {
 	if cap(sc.members) > 1<<16 {
 		sc.members = nil
 	}
+	if cap(sc.top) > 1<<16 {
+		sc.top = nil
+	}
 	scratchPool.Put(sc)
-	if err != nil {
-		return dst, err
-	}
-	if rep != nil {
-		rep.Strict = s.repairs == 0
-	}
-	return s.dst, nil
+}
+
+// numScanRepairKinds is the number of repair kinds of the general layer
+// (the Task End layer's kinds follow).
+const numScanRepairKinds = int(RepairMissingColon) + 1
+
+// scanRepair is one listed repair of the scanner.
+type scanRepair struct {
+	kind RepairKind
+	off  int
 }
 
 func (s *scanner) repair(kind RepairKind, off int) {
 	s.repairs++
-	s.rep.add(kind, off, "")
+	s.counts[kind]++
+	if s.nListed < MaxListedRepairs {
+		s.listed[s.nListed] = scanRepair{kind, off}
+		s.nListed++
+	}
 }
 
 func (s *scanner) errorf(kind ErrorKind, off int, msg string) error {
@@ -153,13 +213,20 @@ func (s *scanner) at(off int) string {
 func (s *scanner) run() error {
 	s.state = stValue
 	for {
-		if err := s.skipSpace(); err != nil {
-			return err
-		}
 		if s.i >= len(s.src) {
 			return s.eof()
 		}
 		c := s.src[s.i]
+		if !tokenStart[c] {
+			// White space, a comment or an odd byte: the slow path.
+			if err := s.skipSpace(); err != nil {
+				return err
+			}
+			if s.i >= len(s.src) {
+				return s.eof()
+			}
+			c = s.src[s.i]
+		}
 		var err error
 		switch s.state {
 		case stValue:
@@ -176,6 +243,17 @@ func (s *scanner) run() error {
 		}
 	}
 }
+
+// tokenStart marks the bytes at which a token starts for certain, so that
+// compact input does not call skipSpace between tokens: printable ASCII
+// other than the comment starters '/' and '#'.
+var tokenStart = func() (t [256]bool) {
+	for c := '!'; c < 0x80; c++ {
+		t[c] = true
+	}
+	t['/'], t['#'] = false, false
+	return t
+}()
 
 // skipSpace skips white space and comments between tokens. No-break spaces
 // and a BOM count as white space here (a repair); inside strings they are text.
@@ -468,6 +546,9 @@ func (s *scanner) close(c byte) error {
 		s.rebuild(f)
 	}
 	s.dst = append(s.dst, c)
+	if s.keepTop && f.obj && len(s.sc.stack) == 1 {
+		s.sc.top = append(s.sc.top[:0], s.sc.members[f.memStart:]...)
+	}
 	s.sc.members = s.sc.members[:f.memStart]
 	s.sc.stack = s.sc.stack[:len(s.sc.stack)-1]
 	s.setTop()
@@ -485,7 +566,14 @@ func (s *scanner) key(c byte) error {
 		if err := s.str('"', 1, 0); err != nil {
 			return err
 		}
-		return s.endKey(false)
+		if err := s.endKey(false); err != nil {
+			return err
+		}
+		if s.i < len(s.src) && s.src[s.i] == ':' {
+			// Strict input: the colon follows at once.
+			return s.colon(':')
+		}
+		return nil
 	case '\'':
 		s.repair(RepairQuotes, s.i)
 		s.beginMember()
@@ -635,11 +723,13 @@ func (s *scanner) markDup(f *frame, first, idx int) {
 // rebuild rewrites the object of f (without its closing '}') so that each
 // key appears once, at its first position, with its last value (Jackson's
 // behaviour). It runs only for objects that had a duplicate, in O(size).
+// The kept members' spans are moved to where they now are; the members
+// flagged dup are gone from the output.
 func (s *scanner) rebuild(f *frame) {
 	ms := s.sc.members[f.memStart:]
 	buf := append(s.sc.buf[:0], '{')
 	first := true
-	for _, m := range ms {
+	for j, m := range ms {
 		if m.dup {
 			continue
 		}
@@ -648,8 +738,11 @@ func (s *scanner) rebuild(f *frame) {
 		}
 		first = false
 		lv := s.sc.members[m.last]
+		key := f.out + len(buf)
 		buf = append(buf, s.dst[m.key:m.keyEnd]...)
+		keyEnd := f.out + len(buf)
 		buf = append(buf, s.dst[lv.keyEnd:lv.end]...) // ':' and the value
+		ms[j].key, ms[j].keyEnd, ms[j].end = key, keyEnd, f.out+len(buf)
 	}
 	s.dst = append(s.dst[:f.out], buf...)
 	s.sc.buf = buf

@@ -3,22 +3,17 @@ package normalize
 import (
 	"bytes"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
 
-// The Task End layer runs value() into a pooled scratch buffer and walks its
-// compact strict output once. Invariant of that output, which the walk
-// relies on: no white space outside strings, well-formed escapes, valid
-// UTF-8, no duplicate keys. Attached data is copied in runs, byte for byte;
-// only the values of the SPEC's fields are rewritten in place, and omitted
-// fields (defaults, then the timestamp) are appended as the last members.
-
-// taskEndScratch is the per-call buffer for value()'s output.
-type taskEndScratch struct{ buf []byte }
-
-var taskEndPool = sync.Pool{New: func() any { return &taskEndScratch{buf: make([]byte, 0, 4<<10)} }}
+// The Task End layer runs the scanner into a pooled scratch buffer; the
+// scanner hands back the top-level members' spans in that output, so the
+// fields are found without walking it again. Invariant of that output, which
+// the rules rely on: compact strict JSON, well-formed escapes, valid UTF-8,
+// no duplicate keys. Attached data is copied in runs, byte for byte; only the
+// values of the SPEC's fields are rewritten, and omitted fields (defaults,
+// then the timestamp) are appended as the last members.
 
 // maxPooledScratch keeps one outsized body from pinning its buffer forever.
 const maxPooledScratch = 4 << 20
@@ -28,17 +23,15 @@ const maxPooledScratch = 4 << 20
 const timestampBit = 1 << len(AttributeFields)
 
 func (n *Normalizer) taskEnd(dst, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
-	s := taskEndPool.Get().(*taskEndScratch)
-	out, err := n.rewriteTaskEnd(dst, src, s, receivedAt, rep)
-	if cap(s.buf) <= maxPooledScratch {
-		taskEndPool.Put(s)
-	}
+	sc := scratchPool.Get().(*scratch)
+	out, err := n.rewriteTaskEnd(dst, src, sc, receivedAt, rep)
+	sc.release()
 	return out, err
 }
 
-func (n *Normalizer) rewriteTaskEnd(dst, src []byte, s *taskEndScratch, receivedAt time.Time, rep *Report) ([]byte, error) {
-	b, err := n.value(s.buf[:0], src, rep)
-	s.buf = b[:0]
+func (n *Normalizer) rewriteTaskEnd(dst, src []byte, sc *scratch, receivedAt time.Time, rep *Report) ([]byte, error) {
+	b, err := n.scan(sc.out[:0], src, rep, sc, true)
+	sc.out = b[:0]
 	if err != nil {
 		return dst, err
 	}
@@ -49,26 +42,26 @@ func (n *Normalizer) rewriteTaskEnd(dst, src []byte, s *taskEndScratch, received
 	start := len(dst)
 	seen := 0
 	run := 0 // b[run:] has not been copied yet
-	for i := 1; i < len(b)-1; {
-		keyEnd := skipString(b, i)
-		valStart := keyEnd + 1 // past ':'
-		valEnd := skipValue(b, valStart)
-		if rule := matchKey(b[i+1 : keyEnd-1]); rule != nil {
-			dst = append(dst, b[run:valStart]...)
-			dst, err = n.applyRule(dst, rule, b[valStart:valEnd], src, receivedAt, rep)
-			if err != nil {
-				return dst[:start], err
-			}
-			run = valEnd
-			if rule.kind == fieldTimestamp {
-				seen |= timestampBit
-			} else if rule.kind == fieldAttribute {
-				seen |= 1 << rule.attr
-			}
+	for i := range sc.top {
+		m := &sc.top[i]
+		if m.dup {
+			continue // its value is at the first occurrence's position
 		}
-		i = valEnd
-		if i < len(b) && b[i] == ',' {
-			i++
+		rule := matchKey(b[m.key+1 : m.keyEnd-1])
+		if rule == nil {
+			continue
+		}
+		valStart := m.keyEnd + 1 // past ':'
+		dst = append(dst, b[run:valStart]...)
+		dst, err = n.applyRule(dst, rule, b[valStart:m.end], src, receivedAt, rep)
+		if err != nil {
+			return dst[:start], err
+		}
+		run = m.end
+		if rule.kind == fieldTimestamp {
+			seen |= timestampBit
+		} else if rule.kind == fieldAttribute {
+			seen |= 1 << rule.attr
 		}
 	}
 	dst = append(dst, b[run:len(b)-1]...)
@@ -427,68 +420,4 @@ func firstByteOffset(src []byte) int {
 		i++
 	}
 	return i
-}
-
-// structural marks the bytes that matter when skipping a container.
-var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
-
-// skipString returns the index after the closing quote of the string at
-// b[i]. A quote preceded by an odd number of backslashes is escaped.
-func skipString(b []byte, i int) int {
-	j := i + 1
-	for {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			return len(b)
-		}
-		j += k
-		bs := 0
-		for p := j - 1; p > i && b[p] == '\\'; p-- {
-			bs++
-		}
-		if bs%2 == 0 {
-			return j + 1
-		}
-		j++
-	}
-}
-
-// skipValue returns the index after the strict JSON value at b[i].
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return len(b)
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); {
-			for j < len(b) && !structural[b[j]] {
-				j++
-			}
-			if j >= len(b) {
-				break
-			}
-			switch b[j] {
-			case '"':
-				j = skipString(b, j)
-				continue
-			case '{', '[':
-				depth++
-			default:
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-			j++
-		}
-		return len(b)
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' {
-		j++
-	}
-	return j
 }

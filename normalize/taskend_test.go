@@ -359,3 +359,23 @@ func TestGoldenBodies(t *testing.T) {
 		})
 	}
 }
+
+func TestDuplicateTopLevelFieldsApplyTheRuleToTheLastValueAtTheFirstPosition(t *testing.T) {
+	runTaskEndCases(t, Options{Attributes: loadTestTables(t)}, []taskEndCase{
+		{"an earlier bad value is replaced before the rule sees it",
+			`{"state_id":"x","a":1,"state_id":"5"}`, `{"state_id":5,"a":1,` + fixedStamp + `}`,
+			map[RepairKind]int{RepairStringToInteger: 1, RepairTimestampAdded: 1}},
+		{"a shorter attached value moves the fields after it",
+			`{"a":[1,2,3,4,5],"media_type":"email","a":0,"timestamp":null}`,
+			`{"a":0,"media_type":1003,` + fixedStamp + `}`,
+			map[RepairKind]int{RepairAttributeName: 1, RepairTimestampAdded: 1}},
+		{"a longer field value moves the fields after it",
+			`{"session_id":1,"x":{"y":2},"session_id":"abcdefgh","resource_id":"12"}`,
+			`{"session_id":"abcdefgh","x":{"y":2},"resource_id":12,` + fixedStamp + `}`,
+			map[RepairKind]int{RepairStringToInteger: 1, RepairTimestampAdded: 1}},
+		{"a duplicate inside attached data leaves the top level alone",
+			`{"x":{"k":1,"k":[2]},"media_type":"voice"}`,
+			`{"x":{"k":[2]},"media_type":1001,` + fixedStamp + `}`,
+			map[RepairKind]int{RepairAttributeName: 1, RepairTimestampAdded: 1}},
+	})
+}
