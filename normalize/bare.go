@@ -253,48 +253,7 @@ func numberEnd(src []byte, i int) int {
 const stMultiple = -1
 
 // isNumber reports whether w is a JSON number (RFC 8259 grammar).
-func isNumber(w []byte) bool {
-	i := 0
-	if i < len(w) && w[i] == '-' {
-		i++
-	}
-	if i >= len(w) {
-		return false
-	}
-	if w[i] == '0' {
-		i++
-	} else if w[i] >= '1' && w[i] <= '9' {
-		for i < len(w) && isDigit(w[i]) {
-			i++
-		}
-	} else {
-		return false
-	}
-	if i < len(w) && w[i] == '.' {
-		i++
-		d := i
-		for i < len(w) && isDigit(w[i]) {
-			i++
-		}
-		if i == d {
-			return false
-		}
-	}
-	if i < len(w) && (w[i] == 'e' || w[i] == 'E') {
-		i++
-		if i < len(w) && (w[i] == '+' || w[i] == '-') {
-			i++
-		}
-		d := i
-		for i < len(w) && isDigit(w[i]) {
-			i++
-		}
-		if i == d {
-			return false
-		}
-	}
-	return i == len(w)
-}
+func isNumber(w []byte) bool { return len(w) > 0 && numberEnd(w, 0) == len(w) }
 
 func isDigit(c byte) bool { return c-'0' < 10 }
 
