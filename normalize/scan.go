@@ -59,15 +59,11 @@ type scratch struct {
 	stack   []frame
 	members []member
 	top     []member // the top-level object's members, kept by scan(keepTop)
-	index   map[uint64]int
+	index   keyIndex
 	buf     []byte
 	out     []byte // the Task End layer's copy of the scanner's output
 	serial  uint64
 }
-
-// maxPooledIndex bounds the index kept in the pool: clearing a map costs its
-// capacity, and one huge object must not slow every later call.
-const maxPooledIndex = 4096
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
@@ -158,11 +154,7 @@ func (s *scanner) report(rep *Report) {
 // release clears the scratch and hands it back to the pool. Very large
 // scratch from one odd body is not kept for every later call.
 func (sc *scratch) release() {
-	if len(sc.index) > maxPooledIndex {
-		sc.index = nil
-	} else if len(sc.index) > 0 {
-		clear(sc.index)
-	}
+	sc.index.reset()
 	if cap(sc.buf) > 1<<20 {
 		sc.buf = nil
 	}
@@ -666,21 +658,16 @@ func (s *scanner) checkDup(idx int) {
 		s.linearDup(f, idx, k)
 		return
 	}
-	if s.sc.index == nil {
-		s.sc.index = make(map[uint64]int)
-	}
 	if !f.indexed {
 		f.indexed = true
 		for j := f.memStart; j < idx; j++ {
 			if !ms[j].dup {
-				s.sc.index[s.keyHash(f, s.dst[ms[j].key:ms[j].keyEnd])] = j
+				s.sc.index.lookupOrInsert(s.keyHash(f, s.dst[ms[j].key:ms[j].keyEnd]), j)
 			}
 		}
 	}
-	h := s.keyHash(f, k)
-	j, ok := s.sc.index[h]
+	j, ok := s.sc.index.lookupOrInsert(s.keyHash(f, k), idx)
 	if !ok {
-		s.sc.index[h] = idx
 		return
 	}
 	if j >= f.memStart && j < idx && bytes.Equal(s.dst[ms[j].key:ms[j].keyEnd], k) {
