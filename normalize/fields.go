@@ -300,6 +300,25 @@ func valueOffset(src []byte, field string) int {
 	return anyDepthValueOffset(src, field)
 }
 
+// fieldValueOffset returns the input offset of the value of the member whose
+// key starts at keyOff (the scanner's record of it), falling back to a search
+// for keys that do not appear literally (escaped, e.g. "\u0074imestamp").
+func fieldValueOffset(src []byte, keyOff int, field string) int {
+	if keyOff >= 0 && keyOff < len(src) {
+		i := keyOff
+		switch {
+		case src[i] == '"' || src[i] == '\'':
+			i++
+		case i+3 <= len(src) && src[i] == 0xE2 && src[i+1] == 0x80:
+			i += 3 // a typographic quote
+		}
+		if off := keyValueAt(src, i, field); off > 0 {
+			return off
+		}
+	}
+	return anyDepthValueOffset(src, field)
+}
+
 // anyDepthValueOffset is valueOffset without the depth rule: the first
 // occurrence of field as a key at any depth. It uses bytes.Index, so it is
 // cheap enough for repair offsets on the hot path.

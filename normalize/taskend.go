@@ -53,7 +53,13 @@ func (n *Normalizer) rewriteTaskEnd(dst, src []byte, sc *scratch, receivedAt tim
 		}
 		valStart := m.keyEnd + 1 // past ':'
 		dst = append(dst, b[run:valStart]...)
-		dst, err = n.applyRule(dst, rule, b[valStart:m.end], src, receivedAt, rep)
+		// The value used is the last occurrence's (duplicate keys): its key's
+		// input offset lets a repair be located without searching the input.
+		keyOff := m.off
+		if m.last < len(sc.top) {
+			keyOff = sc.top[m.last].off
+		}
+		dst, err = n.applyRule(dst, rule, b[valStart:m.end], src, keyOff, receivedAt, rep)
 		if err != nil {
 			return dst[:start], err
 		}
@@ -127,31 +133,29 @@ func matchKey(raw []byte) *fieldRule {
 }
 
 // applyRule appends the rewritten value v (a strict JSON value) of a field.
-func (n *Normalizer) applyRule(dst []byte, rule *fieldRule, v, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+func (n *Normalizer) applyRule(dst []byte, rule *fieldRule, v, src []byte, keyOff int, receivedAt time.Time, rep *Report) ([]byte, error) {
 	switch rule.kind {
 	case fieldString:
-		return n.applyString(dst, rule, v, src, rep)
+		return n.applyString(dst, rule, v, src, keyOff, rep)
 	case fieldInt64, fieldInt32:
-		return n.applyInteger(dst, rule, v, src, rep)
+		return n.applyInteger(dst, rule, v, src, keyOff, rep)
 	case fieldAttribute:
-		return n.applyAttribute(dst, rule, v, src, rep)
+		return n.applyAttribute(dst, rule, v, src, keyOff, rep)
 	case fieldTimestamp:
-		return n.applyTimestamp(dst, v, src, receivedAt, rep)
+		return n.applyTimestamp(dst, v, src, keyOff, receivedAt, rep)
 	}
 	return append(dst, v...), nil
 }
 
-// repair records a field repair; the input offset is searched for only when
-// the report will list it, and without valueOffset's depth rule (a byte loop
-// over the input) because repair offsets are informative while error
-// offsets must be right.
-func repair(rep *Report, kind RepairKind, src []byte, field string) {
+// repair records a field repair; the input offset of the value is worked
+// out only when the report will list it, from the offset of its key.
+func repair(rep *Report, kind RepairKind, src []byte, keyOff int, field string) {
 	if rep == nil {
 		return
 	}
 	off := 0
 	if rep.NumListed < MaxListedRepairs {
-		off = anyDepthValueOffset(src, field)
+		off = fieldValueOffset(src, keyOff, field)
 	}
 	rep.add(kind, off, field)
 }
@@ -163,7 +167,7 @@ func fieldError(kind ErrorKind, src []byte, field, msg string) error {
 
 // applyString: a string within the limit is kept, a number becomes its
 // exact text, null is kept (the server treats it as absent).
-func (n *Normalizer) applyString(dst []byte, rule *fieldRule, v, src []byte, rep *Report) ([]byte, error) {
+func (n *Normalizer) applyString(dst []byte, rule *fieldRule, v, src []byte, keyOff int, rep *Report) ([]byte, error) {
 	switch {
 	case v[0] == '"':
 		if c := runeCount(v[1 : len(v)-1]); c > rule.limit {
@@ -174,7 +178,7 @@ func (n *Normalizer) applyString(dst []byte, rule *fieldRule, v, src []byte, rep
 		if len(v) > rule.limit {
 			return dst, tooLong(src, rule, len(v))
 		}
-		repair(rep, RepairNumberToString, src, rule.name)
+		repair(rep, RepairNumberToString, src, keyOff, rule.name)
 		dst = append(dst, '"')
 		dst = append(dst, v...)
 		return append(dst, '"'), nil
@@ -195,7 +199,7 @@ func tooLong(src []byte, rule *fieldRule, count int) error {
 // decimal) becomes the integer; null is kept; anything else is rejected.
 // Negative values pass: the wire type (Java long/int) allows them and the
 // server validates IDs.
-func (n *Normalizer) applyInteger(dst []byte, rule *fieldRule, v, src []byte, rep *Report) ([]byte, error) {
+func (n *Normalizer) applyInteger(dst []byte, rule *fieldRule, v, src []byte, keyOff int, rep *Report) ([]byte, error) {
 	switch {
 	case isNumberStart(v[0]):
 		if !isIntegerText(v) {
@@ -219,7 +223,7 @@ func (n *Normalizer) applyInteger(dst []byte, rule *fieldRule, v, src []byte, re
 		if err := checkRange(src, rule, v, x, res); err != nil {
 			return dst, err
 		}
-		repair(rep, RepairStringToInteger, src, rule.name)
+		repair(rep, RepairStringToInteger, src, keyOff, rule.name)
 		return strconv.AppendInt(dst, x, 10), nil
 	case v[0] == 'n':
 		return append(dst, v...), nil
@@ -260,7 +264,7 @@ func decodeSmall(dst, v []byte) ([]byte, bool) {
 
 // applyAttribute: an integer or decimal string is already an ID; a name is
 // looked up in the field's table; no table means the name is forwarded.
-func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, rep *Report) ([]byte, error) {
+func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, keyOff int, rep *Report) ([]byte, error) {
 	switch {
 	case isNumberStart(v[0]):
 		if !isIntegerText(v) {
@@ -285,7 +289,7 @@ func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, 
 			return dst, checkRange(src, rule, v, x, res)
 		}
 		if res == intOK {
-			repair(rep, RepairStringToInteger, src, rule.name)
+			repair(rep, RepairStringToInteger, src, keyOff, rule.name)
 			return strconv.AppendInt(dst, x, 10), nil
 		}
 	}
@@ -298,7 +302,7 @@ func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, 
 	}
 	if decoded {
 		if id, ok := tb.lookup(name, n.opts.CaseInsensitive); ok {
-			repair(rep, RepairAttributeName, src, rule.name)
+			repair(rep, RepairAttributeName, src, keyOff, rule.name)
 			return strconv.AppendInt(dst, id, 10), nil
 		}
 	}
@@ -315,7 +319,7 @@ func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, 
 
 // applyTimestamp: null, "" or white space only → the receive time; another
 // accepted form → canonical; the canonical form is kept byte for byte.
-func (n *Normalizer) applyTimestamp(dst, v, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+func (n *Normalizer) applyTimestamp(dst, v, src []byte, keyOff int, receivedAt time.Time, rep *Report) ([]byte, error) {
 	var (
 		ms        int64
 		canonical bool
@@ -323,7 +327,7 @@ func (n *Normalizer) applyTimestamp(dst, v, src []byte, receivedAt time.Time, re
 	)
 	switch {
 	case v[0] == 'n':
-		repair(rep, RepairTimestampAdded, src, "timestamp")
+		repair(rep, RepairTimestampAdded, src, keyOff, "timestamp")
 		return appendTimestampString(dst, timeToMs(receivedAt)), nil
 	case v[0] == '"':
 		var buf [64]byte
@@ -333,7 +337,7 @@ func (n *Normalizer) applyTimestamp(dst, v, src []byte, receivedAt time.Time, re
 		}
 		trimmed := trimASCIISpace(text)
 		if len(trimmed) == 0 {
-			repair(rep, RepairTimestampAdded, src, "timestamp")
+			repair(rep, RepairTimestampAdded, src, keyOff, "timestamp")
 			return appendTimestampString(dst, timeToMs(receivedAt)), nil
 		}
 		ms, canonical, ok = parseTimestamp(trimmed)
@@ -347,7 +351,7 @@ func (n *Normalizer) applyTimestamp(dst, v, src []byte, receivedAt time.Time, re
 	if canonical {
 		return append(dst, v...), nil
 	}
-	repair(rep, RepairTimestampRewritten, src, "timestamp")
+	repair(rep, RepairTimestampRewritten, src, keyOff, "timestamp")
 	return appendTimestampString(dst, ms), nil
 }
 

@@ -379,3 +379,43 @@ func TestDuplicateTopLevelFieldsApplyTheRuleToTheLastValueAtTheFirstPosition(t *
 			map[RepairKind]int{RepairAttributeName: 1, RepairTimestampAdded: 1}},
 	})
 }
+
+func TestFieldRepairsPointAtTheValueUsed(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		field string
+		value string // the input text the listed repair must point at; "" for offset 0
+	}{
+		{"quoted key", `{"resource_id": "12"}`, "resource_id", `"12"`},
+		{"nested key of the same name first", `{"a": {"resource_id": "9"}, "resource_id": "12"}`, "resource_id", `"12"`},
+		{"bare key", `{resource_id: '12'}`, "resource_id", `'12'`},
+		{"single-quoted key", `{'session_id': 12345}`, "session_id", `12345`},
+		{"typographic quotes", `{“application_id”: "40"}`, "application_id", `"40"`},
+		{"duplicate key: the last value is the one used", `{"resource_id": "1", "x": 0, "resource_id": "12"}`, "resource_id", `"12"`},
+		// The key is not in the input literally, so the search for it finds nothing.
+		{"escaped key", `{"resource_\u0069d": "12"}`, "resource_id", ""},
+		{"rewritten timestamp", `{"timestamp": 1764158400123}`, "timestamp", `1764158400123`},
+	}
+	n := newTestNormalizer(t, Options{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rep Report
+			_, err := n.TaskEnd(nil, []byte(tt.in), receivedAt, &rep)
+			require.NoError(t, err)
+			var found bool
+			for _, r := range rep.First[:rep.NumListed] {
+				if r.Field != tt.field {
+					continue
+				}
+				found = true
+				if tt.value == "" {
+					assert.Zero(t, r.Offset)
+					continue
+				}
+				assert.Equal(t, tt.value, tt.in[r.Offset:r.Offset+len(tt.value)], "repair %s", r.Kind)
+			}
+			assert.True(t, found, "a repair of %s is listed", tt.field)
+		})
+	}
+}
