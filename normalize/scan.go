@@ -41,6 +41,7 @@ type frame struct {
 	memStart int    // index in scratch.members of the object's first member
 	count    int    // members or elements written so far
 	serial   uint64 // distinguishes this object's keys in the shared index
+	seen     uint64 // one bit per key tag seen, while the object is small: most new keys skip the linear look
 }
 
 // member is one object member as written to the output.
@@ -655,6 +656,11 @@ func (s *scanner) checkDup(idx int) {
 	ms := s.sc.members
 	k := s.dst[ms[idx].key:ms[idx].keyEnd]
 	if f.count <= linearDupLimit {
+		bit := uint64(1) << (ms[idx].tag * 0x9E3779B9 >> 26)
+		if f.seen&bit == 0 {
+			f.seen |= bit // no earlier key has this tag, so none is equal
+			return
+		}
 		s.linearDup(f, idx, k)
 		return
 	}
