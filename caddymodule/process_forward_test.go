@@ -9,33 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// buildCaddy builds the real binary (cmd/caddy) into dir.
-func buildCaddy(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "caddy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	build.Dir = ".."
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
-}
-
-func killHard(t *testing.T, cmd *exec.Cmd) {
-	t.Helper()
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
-}
 
 // TestKillDuringOutageLosesNoAcknowledgedEvent runs the built binary with a
 // spool in front of an upstream that is down, loads it with concurrent
@@ -80,35 +59,8 @@ http://127.0.0.1:%d {
 	url := fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/42/tasks/7/end", port)
 	client := &http.Client{Timeout: 5 * time.Second}
 
-	var (
-		mu    sync.Mutex
-		acked []string
-		count atomic.Int64
-		wg    sync.WaitGroup
-		stop  atomic.Bool
-	)
-	for g := range 8 {
-		wg.Go(func() {
-			for i := 0; !stop.Load(); i++ {
-				id := fmt.Sprintf("g%d-%d", g, i)
-				body := fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", 1000))
-				resp, err := client.Post(url, "application/json", strings.NewReader(body))
-				if err != nil {
-					return // the server was killed
-				}
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusNoContent {
-					mu.Lock()
-					acked = append(acked, id)
-					mu.Unlock()
-					count.Add(1)
-				}
-			}
-		})
-	}
-	for count.Load() < 300 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	load := startLoad(client, url, 1000)
+	load.waitAcked(300)
 
 	// One owner per spool directory, across processes too.
 	otherPort := freePort(t)
@@ -122,8 +74,7 @@ http://127.0.0.1:%d {
 	assert.Contains(t, string(out), "is in use by another spool")
 
 	killHard(t, cmd)
-	stop.Store(true)
-	wg.Wait()
+	acked := load.stop()
 
 	// Restart with the upstream still away, then bring it back.
 	cmd = startBinary(t, bin, dir, cfg, port)
@@ -134,8 +85,6 @@ http://127.0.0.1:%d {
 
 	cmd = startBinary(t, bin, dir, cfg, port)
 	defer killHard(t, cmd)
-	mu.Lock()
-	defer mu.Unlock()
 	seen := map[string]int{}
 	arrived := func() bool {
 		clear(seen)

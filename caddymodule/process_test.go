@@ -60,11 +60,7 @@ func TestKillDuringLoadLosesNoAcknowledgedEvent(t *testing.T) {
 		t.Skip("builds and runs the caddy binary; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "caddy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	build.Dir = ".."
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin := buildCaddy(t, dir)
 
 	port := freePort(t)
 	journal := filepath.Join(dir, "data", "events.jsonl")
@@ -85,42 +81,11 @@ http://127.0.0.1:%d {
 	cmd := startBinary(t, bin, dir, cfg, port)
 	url := fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/42/tasks/7/end", port)
 	client := &http.Client{Timeout: 5 * time.Second}
-	var (
-		mu    sync.Mutex
-		acked []string
-		count atomic.Int64
-		wg    sync.WaitGroup
-		stop  atomic.Bool
-	)
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				id := fmt.Sprintf("g%d-%d", g, i)
-				// Loose JSON with a body large enough for writes to tear.
-				body := fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", 2000))
-				resp, err := client.Post(url, "application/json", strings.NewReader(body))
-				if err != nil {
-					return // the server was killed
-				}
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusNoContent {
-					mu.Lock()
-					acked = append(acked, id)
-					mu.Unlock()
-					count.Add(1)
-				}
-			}
-		}()
-	}
-	for count.Load() < 200 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
-	stop.Store(true)
-	wg.Wait()
+	// Loose JSON with a body large enough for writes to tear.
+	load := startLoad(client, url, 2000)
+	load.waitAcked(200)
+	killHard(t, cmd)
+	acked := load.stop()
 
 	// The restart cuts off a torn tail before appending; one more call
 	// proves the journal is writable again.
@@ -129,8 +94,7 @@ http://127.0.0.1:%d {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
+	killHard(t, cmd)
 
 	data, err := os.ReadFile(journal)
 	require.NoError(t, err)
@@ -148,8 +112,6 @@ http://127.0.0.1:%d {
 		seen[rec.Event.ID]++
 	}
 	require.NoError(t, sc.Err())
-	mu.Lock()
-	defer mu.Unlock()
 	t.Logf("%d calls acknowledged before the kill, %d lines in the journal", len(acked), len(seen))
 	for _, id := range acked {
 		assert.Equal(t, 1, seen[id], "acknowledged event %s", id)
@@ -158,4 +120,74 @@ http://127.0.0.1:%d {
 		assert.Equal(t, 1, n, "event %s journaled %d times", id, n)
 	}
 	assert.Equal(t, 1, seen["after-restart"])
+}
+
+// load is concurrent Complete Task calls with unique ids, sent until the
+// server is killed; it records the ids answered 204.
+type load struct {
+	mu    sync.Mutex
+	acked []string
+	count atomic.Int64
+	wg    sync.WaitGroup
+	done  atomic.Bool
+}
+
+// startLoad starts 8 callers posting loose bodies ({id: '…', pad: "…"})
+// with pad bytes of padding.
+func startLoad(client *http.Client, url string, pad int) *load {
+	l := &load{}
+	for g := range 8 {
+		l.wg.Go(func() {
+			for i := 0; !l.done.Load(); i++ {
+				id := fmt.Sprintf("g%d-%d", g, i)
+				body := fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", pad))
+				resp, err := client.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					return // the server was killed
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusNoContent {
+					l.mu.Lock()
+					l.acked = append(l.acked, id)
+					l.mu.Unlock()
+					l.count.Add(1)
+				}
+			}
+		})
+	}
+	return l
+}
+
+// waitAcked waits until n calls have been answered 204.
+func (l *load) waitAcked(n int64) {
+	for l.count.Load() < n {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stop ends the load (call it once the server is killed) and returns the
+// ids answered 204.
+func (l *load) stop() []string {
+	l.done.Store(true)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acked
+}
+
+// buildCaddy builds the real binary (cmd/caddy) into dir.
+func buildCaddy(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "caddy")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
+	build.Dir = ".."
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+func killHard(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
 }
