@@ -2,7 +2,6 @@ package normalize
 
 import (
 	"bytes"
-	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
@@ -74,33 +73,11 @@ func BenchmarkValueLooseSize(b *testing.B) {
 
 // Baselines on the same strict 1 KiB body, in the same process.
 func BenchmarkValueBaselineFastjson(b *testing.B) {
-	body := benchBody(strictMember, 1<<10)
-	var p fastjson.Parser
-	var dst []byte
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		v, err := p.ParseBytes(body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		dst = v.MarshalTo(dst[:0])
-	}
+	benchFastjson(b, benchBody(strictMember, 1<<10))
 }
 
 func BenchmarkValueBaselineEncodingJSON(b *testing.B) {
-	body := benchBody(strictMember, 1<<10)
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		var v any
-		if err := json.Unmarshal(body, &v); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := json.Marshal(v); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchEncodingJSON(b, benchBody(strictMember, 1<<10))
 }
 
 // BenchmarkValueRatio runs Value and the fastjson and encoding/json
@@ -133,20 +110,10 @@ func BenchmarkValueRatio(b *testing.B) {
 				}
 				t1 := time.Now()
 				for range block {
-					v, err := p.ParseBytes(strict)
-					if err != nil {
-						b.Fatal(err)
-					}
-					fdst = v.MarshalTo(fdst[:0])
+					fdst = fastjsonRoundTrip(b, &p, fdst, strict)
 				}
 				t2 := time.Now()
-				var v any
-				if err := json.Unmarshal(strict, &v); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := json.Marshal(v); err != nil {
-					b.Fatal(err)
-				}
+				encodingJSONRoundTrip(b, strict)
 				t3 := time.Now()
 				tv += t1.Sub(t0)
 				tf += t2.Sub(t1)
