@@ -195,7 +195,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if jo.Keep == 0 {
 			jo.Keep = DefaultJournalKeep
 		}
-		if h.journal, err = acquireJournal(abs, jo, h.logger); err != nil {
+		if h.journal, err = acquireJournal(abs, jo, journalUse{handler: h, logger: h.logger}); err != nil {
 			return fmt.Errorf("ucs: local %q: opening the journal: %w", h.Local.Path, err)
 		}
 		h.journalKey = abs
@@ -335,9 +335,9 @@ func (h *Handler) Cleanup() error {
 	if h.journal == nil {
 		return err
 	}
+	sj := h.journal
 	h.journal = nil
-	_, jerr := journals.Delete(h.journalKey)
-	return errors.Join(err, jerr)
+	return errors.Join(err, releaseJournal(h.journalKey, sj, h))
 }
 
 // ServeHTTP intercepts the Complete Task call and passes everything else on.
