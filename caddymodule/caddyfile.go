@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -52,6 +53,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			spool       <dir>                         # enables store and forward
 //			max_spool   <size>                        # default 1GiB; when full: 503
 //			dead_letter <file>                        # default <spool>/dead-letter.jsonl
+//			replay_concurrency <n>                    # default 64 events in flight; per service one at a time
+//			replay_backoff <min> <max>                # default 250ms 30s
+//			max_attempts  <n>                         # default 10 non-final answers, then dead letter
+//			max_retry_age <duration>                  # default 1h after the first non-final answer
 //		}
 //	}
 //
@@ -288,8 +293,24 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if opt == "replay_backoff" {
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("forward replay_backoff needs two durations, <min> <max>, e.g. replay_backoff 250ms 30s")
+			}
+			var b [2]time.Duration
+			for i, a := range args {
+				t, err := caddy.ParseDuration(a)
+				if err != nil || t <= 0 {
+					return d.Errf("forward replay_backoff must be two positive durations such as 250ms 30s, got %q", a)
+				}
+				b[i] = t
+			}
+			f.ReplayBackoff = &Backoff{Min: caddy.Duration(b[0]), Max: caddy.Duration(b[1])}
+			continue
+		}
 		switch opt {
-		case "timeout", "spool", "max_spool", "dead_letter":
+		case "timeout", "spool", "max_spool", "dead_letter", "replay_concurrency", "max_attempts", "max_retry_age":
 		default:
 			return d.Errf("unknown forward option %q", opt)
 		}
@@ -298,12 +319,16 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 			return err
 		}
 		switch opt {
-		case "timeout":
+		case "timeout", "max_retry_age":
 			t, err := caddy.ParseDuration(v)
 			if err != nil || t <= 0 {
-				return d.Errf("forward timeout must be a positive duration such as 10s, got %q", v)
+				return d.Errf("forward %s must be a positive duration such as 10s, got %q", opt, v)
 			}
-			f.Timeout = caddy.Duration(t)
+			if opt == "timeout" {
+				f.Timeout = caddy.Duration(t)
+			} else {
+				f.MaxRetryAge = caddy.Duration(t)
+			}
 		case "spool":
 			f.Spool = v
 		case "max_spool":
@@ -317,13 +342,21 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 			f.MaxSpool = n
 		case "dead_letter":
 			f.DeadLetter = v
+		case "replay_concurrency", "max_attempts":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return d.Errf("forward %s must be a positive whole number, got %q", opt, v)
+			}
+			if opt == "replay_concurrency" {
+				f.ReplayConcurrency = n
+			} else {
+				f.MaxAttempts = n
+			}
 		}
 	}
-	if f.Spool == "" && f.MaxSpool != 0 {
-		return d.Errf("forward max_spool needs spool <dir>")
-	}
-	if f.Spool == "" && f.DeadLetter != "" {
-		return d.Errf("forward dead_letter needs spool <dir>")
+	// The same checks as the JSON config, with this line's position.
+	if err := f.check(); err != nil {
+		return d.Err(strings.TrimPrefix(err.Error(), "ucs: "))
 	}
 	h.Forward = f
 	return nil

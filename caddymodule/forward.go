@@ -22,7 +22,7 @@ import (
 // Defaults of the forward sink; the field comments repeat them for users.
 const (
 	DefaultForwardTimeout = 10 * time.Second
-	DefaultMaxSpool       = 1 << 30
+	DefaultMaxSpool       = upstream.DefaultMaxSpool
 )
 
 // ForwardSink posts each normalised event to the same path and query on a
@@ -44,8 +44,12 @@ type ForwardSink struct {
 	// Spool is a directory that turns on store and forward: when the
 	// upstream cannot be reached, times out or answers 502/503/504, the
 	// event is written there (fsynced) and the caller gets 204; a
-	// background worker replays the spool in order. While it holds
-	// anything, new events queue behind it. One owner per directory:
+	// background worker replays the spool concurrently, in order per
+	// service: a new event of a service that has events waiting queues
+	// behind them, other services' events still go straight to the
+	// upstream. While the upstream is known to be down (the last
+	// deliveries all failed), new events are stored without a direct
+	// attempt, so callers are not held for the timeout. One owner per directory:
 	// another Caddy process on it fails to start. Default: none, so an
 	// unavailable upstream answers 502 or 504.
 	Spool string `json:"spool,omitempty"`
@@ -60,6 +64,56 @@ type ForwardSink struct {
 	// JSON line `{"failed_at","status","response","record"}` each. Only
 	// with spool. Default: `<spool>/dead-letter.jsonl`.
 	DeadLetter string `json:"dead_letter,omitempty"`
+
+	// ReplayConcurrency bounds the spooled events in flight during replay:
+	// sent to the upstream and not yet recorded as finished on disk.
+	// Events of one service are still sent one at a time, in order. It is
+	// also the bound on the events a crash can make the replay send twice.
+	// Only with spool. Default: 64.
+	ReplayConcurrency int `json:"replay_concurrency,omitempty"`
+
+	// ReplayBackoff bounds the exponential backoff (with jitter) of a
+	// service whose delivery failed, and of the single probe sent while the
+	// upstream is down. An upstream's Retry-After is honoured when longer
+	// (up to one hour). Only with spool. Default: 250ms to 30s.
+	ReplayBackoff *Backoff `json:"replay_backoff,omitempty"`
+
+	// MaxAttempts is how many answers that are not final (408, 429, or a
+	// 4xx/5xx without the Context Services error body, such as a servlet
+	// container's HTML 404 while the UCS deploys) a spooled event may get
+	// before it goes to the dead letter. Unavailability (no answer, 502,
+	// 503, 504, timeout) never counts. Only with spool. Default: 10.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+
+	// MaxRetryAge is how long after its first non-final answer a spooled
+	// event goes on being retried before it goes to the dead letter,
+	// whichever of max_attempts and max_retry_age comes first. Only with
+	// spool. Default: 1h.
+	MaxRetryAge caddy.Duration `json:"max_retry_age,omitempty"`
+}
+
+// Backoff is a range of retry waits.
+type Backoff struct {
+	// Min is the first wait. Default: 250ms.
+	Min caddy.Duration `json:"min,omitempty"`
+	// Max is the longest wait. Default: 30s.
+	Max caddy.Duration `json:"max,omitempty"`
+}
+
+// replayPolicy is the spool's view of the replay options; zero means the
+// upstream default.
+func (f *ForwardSink) replayPolicy() upstream.ReplayPolicy {
+	p := upstream.ReplayPolicy{
+		Concurrency: f.ReplayConcurrency,
+		MaxAttempts: f.MaxAttempts,
+		MaxRetryAge: time.Duration(f.MaxRetryAge),
+		MinBackoff:  spoolBackoff[0],
+		MaxBackoff:  spoolBackoff[1],
+	}
+	if b := f.ReplayBackoff; b != nil {
+		p.MinBackoff, p.MaxBackoff = time.Duration(b.Min), time.Duration(b.Max)
+	}
+	return p
 }
 
 // check rejects forward options no default can fix, naming the option.
@@ -83,6 +137,22 @@ func (f *ForwardSink) check() error {
 	}
 	if f.Spool == "" && f.DeadLetter != "" {
 		return errors.New("ucs: forward dead_letter needs spool <dir>")
+	}
+	if f.ReplayConcurrency < 0 {
+		return fmt.Errorf("ucs: forward replay_concurrency must not be negative, got %d", f.ReplayConcurrency)
+	}
+	if f.MaxAttempts < 0 {
+		return fmt.Errorf("ucs: forward max_attempts must not be negative, got %d", f.MaxAttempts)
+	}
+	if f.MaxRetryAge < 0 {
+		return fmt.Errorf("ucs: forward max_retry_age must not be negative, got %s", time.Duration(f.MaxRetryAge))
+	}
+	if b := f.ReplayBackoff; b != nil && (b.Min < 0 || b.Max < 0 || (b.Max > 0 && b.Max < b.Min)) {
+		return fmt.Errorf("ucs: forward replay_backoff needs 0 <= min <= max, got %s %s",
+			time.Duration(b.Min), time.Duration(b.Max))
+	}
+	if f.Spool == "" && (f.ReplayConcurrency != 0 || f.ReplayBackoff != nil || f.MaxAttempts != 0 || f.MaxRetryAge != 0) {
+		return errors.New("ucs: forward replay_concurrency, replay_backoff, max_attempts and max_retry_age need spool <dir>")
 	}
 	return nil
 }
@@ -138,7 +208,7 @@ func (h *Handler) provisionForward(ctx caddy.Context) error {
 			return fmt.Errorf("ucs: forward dead_letter %q: %w", f.DeadLetter, err)
 		}
 	}
-	use := spoolUse{handler: h, config: ctx.Done(), fwd: fwd, maxBytes: f.MaxSpool, logger: h.logger}
+	use := spoolUse{handler: h, config: ctx.Done(), fwd: fwd, maxBytes: f.MaxSpool, policy: f.replayPolicy(), logger: h.logger}
 	if h.spool, err = acquireSpool(abs, deadLetter, use); err != nil {
 		return fmt.Errorf("ucs: forward spool %q: %w", f.Spool, err)
 	}
@@ -168,6 +238,7 @@ func (h *Handler) cleanupForward() error {
 // 204 when spooled, or a Genesys error when the event was not taken.
 func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, body []byte) error {
 	req := upstream.ForwardRequest{
+		Method:   r.Method,
 		Path:     r.URL.Path,
 		RawQuery: r.URL.RawQuery,
 		Header:   r.Header,
@@ -177,6 +248,10 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *cad
 	}
 	if r.TLS != nil {
 		req.Proto = "https"
+	}
+	if repl != nil {
+		// A service's events keep their order in the spool; services are independent.
+		req.Lane, _ = repl.GetString("http.ucs.service_id")
 	}
 	req.Trusted, _ = caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -191,6 +266,10 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *cad
 		resp, err = h.fwd.Forward(r.Context(), req)
 	}
 	if err != nil {
+		if full, ok := errors.AsType[*upstream.SpoolFullError](err); ok {
+			secs := int64((full.RetryAfter + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+		}
 		return h.fail(w, repl, h.forwardError(r.Context(), err))
 	}
 	if resp.Spooled {

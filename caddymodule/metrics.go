@@ -75,6 +75,14 @@ var (
 		Namespace: "caddy", Subsystem: "ucs", Name: "spool_dead_lettered_total",
 		Help: "Spooled events the upstream rejected on replay, written to the dead letter.",
 	}, []string{"spool"})
+	metricSpoolInFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "spool_in_flight",
+		Help: "Spooled events sent by the replay and not yet recorded as finished.",
+	}, []string{"spool"})
+	metricSpoolOldestAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "spool_oldest_age_seconds",
+		Help: "Age of the oldest event waiting in the spool (0 when empty): how far behind the upstream is.",
+	}, []string{"spool"})
 	metricUpstreamDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "upstream_duration_seconds",
 		Help:    "Duration of each attempt to deliver an event to one upstream URL, direct or replayed, to the end of its answer.",
@@ -89,6 +97,7 @@ var (
 		metricRequests, metricRejections, metricRepairs, metricMisses,
 		metricNormalize, metricFsync, metricJournalBytes,
 		metricSpoolRecords, metricSpoolBytes, metricSpoolReplayed, metricSpoolDeadLettered,
+		metricSpoolInFlight, metricSpoolOldestAge,
 		metricUpstreamDuration, metricUpstreamResponses,
 	}
 

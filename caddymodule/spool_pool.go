@@ -22,8 +22,9 @@ import (
 var spools = caddy.NewUsagePool()
 
 // Test hooks: spoolFS is the file system spools are opened on (nil is the
-// operating system's), spoolBackoff the replay's min and max backoff (zero
-// is the upstream default), spoolOpens counts OpenSpool calls.
+// operating system's), spoolBackoff the replay's min and max backoff when
+// the config sets no replay_backoff (zero is the upstream default),
+// spoolOpens counts OpenSpool calls.
 var (
 	spoolFS      upstream.FileSystem
 	spoolBackoff [2]time.Duration
@@ -49,6 +50,7 @@ type spoolUse struct {
 	config   <-chan struct{} // Done of the config that provisioned the handler
 	fwd      *upstream.Forwarder
 	maxBytes int64
+	policy   upstream.ReplayPolicy
 	logger   *zap.Logger // the handler's, from ctx.Logger()
 }
 
@@ -71,14 +73,17 @@ func acquireSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, error)
 			Forwarder:  use.fwd,
 			Logger:     zap.New(logs).Named(cmp.Or(use.logger.Name(), "http.handlers.ucs") + ".spool"),
 			FS:         spoolFS,
-			MinBackoff: spoolBackoff[0],
-			MaxBackoff: spoolBackoff[1],
+			Replay:     use.policy,
 			OnDepth: func(records int, bytes int64) {
 				metricSpoolRecords.WithLabelValues(labels...).Set(float64(records))
 				metricSpoolBytes.WithLabelValues(labels...).Set(float64(bytes))
 			},
 			OnReplayed:   func() { metricSpoolReplayed.WithLabelValues(labels...).Inc() },
 			OnDeadLetter: func() { metricSpoolDeadLettered.WithLabelValues(labels...).Inc() },
+			OnLag: func(inFlight int, oldest time.Duration) {
+				metricSpoolInFlight.WithLabelValues(labels...).Set(float64(inFlight))
+				metricSpoolOldestAge.WithLabelValues(labels...).Set(oldest.Seconds())
+			},
 		})
 		if err != nil {
 			return nil, err
@@ -133,6 +138,7 @@ func releaseSpool(absDir string, s *sharedSpool, h *Handler) error {
 func (s *sharedSpool) takeOver(use spoolUse) {
 	s.SetForwarder(use.fwd)
 	s.SetMaxBytes(use.maxBytes)
+	s.SetReplayPolicy(use.policy)
 	s.logs.swap(use.logger.Core())
 }
 

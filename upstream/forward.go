@@ -49,10 +49,15 @@ type ForwardOptions struct {
 
 // ForwardRequest is one event to post upstream.
 type ForwardRequest struct {
+	Method   string      // the request's method; "" means POST
 	Path     string      // path of the incoming request, e.g. /genesys/1/cs/services/1/tasks/2/end
 	RawQuery string      // its query, without '?'
 	Header   http.Header // the caller's headers; read, never modified
 	Body     []byte      // the normalised event: strict UTF-8 JSON
+	// Lane is the ordering key of a spooled event: events of one lane reach the upstream in the
+	// order they were accepted, different lanes are delivered concurrently. The handler uses the
+	// service id, so a service's events keep their order.
+	Lane string
 
 	// ClientIP is the caller's address, added to X-Forwarded-For.
 	ClientIP string
@@ -186,9 +191,10 @@ func newTransport() *http.Transport {
 
 // outbound is a request ready to send: what the spool stores and replays.
 type outbound struct {
-	path, rawQuery string
-	header         http.Header
-	body           []byte
+	method, path, rawQuery string
+	header                 http.Header
+	body                   []byte
+	lane                   string // ordering key in the spool; not sent
 }
 
 // Forward posts req.Body to the same path and query on the upstream and returns its answer. Errors:
@@ -224,7 +230,11 @@ func (f *Forwarder) prepare(req ForwardRequest) outbound {
 	if !req.Trusted || h.Get("X-Forwarded-Host") == "" {
 		setOrDelete(h, "X-Forwarded-Host", req.Host)
 	}
-	return outbound{path: req.Path, rawQuery: req.RawQuery, header: h, body: req.Body}
+	method := req.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	return outbound{method: method, path: req.Path, rawQuery: req.RawQuery, header: h, body: req.Body, lane: req.Lane}
 }
 
 func setOrDelete(h http.Header, k, v string) {
@@ -294,7 +304,7 @@ func (f *Forwarder) send(parent context.Context, o outbound) (*Response, error) 
 	return nil, last
 }
 
-// try makes one POST and reads the bounded answer, reporting it to the Observe hook.
+// try makes one request and reads the bounded answer, reporting it to the Observe hook.
 func (f *Forwarder) try(ctx context.Context, target string, o outbound) (*Response, error) {
 	if f.observe == nil {
 		return f.exchange(ctx, target, o)
@@ -313,9 +323,9 @@ func (f *Forwarder) try(ctx context.Context, target string, o outbound) (*Respon
 	return resp, err
 }
 
-// exchange makes one POST and reads the bounded answer.
+// exchange makes one request and reads the bounded answer.
 func (f *Forwarder) exchange(ctx context.Context, target string, o outbound) (*Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(o.body))
+	req, err := http.NewRequestWithContext(ctx, o.method, target, bytes.NewReader(o.body))
 	if err != nil {
 		return nil, err
 	}

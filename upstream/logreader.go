@@ -184,3 +184,24 @@ func (r *logReader) fill() (n int, more bool, err error) {
 	r.seg, r.off, r.buf = next, 0, r.buf[:0]
 	return 0, true, nil
 }
+
+// readRecord reads the record at [off, end) of seg again, without its '\n': the replay keeps only
+// part of a large backlog in memory.
+func (l *Log) readRecord(seg *segment, off, end int64) ([]byte, error) {
+	l.segMu.Lock()
+	// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, seg.name), os.O_RDONLY, 0)
+	l.segMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, end-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return nil, err
+	}
+	if len(buf) == 0 || buf[len(buf)-1] != '\n' {
+		return nil, errors.New("spool record changed on disk")
+	}
+	return buf[:len(buf)-1], nil
+}

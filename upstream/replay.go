@@ -5,109 +5,161 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 )
 
-// run is the replay worker: it delivers the spooled records one at a time, in order.
-func (s *Spool) run() {
-	defer close(s.done)
-	failures := 0 // consecutive failures of storage reads, for backoff
-	for {
-		rec, seg, end, ok, err := s.reader.next()
-		if err != nil {
-			failures++
-			s.logger.Error("reading the spool failed; retrying", zap.String("dir", s.dir), zap.Error(err))
-			if !s.sleep(s.backoff(failures, 0)) {
-				return
-			}
-			continue
-		}
-		failures = 0
-		if !ok {
-			select {
-			case <-s.wake:
-				continue
-			case <-s.ctx.Done():
-				return
-			}
-		}
-		outcome := s.deliver(rec)
-		if outcome == closing {
-			return
-		}
-		s.ack(seg, end, len(rec)+1, outcome)
-	}
-}
+// The replay rule, for one record and one attempt:
+//   - 2xx: delivered.
+//   - Unavailable (no answer, timeout, 502, 503, 504): the lane pauses with backoff and Retry-After;
+//     an outage never sends a record to the dead letter.
+//   - A definite rejection of this event, a 4xx or 5xx whose body is the Context Services error
+//     shape {"message":…,"exception":…} (408 and 429 excepted): to the dead letter at once.
+//   - Anything else (408, 429, an HTML 404 from a servlet container still deploying, a bare 500,
+//     a redirect): retried like unavailability, but counted; after MaxAttempts such answers, or
+//     MaxRetryAge after the first, the record goes to the dead letter with every status it got.
 
-// outcome is how the replay of one record ended.
+// outcome is how one attempt at a record ended.
 type outcome int
 
 const (
-	closing      outcome = iota // the spool is closing; the record stays at the head of the spool
+	closing      outcome = iota // the spool is closing; the record stays where it is
 	delivered                   // the upstream answered 2xx
-	deadLettered                // the upstream rejected it; it is in the dead letter
+	deadLettered                // the record is in the dead letter
+	retry                       // try again after the lane's backoff
 )
 
-// deliver sends one record until the upstream takes it or rejects it (then it goes to the dead
-// letter), or the spool closes.
-func (s *Spool) deliver(rec []byte) outcome {
-	o, decodeErr := decodeSpoolRecord(rec)
-	for attempt := 1; ; attempt++ {
-		var resp *Response
-		var retryAfter time.Duration
-		var err error
-		if decodeErr != nil {
-			err = decodeErr
-		} else {
-			resp, err = s.fwd.Load().send(s.ctx, o)
-		}
-		if s.ctx.Err() != nil {
-			return closing
-		}
-		var unavailable *UnavailableError
-		var tooLarge *ResponseTooLargeError
-		status := 0
-		switch {
-		case err == nil && resp.Status >= 200 && resp.Status < 300:
-			return delivered
-		case errors.As(err, &unavailable):
-			retryAfter = unavailable.RetryAfter
-			s.logger.Debug("replay delivery failed; retrying", zap.String("dir", s.dir),
-				zap.Int("attempt", attempt), zap.Error(err))
-			if !s.sleep(s.backoff(attempt, retryAfter)) {
-				return closing
-			}
-			continue
-		case err == nil:
-			status = resp.Status
-		case errors.As(err, &tooLarge):
-			status = tooLarge.Status
-		}
-		if s.deadLetter(rec, status, resp, err) {
-			return deadLettered
-		}
-		if !s.sleep(s.backoff(attempt, 0)) {
-			return closing
-		}
-	}
+// retryState is what a record's earlier non-final answers were.
+type retryState struct {
+	count    int       // answers counted against MaxAttempts
+	first    time.Time // the first of them, for MaxRetryAge
+	statuses []int     // every status got, in order, for the dead-letter line
 }
 
-// deadLetter appends {"failed_at","status","response","record"} for a rejected record, fsynced.
-// response is the upstream's answer body (embedded when it is JSON, else a string), or the reason
-// the record could not be sent. It reports whether the line is on disk; if not, the record stays
-// at the head of the spool and is tried again.
-func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error) bool {
+func (r retryState) clone() retryState {
+	r.statuses = slices.Clip(r.statuses)
+	return r
+}
+
+// attemptResult is one attempt's outcome, sent back to the worker.
+type attemptResult struct {
+	p           *pending
+	how         outcome
+	tries       retryState
+	retryAfter  time.Duration
+	unavailable bool // no answer, or 502/503/504: counts towards the breaker
+	answered    bool // the upstream answered with something other than unavailability
+	probe       bool
+}
+
+// maxStatuses bounds the statuses a dead-letter line lists; the count says how many there were.
+const maxStatuses = 32
+
+// attempt sends one record once and decides what comes next. rec is nil when the record is not
+// kept in memory: it is read again from its file.
+func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) attemptResult {
+	r := attemptResult{p: p, tries: tries, probe: probe}
+	if rec == nil {
+		var err error
+		if rec, err = s.records.readRecord(p.seg, p.off, p.end); err != nil {
+			s.logger.Error("reading a spooled record failed; retrying", zap.String("dir", s.dir), zap.Error(err))
+			r.how = retry
+			return r
+		}
+	}
+	o, err := decodeSpoolRecord(rec)
+	if err != nil {
+		r.how = s.deadLetter(rec, 0, nil, err, r.tries)
+		return r
+	}
+	resp, err := s.fwd.Load().send(s.ctx, o)
+	if s.ctx.Err() != nil {
+		r.how = closing
+		return r
+	}
+	var unavailable *UnavailableError
+	var tooLarge *ResponseTooLargeError
+	status, final := 0, false
+	switch {
+	case err == nil && resp.Status >= 200 && resp.Status < 300:
+		r.how, r.answered = delivered, true
+		return r
+	case errors.As(err, &unavailable):
+		s.logger.Debug("replay delivery failed; retrying", zap.String("dir", s.dir), zap.Error(err))
+		r.how, r.unavailable, r.retryAfter = retry, true, unavailable.RetryAfter
+		return r
+	case err == nil:
+		status, final = resp.Status, finalRejection(resp)
+		r.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	case errors.As(err, &tooLarge):
+		status = tooLarge.Status // an answer, but not one that can be judged final
+	default:
+		s.logger.Debug("replay delivery failed; retrying", zap.String("dir", s.dir), zap.Error(err))
+		r.how = retry
+		return r
+	}
+	now := time.Now()
+	t := &r.tries
+	t.count++
+	if t.first.IsZero() {
+		t.first = now
+	}
+	if len(t.statuses) < maxStatuses {
+		t.statuses = append(t.statuses, status)
+	}
+	pol := s.policy.Load()
+	if final || t.count >= pol.MaxAttempts || now.Sub(t.first) >= pol.MaxRetryAge {
+		r.how, r.answered = s.deadLetter(rec, status, resp, err, *t), final
+		return r
+	}
+	s.logger.Debug("upstream answered a replayed event with a retryable failure; retrying",
+		zap.String("dir", s.dir), zap.Int("status", status), zap.Int("attempt", t.count))
+	r.how = retry
+	return r
+}
+
+// finalRejection reports whether an answer rejects this event for good: a 4xx or 5xx (but 408 and
+// 429, which ask to come back) whose body is the Context Services error shape, an object with a
+// string "message" and a string "exception" (e.g. InvalidBusinessAttributeException). A servlet
+// container's HTML 404 or a bare 500 is not the application speaking about this event.
+func finalRejection(resp *Response) bool {
+	if resp.Status < 400 || resp.Status == http.StatusRequestTimeout || resp.Status == http.StatusTooManyRequests {
+		return false
+	}
+	var body struct {
+		Message   *string `json:"message"`
+		Exception *string `json:"exception"`
+	}
+	b := bytes.TrimSpace(resp.Body)
+	return len(b) > 0 && b[0] == '{' && json.Unmarshal(b, &body) == nil && body.Message != nil && body.Exception != nil
+}
+
+// deadLetter appends {"failed_at","status","attempts","statuses","response","record"} for a
+// rejected record, fsynced. response is the upstream's answer body (embedded when it is JSON, else
+// a string), or the reason the record could not be sent. It returns deadLettered once the line is
+// on disk, and retry if it is not: the record then stays in its lane and is tried again.
+func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error, tries retryState) outcome {
 	line := make([]byte, 0, len(rec)+256)
 	line = append(line, `{"failed_at":"`...)
 	line = time.Now().UTC().AppendFormat(line, receivedAtLayout)
 	line = append(line, `","status":`...)
 	line = strconv.AppendInt(line, int64(status), 10)
-	line = append(line, `,"response":`...)
+	line = append(line, `,"attempts":`...)
+	line = strconv.AppendInt(line, int64(max(tries.count, 1)), 10)
+	line = append(line, `,"statuses":[`...)
+	for i, st := range tries.statuses {
+		if i > 0 {
+			line = append(line, ',')
+		}
+		line = strconv.AppendInt(line, int64(st), 10)
+	}
+	line = append(line, `],"response":`...)
 	switch {
 	case resp != nil && len(resp.Body) > 0 && json.Valid(resp.Body):
 		var compact bytes.Buffer
@@ -128,82 +180,41 @@ func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error) 
 	if err := s.dead.Append(line); err != nil {
 		s.logger.Error("writing the dead letter failed; the record stays in the spool",
 			zap.String("path", s.dead.Path()), zap.Error(err))
-		return false
+		return retry
 	}
 	s.logger.Warn("upstream rejected a spooled event; moved to the dead letter",
-		zap.String("path", s.dead.Path()), zap.Int("status", status))
+		zap.String("path", s.dead.Path()), zap.Int("status", status), zap.Int("attempts", max(tries.count, 1)))
 	s.logger.Debug("dead-lettered event", zap.ByteString("record", rec))
-	return true
-}
-
-// ack makes the position after a finished record durable, removes the record files left behind and
-// updates the depth. A failed cursor write is logged: the record is delivered, and only a crash
-// before the next successful cursor write would send it (and those after it) again.
-func (s *Spool) ack(seg *segment, end int64, size int, how outcome) {
-	c, _ := json.Marshal(s.records.cursor(seg, end))
-	if err := s.cursors.Append(c); err != nil {
-		s.logger.Error("writing the spool cursor failed; a restart may resend delivered events",
-			zap.String("path", s.cursors.Path()), zap.Error(err))
-	} else {
-		s.records.removeBefore(seg)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.depth--
-	s.depthBytes -= int64(size)
-	if how == delivered {
-		s.outage.replayed++
-		if s.onReplayed != nil {
-			s.onReplayed()
-		}
-	} else {
-		s.outage.deadLettered++
-		if s.onDead != nil {
-			s.onDead()
-		}
-	}
-	if s.onDepth != nil {
-		s.onDepth(s.depth, s.depthBytes)
-	}
-	if s.depth == 0 {
-		s.logger.Info("spool drained; delivering directly again", zap.String("dir", s.dir),
-			zap.Int("replayed", s.outage.replayed),
-			zap.Int("dead_lettered", s.outage.deadLettered),
-			zap.Duration("outage", time.Since(s.outage.start)))
-	}
+	return deadLettered
 }
 
 // backoff is the wait before retry number attempt: exponential from MinBackoff, capped at
-// MaxBackoff, with the upper half jittered so that several gateways do not retry in step; an
+// MaxBackoff, with the upper half jittered so that lanes and gateways do not retry in step; an
 // upstream's Retry-After wins when it is longer.
 func (s *Spool) backoff(attempt int, retryAfter time.Duration) time.Duration {
-	d := s.maxBackoff
-	if shift := attempt - 1; shift < 40 && s.minBackoff<<shift < s.maxBackoff {
-		d = s.minBackoff << shift
+	p := s.policy.Load()
+	d := p.MaxBackoff
+	if shift := attempt - 1; shift >= 0 && shift < 40 && p.MinBackoff<<shift < p.MaxBackoff {
+		d = p.MinBackoff << shift
 	}
 	d = d/2 + rand.N(d/2+1)
 	return max(d, retryAfter)
 }
 
-// sleep waits d or until the spool closes; it reports whether the spool is still open.
-func (s *Spool) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.ctx.Done():
-		return false
-	}
+// spoolPosition is one line of the cursor log: the low-water mark, and the records after it that
+// are finished too (delivered or dead-lettered out of order), each named by its start.
+type spoolPosition struct {
+	logCursor
+	Done []logCursor `json:"done,omitempty"`
 }
 
-// lastCursor returns the last position written to the cursor log: the last complete line of its
+// lastPosition returns the last position written to the cursor log: the last complete line of its
 // active file or, when that is empty (just rotated), of the newest rotated one. found is false
 // when no position was ever written.
-func lastCursor(l *Log) (c logCursor, found bool, err error) {
+func lastPosition(l *Log) (pos spoolPosition, found bool, err error) {
 	rotated, err := l.rotatedFiles()
 	if err != nil {
-		return c, false, err
+		return pos, false, err
 	}
 	files := []string{l.Path()}
 	for i := len(rotated) - 1; i >= 0; i-- {
@@ -212,26 +223,27 @@ func lastCursor(l *Log) (c logCursor, found bool, err error) {
 	for _, path := range files {
 		f, err := l.fs.OpenFile(path, os.O_RDONLY, 0)
 		if err != nil {
-			return c, false, err
+			return pos, false, err
 		}
 		fi, err := f.Stat()
 		if err != nil {
 			_ = f.Close()
-			return c, false, err
+			return pos, false, err
 		}
 		// The cursor log is small (it rotates at 1 MiB): read it whole.
 		buf := make([]byte, fi.Size())
 		_, err = f.ReadAt(buf, 0)
 		_ = f.Close()
 		if err != nil {
-			return c, false, err
+			return pos, false, err
 		}
 		lines := bytes.Split(bytes.TrimSuffix(buf, []byte("\n")), []byte("\n"))
 		for i := len(lines) - 1; i >= 0; i-- {
-			if json.Unmarshal(lines[i], &c) == nil {
-				return c, true, nil
+			var p spoolPosition
+			if json.Unmarshal(lines[i], &p) == nil {
+				return p, true, nil
 			}
 		}
 	}
-	return logCursor{}, false, nil
+	return spoolPosition{}, false, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net/http"
 	"os"
@@ -19,22 +20,49 @@ import (
 //
 //	.lock                        exclusive lock: one owner per directory
 //	spool.jsonl, spool-<T>.jsonl the records (a Log), in acceptance order
-//	cursor.jsonl[, cursor-<T>]   a Log of replay positions; its last line is the durable cursor
+//	cursor.jsonl[, cursor-<T>]   a Log of replay positions; its last line is the durable position
 //	dead-letter.jsonl            records the upstream rejected (unless configured elsewhere)
 //
-// The replay worker delivers the record at the cursor, then appends the position after it to the
-// cursor log (one fsync), then deletes the record files it has left. A crash between a delivery and
-// its cursor line resends that one record; nothing is ever removed before it was delivered.
+// The record log is the only copy of an event; the replay's lanes (lanes.go) are a scheduling view
+// of it. Records of one lane (the service id) are sent one at a time in acceptance order; records
+// of different lanes go concurrently, so deliveries finish out of order. The durable position is
+// therefore a low-water mark, the position before which every record is delivered or
+// dead-lettered, plus the list of records after it that are finished too. After a crash the replay
+// starts at the mark and skips the listed records, so it resends only what was in flight or
+// finished after the last position line: a record holds its place in the in-flight window until a
+// position line covering it is on disk, which bounds those resends by the window
+// (SpoolOptions.Replay.Concurrency). Record files are deleted only behind the mark.
 
-// ErrSpoolFull is returned by Submit when storing the event would take the spool past MaxBytes; the
-// caller answers 503, so the client retries instead of the event being dropped.
+// ErrSpoolFull is what a *SpoolFullError is: storing the event would take the spool past its
+// bound. The caller answers 503 with the error's Retry-After, so the client retries instead of
+// the event being dropped.
 var ErrSpoolFull = errors.New("spool is full")
 
+// SpoolFullError is returned by Submit when the spool is full; errors.Is(err, ErrSpoolFull) holds.
+type SpoolFullError struct {
+	// RetryAfter is when the spool will probably have room again, from its recent drain rate (at
+	// least one second; when nothing drains, the longest replay backoff).
+	RetryAfter time.Duration
+}
+
+// Error says the spool is full.
+func (e *SpoolFullError) Error() string { return ErrSpoolFull.Error() }
+
+// Is makes errors.Is(err, ErrSpoolFull) true.
+func (e *SpoolFullError) Is(target error) bool { return target == ErrSpoolFull }
+
+// Defaults of the spool's options, filled in by OpenSpool and SetReplayPolicy.
 const (
-	defaultMaxSpool     = 1 << 30
+	DefaultMaxSpool          = 1 << 30
+	DefaultReplayConcurrency = 64
+	DefaultMinBackoff        = 250 * time.Millisecond
+	DefaultMaxBackoff        = 30 * time.Second
+	DefaultMaxAttempts       = 10
+	DefaultMaxRetryAge       = time.Hour
+)
+
+const (
 	defaultSegmentSize  = 16 << 20
-	defaultMinBackoff   = 250 * time.Millisecond
-	defaultMaxBackoff   = 30 * time.Second
 	cursorLogMaxSize    = 1 << 20
 	spoolFileName       = "spool.jsonl"
 	cursorFileName      = "cursor.jsonl"
@@ -42,14 +70,56 @@ const (
 	deadLetterFileName  = "dead-letter.jsonl"
 	neverPrune          = math.MaxInt
 	spoolRecordOverhead = 512 // a guess at the record framing, to size the encode buffer once
+	// breakerThreshold is how many deliveries in a row, direct or replayed, must fail for
+	// unavailability before the spool treats the upstream as down: then new events are stored
+	// without a direct attempt, and the replay sends one probe at a time.
+	breakerThreshold = 3
 )
+
+// ReplayPolicy says how the replay delivers the spooled records. The zero value of each field
+// means its default.
+type ReplayPolicy struct {
+	// Concurrency bounds the records in flight: sent and not yet recorded as finished on disk.
+	// Default 64.
+	Concurrency int
+	// MinBackoff and MaxBackoff bound the exponential backoff of a lane (and, in an outage, of the
+	// probe) after a failed delivery. Defaults 250ms and 30s. An upstream's Retry-After (at most
+	// one hour) is honoured when longer.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxAttempts and MaxRetryAge bound the retries of a record the upstream answered with an
+	// answer that is not final (408, 429, or a 4xx/5xx without the Context Services error body):
+	// past either, it goes to the dead letter. Unavailability (no answer, 502, 503, 504, timeout)
+	// never counts: an outage only delays. Defaults 10 and 1h.
+	MaxAttempts int
+	MaxRetryAge time.Duration
+}
+
+func (p ReplayPolicy) withDefaults() ReplayPolicy {
+	if p.Concurrency <= 0 {
+		p.Concurrency = DefaultReplayConcurrency
+	}
+	if p.MinBackoff <= 0 {
+		p.MinBackoff = DefaultMinBackoff
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = DefaultMaxBackoff
+	}
+	p.MaxBackoff = max(p.MaxBackoff, p.MinBackoff)
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+	}
+	if p.MaxRetryAge <= 0 {
+		p.MaxRetryAge = DefaultMaxRetryAge
+	}
+	return p
+}
 
 // SpoolOptions configures a Spool.
 type SpoolOptions struct {
 	// Dir is the spool directory, created if missing. Only one Spool may own it at a time.
 	Dir string
 	// MaxBytes bounds the bytes of records waiting for delivery; a Submit that would pass it fails
-	// with ErrSpoolFull. <= 0 means 1 GiB.
+	// with a *SpoolFullError. <= 0 means 1 GiB.
 	MaxBytes int64
 	// DeadLetter is the file records rejected by the upstream go to; "" means <Dir>/dead-letter.jsonl.
 	DeadLetter string
@@ -60,47 +130,55 @@ type SpoolOptions struct {
 	// FS is the file system of the record, cursor and dead-letter logs; nil means the operating
 	// system. Tests inject faults through it.
 	FS FileSystem
-	// MinBackoff and MaxBackoff bound the replay's exponential backoff after a failed delivery;
-	// <= 0 means 250ms and 30s. An upstream's Retry-After (at most one hour) is honoured when longer.
-	MinBackoff, MaxBackoff time.Duration
+	// Replay is how the replay delivers; see ReplayPolicy.
+	Replay ReplayPolicy
 
-	// Metrics hooks, each may be nil. They are called with the spool's lock held, in order, so they
-	// must be quick and must not call the Spool.
+	// Metrics hooks, each may be nil. OnDepth, OnReplayed and OnDeadLetter are called with the
+	// spool's lock held, in order; OnLag from the replay worker. All must be quick and must not
+	// call the Spool.
 	OnDepth      func(records int, bytes int64) // after every change of the depth
 	OnReplayed   func()                         // a spooled record was delivered
 	OnDeadLetter func()                         // a spooled record went to the dead letter
+	// OnLag reports the records in flight and the age of the oldest record waiting (0 when none),
+	// after changes and every second while records wait.
+	OnLag func(inFlight int, oldest time.Duration)
 
 	segmentSize    int64 // record file rotation size; tests make it small
 	syncEachRecord bool  // benchmark baseline: see LogOptions
 }
 
 // Spool is the store-and-forward sink: events go straight to the upstream while it answers, and to
-// a durable spool, replayed in order, while it does not. It is safe for concurrent use.
+// a durable spool while it does not, replayed concurrently with per-lane order. It is safe for
+// concurrent use.
 type Spool struct {
 	dir        string
-	fwd        atomic.Pointer[Forwarder] // swapped by SetForwarder on a config reload
+	fwd        atomic.Pointer[Forwarder]    // swapped by SetForwarder on a config reload
+	policy     atomic.Pointer[ReplayPolicy] // swapped by SetReplayPolicy
 	logger     *zap.Logger
-	maxBytes   int64 // guarded by mu
-	minBackoff time.Duration
-	maxBackoff time.Duration
 	onDepth    func(int, int64)
 	onReplayed func()
 	onDead     func()
+	onLag      func(int, time.Duration)
 
 	records *Log
 	cursors *Log
 	dead    *Log
 	lock    *os.File
 	reader  *logReader // owned by the replay worker
+	start   resumePoint
 
 	mu         sync.Mutex
-	depth      int   // records stored or being stored, not yet delivered; guarded by mu
-	depthBytes int64 // their bytes, with framing; guarded by mu
-	closed     bool  // guarded by mu
-	outage     outageStats
+	maxBytes   int64          // guarded by mu
+	depth      int            // records stored or being stored, not yet finished; guarded by mu
+	depthBytes int64          // their bytes, with framing; guarded by mu
+	lanes      map[string]int // depth per lane; guarded by mu
+	closed     bool           // guarded by mu
+	outage     outageStats    // guarded by mu
+	breaker    breaker        // guarded by mu
+	drain      rateMeter      // bytes finished per second; guarded by mu
 	submits    sync.WaitGroup // Submits in progress; Add only under mu while !closed
 
-	wake      chan struct{} // capacity 1: a record was stored
+	wake      chan struct{} // capacity 1: a record was stored, or the breaker changed
 	ctx       context.Context
 	cancel    context.CancelFunc
 	done      chan struct{} // closed when the replay worker returns
@@ -113,6 +191,30 @@ type outageStats struct {
 	start        time.Time
 	replayed     int
 	deadLettered int
+}
+
+// breaker tells "the upstream is down" from "one delivery failed": after breakerThreshold
+// deliveries in a row failed for unavailability it opens; while open, Submit stores without a
+// direct attempt and the replay sends one probe at a time, at probeAt. Any answer closes it.
+type breaker struct {
+	open    bool
+	streak  int       // deliveries in a row that failed for unavailability
+	probes  int       // failed probes since it opened
+	probeAt time.Time // when the replay may send the next probe
+}
+
+// resumePoint is where the replay starts: the durable low-water mark and the records after it that
+// were already finished.
+type resumePoint struct {
+	seg  *segment
+	off  int64
+	done map[recordPos]bool
+}
+
+// recordPos names a record by its segment and start offset.
+type recordPos struct {
+	seg *segment
+	off int64
 }
 
 // OpenSpool takes the spool directory (failing if another Spool, in this process or another, owns
@@ -128,28 +230,22 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 		dir:        opts.Dir,
 		logger:     opts.Logger,
 		maxBytes:   opts.MaxBytes,
-		minBackoff: opts.MinBackoff,
-		maxBackoff: opts.MaxBackoff,
 		onDepth:    opts.OnDepth,
 		onReplayed: opts.OnReplayed,
 		onDead:     opts.OnDeadLetter,
+		onLag:      opts.OnLag,
+		lanes:      map[string]int{},
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
 	s.fwd.Store(opts.Forwarder)
+	s.SetReplayPolicy(opts.Replay)
 	if s.logger == nil {
 		s.logger = zap.NewNop()
 	}
 	if s.maxBytes <= 0 {
-		s.maxBytes = defaultMaxSpool
+		s.maxBytes = DefaultMaxSpool
 	}
-	if s.minBackoff <= 0 {
-		s.minBackoff = defaultMinBackoff
-	}
-	if s.maxBackoff <= 0 {
-		s.maxBackoff = defaultMaxBackoff
-	}
-	s.maxBackoff = max(s.maxBackoff, s.minBackoff)
 	segmentSize := opts.segmentSize
 	if segmentSize <= 0 {
 		segmentSize = defaultSegmentSize
@@ -165,8 +261,7 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	lockPath := filepath.Join(opts.Dir, lockFileName)
 	lock, err := lockDir(lockPath)
 	if err != nil {
-		return nil, fmt.Errorf("spool directory %s is in use by another spool (another process, or "+
-			"another forward sink of this one): one owner per directory: %w", opts.Dir, err)
+		return nil, lockError(opts.Dir, err)
 	}
 	s.lock = lock
 	fail := func(err error) (*Spool, error) {
@@ -202,19 +297,28 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	return s, nil
 }
 
-// resume positions the reader at the durable cursor, removes the files delivered before it and
-// counts what is left.
+// lockError tells a directory another spool holds from one this process may not use.
+func lockError(dir string, err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return &StorageError{Op: "lock", Path: dir, Err: err}
+	}
+	return fmt.Errorf("spool directory %s is in use by another spool (another process, or "+
+		"another forward sink of this one): one owner per directory: %w", dir, err)
+}
+
+// resume positions the reader at the durable low-water mark, removes the files finished before it
+// and counts what is left, per lane.
 func (s *Spool) resume() error {
-	c, found, err := lastCursor(s.cursors)
+	pos, found, err := lastPosition(s.cursors)
 	if err != nil {
 		return &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
 	}
 	seg, off := s.records.first(), int64(0)
 	if found {
 		var ok bool
-		if seg, off, ok = s.records.resolve(c); !ok {
+		if seg, off, ok = s.records.resolve(pos.logCursor); !ok {
 			s.logger.Warn("spool cursor names a file that is gone; resuming at the next one",
-				zap.String("dir", s.dir), zap.String("file", c.File))
+				zap.String("dir", s.dir), zap.String("file", pos.File))
 		}
 	}
 	s.records.segMu.Lock()
@@ -225,24 +329,37 @@ func (s *Spool) resume() error {
 	}
 	s.records.segMu.Unlock()
 	s.records.removeBefore(seg)
+	done := make(map[recordPos]bool, len(pos.Done))
+	for _, c := range pos.Done {
+		if dseg, doff, ok := s.records.resolve(c); ok {
+			done[recordPos{dseg, doff}] = true
+		}
+	}
 
 	counter := s.records.newReader(seg, off)
 	for {
-		rec, _, _, ok, err := counter.next()
+		rec, rseg, end, ok, err := counter.next()
 		if err != nil {
 			return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
 		}
 		if !ok {
 			break
 		}
+		if done[recordPos{rseg, end - int64(len(rec)) - 1}] {
+			continue
+		}
+		lane, _ := recordMeta(rec)
 		s.depth++
 		s.depthBytes += int64(len(rec) + 1)
+		s.lanes[lane]++
 	}
 	s.reader = s.records.newReader(seg, off)
+	s.start = resumePoint{seg: seg, off: off, done: done}
 	if s.depth > 0 {
 		s.outage.start = time.Now()
 		s.logger.Warn("spool holds undelivered events; replaying them",
-			zap.String("dir", s.dir), zap.Int("records", s.depth), zap.Int64("bytes", s.depthBytes))
+			zap.String("dir", s.dir), zap.Int("records", s.depth), zap.Int64("bytes", s.depthBytes),
+			zap.Int("lanes", len(s.lanes)))
 	}
 	if s.onDepth != nil {
 		s.onDepth(s.depth, s.depthBytes)
@@ -250,12 +367,14 @@ func (s *Spool) resume() error {
 	return nil
 }
 
-// Submit delivers one event. While the spool is empty it forwards directly and returns the
-// upstream's answer, whatever its status (2xx, 4xx, other 5xx), for relaying. When the upstream is
-// unavailable (see UnavailableError), or while the spool holds records (so that order holds), it
-// stores the event durably instead and returns a Response with Spooled set: the caller answers 204.
-// Errors: ErrSpoolFull, *StorageError (the event is not stored; 503), *ResponseTooLargeError, or
-// ctx's error when the caller went away during a direct forward.
+// Submit delivers one event. When nothing of its lane is waiting in the spool and the upstream is
+// not known to be down, it forwards directly and returns the upstream's answer, whatever its status
+// (2xx, 4xx, other 5xx), for relaying. When that fails for unavailability (see UnavailableError),
+// while records of the same lane wait (so that the lane's order holds), or while the upstream is
+// known to be down (so the caller is not held for the timeout), it stores the event durably instead
+// and returns a Response with Spooled set: the caller answers 204.
+// Errors: *SpoolFullError, *StorageError (the event is not stored; 503), *ResponseTooLargeError,
+// or ctx's error when the caller went away during a direct forward.
 func (s *Spool) Submit(ctx context.Context, req ForwardRequest) (*Response, error) {
 	fwd := s.fwd.Load()
 	o := fwd.prepare(req)
@@ -266,15 +385,19 @@ func (s *Spool) Submit(ctx context.Context, req ForwardRequest) (*Response, erro
 	}
 	s.submits.Add(1)
 	defer s.submits.Done()
-	direct := s.depth == 0
+	direct := s.lanes[o.lane] == 0 && !s.breaker.open
 	s.mu.Unlock()
 
 	var cause *UnavailableError
 	if direct {
 		resp, err := fwd.send(ctx, o)
 		if !errors.As(err, &cause) {
+			if err == nil {
+				s.answered()
+			}
 			return resp, err
 		}
+		s.unavailable(cause.RetryAfter, false)
 	}
 	return s.store(o, cause)
 }
@@ -282,7 +405,7 @@ func (s *Spool) Submit(ctx context.Context, req ForwardRequest) (*Response, erro
 var spoolBufPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // store appends the event to the spool; cause is why it was not delivered directly, nil when it
-// queues behind earlier records.
+// queues behind earlier records or an open breaker.
 func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	p := spoolBufPool.Get().(*[]byte)
 	defer spoolBufPool.Put(p)
@@ -295,11 +418,12 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	s.mu.Lock()
 	if s.depthBytes+size > s.maxBytes {
 		records, bytes, maxBytes := s.depth, s.depthBytes, s.maxBytes
+		retryAfter := s.refillTime(s.depthBytes + size - s.maxBytes)
 		s.mu.Unlock()
 		s.logger.Warn("spool is full; refusing the event",
 			zap.String("dir", s.dir), zap.Int("records", records), zap.Int64("bytes", bytes),
-			zap.Int64("max_bytes", maxBytes))
-		return nil, ErrSpoolFull
+			zap.Int64("max_bytes", maxBytes), zap.Duration("retry_after", retryAfter))
+		return nil, &SpoolFullError{RetryAfter: retryAfter}
 	}
 	if s.depth == 0 {
 		s.outage = outageStats{start: time.Now()}
@@ -309,9 +433,10 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 		}
 		s.logger.Warn("upstream unavailable; spooling events", fields...)
 	}
-	// Counted before the append, so that Submits arriving meanwhile queue behind this record.
+	// Counted before the append, so that Submits of this lane arriving meanwhile queue behind it.
 	s.depth++
 	s.depthBytes += size
+	s.lanes[o.lane]++
 	s.mu.Unlock()
 
 	err := s.records.Append(*p)
@@ -320,6 +445,7 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	if err != nil {
 		s.depth--
 		s.depthBytes -= size
+		s.dropLane(o.lane, 1)
 	}
 	if s.onDepth != nil {
 		s.onDepth(s.depth, s.depthBytes)
@@ -328,11 +454,66 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.poke()
+	return &Response{Status: http.StatusNoContent, Header: http.Header{}, Spooled: true}, nil
+}
+
+// dropLane takes n records off a lane's depth; s.mu is held.
+func (s *Spool) dropLane(lane string, n int) {
+	if s.lanes[lane] -= n; s.lanes[lane] <= 0 {
+		delete(s.lanes, lane)
+	}
+}
+
+// poke wakes the replay worker.
+func (s *Spool) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return &Response{Status: http.StatusNoContent, Header: http.Header{}, Spooled: true}, nil
+}
+
+// refillTime estimates when bytes more will have drained, from the last seconds' drain rate: at
+// least one second, and the longest backoff when nothing drains (an outage: the next probe comes
+// within it). s.mu is held.
+func (s *Spool) refillTime(bytes int64) time.Duration {
+	d := s.policy.Load().MaxBackoff
+	if rate := s.drain.rate(time.Now()); rate > 0 {
+		d = time.Duration(float64(bytes) / rate * float64(time.Second))
+	}
+	return min(max(d, time.Second), maxRetryAfter)
+}
+
+// answered records that the upstream answered a delivery: it is up.
+func (s *Spool) answered() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.breaker.streak = 0
+	if s.breaker.open {
+		s.breaker.open = false
+		s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
+			zap.Int("failed_probes", s.breaker.probes))
+	}
+}
+
+// unavailable records a delivery that failed for unavailability; probe says it was the replay's
+// probe while the breaker was open. It reports whether the breaker is open.
+func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &s.breaker
+	b.streak++
+	switch {
+	case b.open && probe:
+		b.probes++
+		b.probeAt = time.Now().Add(s.backoff(b.probes+1, retryAfter))
+	case !b.open && b.streak >= breakerThreshold:
+		b.open, b.probes = true, 0
+		b.probeAt = time.Now().Add(s.backoff(1, retryAfter))
+		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
+			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
+	}
+	return b.open
 }
 
 // SetForwarder makes f deliver the events from now on, direct and replayed: a config reload that
@@ -344,11 +525,21 @@ func (s *Spool) SetForwarder(f *Forwarder) {
 	}
 }
 
+// SetReplayPolicy changes how the replay delivers from its next decision on; zero fields mean their
+// defaults.
+func (s *Spool) SetReplayPolicy(p ReplayPolicy) {
+	p = p.withDefaults()
+	s.policy.Store(&p)
+	if s.ctx != nil {
+		s.poke()
+	}
+}
+
 // SetMaxBytes changes the bound of SpoolOptions.MaxBytes (<= 0 means 1 GiB). Records already
 // stored stay, even when they are now over it; only new events are refused.
 func (s *Spool) SetMaxBytes(n int64) {
 	if n <= 0 {
-		n = defaultMaxSpool
+		n = DefaultMaxSpool
 	}
 	s.mu.Lock()
 	s.maxBytes = n
@@ -365,9 +556,10 @@ func (s *Spool) Depth() (records int, bytes int64) {
 	return s.depth, s.depthBytes
 }
 
-// Close stops taking events, waits for Submits in progress, stops the replay worker (a delivery in
-// flight is abandoned and replayed after the next open), closes the files and releases the
-// directory. Records not yet delivered stay on disk. Close is idempotent.
+// Close stops taking events, waits for Submits in progress, stops the replay worker (deliveries in
+// flight are abandoned and replayed after the next open; finished ones are recorded first), closes
+// the files and releases the directory. Records not yet delivered stay on disk. Close is
+// idempotent.
 func (s *Spool) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -379,4 +571,37 @@ func (s *Spool) Close() error {
 		s.closeErr = errors.Join(s.records.Close(), s.cursors.Close(), s.dead.Close(), s.lock.Close())
 	})
 	return s.closeErr
+}
+
+// rateMeter counts bytes per second over the last len(buckets) seconds.
+type rateMeter struct {
+	buckets [10]int64
+	last    int64 // the Unix second of the newest bucket
+}
+
+func (m *rateMeter) add(now time.Time, n int64) {
+	m.advance(now.Unix())
+	m.buckets[m.last%int64(len(m.buckets))] += n
+}
+
+// rate is the mean over the full seconds of the window, in bytes per second.
+func (m *rateMeter) rate(now time.Time) float64 {
+	m.advance(now.Unix())
+	var sum int64
+	for i, b := range m.buckets {
+		if int64(i) != m.last%int64(len(m.buckets)) { // the current second is not over
+			sum += b
+		}
+	}
+	return float64(sum) / float64(len(m.buckets)-1)
+}
+
+func (m *rateMeter) advance(sec int64) {
+	if sec <= m.last {
+		return
+	}
+	for s := m.last + 1; s <= sec && s <= m.last+int64(len(m.buckets)); s++ {
+		m.buckets[s%int64(len(m.buckets))] = 0
+	}
+	m.last = sec
 }

@@ -26,7 +26,7 @@ func BenchmarkSpoolAppend(b *testing.B) {
 			s := openTestSpool(b, b.TempDir(), srv.URL, func(o *SpoolOptions) {
 				o.FS = fs
 				o.MaxBytes = 1 << 40
-				o.MinBackoff = time.Hour // the worker waits while the writers are measured
+				o.Replay.MinBackoff = time.Hour // the worker waits while the writers are measured
 				o.syncEachRecord = bc.syncEach
 			})
 			req := taskEnd(1)
@@ -65,7 +65,7 @@ func BenchmarkSpoolReplay(b *testing.B) {
 	var mu sync.Mutex
 	s := openTestSpool(b, b.TempDir(), srv.URL, func(o *SpoolOptions) {
 		o.MaxBytes = 1 << 40
-		o.MaxBackoff = 2 * time.Millisecond
+		o.Replay.MaxBackoff = 2 * time.Millisecond
 		o.OnDepth = func(records int, _ int64) {
 			mu.Lock()
 			defer mu.Unlock()

@@ -107,10 +107,9 @@ func taskEnd(n int) ForwardRequest {
 func openTestSpool(t testing.TB, dir string, srvURL string, change func(*SpoolOptions)) *Spool {
 	t.Helper()
 	opts := SpoolOptions{
-		Dir:        dir,
-		Forwarder:  newTestForwarder(t, 2*time.Second, srvURL),
-		MinBackoff: time.Millisecond,
-		MaxBackoff: 10 * time.Millisecond,
+		Dir:       dir,
+		Forwarder: newTestForwarder(t, 2*time.Second, srvURL),
+		Replay:    ReplayPolicy{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond},
 	}
 	if change != nil {
 		change(&opts)
@@ -239,6 +238,8 @@ func TestConnectionRefusedSpoolsTheEvent(t *testing.T) {
 type deadLetterLine struct {
 	FailedAt string          `json:"failed_at"`
 	Status   int             `json:"status"`
+	Attempts int             `json:"attempts"`
+	Statuses []int           `json:"statuses"`
 	Response json.RawMessage `json:"response"`
 	Record   struct {
 		Path   string          `json:"path"`
@@ -262,18 +263,34 @@ func readDeadLetters(t *testing.T, path string) []deadLetterLine {
 	return out
 }
 
-func TestRejectedEventGoesToDeadLetterAndReplayMovesOn(t *testing.T) {
+// genesysError is a Context Services error body: a definite rejection of the event.
+const genesysError = "{\n  \"message\": \"Invalid field\",\n  \"exception\": \"InvalidFieldException\"\n}"
+
+func TestReplayRuleDeadLettersOnlyDefiniteRejections(t *testing.T) {
 	tests := []struct {
 		name         string
 		status       int
+		header       http.Header
 		answer       string
+		wantCalls    int // attempts at event 1 (max_attempts is 3)
+		wantDead     bool
 		wantResponse string
+		wantStatuses []int
 	}{
-		{"bad request with JSON answer", http.StatusBadRequest,
-			"{\n  \"message\": \"Invalid field\",\n  \"exception\": \"InvalidFieldException\"\n}",
-			`{"message":"Invalid field","exception":"InvalidFieldException"}`},
-		{"not found with text answer", http.StatusNotFound, "no such task", `"no such task"`},
-		{"internal error without body", http.StatusInternalServerError, "", `""`},
+		{"Context Services error body is final at once", http.StatusBadRequest, nil, genesysError,
+			1, true, `{"message":"Invalid field","exception":"InvalidFieldException"}`, []int{400}},
+		{"Context Services error body on a 500 is final too", http.StatusInternalServerError, nil,
+			`{"message":"boom","exception":"StorageException"}`, 1, true, `{"message":"boom","exception":"StorageException"}`, []int{500}},
+		{"HTML 404 of a servlet container is retried, then dead-lettered", http.StatusNotFound, nil,
+			"<html>Not Found</html>", 3, true, `"<html>Not Found</html>"`, []int{404, 404, 404}},
+		{"bare 500 is retried, then dead-lettered", http.StatusInternalServerError, nil, "",
+			3, true, `""`, []int{500, 500, 500}},
+		{"error body without exception is not the Context Services shape", http.StatusBadRequest, nil,
+			`{"message":"no"}`, 3, true, `{"message":"no"}`, []int{400, 400, 400}},
+		{"429 is retried even with the Context Services shape", http.StatusTooManyRequests, nil,
+			`{"message":"slow down","exception":"TooManyRequestsException"}`, 3, true,
+			`{"message":"slow down","exception":"TooManyRequestsException"}`, []int{429, 429, 429}},
+		{"408 is retried", http.StatusRequestTimeout, nil, "", 3, true, `""`, []int{408, 408, 408}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -287,16 +304,27 @@ func TestRejectedEventGoesToDeadLetterAndReplayMovesOn(t *testing.T) {
 			}
 			dir := t.TempDir()
 			var dead atomic.Int64
-			s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) { o.OnDeadLetter = func() { dead.Add(1) } })
+			s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) {
+				o.OnDeadLetter = func() { dead.Add(1) }
+				o.Replay.MaxAttempts = 3
+			})
 			submitSpooled(t, s, 0, 3)
 			sim.set(func(u *ucsSim) { u.down = false })
 			waitDrained(t, s)
 
-			assert.Equal(t, events(0, 3), sim.received())
+			calls := 0
+			for _, b := range sim.received() {
+				if b == event(1) {
+					calls++
+				}
+			}
+			assert.Equal(t, tt.wantCalls, calls, "attempts at the rejected event")
 			assert.Equal(t, int64(1), dead.Load())
 			lines := readDeadLetters(t, filepath.Join(dir, "dead-letter.jsonl"))
 			require.Len(t, lines, 1)
 			assert.Equal(t, tt.status, lines[0].Status)
+			assert.Equal(t, tt.wantStatuses, lines[0].Statuses)
+			assert.Equal(t, len(tt.wantStatuses), lines[0].Attempts)
 			assert.JSONEq(t, tt.wantResponse, string(lines[0].Response))
 			assert.Equal(t, event(1), string(lines[0].Record.Body))
 			assert.Equal(t, taskEndPath, lines[0].Record.Path)
@@ -307,10 +335,79 @@ func TestRejectedEventGoesToDeadLetterAndReplayMovesOn(t *testing.T) {
 	}
 }
 
+// TestTransientAnswersDuringADeployDeadLetterNothing: a UCS whose web app is still deploying
+// answers HTML 404s, then 429 with Retry-After, then 500s for a moment; every spooled event still
+// arrives, none is dead-lettered.
+func TestTransientAnswersDuringADeployDeadLetterNothing(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	var got []string
+	// After the outage: 4 HTML 404s, 3 429s, 2 bare 500s (9 non-final answers, under the default
+	// max_attempts of 10), then the UCS takes everything.
+	script := []int{404, 404, 404, 404, 429, 429, 429, 500, 500}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable) // the outage that spools them
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(script) > 0 {
+			status := script[0]
+			script = script[1:]
+			switch status {
+			case http.StatusNotFound:
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(status)
+				_, _ = io.WriteString(w, "<html><body>404 Not Found</body></html>")
+			case http.StatusTooManyRequests:
+				w.Header().Set("Retry-After", "0")
+				w.WriteHeader(status)
+			default:
+				w.WriteHeader(status)
+			}
+			return
+		}
+		got = append(got, string(body))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	var dead atomic.Int64
+	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) { o.OnDeadLetter = func() { dead.Add(1) } })
+	submitSpooled(t, s, 0, 5)
+	down.Store(false)
+	waitDrained(t, s)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, events(0, 5), got, "all delivered, in order")
+	assert.Zero(t, dead.Load())
+}
+
+func TestRetriesEndAtMaxRetryAge(t *testing.T) {
+	sim, srv := newUCSSim(t)
+	sim.down = true
+	sim.reject = func(string) (int, string) { return http.StatusNotFound, "not yet" }
+	dir := t.TempDir()
+	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) {
+		o.Replay.MaxAttempts = 1_000_000
+		o.Replay.MaxRetryAge = 50 * time.Millisecond
+	})
+	submitSpooled(t, s, 0, 1)
+	sim.set(func(u *ucsSim) { u.down = false })
+	waitDrained(t, s)
+	lines := readDeadLetters(t, filepath.Join(dir, "dead-letter.jsonl"))
+	require.Len(t, lines, 1)
+	assert.Greater(t, lines[0].Attempts, 1)
+	assert.Less(t, lines[0].Attempts, 1_000_000)
+}
+
 func TestDeadLetterGoesToConfiguredFile(t *testing.T) {
 	sim, srv := newUCSSim(t)
 	sim.down = true
-	sim.reject = func(string) (int, string) { return http.StatusBadRequest, `{"message":"no"}` }
+	sim.reject = func(string) (int, string) { return http.StatusBadRequest, genesysError }
 	deadPath := filepath.Join(t.TempDir(), "rejected", "events.jsonl")
 	s := openTestSpool(t, t.TempDir(), srv.URL, func(o *SpoolOptions) { o.DeadLetter = deadPath })
 	submitSpooled(t, s, 0, 2)
@@ -463,7 +560,7 @@ func TestFullSpoolRefusesWithErrSpoolFull(t *testing.T) {
 func TestCloseStopsEveryGoroutine(t *testing.T) {
 	sim, srv := newUCSSim(t)
 	sim.down = true
-	s := openTestSpool(t, t.TempDir(), srv.URL, func(o *SpoolOptions) { o.MinBackoff = time.Hour })
+	s := openTestSpool(t, t.TempDir(), srv.URL, func(o *SpoolOptions) { o.Replay.MinBackoff = time.Hour })
 	submitSpooled(t, s, 0, 3)
 	require.NoError(t, s.Close())
 
@@ -482,7 +579,8 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 }
 
 func TestBackoffGrowsToItsCapWithJitterAndHonoursRetryAfter(t *testing.T) {
-	s := &Spool{minBackoff: 100 * time.Millisecond, maxBackoff: time.Second}
+	s := &Spool{}
+	s.SetReplayPolicy(ReplayPolicy{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
 	tests := []struct {
 		attempt    int
 		retryAfter time.Duration
@@ -549,27 +647,32 @@ func TestOutageWithUpstreamStoppedAndRestartedOnSamePort(t *testing.T) {
 	assert.Equal(t, events(0, 51), sim.received())
 }
 
-// TestLostCursorWriteResendsOnlyThatRecord: a crash after a delivery but before its cursor line
-// reached the disk leaves the previous cursor; the reopened spool sends that one record again and
-// nothing else.
-func TestLostCursorWriteResendsOnlyThatRecord(t *testing.T) {
+// TestLostPositionLineResendsOnlyWhatItCovered: a crash before the last position line reached the
+// disk leaves the one before it; the reopened spool sends again only the records finished since,
+// at most the in-flight window, and each at most once.
+func TestLostPositionLineResendsOnlyWhatItCovered(t *testing.T) {
 	sim, srv := newUCSSim(t)
 	sim.down = true
 	dir := t.TempDir()
-	s := openTestSpool(t, dir, srv.URL, nil)
-	submitSpooled(t, s, 0, 5)
+	const window = 4
+	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) { o.Replay.Concurrency = window })
+	submitSpooled(t, s, 0, 20)
 	sim.set(func(u *ucsSim) { u.down = false })
 	waitDrained(t, s)
 	require.NoError(t, s.Close())
+	require.Equal(t, events(0, 20), sim.received(), "one lane: in order")
 
 	cursorPath := filepath.Join(dir, "cursor.jsonl")
 	lines := strings.SplitAfter(readFile(t, cursorPath), "\n")
-	require.Len(t, lines, 6, "one cursor line per record, then the empty rest")
-	require.NoError(t, os.WriteFile(cursorPath, []byte(strings.Join(lines[:4], "")+`{"aft`), 0o640))
+	require.GreaterOrEqual(t, len(lines), 3, "at least two position lines, then the empty rest")
+	require.NoError(t, os.WriteFile(cursorPath, []byte(strings.Join(lines[:len(lines)-2], "")+`{"aft`), 0o600))
 
 	s = openTestSpool(t, dir, srv.URL, nil)
 	waitDrained(t, s)
-	assert.Equal(t, append(events(0, 5), event(4)), sim.received())
+	again := sim.received()[20:]
+	assert.NotEmpty(t, again, "the lost line covered something")
+	assert.LessOrEqual(t, len(again), window, "resends are bounded by the in-flight window")
+	assert.Equal(t, events(20-len(again), 20), again, "the last records, in order, once each")
 }
 
 func TestSetForwarderRedirectsTheReplay(t *testing.T) {

@@ -4,38 +4,62 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // A spool record is one JSON line holding everything a replay needs, the outbound request as it
 // would have been sent when the event was accepted:
 //
-//	{"accepted_at":"<canonical UTC ms>","path":"/genesys/…/end","query":"","header":{"Authorization":["…"],…},"body":{…}}
+//	{"accepted_at":"<canonical UTC ms>","lane":"42","method":"POST","path":"/genesys/…/end","query":"",
+//	 "header":{"Authorization":["…"],…},"body":{…}}
 //
-// The body is embedded as is when it is JSON on one line (the normalised event always is); any
-// other body is kept losslessly as "body_base64" instead.
+// Replay sends the bytes the upstream would have got directly, so every part is kept losslessly:
+//   - the body is embedded as is when it is JSON on one line (the normalised event always is); any
+//     other body is kept as "body_base64" instead;
+//   - a path or query that is not valid UTF-8 is kept as "path_base64" or "query_base64";
+//   - a header value that is not valid UTF-8 (a Latin-1 `GroupId: grüppe`) is kept as
+//     {"base64":"…"} in its place in the list, so the order of repeated values holds.
+//
+// lane is the ordering key (the service id): records of one lane are delivered in acceptance order.
+// Records written before lanes existed have none and share the lane "".
 
 // spoolRecord is the decoded form of a spool line.
 type spoolRecord struct {
-	AcceptedAt string          `json:"accepted_at"`
-	Path       string          `json:"path"`
-	Query      string          `json:"query"`
-	Header     http.Header     `json:"header"`
-	Body       json.RawMessage `json:"body"`
-	BodyBase64 []byte          `json:"body_base64"`
+	AcceptedAt  string                       `json:"accepted_at"`
+	Lane        string                       `json:"lane"`
+	Method      string                       `json:"method"`
+	Path        string                       `json:"path"`
+	PathBase64  []byte                       `json:"path_base64"`
+	Query       string                       `json:"query"`
+	QueryBase64 []byte                       `json:"query_base64"`
+	Header      map[string][]json.RawMessage `json:"header"`
+	Body        json.RawMessage              `json:"body"`
+	BodyBase64  []byte                       `json:"body_base64"`
 }
+
+// recordPrefix is how every record written by appendSpoolRecord starts; recordAtLen is the length
+// of the canonical time that follows it.
+const (
+	recordPrefix = `{"accepted_at":"`
+	recordAtLen  = len("2006-01-02T15:04:05.000Z")
+	recordLane   = `","lane":"`
+)
 
 // appendSpoolRecord appends the spool line for o, accepted at t, without the newline.
 func appendSpoolRecord(dst []byte, t time.Time, o outbound) []byte {
-	dst = append(dst, `{"accepted_at":"`...)
+	dst = append(dst, recordPrefix...)
 	dst = t.UTC().AppendFormat(dst, receivedAtLayout)
-	dst = append(dst, `","path":`...)
-	dst = appendJSONString(dst, o.path)
-	dst = append(dst, `,"query":`...)
-	dst = appendJSONString(dst, o.rawQuery)
+	dst = append(dst, `","lane":`...)
+	dst = appendJSONString(dst, o.lane)
+	dst = append(dst, `,"method":`...)
+	dst = appendJSONString(dst, o.method)
+	dst = appendLossless(dst, "path", o.path)
+	dst = appendLossless(dst, "query", o.rawQuery)
 	dst = append(dst, `,"header":{`...)
 	keys := make([]string, 0, len(o.header))
 	for k := range o.header {
@@ -52,7 +76,13 @@ func appendSpoolRecord(dst []byte, t time.Time, o outbound) []byte {
 			if j > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, v)
+			if utf8.ValidString(v) {
+				dst = appendJSONString(dst, v)
+				continue
+			}
+			dst = append(dst, `{"base64":"`...)
+			dst = base64.StdEncoding.AppendEncode(dst, []byte(v))
+			dst = append(dst, `"}`...)
 		}
 		dst = append(dst, ']')
 	}
@@ -68,14 +98,51 @@ func appendSpoolRecord(dst []byte, t time.Time, o outbound) []byte {
 	return append(dst, '}')
 }
 
+// appendLossless appends `,"<name>":"<s>"`, or `,"<name>_base64":"…"` when s is not valid UTF-8 and
+// a JSON string could not carry it byte for byte.
+func appendLossless(dst []byte, name, s string) []byte {
+	dst = append(dst, `,"`...)
+	dst = append(dst, name...)
+	if utf8.ValidString(s) {
+		dst = append(dst, `":`...)
+		return appendJSONString(dst, s)
+	}
+	dst = append(dst, `_base64":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, []byte(s))
+	return append(dst, '"')
+}
+
+// errUnreadableRecord is wrapped by every decoding failure: such a record can never be sent, so it
+// goes to the dead letter at once.
+var errUnreadableRecord = errors.New("unreadable spool record")
+
 // decodeSpoolRecord parses a spool line back into the request to replay.
 func decodeSpoolRecord(line []byte) (outbound, error) {
 	var r spoolRecord
 	if err := json.Unmarshal(line, &r); err != nil {
-		return outbound{}, fmt.Errorf("unreadable spool record: %w", err)
+		return outbound{}, fmt.Errorf("%w: %w", errUnreadableRecord, err)
 	}
-	if r.Path == "" {
-		return outbound{}, fmt.Errorf("unreadable spool record: no path")
+	path := r.Path
+	if r.PathBase64 != nil {
+		path = string(r.PathBase64)
+	}
+	if path == "" {
+		return outbound{}, fmt.Errorf("%w: no path", errUnreadableRecord)
+	}
+	query := r.Query
+	if r.QueryBase64 != nil {
+		query = string(r.QueryBase64)
+	}
+	header := make(http.Header, len(r.Header))
+	for k, raw := range r.Header {
+		vals := make([]string, len(raw))
+		for i, v := range raw {
+			var err error
+			if vals[i], err = decodeHeaderValue(v); err != nil {
+				return outbound{}, fmt.Errorf("%w: header %s: %w", errUnreadableRecord, k, err)
+			}
+		}
+		header[k] = vals
 	}
 	body := []byte(r.Body)
 	if r.Body == nil {
@@ -84,10 +151,50 @@ func decodeSpoolRecord(line []byte) (outbound, error) {
 	if body == nil {
 		body = []byte{}
 	}
-	if r.Header == nil {
-		r.Header = http.Header{}
+	method := r.Method
+	if method == "" {
+		method = http.MethodPost // records written before the method was kept were all POSTs
 	}
-	return outbound{path: r.Path, rawQuery: r.Query, header: r.Header, body: body}, nil
+	return outbound{method: method, path: path, rawQuery: query, header: header, body: body, lane: r.Lane}, nil
+}
+
+// decodeHeaderValue reads one header value: a JSON string, or {"base64":"…"} for bytes that are
+// not UTF-8.
+func decodeHeaderValue(v json.RawMessage) (string, error) {
+	if len(v) > 0 && v[0] == '{' {
+		var b struct {
+			Base64 []byte `json:"base64"`
+		}
+		if err := json.Unmarshal(v, &b); err != nil {
+			return "", err
+		}
+		return string(b.Base64), nil
+	}
+	var s string
+	err := json.Unmarshal(v, &s)
+	return s, err
+}
+
+// recordMeta reads a record's lane and acceptance time without decoding the rest: the replay
+// indexes every record it reads, and records written by appendSpoolRecord start with both. Other
+// lines (written before lanes existed, or damaged) take the slow path; one that cannot be read at
+// all gets the lane "" and the zero time, and fails again, for good, when it is sent.
+func recordMeta(rec []byte) (lane string, acceptedAt time.Time) {
+	if rest, ok := bytes.CutPrefix(rec, []byte(recordPrefix)); ok && len(rest) > recordAtLen {
+		at, err := time.Parse(receivedAtLayout, string(rest[:recordAtLen]))
+		if l, ok := bytes.CutPrefix(rest[recordAtLen:], []byte(recordLane)); ok && err == nil {
+			if end := bytes.IndexAny(l, `"\`); end >= 0 && l[end] == '"' {
+				return string(l[:end]), at
+			}
+		}
+	}
+	var r struct {
+		AcceptedAt string `json:"accepted_at"`
+		Lane       string `json:"lane"`
+	}
+	_ = json.Unmarshal(rec, &r)
+	acceptedAt, _ = time.Parse(receivedAtLayout, r.AcceptedAt)
+	return r.Lane, acceptedAt
 }
 
 // embeddable reports whether body can sit in the record as a JSON value and come back byte for

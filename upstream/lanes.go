@@ -1,0 +1,478 @@
+package upstream
+
+import (
+	"container/heap"
+	"encoding/json"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The replay's lanes: a scheduling view of the record log. The worker (run) reads the records in
+// log order into a window, queues each on the lane of its ordering key, and sends the head of every
+// ready lane, up to Concurrency at once. A lane sends one record at a time, so a service's records
+// reach the upstream in acceptance order; a failed lane pauses with its own backoff while the
+// others go on. Finished records stay in the window until a position line covering them is on
+// disk (the checkpointer), and hold their place in the in-flight count until then.
+
+const (
+	// maxWindow bounds the records read ahead of the low-water mark. A lane paused for a long time
+	// keeps the mark where it is; past this many records behind it, reading stops until it moves.
+	maxWindow = 100_000
+	// maxCached bounds the record bytes kept in memory; records read beyond it are read again from
+	// their file when sent.
+	maxCached = 32 << 20
+	// fillBatch is how many records one pass reads before sending, so sending starts early.
+	fillBatch = 1024
+	// lagEvery is how often OnLag is refreshed while records wait.
+	lagEvery = time.Second
+)
+
+// pending is one record of the window. Its fields are the worker's.
+type pending struct {
+	seg      *segment
+	off, end int64     // the record's bytes in seg, end is past its '\n'
+	lane     *lane     // nil for a record already finished before a restart
+	rec      []byte    // the record, or nil: read again when sent
+	at       time.Time // accepted_at
+	done     bool      // delivered or dead-lettered
+	how      outcome
+	tries    retryState
+}
+
+// lane is one ordering key's queue.
+type lane struct {
+	key       string
+	queue     []*pending // waiting records, head first; the head may be in flight
+	busy      bool       // the head is being sent
+	ready     bool       // in the ready list
+	failures  int        // failed attempts in a row, for the backoff
+	retryAt   time.Time  // paused until then; zero when not paused
+	outage    bool       // paused by unavailability: resumes when the breaker closes
+	heapIndex int        // in the paused heap, or -1
+}
+
+// checkpoint is one position line for the checkpointer and the records it covers.
+type checkpoint struct {
+	line   []byte
+	covers []*pending
+	mark   *segment // files before it are finished
+	err    error
+}
+
+// scheduler is the replay worker's state; only the worker goroutine touches it.
+type scheduler struct {
+	s       *Spool
+	window  []*pending // records read and not yet behind the mark, in log order, from head
+	head    int
+	lanes   map[string]*lane
+	ready   []*lane
+	paused  laneHeap
+	cached  int64
+	resumed map[recordPos]bool // finished before the restart; consumed as they are read
+
+	inFlight int // sent and not yet on disk as finished
+	sending  int // deliveries in progress
+	results  chan attemptResult
+
+	markSeg  *segment // the low-water mark: every record before it is finished
+	markOff  int64
+	unsynced []*pending // finished, in no position line yet
+	ckptBusy bool
+	ckptIn   chan *checkpoint
+	ckptOut  chan *checkpoint
+
+	readFailures int
+	readAt       time.Time // no reading before then (after a read error)
+	lastLag      time.Time
+	lagFlight    int
+}
+
+// run is the replay worker.
+func (s *Spool) run() {
+	defer close(s.done)
+	sc := &scheduler{
+		s:       s,
+		lanes:   map[string]*lane{},
+		resumed: s.start.done,
+		markSeg: s.start.seg,
+		markOff: s.start.off,
+		results: make(chan attemptResult, 64),
+		ckptIn:  make(chan *checkpoint, 1),
+		ckptOut: make(chan *checkpoint, 1),
+	}
+	go sc.checkpointer()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		sc.fill(now)
+		sc.dispatch(now)
+		sc.checkpoint()
+		sc.reportLag(now)
+		timer.Reset(sc.nextWake(now))
+		select {
+		case r := <-sc.results:
+			sc.finish(r)
+		case c := <-sc.ckptOut:
+			sc.synced(c)
+		case <-s.wake:
+		case <-timer.C:
+		case <-s.ctx.Done():
+			sc.shutdown()
+			return
+		}
+	}
+}
+
+// fill reads the records stored since the last pass into the window and their lanes.
+func (sc *scheduler) fill(now time.Time) {
+	if now.Before(sc.readAt) {
+		return
+	}
+	for range fillBatch {
+		if len(sc.window)-sc.head >= maxWindow {
+			return
+		}
+		rec, seg, end, ok, err := sc.s.reader.next()
+		if err != nil {
+			sc.readFailures++
+			sc.readAt = now.Add(sc.s.backoff(sc.readFailures, 0))
+			sc.s.logger.Error("reading the spool failed; retrying", zap.String("dir", sc.s.dir), zap.Error(err))
+			return
+		}
+		sc.readFailures = 0
+		if !ok {
+			return
+		}
+		p := &pending{seg: seg, off: end - int64(len(rec)) - 1, end: end}
+		sc.window = append(sc.window, p)
+		if sc.resumed[recordPos{seg, p.off}] {
+			delete(sc.resumed, recordPos{seg, p.off})
+			p.done = true // finished before the restart; only the mark has to pass it
+			continue
+		}
+		key, at := recordMeta(rec)
+		p.at = at
+		if sc.cached+int64(len(rec)) <= maxCached {
+			p.rec = append([]byte(nil), rec...)
+			sc.cached += int64(len(rec))
+		}
+		l := sc.lanes[key]
+		if l == nil {
+			l = &lane{key: key, heapIndex: -1}
+			sc.lanes[key] = l
+		}
+		p.lane = l
+		l.queue = append(l.queue, p)
+		sc.markReady(l)
+	}
+}
+
+// markReady puts l on the ready list when it has a record to send and nothing stops it.
+func (sc *scheduler) markReady(l *lane) {
+	if l.ready || l.busy || len(l.queue) == 0 || !l.retryAt.IsZero() {
+		return
+	}
+	l.ready = true
+	sc.ready = append(sc.ready, l)
+}
+
+// dispatch sends the heads of ready lanes while the in-flight window has room. While the breaker is
+// open only one probe goes out at a time, at the breaker's time, so a down upstream is not sent
+// Concurrency retries.
+func (sc *scheduler) dispatch(now time.Time) {
+	for sc.paused.Len() > 0 && !sc.paused[0].retryAt.After(now) {
+		l := heap.Pop(&sc.paused).(*lane)
+		l.retryAt, l.outage = time.Time{}, false
+		sc.markReady(l)
+	}
+	s := sc.s
+	limit := s.policy.Load().Concurrency
+	s.mu.Lock()
+	open, probeAt := s.breaker.open, s.breaker.probeAt
+	s.mu.Unlock()
+	if open {
+		if sc.sending > 0 || now.Before(probeAt) || sc.inFlight >= limit {
+			return
+		}
+		if l := sc.popReady(); l != nil {
+			sc.send(l, true)
+		} else if sc.paused.Len() > 0 {
+			// Every lane waits out its backoff: the probe goes to the one that waited longest.
+			l := heap.Pop(&sc.paused).(*lane)
+			l.retryAt, l.outage = time.Time{}, false
+			sc.send(l, true)
+		}
+		return
+	}
+	for sc.inFlight < limit {
+		l := sc.popReady()
+		if l == nil {
+			return
+		}
+		sc.send(l, false)
+	}
+}
+
+// popReady takes the next lane of the ready list that can still send.
+func (sc *scheduler) popReady() *lane {
+	for len(sc.ready) > 0 {
+		l := sc.ready[0]
+		sc.ready[0] = nil
+		sc.ready = sc.ready[1:]
+		l.ready = false
+		if !l.busy && len(l.queue) > 0 && l.retryAt.IsZero() {
+			return l
+		}
+	}
+	sc.ready = nil // let the drained backing array go
+	return nil
+}
+
+// send starts the delivery of l's head record.
+func (sc *scheduler) send(l *lane, probe bool) {
+	p := l.queue[0]
+	l.busy = true
+	sc.inFlight++
+	sc.sending++
+	go func(p *pending, rec []byte, tries retryState) {
+		sc.results <- sc.s.attempt(p, rec, tries, probe)
+	}(p, p.rec, p.tries.clone())
+}
+
+// finish applies one delivery's result.
+func (sc *scheduler) finish(r attemptResult) {
+	sc.sending--
+	p, l := r.p, r.p.lane
+	l.busy = false
+	p.tries = r.tries
+	now := time.Now()
+	switch r.how {
+	case delivered, deadLettered:
+		p.done, p.how = true, r.how
+		sc.cached -= int64(len(p.rec))
+		p.rec = nil
+		l.queue[0] = nil
+		l.queue = l.queue[1:]
+		if len(l.queue) == 0 {
+			l.queue = nil
+		}
+		l.failures = 0
+		sc.unsynced = append(sc.unsynced, p) // keeps its in-flight place until on disk
+		if r.answered {
+			sc.breakerClosed(r.probe)
+		}
+		sc.markReady(l)
+	case retry:
+		sc.inFlight--
+		l.failures++
+		l.retryAt = now.Add(sc.s.backoff(l.failures, r.retryAfter))
+		l.outage = r.unavailable
+		heap.Push(&sc.paused, l)
+		if r.unavailable {
+			sc.s.unavailable(r.retryAfter, r.probe)
+		}
+	case closing:
+		sc.inFlight--
+		sc.markReady(l)
+	}
+}
+
+// breakerClosed records an answer from the upstream; when it closes an open breaker, the lanes
+// paused by the outage resume at once.
+func (sc *scheduler) breakerClosed(probe bool) {
+	s := sc.s
+	s.mu.Lock()
+	wasOpen := s.breaker.open
+	s.mu.Unlock()
+	s.answered()
+	if !wasOpen && !probe {
+		return
+	}
+	var keep []*lane
+	for sc.paused.Len() > 0 {
+		l := heap.Pop(&sc.paused).(*lane)
+		if !l.outage {
+			keep = append(keep, l)
+			continue
+		}
+		l.retryAt, l.outage, l.failures = time.Time{}, false, 0
+		sc.markReady(l)
+	}
+	for _, l := range keep {
+		heap.Push(&sc.paused, l)
+	}
+}
+
+// checkpoint moves the mark over the finished records at the head of the window and hands a
+// position line to the checkpointer, unless it is still writing the last one.
+func (sc *scheduler) checkpoint() {
+	if sc.ckptBusy || len(sc.unsynced) == 0 {
+		return
+	}
+	for sc.head < len(sc.window) && sc.window[sc.head].done {
+		p := sc.window[sc.head]
+		sc.markSeg, sc.markOff = p.seg, p.end
+		sc.window[sc.head] = nil
+		sc.head++
+	}
+	if sc.head > 1024 && sc.head*2 > len(sc.window) {
+		sc.window = append([]*pending(nil), sc.window[sc.head:]...)
+		sc.head = 0
+	}
+	log := sc.s.records
+	pos := spoolPosition{logCursor: log.cursor(sc.markSeg, sc.markOff)}
+	for _, p := range sc.window[sc.head:] {
+		if p.done {
+			pos.Done = append(pos.Done, log.cursor(p.seg, p.off))
+		}
+	}
+	line, _ := json.Marshal(pos) // plain strings and numbers: cannot fail
+	sc.ckptBusy = true
+	sc.ckptIn <- &checkpoint{line: line, covers: sc.unsynced, mark: sc.markSeg}
+	sc.unsynced = nil
+}
+
+// checkpointer writes position lines, one fsync each; the worker goes on meanwhile, and the
+// records finished during one write share the next.
+func (sc *scheduler) checkpointer() {
+	s := sc.s
+	for c := range sc.ckptIn {
+		if c.err = s.cursors.Append(c.line); c.err == nil {
+			s.records.removeBefore(c.mark)
+		}
+		sc.ckptOut <- c
+	}
+	close(sc.ckptOut)
+}
+
+// synced releases the records a written position line covers.
+func (sc *scheduler) synced(c *checkpoint) {
+	sc.ckptBusy = false
+	if c.err != nil {
+		sc.s.logger.Error("writing the spool cursor failed; a restart may resend delivered events",
+			zap.String("path", sc.s.cursors.Path()), zap.Error(c.err))
+	}
+	sc.inFlight -= len(c.covers)
+	sc.s.finished(c.covers)
+}
+
+// nextWake is how long the worker may sleep when nothing arrives: until the first paused lane, the
+// next probe or read retry, or the next lag report.
+func (sc *scheduler) nextWake(now time.Time) time.Duration {
+	next := now.Add(time.Hour)
+	if sc.paused.Len() > 0 && sc.paused[0].retryAt.Before(next) {
+		next = sc.paused[0].retryAt
+	}
+	if !sc.readAt.IsZero() && sc.readAt.After(now) && sc.readAt.Before(next) {
+		next = sc.readAt
+	}
+	sc.s.mu.Lock()
+	if sc.s.breaker.open && sc.s.breaker.probeAt.Before(next) {
+		next = sc.s.breaker.probeAt
+	}
+	sc.s.mu.Unlock()
+	if sc.head < len(sc.window) && now.Add(lagEvery).Before(next) {
+		next = now.Add(lagEvery)
+	}
+	return max(next.Sub(now), 0)
+}
+
+// reportLag tells OnLag the records in flight and the age of the oldest waiting one.
+func (sc *scheduler) reportLag(now time.Time) {
+	if sc.s.onLag == nil || (sc.inFlight == sc.lagFlight && now.Sub(sc.lastLag) < lagEvery) {
+		return
+	}
+	sc.lastLag, sc.lagFlight = now, sc.inFlight
+	var oldest time.Duration
+	for _, p := range sc.window[sc.head:] {
+		if !p.done {
+			if !p.at.IsZero() {
+				oldest = max(now.Sub(p.at), 0)
+			}
+			break
+		}
+	}
+	sc.s.onLag(sc.inFlight, oldest)
+}
+
+// shutdown lets the deliveries in flight end (the closed context abandons them), records what
+// finished, and stops the checkpointer.
+func (sc *scheduler) shutdown() {
+	for sc.sending > 0 || sc.ckptBusy {
+		select {
+		case r := <-sc.results:
+			sc.finish(r)
+		case c := <-sc.ckptOut:
+			sc.synced(c)
+		}
+	}
+	sc.checkpoint()
+	if sc.ckptBusy {
+		sc.synced(<-sc.ckptOut)
+	}
+	close(sc.ckptIn)
+	for range sc.ckptOut {
+	}
+	if sc.s.onLag != nil {
+		sc.s.onLag(0, 0)
+	}
+}
+
+// finished takes records whose finish is on disk off the depth and counts them.
+func (s *Spool) finished(ps []*pending) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range ps {
+		size := p.end - p.off
+		s.depth--
+		s.depthBytes -= size
+		s.dropLane(p.lane.key, 1)
+		s.drain.add(now, size)
+		if p.how == delivered {
+			s.outage.replayed++
+			if s.onReplayed != nil {
+				s.onReplayed()
+			}
+		} else {
+			s.outage.deadLettered++
+			if s.onDead != nil {
+				s.onDead()
+			}
+		}
+	}
+	if s.onDepth != nil {
+		s.onDepth(s.depth, s.depthBytes)
+	}
+	if s.depth == 0 && len(ps) > 0 {
+		s.logger.Info("spool drained; delivering directly again", zap.String("dir", s.dir),
+			zap.Int("replayed", s.outage.replayed),
+			zap.Int("dead_lettered", s.outage.deadLettered),
+			zap.Duration("outage", time.Since(s.outage.start)))
+	}
+}
+
+// laneHeap orders paused lanes by the end of their pause.
+type laneHeap []*lane
+
+func (h laneHeap) Len() int           { return len(h) }
+func (h laneHeap) Less(i, j int) bool { return h[i].retryAt.Before(h[j].retryAt) }
+func (h laneHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *laneHeap) Push(x any) {
+	l := x.(*lane)
+	l.heapIndex = len(*h)
+	*h = append(*h, l)
+}
+func (h *laneHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	l.heapIndex = -1
+	*h = old[:len(old)-1]
+	return l
+}
