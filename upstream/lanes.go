@@ -30,6 +30,7 @@ const (
 
 // pending is one record of the window. Its fields are the worker's.
 type pending struct {
+	seq      uint64 // read order
 	seg      *segment
 	off, end int64     // the record's bytes in seg, end is past its '\n'
 	lane     *lane     // nil for a record already finished before a restart
@@ -45,12 +46,15 @@ type lane struct {
 	key       string
 	queue     []*pending // waiting records, head first; the head may be in flight
 	busy      bool       // the head is being sent
-	ready     bool       // in the ready list
+	readyAt   int        // index in the ready heap, or -1
 	failures  int        // failed attempts in a row, for the backoff
 	retryAt   time.Time  // paused until then; zero when not paused
 	outage    bool       // paused by unavailability: resumes when the breaker closes
 	heapIndex int        // in the paused heap, or -1
 }
+
+// headSeq is the read order of the lane's head record.
+func (l *lane) headSeq() uint64 { return l.queue[0].seq }
 
 // checkpoint is one position line for the checkpointer and the records it covers.
 type checkpoint struct {
@@ -66,8 +70,9 @@ type scheduler struct {
 	window  []*pending // records read and not yet behind the mark, in log order, from head
 	head    int
 	lanes   map[string]*lane
-	ready   []*lane
+	ready   readyHeap // lanes that can send, oldest head record first
 	paused  laneHeap
+	seq     uint64
 	cached  int64
 	resumed map[recordPos]bool // finished before the restart; consumed as they are read
 
@@ -145,7 +150,8 @@ func (sc *scheduler) fill(now time.Time) {
 		if !ok {
 			return
 		}
-		p := &pending{seg: seg, off: end - int64(len(rec)) - 1, end: end}
+		sc.seq++
+		p := &pending{seq: sc.seq, seg: seg, off: end - int64(len(rec)) - 1, end: end}
 		sc.window = append(sc.window, p)
 		if sc.resumed[recordPos{seg, p.off}] {
 			delete(sc.resumed, recordPos{seg, p.off})
@@ -160,7 +166,7 @@ func (sc *scheduler) fill(now time.Time) {
 		}
 		l := sc.lanes[key]
 		if l == nil {
-			l = &lane{key: key, heapIndex: -1}
+			l = &lane{key: key, heapIndex: -1, readyAt: -1}
 			sc.lanes[key] = l
 		}
 		p.lane = l
@@ -169,13 +175,15 @@ func (sc *scheduler) fill(now time.Time) {
 	}
 }
 
-// markReady puts l on the ready list when it has a record to send and nothing stops it.
+// markReady puts l on the ready heap when it has a record to send and nothing stops it. The heap
+// sends the oldest head record first, so deliveries follow the log's order as closely as the
+// lanes allow: the low-water mark then keeps up, the list of finished records after it stays
+// short, and the oldest waiting event is the next to go.
 func (sc *scheduler) markReady(l *lane) {
-	if l.ready || l.busy || len(l.queue) == 0 || !l.retryAt.IsZero() {
+	if l.readyAt >= 0 || l.busy || len(l.queue) == 0 || !l.retryAt.IsZero() {
 		return
 	}
-	l.ready = true
-	sc.ready = append(sc.ready, l)
+	heap.Push(&sc.ready, l)
 }
 
 // dispatch sends the heads of ready lanes while the in-flight window has room. While the breaker is
@@ -215,19 +223,12 @@ func (sc *scheduler) dispatch(now time.Time) {
 	}
 }
 
-// popReady takes the next lane of the ready list that can still send.
+// popReady takes the ready lane with the oldest head record.
 func (sc *scheduler) popReady() *lane {
-	for len(sc.ready) > 0 {
-		l := sc.ready[0]
-		sc.ready[0] = nil
-		sc.ready = sc.ready[1:]
-		l.ready = false
-		if !l.busy && len(l.queue) > 0 && l.retryAt.IsZero() {
-			return l
-		}
+	if sc.ready.Len() == 0 {
+		return nil
 	}
-	sc.ready = nil // let the drained backing array go
-	return nil
+	return heap.Pop(&sc.ready).(*lane)
 }
 
 // send starts the delivery of l's head record.
@@ -473,6 +474,29 @@ func (h *laneHeap) Pop() any {
 	l := old[len(old)-1]
 	old[len(old)-1] = nil
 	l.heapIndex = -1
+	*h = old[:len(old)-1]
+	return l
+}
+
+// readyHeap orders ready lanes by their head record's read order.
+type readyHeap []*lane
+
+func (h readyHeap) Len() int           { return len(h) }
+func (h readyHeap) Less(i, j int) bool { return h[i].headSeq() < h[j].headSeq() }
+func (h readyHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].readyAt, h[j].readyAt = i, j
+}
+func (h *readyHeap) Push(x any) {
+	l := x.(*lane)
+	l.readyAt = len(*h)
+	*h = append(*h, l)
+}
+func (h *readyHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	l.readyAt = -1
 	*h = old[:len(old)-1]
 	return l
 }
