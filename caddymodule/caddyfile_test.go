@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/stretchr/testify/assert"
@@ -83,13 +85,21 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 			spool data/spool
 			max_spool 512MiB
 			dead_letter data/rejected.jsonl
+			replay_concurrency 128
+			replay_backoff 100ms 1m
+			max_attempts 5
+			max_retry_age 30m
 		}
 	}
 }`,
 			adaptRoute(`{
 				"forward": {
 					"dead_letter": "data/rejected.jsonl",
+					"max_attempts": 5,
+					"max_retry_age": 1800000000000,
 					"max_spool": 536870912,
+					"replay_backoff": {"max": 60000000000, "min": 100000000},
+					"replay_concurrency": 128,
 					"spool": "data/spool",
 					"timeout": 2000000000,
 					"urls": ["http://ucs1:8080", "https://ucs2.example.com/cs-prefix"]
@@ -144,6 +154,12 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 		{"forward zero max_spool", "ucs {\n  forward http://a {\n    spool s\n    max_spool 0\n  }\n}", "forward max_spool: must be more than 0"},
 		{"forward max_spool without spool", "ucs {\n  forward http://a {\n    max_spool 1GiB\n  }\n}", "forward max_spool needs spool <dir>"},
 		{"forward dead_letter without spool", "ucs {\n  forward http://a {\n    dead_letter d.jsonl\n  }\n}", "forward dead_letter needs spool <dir>"},
+		{"forward replay_backoff with one value", "ucs {\n  forward http://a {\n    spool s\n    replay_backoff 1s\n  }\n}", "forward replay_backoff needs two durations"},
+		{"forward replay_backoff min over max", "ucs {\n  forward http://a {\n    spool s\n    replay_backoff 2s 1s\n  }\n}", "forward replay_backoff needs 0 <= min <= max"},
+		{"forward zero replay_concurrency", "ucs {\n  forward http://a {\n    spool s\n    replay_concurrency 0\n  }\n}", "forward replay_concurrency must be a positive whole number"},
+		{"forward bad max_attempts", "ucs {\n  forward http://a {\n    spool s\n    max_attempts many\n  }\n}", "forward max_attempts must be a positive whole number"},
+		{"forward bad max_retry_age", "ucs {\n  forward http://a {\n    spool s\n    max_retry_age soon\n  }\n}", "forward max_retry_age must be a positive duration"},
+		{"forward replay option without spool", "ucs {\n  forward http://a {\n    replay_concurrency 8\n  }\n}", "need spool <dir>"},
 		{"forward spool with two dirs", "ucs {\n  forward http://a {\n    spool a b\n  }\n}", `spool takes one value, got another: "b"`},
 		{"argument on the directive", "ucs extra", "wrong argument count"},
 		{"size that does not parse", "ucs {\n  max_body lots\n}", `max_body: "lots" is not a size`},
@@ -199,6 +215,9 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 		{"forward negative max_spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", MaxSpool: -1}}, "forward max_spool must not be negative"},
 		{"forward max_spool without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, MaxSpool: 10}}, "forward max_spool needs spool <dir>"},
 		{"forward dead_letter without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, DeadLetter: "d"}}, "forward dead_letter needs spool <dir>"},
+		{"forward negative replay_concurrency", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", ReplayConcurrency: -1}}, "forward replay_concurrency must not be negative"},
+		{"forward replay_backoff min over max", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", ReplayBackoff: &Backoff{Min: caddy.Duration(time.Second), Max: caddy.Duration(time.Millisecond)}}}, "forward replay_backoff needs 0 <= min <= max"},
+		{"forward max_attempts without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, MaxAttempts: 3}}, "need spool <dir>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

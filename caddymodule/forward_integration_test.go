@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,6 +368,10 @@ func TestOutageIsSpooledAndReplayedInOrder(t *testing.T) {
 	assert.Equal(t, seq(0, 121), ucs.numbers(), "every event exactly once, in acceptance order")
 	assert.Zero(t, scrape(t, spoolSeries(t, "spool_records", dir)))
 	assert.Zero(t, scrape(t, spoolSeries(t, "spool_bytes", dir)))
+	require.Eventually(t, func() bool {
+		return scrape(t, spoolSeries(t, "spool_in_flight", dir)) == 0 &&
+			scrape(t, spoolSeries(t, "spool_oldest_age_seconds", dir)) == 0
+	}, 5*time.Second, 10*time.Millisecond, "in flight and oldest age fall to 0 once drained")
 	assert.GreaterOrEqual(t, scrape(t, spoolSeries(t, "spool_replayed_total", dir))-replayedBefore, 100.0)
 	assert.GreaterOrEqual(t, scrape(t, `caddy_ucs_upstream_responses_total{class="2xx"}`)-classBefore, 121.0)
 	assert.Positive(t, scrape(t, "caddy_ucs_upstream_duration_seconds_count"))
@@ -440,16 +445,20 @@ func TestFullSpoolAnswers503AndStoresNothingMore(t *testing.T) {
 
 	accepted := 0
 	var refused []byte
+	retryAfter := ""
 	for n := range 100 {
 		resp, b := post(t, tester, taskEndURL, fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, n, strings.Repeat("x", 100)))
 		if resp.StatusCode != http.StatusNoContent {
 			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-			refused = b
+			refused, retryAfter = b, resp.Header.Get("Retry-After")
 			break
 		}
 		accepted++
 	}
 	require.NotNil(t, refused, "the spool must fill up")
+	secs, err := strconv.Atoi(retryAfter)
+	require.NoError(t, err, "Retry-After %q", retryAfter)
+	assert.GreaterOrEqual(t, secs, 1, "nothing drains during the outage: at least a second")
 	var eb errorBody
 	require.NoError(t, json.Unmarshal(refused, &eb))
 	assert.Equal(t, "UpstreamUnavailableException", eb.Exception)

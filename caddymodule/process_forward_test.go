@@ -60,7 +60,7 @@ http://127.0.0.1:%d {
 	client := &http.Client{Timeout: 5 * time.Second}
 
 	load := startLoad(client, url, 1000)
-	load.waitAcked(300)
+	load.waitAcked(t, 300)
 
 	// One owner per spool directory, across processes too.
 	otherPort := freePort(t)
@@ -116,4 +116,104 @@ http://127.0.0.1:%d {
 	if err == nil {
 		assert.Empty(t, bytes.TrimSpace(data), "nothing was rejected")
 	}
+}
+
+// TestKillDuringConcurrentReplayLosesNothing spools the events of many
+// services during an outage, brings back a UCS that takes 10 ms per call,
+// and kills the gateway with SIGKILL twice in the middle of the concurrent
+// replay: every acknowledged event arrives, each service's first deliveries
+// keep their order, and the events sent twice are at most the in-flight
+// window per kill.
+func TestKillDuringConcurrentReplayLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the caddy binary; skipped with -short")
+	}
+	const window = 16
+	dir := t.TempDir()
+	bin := buildCaddy(t, dir)
+	ucs := newUCSServer(t)
+	ucs.stop()
+	spool := filepath.Join(dir, "spool")
+	cfg := filepath.Join(dir, "Caddyfile")
+	port := freePort(t)
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
+	admin off
+	persist_config off
+	storage file_system %s
+}
+http://127.0.0.1:%d {
+	ucs {
+		forward %s {
+			timeout 2s
+			spool %s
+			replay_concurrency %d
+			replay_backoff 5ms 100ms
+		}
+	}
+	respond 404
+}
+`, filepath.Join(dir, "storage"), port, ucs.url(), spool, window), 0o600))
+	cmd := startBinary(t, bin, dir, cfg, port)
+	client := &http.Client{Timeout: 5 * time.Second}
+	// Caller g owns services g, g+8, …: each service's events are sent in order.
+	urlOf := func(g, i int) string {
+		return fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/%d/tasks/%d/end", port, 100+g+8*(i%25), i)
+	}
+	load := startLoadOn(client, urlOf, 200)
+	load.waitAcked(t, 1500)
+	acked := load.stop()
+
+	ucs.set(func(u *ucsServer) { u.delay = 10 * time.Millisecond })
+	ucs.restart()
+	for kill := range 2 {
+		already := len(ucs.received())
+		require.Eventually(t, func() bool { return len(ucs.received()) >= already+200 }, 60*time.Second, time.Millisecond)
+		killHard(t, cmd) // in the middle of the replay
+		t.Logf("kill %d: %d events received so far", kill+1, len(ucs.received()))
+		cmd = startBinary(t, bin, dir, cfg, port)
+	}
+	defer killHard(t, cmd)
+
+	ids := func() map[string]int {
+		seen := map[string]int{}
+		for _, s := range ucs.received() {
+			var ev struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal([]byte(s.body), &ev) == nil {
+				seen[ev.ID]++
+			}
+		}
+		return seen
+	}
+	require.Eventually(t, func() bool {
+		seen := ids()
+		for _, id := range acked {
+			if seen[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}, 120*time.Second, 20*time.Millisecond, "every acknowledged event reaches the upstream")
+
+	duplicates := 0
+	for _, n := range ids() {
+		duplicates += n - 1
+	}
+	// The first delivery of each event, per service, follows the order the
+	// caller sent them in (task ids grow per caller).
+	last := map[string]int{}
+	first := map[string]bool{}
+	for _, s := range ucs.received() {
+		if first[s.body] {
+			continue
+		}
+		first[s.body] = true
+		sid, tid := serviceOf(t, s.path)
+		assert.Greater(t, tid+1, last[sid], "service %s out of order", sid)
+		last[sid] = tid + 1
+	}
+	t.Logf("%d calls acknowledged by %d services; %d events received, %d duplicates (bound %d: the window of %d per kill)",
+		len(acked), len(last), len(ucs.received()), duplicates, 2*window, window)
+	assert.LessOrEqual(t, duplicates, 2*window)
 }

@@ -83,7 +83,7 @@ http://127.0.0.1:%d {
 	client := &http.Client{Timeout: 5 * time.Second}
 	// Loose JSON with a body large enough for writes to tear.
 	load := startLoad(client, url, 2000)
-	load.waitAcked(200)
+	load.waitAcked(t, 200)
 	killHard(t, cmd)
 	acked := load.stop()
 
@@ -135,13 +135,19 @@ type load struct {
 // startLoad starts 8 callers posting loose bodies ({id: '…', pad: "…"})
 // with pad bytes of padding.
 func startLoad(client *http.Client, url string, pad int) *load {
+	return startLoadOn(client, func(int, int) string { return url }, pad)
+}
+
+// startLoadOn is startLoad with the URL of call i of caller g given by
+// urlOf, so callers can own services of their own.
+func startLoadOn(client *http.Client, urlOf func(g, i int) string, pad int) *load {
 	l := &load{}
 	for g := range 8 {
 		l.wg.Go(func() {
 			for i := 0; !l.done.Load(); i++ {
 				id := fmt.Sprintf("g%d-%d", g, i)
 				body := fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", pad))
-				resp, err := client.Post(url, "application/json", strings.NewReader(body))
+				resp, err := client.Post(urlOf(g, i), "application/json", strings.NewReader(body))
 				if err != nil {
 					return // the server was killed
 				}
@@ -158,9 +164,16 @@ func startLoad(client *http.Client, url string, pad int) *load {
 	return l
 }
 
-// waitAcked waits until n calls have been answered 204.
-func (l *load) waitAcked(n int64) {
+// waitAcked waits until n calls have been answered 204, and fails the test
+// when that takes over two minutes: a broken server must not hang it.
+func (l *load) waitAcked(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
 	for l.count.Load() < n {
+		if time.Now().After(deadline) {
+			l.done.Store(true)
+			t.Fatalf("only %d of %d calls answered 204 within two minutes", l.count.Load(), n)
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 }
