@@ -14,7 +14,7 @@ import (
 	"github.com/ucsedge/caddy-ucs/normalize"
 )
 
-const seedFile = "../testdata/seed-task-end.json"
+const seedFile = "../testdata/ivr-task-end.json"
 
 func TestNormalizeCommandPrintsTheStrictBodyAndItsRepairs(t *testing.T) {
 	seed, err := os.ReadFile(seedFile)

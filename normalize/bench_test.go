@@ -148,11 +148,11 @@ func BenchmarkStrictTaskEnd(b *testing.B) {
 }
 
 func BenchmarkLooseTaskEnd(b *testing.B) {
-	body, err := os.ReadFile("../testdata/seed-task-end.json")
+	body, err := os.ReadFile("../testdata/ivr-task-end.json")
 	if err != nil {
 		b.Fatal(err)
 	}
-	strict, err := os.ReadFile("../testdata/seed-task-end.strict.json")
+	strict, err := os.ReadFile("../testdata/ivr-task-end.strict.json")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func FuzzTaskEnd(f *testing.F) {
 	tables := loadTestTables(f)
 	seeds, err := filepath.Glob("testdata/golden/*.in.json")
 	require.NoError(f, err)
-	seeds = append(seeds, "../testdata/seed-task-end.json")
+	seeds = append(seeds, "../testdata/ivr-task-end.json")
 	for i, path := range seeds {
 		body, err := os.ReadFile(path)
 		require.NoError(f, err)

@@ -320,21 +320,6 @@ func TestFieldErrorsPointAtTheValueInTheInput(t *testing.T) {
 	}
 }
 
-func TestSeedExampleBecomesItsStrictForm(t *testing.T) {
-	in, err := os.ReadFile("../testdata/seed-task-end.json")
-	require.NoError(t, err)
-	want, err := os.ReadFile("../testdata/seed-task-end.strict.json")
-	require.NoError(t, err)
-	n := newTestNormalizer(t, Options{Attributes: loadTestTables(t)})
-	var rep Report
-	out, err := n.TaskEnd(nil, in, receivedAt, &rep)
-	require.NoError(t, err)
-	assert.Equal(t, string(bytes.TrimSuffix(want, []byte("\n"))), string(out))
-	assert.Equal(t, 5, rep.Counts[RepairAttributeName])
-	assert.Equal(t, 1, rep.Counts[RepairStringToInteger])
-	assert.Equal(t, 1, rep.Counts[RepairTimestampAdded])
-}
-
 // TestGoldenBodies runs every normalize/testdata/golden/*.in.json through
 // TaskEnd with the repository's metadata file and compares with *.out.json
 // (one trailing newline of the expected file is ignored).

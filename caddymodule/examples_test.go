@@ -1,0 +1,43 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestGenesysCompleteTaskExampleReachesTheUCSStrict posts the Genesys documentation's own Complete
+// Task example, byte for byte, to the documented path through ucs and reverse_proxy: the caller
+// gets the documented 204 and the UCS receives the strict form in testdata, byte for byte but for
+// the timestamp, which is the gateway's receive time.
+func TestGenesysCompleteTaskExampleReachesTheUCSStrict(t *testing.T) {
+	rec := newRecorder(t)
+	tester := startCaddy(t, "ucs {\nbusiness_attributes "+attrsFile+"\n}\nreverse_proxy "+rec.addr())
+	body, err := os.ReadFile("../testdata/genesys-complete-task.json")
+	require.NoError(t, err)
+	golden, err := os.ReadFile("../testdata/genesys-complete-task.strict.json")
+	require.NoError(t, err)
+
+	resp, answer := post(t, tester, "http://localhost:9080/genesys/1/cs/services/95/tasks/3/end", body,
+		"Content-Type", "application/json")
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, "%s", answer)
+	assert.Empty(t, answer)
+
+	rec.mu.Lock()
+	got := rec.body
+	rec.mu.Unlock()
+	var gotEvent, wantEvent struct {
+		Timestamp string `json:"timestamp"`
+	}
+	require.NoError(t, json.Unmarshal(got, &gotEvent))
+	require.NoError(t, json.Unmarshal(golden, &wantEvent))
+	assert.Equal(t, testNow.Format("2006-01-02T15:04:05.000Z"), gotEvent.Timestamp, "the receive time, canonical UTC ms")
+	// Byte for byte, key order included, once the receive time is the golden's.
+	assert.Equal(t, strings.TrimSuffix(string(golden), "\n"),
+		strings.Replace(string(got), gotEvent.Timestamp, wantEvent.Timestamp, 1))
+}
