@@ -26,13 +26,12 @@ type laneUCS struct {
 	delay time.Duration
 	down  atomic.Bool
 
-	mu      sync.Mutex
-	got     []laneEvent
-	now     int // calls being served
-	peak    int
-	hold    map[string]int // lane → status answered to it
-	frozen  bool           // answers 503 without recording, like a crashed gateway's peer
-	waiting sync.WaitGroup
+	mu     sync.Mutex
+	got    []laneEvent
+	now    int // calls being served
+	peak   int
+	hold   map[string]int // lane → status answered to it
+	frozen bool           // answers 503 without recording, like a crashed gateway's peer
 }
 
 type laneEvent struct {
