@@ -34,25 +34,7 @@ func TestKillDuringOutageLosesNoAcknowledgedEvent(t *testing.T) {
 	ucs.stop()
 
 	spool := filepath.Join(dir, "spool")
-	config := func(port int) string {
-		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
-		require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
-	admin off
-	persist_config off
-	storage file_system %s
-}
-http://127.0.0.1:%d {
-	ucs {
-		forward %s {
-			timeout 2s
-			spool %s
-		}
-	}
-	respond 404
-}
-`, filepath.Join(dir, "storage"), port, ucs.url(), spool), 0o600))
-		return cfg
-	}
+	config := func(port int) string { return writeForwardConfig(t, dir, port, ucs.url(), spool, "") }
 	port := freePort(t)
 	cfg := config(port)
 	cmd := startBinary(t, bin, dir, cfg, port)
@@ -134,25 +116,9 @@ func TestKillDuringConcurrentReplayLosesNothing(t *testing.T) {
 	ucs := newUCSServer(t)
 	ucs.stop()
 	spool := filepath.Join(dir, "spool")
-	cfg := filepath.Join(dir, "Caddyfile")
 	port := freePort(t)
-	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
-	admin off
-	persist_config off
-	storage file_system %s
-}
-http://127.0.0.1:%d {
-	ucs {
-		forward %s {
-			timeout 2s
-			spool %s
-			replay_concurrency %d
-			replay_backoff 5ms 100ms
-		}
-	}
-	respond 404
-}
-`, filepath.Join(dir, "storage"), port, ucs.url(), spool, window), 0o600))
+	cfg := writeForwardConfig(t, dir, port, ucs.url(), spool,
+		fmt.Sprintf("replay_concurrency %d\nreplay_backoff 5ms 100ms", window))
 	cmd := startBinary(t, bin, dir, cfg, port)
 	client := &http.Client{Timeout: 5 * time.Second}
 	// Caller g owns services g, g+8, …: each service's events are sent in order.
@@ -216,4 +182,29 @@ http://127.0.0.1:%d {
 	t.Logf("%d calls acknowledged by %d services; %d events received, %d duplicates (bound %d: the window of %d per kill)",
 		len(acked), len(last), len(ucs.received()), duplicates, 2*window, window)
 	assert.LessOrEqual(t, duplicates, 2*window)
+}
+
+// writeForwardConfig writes the Caddyfile of a gateway on port with a
+// forward sink to ucsURL spooling in spool, plus extra forward options, and
+// returns its path.
+func writeForwardConfig(t *testing.T, dir string, port int, ucsURL, spool, extra string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
+	admin off
+	persist_config off
+	storage file_system %s
+}
+http://127.0.0.1:%d {
+	ucs {
+		forward %s {
+			timeout 2s
+			spool %s
+			%s
+		}
+	}
+	respond 404
+}
+`, filepath.Join(dir, "storage"), port, ucsURL, spool, extra), 0o600))
+	return cfg
 }

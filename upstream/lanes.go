@@ -43,14 +43,14 @@ type pending struct {
 
 // lane is one ordering key's queue.
 type lane struct {
-	key       string
-	queue     []*pending // waiting records, head first; the head may be in flight
-	busy      bool       // the head is being sent
-	readyAt   int        // index in the ready heap, or -1
-	failures  int        // failed attempts in a row, for the backoff
-	retryAt   time.Time  // paused until then; zero when not paused
-	outage    bool       // paused by unavailability: resumes when the breaker closes
-	heapIndex int        // in the paused heap, or -1
+	key      string
+	queue    []*pending // waiting records, head first; the head may be in flight
+	busy     bool       // the head is being sent
+	readyAt  int        // index in the ready heap, or -1
+	failures int        // failed attempts in a row, for the backoff
+	retryAt  time.Time  // paused until then; zero when not paused
+	outage   bool       // paused by unavailability: resumes when the breaker closes
+	pausedAt int        // index in the paused heap, or -1
 }
 
 // headSeq is the read order of the lane's head record.
@@ -70,8 +70,8 @@ type scheduler struct {
 	window  []*pending // records read and not yet behind the mark, in log order, from head
 	head    int
 	lanes   map[string]*lane
-	ready   readyHeap // lanes that can send, oldest head record first
-	paused  laneHeap
+	ready   laneQueue // lanes that can send, oldest head record first
+	paused  laneQueue // lanes waiting out a backoff, soonest first
 	seq     uint64
 	cached  int64
 	resumed map[recordPos]bool // finished before the restart; consumed as they are read
@@ -97,8 +97,16 @@ type scheduler struct {
 func (s *Spool) run() {
 	defer close(s.done)
 	sc := &scheduler{
-		s:       s,
-		lanes:   map[string]*lane{},
+		s:     s,
+		lanes: map[string]*lane{},
+		ready: laneQueue{
+			less: func(a, b *lane) bool { return a.headSeq() < b.headSeq() },
+			at:   func(l *lane) *int { return &l.readyAt },
+		},
+		paused: laneQueue{
+			less: func(a, b *lane) bool { return a.retryAt.Before(b.retryAt) },
+			at:   func(l *lane) *int { return &l.pausedAt },
+		},
 		resumed: s.start.done,
 		markSeg: s.start.seg,
 		markOff: s.start.off,
@@ -166,7 +174,7 @@ func (sc *scheduler) fill(now time.Time) {
 		}
 		l := sc.lanes[key]
 		if l == nil {
-			l = &lane{key: key, heapIndex: -1, readyAt: -1}
+			l = &lane{key: key, pausedAt: -1, readyAt: -1}
 			sc.lanes[key] = l
 		}
 		p.lane = l
@@ -190,7 +198,7 @@ func (sc *scheduler) markReady(l *lane) {
 // open only one probe goes out at a time, at the breaker's time, so a down upstream is not sent
 // Concurrency retries.
 func (sc *scheduler) dispatch(now time.Time) {
-	for sc.paused.Len() > 0 && !sc.paused[0].retryAt.After(now) {
+	for sc.paused.Len() > 0 && !sc.paused.first().retryAt.After(now) {
 		l := heap.Pop(&sc.paused).(*lane)
 		l.retryAt, l.outage = time.Time{}, false
 		sc.markReady(l)
@@ -363,8 +371,8 @@ func (sc *scheduler) synced(c *checkpoint) {
 // next probe or read retry, or the next lag report.
 func (sc *scheduler) nextWake(now time.Time) time.Duration {
 	next := now.Add(time.Hour)
-	if sc.paused.Len() > 0 && sc.paused[0].retryAt.Before(next) {
-		next = sc.paused[0].retryAt
+	if sc.paused.Len() > 0 && sc.paused.first().retryAt.Before(next) {
+		next = sc.paused.first().retryAt
 	}
 	if !sc.readAt.IsZero() && sc.readAt.After(now) && sc.readAt.Before(next) {
 		next = sc.readAt
@@ -455,48 +463,33 @@ func (s *Spool) finished(ps []*pending) {
 	}
 }
 
-// laneHeap orders paused lanes by the end of their pause.
-type laneHeap []*lane
+// laneQueue is a heap of lanes in the order of less; at says where a lane keeps its index in it
+// (-1 when it is not in the heap), so a lane can sit in the ready and the paused heap by turns.
+type laneQueue struct {
+	lanes []*lane
+	less  func(a, b *lane) bool
+	at    func(l *lane) *int
+}
 
-func (h laneHeap) Len() int           { return len(h) }
-func (h laneHeap) Less(i, j int) bool { return h[i].retryAt.Before(h[j].retryAt) }
-func (h laneHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIndex, h[j].heapIndex = i, j
+func (q *laneQueue) Len() int           { return len(q.lanes) }
+func (q *laneQueue) Less(i, j int) bool { return q.less(q.lanes[i], q.lanes[j]) }
+func (q *laneQueue) Swap(i, j int) {
+	q.lanes[i], q.lanes[j] = q.lanes[j], q.lanes[i]
+	*q.at(q.lanes[i]), *q.at(q.lanes[j]) = i, j
 }
-func (h *laneHeap) Push(x any) {
+func (q *laneQueue) Push(x any) {
 	l := x.(*lane)
-	l.heapIndex = len(*h)
-	*h = append(*h, l)
+	*q.at(l) = len(q.lanes)
+	q.lanes = append(q.lanes, l)
 }
-func (h *laneHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = nil
-	l.heapIndex = -1
-	*h = old[:len(old)-1]
+func (q *laneQueue) Pop() any {
+	n := len(q.lanes) - 1
+	l := q.lanes[n]
+	q.lanes[n] = nil
+	*q.at(l) = -1
+	q.lanes = q.lanes[:n]
 	return l
 }
 
-// readyHeap orders ready lanes by their head record's read order.
-type readyHeap []*lane
-
-func (h readyHeap) Len() int           { return len(h) }
-func (h readyHeap) Less(i, j int) bool { return h[i].headSeq() < h[j].headSeq() }
-func (h readyHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].readyAt, h[j].readyAt = i, j
-}
-func (h *readyHeap) Push(x any) {
-	l := x.(*lane)
-	l.readyAt = len(*h)
-	*h = append(*h, l)
-}
-func (h *readyHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = nil
-	l.readyAt = -1
-	*h = old[:len(old)-1]
-	return l
-}
+// first is the lane at the top of the heap; the heap must not be empty.
+func (q *laneQueue) first() *lane { return q.lanes[0] }

@@ -76,20 +76,13 @@ func BenchmarkSpoolReplay(b *testing.B) {
 			}
 		}
 	})
-	// Fill with 64 writers, so group commit keeps the setup short.
-	var wg sync.WaitGroup
 	per := (b.N + 63) / 64
-	for w := range 64 {
-		wg.Go(func() {
-			for n := w * per; n < min(b.N, (w+1)*per); n++ {
-				if _, err := s.Submit(context.Background(), taskEnd(n)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	fillWith(b, s, func(w int) (reqs []ForwardRequest) {
+		for n := w * per; n < min(b.N, (w+1)*per); n++ {
+			reqs = append(reqs, taskEnd(n))
+		}
+		return reqs
+	})
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -131,22 +124,16 @@ func benchDrain(b *testing.B, latency time.Duration, conc, lanes int) {
 		o.MaxBytes = 1 << 40
 		o.Replay = ReplayPolicy{Concurrency: conc, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
 	})
-	// Fill with 64 writers, so group commit keeps the setup short; each writer owns whole lanes,
-	// so each lane's events are stored in their order. Event k of lane l is number k*lanes+l.
-	var wg sync.WaitGroup
-	for w := range 64 {
-		wg.Go(func() {
-			for l := w; l < lanes; l += 64 {
-				for k := 0; k*lanes+l < b.N; k++ {
-					if _, err := s.Submit(context.Background(), laneRequest("svc"+strconv.Itoa(l), k)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+	// Each writer owns whole lanes, so each lane's events are stored in their order. Event k of
+	// lane l is number k*lanes+l.
+	fillWith(b, s, func(w int) (reqs []ForwardRequest) {
+		for l := w; l < lanes; l += 64 {
+			for k := 0; k*lanes+l < b.N; k++ {
+				reqs = append(reqs, laneRequest("svc"+strconv.Itoa(l), k))
 			}
-		})
-	}
-	wg.Wait()
+		}
+		return reqs
+	})
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -169,4 +156,21 @@ func benchDrain(b *testing.B, latency time.Duration, conc, lanes int) {
 		next[ev.Lane]++
 	}
 	b.ReportMetric(float64(len(got))/elapsed.Seconds(), "events/s")
+}
+
+// fillWith stores the requests of 64 concurrent writers, each in its order, so that group commit
+// keeps a benchmark's setup short.
+func fillWith(b *testing.B, s *Spool, requests func(w int) []ForwardRequest) {
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Go(func() {
+			for _, req := range requests(w) {
+				if _, err := s.Submit(context.Background(), req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
