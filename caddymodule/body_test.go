@@ -210,24 +210,6 @@ func FuzzWindows1252(f *testing.F) {
 	})
 }
 
-// FuzzParseSize checks that an accepted size is never negative and that
-// its plain byte count parses back to itself.
-func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"1MiB", "512 KB", "1.5gib", "0", "x", "99999999999GiB"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := parseSize(s)
-		if err != nil {
-			return
-		}
-		require.GreaterOrEqual(t, n, int64(0))
-		back, err := parseSize(strconv.FormatInt(n, 10) + "B")
-		require.NoError(t, err)
-		require.Equal(t, n, back)
-	})
-}
-
 // FuzzServiceID checks the path-id rules against their definition.
 func FuzzServiceID(f *testing.F) {
 	for _, s := range []string{"42", "383-f9a62aec", "", "a_b", "9223372036854775808"} {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -362,43 +364,17 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// sizeUnits are the units parseSize accepts (lower case). Caddy parses
-// sizes with go-humanize, which is not a dependency this module may take on
-// directly, so this is the small subset operators write.
-var sizeUnits = map[string]int64{
-	"": 1, "b": 1,
-	"k": 1000, "kb": 1000, "kib": 1 << 10,
-	"m": 1000 * 1000, "mb": 1000 * 1000, "mib": 1 << 20,
-	"g": 1000 * 1000 * 1000, "gb": 1000 * 1000 * 1000, "gib": 1 << 30,
-}
-
-// parseSize parses "1048576", "1MiB", "512 KB", "1.5mb" into bytes.
+// parseSize reads a size as Caddy's request_body max_size does, with
+// go-humanize ("1048576", "1MiB", "512 KB", "1.5mb"), bounded to int64.
 func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
-		i++
-	}
-	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	mult, ok := sizeUnits[unit]
-	if num == "" || !ok {
-		return 0, fmt.Errorf("%q is not a size (a number with an optional unit B, KB, KiB, MB, MiB, GB or GiB)", s)
-	}
-	if !strings.Contains(num, ".") {
-		n, err := strconv.ParseInt(num, 10, 64)
-		if err != nil || n > (1<<62)/mult {
-			return 0, fmt.Errorf("%q is too large", s)
-		}
-		return n * mult, nil
-	}
-	f, err := strconv.ParseFloat(num, 64)
+	n, err := humanize.ParseBytes(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a size", s)
+		return 0, fmt.Errorf("%q is not a size (a number with an optional unit such as KB, KiB, MB, MiB, GB or GiB): %w", s, err)
 	}
-	if f*float64(mult) > 1<<62 {
+	if n > math.MaxInt64 {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
-	return int64(f * float64(mult)), nil
+	return int64(n), nil
 }
 
 // Interface guard.
