@@ -1,0 +1,184 @@
+package upstream
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// SpoolStatus is what a spool directory holds, read without taking the directory: it is safe while
+// a Caddy owns the spool and appends to it (nothing is locked or written).
+type SpoolStatus struct {
+	Dir       string     `json:"dir"`
+	Records   int        `json:"records"`             // events waiting for delivery
+	Bytes     int64      `json:"bytes"`               // their bytes, with framing
+	Oldest    *time.Time `json:"oldest_accepted_at"`  // nil when empty
+	Newest    *time.Time `json:"newest_accepted_at"`  // nil when empty
+	OldestAge float64    `json:"oldest_age_seconds"`  // how far behind the upstream is; 0 when empty
+	LaneCount int        `json:"lanes"`               // services with events waiting
+	TopLanes  []LaneLoad `json:"top_lanes"`           // the lanes with the most events, most first
+	DeadPath  string     `json:"dead_letter"`         // the dead-letter file counted
+	Dead      int        `json:"dead_letter_records"` // its records, rotated files included
+}
+
+// LaneLoad is one service's share of a spool.
+type LaneLoad struct {
+	Lane    string    `json:"lane"`
+	Records int       `json:"records"`
+	Oldest  time.Time `json:"oldest_accepted_at"`
+}
+
+// InspectSpool reads the spool in dir as the replay would resume it: the records after the
+// durable position that are not finished. deadLetter is the dead-letter file to count ("" means
+// <dir>/dead-letter.jsonl); top bounds TopLanes. Files renamed by a concurrent rotation make it read
+// again, a few times.
+func InspectSpool(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, error) {
+	if deadLetter == "" {
+		deadLetter = filepath.Join(dir, deadLetterFileName)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, err
+	} else if !fi.IsDir() {
+		return nil, &fs.PathError{Op: "inspect", Path: dir, Err: errors.New("not a directory")}
+	}
+	var st *SpoolStatus
+	var err error
+	for range 5 {
+		if st, err = inspectOnce(dir, deadLetter, top, now); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	return st, err
+}
+
+func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, error) {
+	st := &SpoolStatus{Dir: dir, DeadPath: deadLetter, TopLanes: []LaneLoad{}}
+	recs, err := readOnlyLog(filepath.Join(dir, spoolFileName))
+	if err != nil {
+		return nil, err
+	}
+	curs, err := readOnlyLog(filepath.Join(dir, cursorFileName))
+	if err != nil {
+		return nil, err
+	}
+	pos, found, err := lastPosition(curs)
+	if err != nil {
+		return nil, err
+	}
+	seg, off := recs.first(), int64(0)
+	if found {
+		seg, off, _ = recs.resolve(pos.logCursor)
+	}
+	done := map[recordPos]bool{}
+	for _, c := range pos.Done {
+		if dseg, doff, ok := recs.resolve(c); ok {
+			done[recordPos{dseg, doff}] = true
+		}
+	}
+	lanes := map[string]*LaneLoad{}
+	r := recs.newReader(seg, off)
+	for {
+		rec, rseg, end, ok, err := r.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		if done[recordPos{rseg, end - int64(len(rec)) - 1}] {
+			continue
+		}
+		lane, at := recordMeta(rec)
+		st.Records++
+		st.Bytes += int64(len(rec) + 1)
+		if st.Oldest == nil || at.Before(*st.Oldest) {
+			st.Oldest = &at
+		}
+		if st.Newest == nil || at.After(*st.Newest) {
+			st.Newest = &at
+		}
+		l := lanes[lane]
+		if l == nil {
+			l = &LaneLoad{Lane: lane, Oldest: at}
+			lanes[lane] = l
+		}
+		l.Records++
+	}
+	if st.Oldest != nil {
+		st.OldestAge = max(now.Sub(*st.Oldest), 0).Seconds()
+	}
+	st.LaneCount = len(lanes)
+	for _, l := range lanes {
+		st.TopLanes = append(st.TopLanes, *l)
+	}
+	slices.SortFunc(st.TopLanes, func(a, b LaneLoad) int {
+		if a.Records != b.Records {
+			return b.Records - a.Records
+		}
+		return strings.Compare(a.Lane, b.Lane)
+	})
+	st.TopLanes = st.TopLanes[:min(len(st.TopLanes), max(top, 0))]
+	if st.Dead, err = countLines(deadLetter); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// readOnlyLog describes the files of the log whose active file is path as a reader sees them,
+// without opening it for writing: nothing is created, repaired or locked. The active file counts as
+// complete up to its last '\n'.
+func readOnlyLog(path string) (*Log, error) {
+	l := &Log{path: path, dir: filepath.Dir(path), fs: OSFileSystem(), logger: zap.NewNop()}
+	base := filepath.Base(path)
+	l.ext = filepath.Ext(base)
+	l.stem = strings.TrimSuffix(base, l.ext)
+	rotated, err := l.rotatedFiles()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range rotated {
+		l.segs = append(l.segs, &segment{name: name, size: -1})
+	}
+	if n := len(rotated); n > 0 {
+		l.newest = rotated[n-1]
+	}
+	var size int64
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	l.segs = append(l.segs, &segment{name: base, active: true, size: size})
+	return l, nil
+}
+
+// countLines counts the complete lines of the log at path and its rotated files; a missing file
+// counts 0.
+func countLines(path string) (int, error) {
+	l, err := readOnlyLog(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range l.segs {
+		b, err := os.ReadFile(filepath.Join(l.dir, s.name))
+		if errors.Is(err, fs.ErrNotExist) && s.active {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		n += bytes.Count(b, []byte{'\n'})
+	}
+	return n, nil
+}

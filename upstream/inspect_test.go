@@ -1,0 +1,216 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestInspectSpoolCountsWhatTheReplayWouldSend(t *testing.T) {
+	ucs, srv := newLaneUCS(t, 0)
+	ucs.down.Store(true)
+	dir := t.TempDir()
+	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) { o.segmentSize = 600 })
+	for lane, n := range map[string]int{"svc1": 5, "svc2": 3, "svc3": 1} {
+		for k := range n {
+			resp, err := s.Submit(context.Background(), laneRequest(lane, k))
+			require.NoError(t, err)
+			require.True(t, resp.Spooled)
+		}
+	}
+	now := time.Now()
+	st, err := InspectSpool(dir, "", 2, now)
+	require.NoError(t, err)
+	assert.Equal(t, 9, st.Records)
+	_, bytes := s.Depth()
+	assert.Equal(t, bytes, st.Bytes)
+	assert.Equal(t, 3, st.LaneCount)
+	require.Len(t, st.TopLanes, 2)
+	assert.Equal(t, LaneLoad{Lane: "svc1", Records: 5, Oldest: st.TopLanes[0].Oldest}, st.TopLanes[0])
+	assert.Equal(t, "svc2", st.TopLanes[1].Lane)
+	require.NotNil(t, st.Oldest)
+	assert.False(t, st.Newest.Before(*st.Oldest))
+	assert.GreaterOrEqual(t, st.OldestAge, 0.0)
+
+	// svc1 is delivered out of order with the others held: the finished records after the
+	// low-water mark are not counted.
+	ucs.mu.Lock()
+	ucs.hold["svc2"], ucs.hold["svc3"] = http.StatusTooManyRequests, http.StatusTooManyRequests
+	ucs.mu.Unlock()
+	ucs.down.Store(false)
+	s.poke()
+	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == 4 }, 10*time.Second, time.Millisecond)
+	st, err = InspectSpool(dir, "", 10, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, 4, st.Records)
+	assert.Equal(t, 2, st.LaneCount)
+	assert.Zero(t, st.Dead)
+}
+
+// TestInspectSpoolWhileTheSpoolAppends reads a spool that a writer appends to and rotates: every
+// answer is consistent, and reading writes nothing.
+func TestInspectSpoolWhileTheSpoolAppends(t *testing.T) {
+	ucs, srv := newLaneUCS(t, 0)
+	ucs.down.Store(true)
+	dir := t.TempDir()
+	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) { o.segmentSize = 2000 })
+	var stored atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.Submit(context.Background(), laneRequest("svc"+string(rune('a'+k%5)), k)); err == nil {
+				stored.Add(1)
+			}
+		}
+	})
+	last := 0
+	for range 50 {
+		before := stored.Load()
+		st, err := InspectSpool(dir, "", 3, time.Now())
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, int64(st.Records), before, "everything stored before the read is counted")
+		assert.GreaterOrEqual(t, st.Records, last)
+		last = st.Records
+	}
+	close(stop)
+	wg.Wait()
+	st, err := InspectSpool(dir, "", 3, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, int(stored.Load()), st.Records)
+}
+
+func TestInspectSpoolOfAMissingDirectoryFails(t *testing.T) {
+	_, err := InspectSpool(filepath.Join(t.TempDir(), "nope"), "", 3, time.Now())
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// deadLetterFixture spools events of services 1..n during an outage and has the UCS reject them
+// all with a Context Services error, so the dead letter holds n records; it returns its path.
+func deadLetterFixture(t *testing.T, n int) string {
+	t.Helper()
+	sim, srv := newUCSSim(t)
+	sim.down = true
+	sim.reject = func(string) (int, string) { return http.StatusBadRequest, genesysError }
+	dir := t.TempDir()
+	s := openTestSpool(t, dir, srv.URL, nil)
+	submitSpooled(t, s, 0, n)
+	sim.set(func(u *ucsSim) { u.down = false })
+	waitDrained(t, s)
+	require.NoError(t, s.Close())
+	return filepath.Join(dir, "dead-letter.jsonl")
+}
+
+func TestReadDeadLettersGivesStatusMessageAndRequest(t *testing.T) {
+	path := deadLetterFixture(t, 2)
+	letters, err := ReadDeadLetters(path)
+	require.NoError(t, err)
+	require.Len(t, letters, 2)
+	assert.Equal(t, 400, letters[0].Status)
+	assert.Equal(t, "Invalid field", letters[0].Message())
+	method, p, _, header, body, err := letters[1].Request()
+	require.NoError(t, err)
+	assert.Equal(t, http.MethodPost, method)
+	assert.Equal(t, taskEndPath, p)
+	assert.Equal(t, "cc-1", header.Get("ContactCenterId"))
+	assert.JSONEq(t, event(1), string(body))
+}
+
+func TestResendRemovesOnlyTheAcceptedLines(t *testing.T) {
+	path := deadLetterFixture(t, 6)
+	var got []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct{ N int }
+		_ = json.NewDecoder(r.Body).Decode(&ev)
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		if ev.N%2 == 1 { // the odd events are still refused
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(genesysError))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	to, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	rep, err := ResendDeadLetters(context.Background(), path, ResendOptions{
+		To: to, Header: http.Header{"Authorization": {"Bearer fresh"}},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, ResendReport{Selected: 6, Accepted: 3, Kept: 3}, *rep)
+	assert.Len(t, got, 6)
+	assert.Equal(t, "POST "+taskEndPath+" Bearer fresh", got[0], "own method and path, the header overridden")
+	left, err := ReadDeadLetters(path)
+	require.NoError(t, err)
+	require.Len(t, left, 3)
+	for _, d := range left {
+		_, _, _, _, body, err := d.Request()
+		require.NoError(t, err)
+		var ev struct{ N int }
+		require.NoError(t, json.Unmarshal(body, &ev))
+		assert.Equal(t, 1, ev.N%2, "only the rejected records are kept")
+	}
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(filePerm), fi.Mode().Perm(), "the rewrite keeps the file's permissions")
+}
+
+func TestResendDryRunAndWhereChangeNothing(t *testing.T) {
+	path := deadLetterFixture(t, 3)
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var selected []int
+	rep, err := ResendDeadLetters(context.Background(), path, ResendOptions{
+		DryRun:   true,
+		Where:    func(d DeadLetter) bool { return d.Line != 2 },
+		OnResult: func(r ResendResult) { selected = append(selected, r.Letter.Line) },
+	})
+	require.NoError(t, err)
+	assert.Equal(t, ResendReport{Selected: 2, Accepted: 0, Kept: 3}, *rep)
+	assert.Equal(t, []int{1, 3}, selected)
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+}
+
+func TestResendCrashMidRewriteLeavesTheOldFile(t *testing.T) {
+	path := deadLetterFixture(t, 2)
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer srv.Close()
+	to, _ := url.Parse(srv.URL)
+	rewriteRename = func(string, string) error { return os.ErrDeadlineExceeded } // the process dies here
+	defer func() { rewriteRename = os.Rename }()
+	_, err = ResendDeadLetters(context.Background(), path, ResendOptions{To: to})
+	require.Error(t, err)
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the old file is intact")
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	for _, e := range entries {
+		assert.False(t, strings.Contains(e.Name(), ".tmp-"), "no temporary file is left: %s", e.Name())
+	}
+}
