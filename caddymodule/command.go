@@ -17,15 +17,23 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "ucs",
-		Usage: "normalize [--attributes <file>] [--now <RFC 3339 time>] [<file>|-]",
+		Usage: "normalize|spool status|dead-letter list|dead-letter resend …",
 		Short: "Tools of the ucs handler (Genesys Context Services gateway)",
 		Long: `
 ucs normalize runs a Task End body through the same rules as the ucs handler,
 without a server: it prints the strict body on stdout and each repair on
 stderr (kind and line:column), and exits with status 1 and the error message
-for a body the server would reject (400).`,
+for a body the server would reject (400).
+
+ucs spool status <dir> prints what a forward sink's spool holds: events
+waiting, the age of the oldest, the busiest services and the dead-letter
+count (read-only, safe while Caddy runs).
+
+ucs dead-letter list <file> prints the events the UCS rejected; ucs
+dead-letter resend <file> --to <base URL> sends them again and removes those
+the UCS accepts.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(newNormalizeCommand())
+			cmd.AddCommand(newNormalizeCommand(), newSpoolCommand(), newDeadLetterCommand())
 		},
 	})
 }

@@ -229,3 +229,14 @@ func rewriteFile(path string, data []byte) (err error) {
 	}
 	return OSFileSystem().SyncDir(dir)
 }
+
+// LockSpoolDir takes the spool directory's lock, as the Caddy that owns the spool does, and
+// returns its release. It fails while a Caddy (or another tool) holds it, so the dead letter is not
+// rewritten under a writer, and no Caddy can start on the spool while the lock is held.
+func LockSpoolDir(dir string) (release func() error, err error) {
+	lock, err := lockDir(filepath.Join(dir, lockFileName))
+	if err != nil {
+		return nil, lockError(dir, err)
+	}
+	return lock.Close, nil
+}

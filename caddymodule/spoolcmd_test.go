@@ -1,0 +1,173 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSpoolStatusReadsALiveSpool runs `caddy ucs spool status` on the spool of a running Caddy
+// while callers keep adding events to it, then with --json.
+func TestSpoolStatusReadsALiveSpool(t *testing.T) {
+	ucs := newUCSServer(t)
+	ucs.stop()
+	dir := t.TempDir()
+	tester := startCaddy(t, "ucs {\nforward "+ucs.url()+" {\nspool "+dir+"\n}\n}\nrespond 404")
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			url := fmt.Sprintf("http://localhost:9080/genesys/1/cs/services/%d/tasks/%d/end", 7+n%3, n)
+			resp, _ := post(t, tester, url, fmt.Appendf(nil, "{n: %d}", n))
+			if resp.StatusCode == http.StatusNoContent {
+				sent.Add(1)
+			}
+		}
+	})
+	require.Eventually(t, func() bool { return sent.Load() >= 20 }, 20*time.Second, time.Millisecond)
+	for range 5 {
+		var out, errOut bytes.Buffer
+		require.Equal(t, 0, runSpoolStatus(dir, "", 2, false, time.Now(), &out, &errOut), errOut.String())
+		assert.Contains(t, out.String(), "spool        "+dir)
+		assert.Contains(t, out.String(), "services")
+		assert.Equal(t, 2, strings.Count(out.String(), "\nservice "), out.String())
+		assert.Contains(t, out.String(), "dead letter  0 events")
+	}
+	close(stop)
+	wg.Wait()
+
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, runSpoolStatus(dir, "", 10, true, time.Now(), &out, &errOut), errOut.String())
+	var st struct {
+		Records  int64 `json:"records"`
+		Lanes    int   `json:"lanes"`
+		TopLanes []struct {
+			Lane    string `json:"lane"`
+			Records int    `json:"records"`
+		} `json:"top_lanes"`
+		OldestAge float64 `json:"oldest_age_seconds"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &st), out.String())
+	assert.Equal(t, sent.Load(), st.Records, "every event answered 204 is waiting")
+	assert.Equal(t, 3, st.Lanes)
+	assert.Len(t, st.TopLanes, 3)
+	assert.Positive(t, st.OldestAge)
+}
+
+// deadLetterOf makes a spool whose UCS rejected n events (services 1..n) with a Context Services
+// error, and returns the spool directory once Caddy has let it go.
+func deadLetterOf(t *testing.T, n int) string {
+	t.Helper()
+	ucs := newUCSServer(t)
+	ucs.set(func(u *ucsServer) {
+		u.answer = func(seenRequest) (int, http.Header, string) {
+			return http.StatusBadRequest, http.Header{"Content-Type": {"application/json"}},
+				`{"message":"Service not found","exception":"InvalidParameterException"}`
+		}
+	})
+	ucs.stop()
+	dir := t.TempDir()
+	fastReplay(t)
+	tester := startCaddy(t, "ucs {\nforward "+ucs.url()+" {\nspool "+dir+"\n}\n}\nrespond 404")
+	for i := 1; i <= n; i++ {
+		resp, _ := post(t, tester, fmt.Sprintf("http://localhost:9080/genesys/1/cs/services/%d/tasks/1/end", i), fmt.Appendf(nil, "{n: %d}", i))
+		require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	}
+	ucs.restart()
+	require.Eventually(t, func() bool {
+		letters, _ := os.ReadFile(filepath.Join(dir, "dead-letter.jsonl"))
+		return bytes.Count(letters, []byte("\n")) == n
+	}, 20*time.Second, 5*time.Millisecond)
+	return dir
+}
+
+func TestDeadLetterListAndResend(t *testing.T) {
+	dir := deadLetterOf(t, 4)
+	path := filepath.Join(dir, "dead-letter.jsonl")
+
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, runDeadLetterList(path, false, &out, &errOut), errOut.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 4)
+	assert.Contains(t, lines[0], "  400  POST /genesys/1/cs/services/")
+	assert.Contains(t, lines[0], `"Service not found"`)
+
+	// While Caddy owns the spool, resend refuses: it would rewrite a file Caddy appends to.
+	out.Reset()
+	errOut.Reset()
+	ucs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer ucs.Close()
+	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: ucs.URL}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "is in use by another spool")
+
+	// A dry run changes nothing.
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	out.Reset()
+	assert.Equal(t, 0, runDeadLetterResend(context.Background(), path, resendFlags{dryRun: true, fileOnly: true}, &out, &errOut))
+	assert.Contains(t, out.String(), "4 selected, 0 accepted and removed, 4 lines kept")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+
+	// With Caddy gone (another config without the spool), the UCS takes services 1 and 3 and
+	// still refuses 2 and 4: the file keeps exactly those.
+	startCaddy(t, "respond 404")
+	var auth []string
+	var mu sync.Mutex
+	fixed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		if strings.Contains(r.URL.Path, "/services/2/") || strings.Contains(r.URL.Path, "/services/4/") {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"message":"still not found","exception":"InvalidParameterException"}`))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer fixed.Close()
+	out.Reset()
+	errOut.Reset()
+	code := runDeadLetterResend(context.Background(), path, resendFlags{to: fixed.URL, where: "status=4xx",
+		headers: []string{"Authorization: Bearer fresh"}, timeout: 5 * time.Second}, &out, &errOut)
+	assert.Equal(t, 1, code, "some events were refused again: %s%s", out.String(), errOut.String())
+	assert.Contains(t, out.String(), "4 selected, 2 accepted and removed, 2 lines kept")
+	assert.Equal(t, []string{"Bearer fresh", "Bearer fresh", "Bearer fresh", "Bearer fresh"}, auth)
+	out.Reset()
+	require.Equal(t, 0, runDeadLetterList(path, false, &out, &errOut))
+	left := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, left, 2)
+	assert.Contains(t, left[0], "/services/2/")
+	assert.Contains(t, left[1], "/services/4/")
+}
+
+func TestResendNeedsToKnowTheSpool(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rejected.jsonl")
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	var out, errOut bytes.Buffer
+	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: "http://127.0.0.1:1"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "pass --spool <dir>")
+	errOut.Reset()
+	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: "http://127.0.0.1:1", where: "code=1", fileOnly: true}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "--where")
+}
