@@ -463,9 +463,11 @@ func TestRestartResumesPendingEventsInOrder(t *testing.T) {
 			}
 
 			sim2, srv2 := newUCSSim(t)
+			sim2.down = true // until the depth is read
 			s = openTestSpool(t, dir, srv2.URL, small)
 			n, _ := s.Depth()
 			assert.Equal(t, 20-tt.deliverBefore, n)
+			sim2.set(func(u *ucsSim) { u.down = false })
 			waitDrained(t, s)
 			assert.Equal(t, events(0, 20), append(sim.received(), sim2.received()...))
 			require.NoError(t, s.Close())
