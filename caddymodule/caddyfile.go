@@ -46,12 +46,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			fsync    always|off                       # default always
 //			max_size <size>                           # default 100MiB
 //			keep     <n>                              # default 10
+//			follow_symlinks                           # opt-in: the file may be a link
 //		}
 //		forward <base URL>... {                       # http(s)://host[:port][/prefix], tried in order
 //			timeout     <duration>                    # default 10s, the whole exchange
 //			spool       <dir>                         # enables store and forward
 //			max_spool   <size>                        # default 1GiB; when full: 503
-//			dead_letter <file>                        # default <spool>/dead-letter.jsonl
+//			dead_letter <file>                        # default <spool>/dead-letter.jsonl; not inside the spool
+//			follow_symlinks                           # opt-in: spool and files may be links
 //		}
 //	}
 //
@@ -256,6 +258,11 @@ func (h *Handler) unmarshalLocal(d *caddyfile.Dispenser) error {
 				return d.Errf("local keep must be a positive whole number, got %q", v)
 			}
 			l.Keep = n
+		case "follow_symlinks":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			l.FollowSymlinks = true
 		default:
 			return d.Errf("unknown local option %q", opt)
 		}
@@ -288,6 +295,13 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if opt == "follow_symlinks" {
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			f.FollowSymlinks = true
+			continue
+		}
 		switch opt {
 		case "timeout", "spool", "max_spool", "dead_letter":
 		default:
