@@ -1,10 +1,15 @@
 package caddymodule
 
 import (
+	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
 )
 
 func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
@@ -51,4 +56,75 @@ func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
 			assert.Equal(t, tt.encoded, m.encodedSlash)
 		})
 	}
+}
+
+func TestPathsTheUCSMapsToCompleteTaskAreNormalisedAndSentCanonical(t *testing.T) {
+	rec := newRecorder(t)
+	ucs := newUCSServer(t)
+	const loose = `{price: 25 000, 'a': True,}`
+	want := string(strictOf(t, normalize.Options{}, loose))
+	const canonical = "/genesys/1/cs/services/42/tasks/7/end"
+	forms := []struct{ name, path string }{
+		{"repeated slashes", "//genesys/1/cs/services/42//tasks/7/end"},
+		{"dot segments", "/genesys/1/cs/x/../services/42/tasks/./7/end"},
+		{"a path parameter", "/genesys/1/cs/services/42/tasks/7/end;jsessionid=1"},
+		{"a trailing slash", "/genesys/1/cs/services/42/tasks/7/end/"},
+		{"percent-encoded characters", "/genesys/1/cs/services/%34%32/tasks/7/%65nd"},
+		{"the canonical path itself", canonical},
+	}
+	sinks := []struct {
+		name, site string
+		seen       func() (path, body string)
+	}{
+		{"reverse_proxy after ucs", "ucs\nreverse_proxy " + rec.addr(), func() (string, string) {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			return rec.path, string(rec.body)
+		}},
+		{"forward", "ucs {\nforward " + ucs.url() + "\n}\nrespond 404", func() (string, string) {
+			got := ucs.received()
+			if len(got) == 0 {
+				return "", ""
+			}
+			return got[len(got)-1].path, got[len(got)-1].body
+		}},
+	}
+	for _, sink := range sinks {
+		tester := startCaddy(t, sink.site)
+		for _, f := range forms {
+			t.Run(sink.name+"/"+f.name, func(t *testing.T) {
+				resp, _ := post(t, tester, "http://localhost:9080"+f.path+"?x=1", []byte(loose), "Content-Type", "text/plain")
+				assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+				path, body := sink.seen()
+				assert.Equal(t, canonical, path)
+				assert.Equal(t, want, body)
+			})
+		}
+	}
+}
+
+func TestAnEncodedSlashInAnIdIsRefused(t *testing.T) {
+	rec := newRecorder(t)
+	tester := startCaddy(t, "ucs\nreverse_proxy "+rec.addr())
+	tests := []struct{ name, path, message string }{
+		{"in service_id", "/genesys/1/cs/services/42%2Ftasks%2F7/end",
+			"service_id cannot contain '/': the path holds an encoded slash (%2F)"},
+		{"in task_id", "/genesys/1/cs/services/42/tasks/7%2Fend",
+			"task_id cannot contain '/': the path holds an encoded slash (%2F)"},
+		{"before the ids", "/genesys%2F1/cs/services/42/tasks/7/end",
+			"the path holds an encoded slash (%2F), which no Context Services path has"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := post(t, tester, "http://localhost:9080"+tt.path, []byte(`{a: 1}`))
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+			var eb errorBody
+			require.NoError(t, json.Unmarshal(b, &eb), "body %q", b)
+			assert.Equal(t, "InvalidParameterException", eb.Exception)
+			assert.Equal(t, tt.message, eb.Message)
+		})
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Zero(t, rec.calls, "nothing reaches the upstream")
 }
