@@ -102,6 +102,24 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 			}`),
 		},
 		{
+			"follow_symlinks in the local and forward blocks",
+			`:8080 {
+	ucs {
+		local data/events.jsonl {
+			follow_symlinks
+		}
+	}
+	ucs {
+		forward http://ucs1:8080 {
+			spool data/spool
+			follow_symlinks
+		}
+	}
+}`,
+			adaptRoute(`{"handler": "ucs", "local": {"follow_symlinks": true, "path": "data/events.jsonl"}},
+				{"forward": {"follow_symlinks": true, "spool": "data/spool", "urls": ["http://ucs1:8080"]}, "handler": "ucs"}`),
+		},
+		{
 			"forward without a block",
 			":8080 {\n\tucs {\n\t\tforward http://ucs1:8080\n\t}\n}",
 			adaptRoute(`{"forward": {"urls": ["http://ucs1:8080"]}, "handler": "ucs"}`),

@@ -106,3 +106,23 @@ func TestOpeningASpoolWarnsAboutASiblingDirectoryHoldingRecords(t *testing.T) {
 	assert.Equal(t, strandedAbs, warns[0].ContextMap()["dir"])
 	assert.Equal(t, []any{"spool.jsonl"}, warns[0].ContextMap()["files"])
 }
+
+func TestARequestReachingAForwardSinkAfterItsConfigIsGoneIsStillSpooledAndDelivered(t *testing.T) {
+	fastReplay(t)
+	ucs := newUCSServer(t)
+	ucs.stop()
+	dir := filepath.Join(t.TempDir(), "spool")
+	old, logs := forwardHandler(t, ucs.url(), dir)
+	forwardHandler(t, ucs.url(), filepath.Join(t.TempDir(), "elsewhere")) // the reload
+	require.NoError(t, old.Cleanup())
+	abs, _ := filepath.Abs(dir)
+	require.False(t, spools.isOpen(abs), "nothing held the old spool open")
+
+	// A request of the old config reaching the handler only now.
+	assert.Equal(t, http.StatusNoContent, serveEvent(t, old, `{"n":0}`))
+
+	assert.Equal(t, 1, logs.FilterMessage(drainingMsg).Len(), "its spooled event keeps the old directory draining")
+	ucs.restart()
+	require.Eventually(t, func() bool { return logs.FilterMessage(drainedMsg).Len() == 1 }, 20*time.Second, 5*time.Millisecond)
+	assert.Equal(t, seq(0, 1), ucs.numbers())
+}

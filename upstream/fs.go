@@ -42,7 +42,7 @@ type File interface {
 // ErrSymlink is wrapped in the error of opening a file that is a symbolic link through
 // OSFileSystem: the log truncates its files (a torn tail, a failed write), which through a link
 // would cut whatever file the link points to.
-var ErrSymlink = errors.New("the file is a symbolic link, which is refused")
+var ErrSymlink = errors.New("it is a symbolic link, which is refused")
 
 // ErrDirLocked is wrapped in the error of taking a spool directory's lock that another owner (this
 // process or another) holds. Any other failure (permission denied, a read-only file system) is
