@@ -48,26 +48,29 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *[]byte) 
 		wireLimit = limit + limit/8 + 1024
 	}
 	src := io.Reader(http.MaxBytesReader(w, body, wireLimit))
+	// A decoder reports a body cut short on the wire as a truncated stream:
+	// wire tells the two apart, so a client that sent less than it announced
+	// gets 400 body_read, not 415.
+	var wire *wireReader
 	switch coding {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(src)
+		wire = &wireReader{r: src}
+		zr, err := gzip.NewReader(wire)
 		if err != nil {
-			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-				return errTooLarge(limit)
-			}
-			return errUnsupportedMedia("bad_encoding", "the gzip body cannot be decoded: "+err.Error())
+			return decodeError(coding, err, wire, limit)
 		}
 		defer zr.Close()
 		src = zr
 	case "deflate":
 		// HTTP's "deflate" is zlib-wrapped (RFC 9110), but many clients send raw
 		// DEFLATE: accept both, telling them apart by the zlib header.
-		br := bufio.NewReader(src)
+		wire = &wireReader{r: src}
+		br := bufio.NewReader(wire)
 		if hdr, err := br.Peek(2); err == nil && isZlibHeader(hdr) {
 			zr, err := zlib.NewReader(br)
 			if err != nil {
-				return errUnsupportedMedia("bad_encoding", "the deflate body cannot be decoded: "+err.Error())
+				return decodeError(coding, err, wire, limit)
 			}
 			defer zr.Close()
 			src = zr
@@ -101,13 +104,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *[]byte) 
 		}
 		if err != nil {
 			*buf = b
-			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-				return errTooLarge(limit)
+			if wire == nil {
+				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+					return errTooLarge(limit)
+				}
+				return errBodyRead(err)
 			}
-			if errors.Is(err, io.ErrUnexpectedEOF) || isDecodeError(err) {
-				return errUnsupportedMedia("bad_encoding", "the "+coding+" body cannot be decoded: "+err.Error())
-			}
-			return errBodyRead(err)
+			return decodeError(coding, err, wire, limit)
 		}
 	}
 	*buf = b
@@ -124,14 +127,41 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *[]byte) 
 	return nil
 }
 
-func isZlibHeader(h []byte) bool {
-	return h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0
+// wireReader keeps the error of the body as it comes off the connection,
+// under a decoder.
+type wireReader struct {
+	r   io.Reader
+	err error
 }
 
-func isDecodeError(err error) bool {
-	var ce flate.CorruptInputError
-	return errors.As(err, &ce) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) ||
-		errors.Is(err, zlib.ErrChecksum) || errors.Is(err, zlib.ErrHeader)
+func (w *wireReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err != nil && err != io.EOF {
+		w.err = err
+	}
+	return n, err
+}
+
+// decodeError classifies a failure to read a coded body: the body over
+// max_body (413), the body cut short or failing on the wire (400
+// body_read), or bytes the decoder cannot decode (415 bad_encoding).
+func decodeError(coding string, err error, wire *wireReader, limit int64) *requestError {
+	if wire.err != nil {
+		err = wire.err
+	}
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return errTooLarge(limit)
+	}
+	if wire.err != nil {
+		return errBodyRead(err)
+	}
+	// The wire was fine: the decoder refused the bytes (a corrupt or
+	// truncated stream).
+	return errUnsupportedMedia("bad_encoding", "the "+coding+" body cannot be decoded: "+err.Error())
+}
+
+func isZlibHeader(h []byte) bool {
+	return h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0
 }
 
 // declaredCharset reports whether Content-Type declares a legacy Windows

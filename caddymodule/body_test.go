@@ -153,34 +153,6 @@ func TestTaskIDRule(t *testing.T) {
 	}
 }
 
-func TestOnlyTheCompleteTaskCallMatches(t *testing.T) {
-	h := &Handler{servicesPfx: DefaultBasePath + "/services/"}
-	tests := []struct {
-		method, path string
-		sid, tid     string
-		ok           bool
-	}{
-		{"POST", "/genesys/1/cs/services/42/tasks/7/end", "42", "7", true},
-		{"POST", "/genesys/1/cs/services/a_b/tasks/x/end", "a_b", "x", true}, // matched, then refused as bad ids
-		{"POST", "/genesys/1/cs/services//tasks//end", "", "", true},
-		{"GET", "/genesys/1/cs/services/42/tasks/7/end", "", "", false},
-		{"POST", "/genesys/1/cs/services/42/tasks/7/end/", "", "", false},
-		{"POST", "/genesys/1/cs/services/42/tasks/start", "", "", false},
-		{"POST", "/genesys/1/cs/services/42/end", "", "", false},
-		{"POST", "/genesys/1/cs/services/42/states/7/end", "", "", false},
-		{"POST", "/genesys/1/cs/services/42/tasks/7/end/x", "", "", false},
-		{"POST", "/genesys/2/cs/services/42/tasks/7/end", "", "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
-			sid, tid, ok := h.match(httptest.NewRequest(tt.method, tt.path, nil))
-			assert.Equal(t, tt.ok, ok)
-			assert.Equal(t, tt.sid, sid)
-			assert.Equal(t, tt.tid, tid)
-		})
-	}
-}
-
 func TestErrorBodyIsValidJSONForAnyMessage(t *testing.T) {
 	tests := []struct {
 		msg  string

@@ -49,16 +49,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			fsync    always|off                       # default always
 //			max_size <size>                           # default 100MiB
 //			keep     <n>                              # default 10
+//			follow_symlinks                           # opt-in: the file may be a link
 //		}
 //		forward <base URL>... {                       # http(s)://host[:port][/prefix], tried in order
 //			timeout     <duration>                    # default 10s, the whole exchange
 //			spool       <dir>                         # enables store and forward
 //			max_spool   <size>                        # default 1GiB; when full: 503
-//			dead_letter <file>                        # default <spool>/dead-letter.jsonl
+//			dead_letter <file>                        # default <spool>/dead-letter.jsonl; not inside the spool
 //			replay_concurrency <n>                    # default 64 events in flight; per service one at a time
 //			replay_backoff <min> <max>                # default 250ms 30s
 //			max_attempts  <n>                         # default 10 non-final answers, then dead letter
 //			max_retry_age <duration>                  # default 1h after the first non-final answer
+//			follow_symlinks                           # opt-in: spool and files may be links
 //		}
 //	}
 //
@@ -263,6 +265,11 @@ func (h *Handler) unmarshalLocal(d *caddyfile.Dispenser) error {
 				return d.Errf("local keep must be a positive whole number, got %q", v)
 			}
 			l.Keep = n
+		case "follow_symlinks":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			l.FollowSymlinks = true
 		default:
 			return d.Errf("unknown local option %q", opt)
 		}
@@ -309,6 +316,13 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 				b[i] = t
 			}
 			f.ReplayBackoff = &Backoff{Min: caddy.Duration(b[0]), Max: caddy.Duration(b[1])}
+			continue
+		}
+		if opt == "follow_symlinks" {
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			f.FollowSymlinks = true
 			continue
 		}
 		switch opt {

@@ -3,10 +3,13 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/stretchr/testify/assert"
@@ -106,6 +109,24 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 				},
 				"handler": "ucs"
 			}`),
+		},
+		{
+			"follow_symlinks in the local and forward blocks",
+			`:8080 {
+	ucs {
+		local data/events.jsonl {
+			follow_symlinks
+		}
+	}
+	ucs {
+		forward http://ucs1:8080 {
+			spool data/spool
+			follow_symlinks
+		}
+	}
+}`,
+			adaptRoute(`{"handler": "ucs", "local": {"follow_symlinks": true, "path": "data/events.jsonl"}},
+				{"forward": {"follow_symlinks": true, "spool": "data/spool", "urls": ["http://ucs1:8080"]}, "handler": "ucs"}`),
 		},
 		{
 			"forward without a block",
@@ -278,6 +299,50 @@ func TestSizesThatDoNotParseAreRefused(t *testing.T) {
 		t.Run(in, func(t *testing.T) {
 			_, err := parseSize(in)
 			assert.Error(t, err)
+		})
+	}
+}
+
+func TestValidateRefusesAnExplicitDeadLetterInsideTheSpool(t *testing.T) {
+	if testing.Short() {
+		t.Skip("provisions Caddy's http app")
+	}
+	dir := t.TempDir()
+	spool := filepath.Join(dir, "spool")
+	tests := []struct {
+		name       string
+		deadLetter string
+		refused    bool
+	}{
+		{"the spool's record file", filepath.Join(spool, "spool.jsonl"), true},
+		{"the spool's cursor", filepath.Join(spool, "cursor.jsonl"), true},
+		{"any other file inside the spool", filepath.Join(spool, "sub", "rejected.jsonl"), true},
+		{"the default named explicitly", filepath.Join(spool, "dead-letter.jsonl"), false},
+		{"a file outside the spool", filepath.Join(dir, "dead-letter.jsonl"), false},
+		{"a sibling directory sharing the spool's name as a prefix", filepath.Join(dir, "spool-rejected", "dl.jsonl"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(fmt.Sprintf(`:8080 {
+	ucs {
+		forward http://127.0.0.1:1 {
+			spool %s
+			dead_letter %s
+		}
+	}
+}`, spool, tt.deadLetter)), nil)
+			require.NoError(t, err)
+			var cfg caddy.Config
+			require.NoError(t, json.Unmarshal(cfgJSON, &cfg))
+
+			err = caddy.Validate(&cfg)
+
+			if !tt.refused {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), fmt.Sprintf("forward dead_letter %q is inside the spool directory %q", tt.deadLetter, spool))
 		})
 	}
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -80,6 +81,18 @@ func errBadTaskID(why string) *requestError {
 	return &requestError{http.StatusBadRequest, exInvalidParameter, "bad_task_id", "task_id " + why, nil}
 }
 
+// errEncodedSlash refuses a Complete Task path with an encoded slash
+// (%2F) in an id (where is "service_id" or "task_id") or elsewhere ("path"):
+// an id cannot contain '/', and a servlet container would map the decoded
+// path to another resource or refuse it.
+func errEncodedSlash(where string) *requestError {
+	msg := where + " cannot contain '/': the path holds an encoded slash (%2F)"
+	if where == "path" {
+		msg = "the path holds an encoded slash (%2F), which no Context Services path has"
+	}
+	return &requestError{http.StatusBadRequest, exInvalidParameter, "encoded_slash", msg, nil}
+}
+
 func errTooLarge(limit int64) *requestError {
 	return &requestError{http.StatusRequestEntityTooLarge, exPayloadTooLarge, "too_large",
 		"the request body is larger than max_body (" + strconv.FormatInt(limit, 10) + " bytes after decoding)", nil}
@@ -90,7 +103,11 @@ func errUnsupportedMedia(reason, msg string) *requestError {
 }
 
 func errBodyRead(err error) *requestError {
-	return &requestError{http.StatusBadRequest, exInvalidJSON, "body_read", "the request body could not be read: " + err.Error(), err}
+	msg := "the request body could not be read: " + err.Error()
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		msg = "the request body ended before the length it announced (Content-Length or chunked framing): a truncated event is not accepted"
+	}
+	return &requestError{http.StatusBadRequest, exInvalidJSON, "body_read", msg, err}
 }
 
 func errStorage(err error) *requestError {

@@ -90,6 +90,10 @@ type ForwardSink struct {
 	// whichever of max_attempts and max_retry_age comes first. Only with
 	// spool. Default: 1h.
 	MaxRetryAge caddy.Duration `json:"max_retry_age,omitempty"`
+
+	// FollowSymlinks lets the spool directory and its files (and the dead
+	// letter) be symbolic links. Default: off, a link is refused at open.
+	FollowSymlinks bool `json:"follow_symlinks,omitempty"`
 }
 
 // Backoff is a range of retry waits.
@@ -154,7 +158,7 @@ func (f *ForwardSink) check() error {
 	if f.Spool == "" && (f.ReplayConcurrency != 0 || f.ReplayBackoff != nil || f.MaxAttempts != 0 || f.MaxRetryAge != 0) {
 		return errors.New("ucs: forward replay_concurrency, replay_backoff, max_attempts and max_retry_age need spool <dir>")
 	}
-	return nil
+	return f.checkDeadLetter()
 }
 
 // parseBaseURL accepts an absolute http or https URL with a host and no
@@ -208,11 +212,12 @@ func (h *Handler) provisionForward(ctx caddy.Context) error {
 			return fmt.Errorf("ucs: forward dead_letter %q: %w", f.DeadLetter, err)
 		}
 	}
-	use := spoolUse{handler: h, config: ctx.Done(), fwd: fwd, maxBytes: f.MaxSpool, policy: f.replayPolicy(), logger: h.logger}
+	use := spoolUse{handler: h, config: ctx.Done(), fwd: fwd, maxBytes: f.MaxSpool, policy: f.replayPolicy(),
+		logger: h.logger, followSymlinks: f.FollowSymlinks}
 	if h.spool, err = acquireSpool(abs, deadLetter, use); err != nil {
-		return fmt.Errorf("ucs: forward spool %q: %w", f.Spool, err)
+		return fmt.Errorf("ucs: forward spool %q: %w", f.Spool, spoolOpenError(err))
 	}
-	h.spoolKey = abs
+	h.spoolKey, h.spoolUse = abs, use
 	return nil
 }
 
@@ -221,9 +226,8 @@ func (h *Handler) provisionForward(ctx caddy.Context) error {
 func (h *Handler) cleanupForward() error {
 	var err error
 	if h.spool != nil && !h.spoolReleased {
-		// h.spool stays set: a request still finishing in this config uses
-		// the spool while another config shares it, and gets a storage
-		// error (503) once it is closed, never a direct forward.
+		// h.spool stays set: a request still finishing in this config
+		// holds its own reference and keeps the spool open.
 		err = releaseSpool(h.spoolKey, h.spool, h)
 		h.spoolReleased = true
 	}
@@ -236,10 +240,10 @@ func (h *Handler) cleanupForward() error {
 // serveForward hands the strict body to the upstream, directly or through
 // the spool, and answers the caller: the upstream's answer as it came,
 // 204 when spooled, or a Genesys error when the event was not taken.
-func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, body []byte) error {
+func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, body []byte, path string) error {
 	req := upstream.ForwardRequest{
 		Method:   r.Method,
-		Path:     r.URL.Path,
+		Path:     path,
 		RawQuery: r.URL.RawQuery,
 		Header:   r.Header,
 		Body:     body,
@@ -261,7 +265,11 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *cad
 	var resp *upstream.Response
 	var err error
 	if h.spool != nil {
-		resp, err = h.spool.Submit(r.Context(), req)
+		var s *sharedSpool
+		if s, err = h.holdSpool(); err == nil {
+			resp, err = s.Submit(r.Context(), req)
+			h.dropSpool(s)
+		}
 	} else {
 		resp, err = h.fwd.Forward(r.Context(), req)
 	}

@@ -113,16 +113,20 @@ type Handler struct {
 	// lose the event. At most one of local and forward. Default: unset.
 	Forward *ForwardSink `json:"forward,omitempty"`
 
-	norm          *normalize.Normalizer
-	journal       *sharedJournal
-	journalKey    string
-	fwd           *upstream.Forwarder
-	spool         *sharedSpool
-	spoolKey      string
-	spoolReleased bool
-	servicesPfx   string // BasePath + "/services/"
-	caddyErrors   bool
-	logger        *zap.Logger
+	norm            *normalize.Normalizer
+	journal         *sharedJournal // kept until the last request is done; see sinkStore
+	journalKey      string
+	journalOpts     upstream.JournalOptions
+	journalReleased bool
+	fwd             *upstream.Forwarder
+	spool           *sharedSpool // kept until the last request is done; see sinkStore
+	spoolKey        string
+	spoolUse        spoolUse
+	spoolReleased   bool
+	servicesPfx     string   // BasePath + "/services/"
+	baseSegs        []string // BasePath's segments
+	caddyErrors     bool
+	logger          *zap.Logger
 }
 
 // LocalSink is the local journal: one line
@@ -144,6 +148,11 @@ type LocalSink struct {
 	// Keep is how many rotated files are kept; older ones are deleted.
 	// Default: 10.
 	Keep int `json:"keep,omitempty"`
+
+	// FollowSymlinks lets the journal file be a symbolic link. Default:
+	// off, a link is refused at open (the torn-tail repair truncates the
+	// file, which through a link would be the file it points to).
+	FollowSymlinks bool `json:"follow_symlinks,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -169,6 +178,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.BasePath = strings.TrimRight(h.BasePath, "/")
 	h.servicesPfx = h.BasePath + "/services/"
+	h.baseSegs = baseSegments(h.BasePath)
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody
 	}
@@ -195,10 +205,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if jo.Keep == 0 {
 			jo.Keep = DefaultJournalKeep
 		}
+		jo.FS = sinkFS(journalFS, h.Local.FollowSymlinks)
 		if h.journal, err = acquireJournal(abs, jo, journalUse{handler: h, logger: h.logger}); err != nil {
-			return fmt.Errorf("ucs: local %q: opening the journal: %w", h.Local.Path, err)
+			return fmt.Errorf("ucs: local %q: opening the journal: %w", h.Local.Path, symlinkHint(err, "local"))
 		}
-		h.journalKey = abs
+		h.journalKey, h.journalOpts = abs, jo
 	}
 	if h.Forward != nil {
 		return h.provisionForward(ctx)
@@ -328,16 +339,17 @@ func oneOf(option, value string, allowed ...string) error {
 // Validate checks the configuration (Provision has filled the defaults).
 func (h *Handler) Validate() error { return h.checkOptions() }
 
-// Cleanup releases this config's use of the shared journal or spool; the
-// last user closes it.
+// Cleanup releases this config's use of the shared journal or spool. On a
+// reload, requests of this config may still be running (and more may still
+// arrive): they keep the sink, which closes once no config and no request
+// uses it (see sinkStore).
 func (h *Handler) Cleanup() error {
 	err := h.cleanupForward()
-	if h.journal == nil {
+	if h.journal == nil || h.journalReleased {
 		return err
 	}
-	sj := h.journal
-	h.journal = nil
-	return errors.Join(err, releaseJournal(h.journalKey, sj, h))
+	h.journalReleased = true
+	return errors.Join(err, releaseJournal(h.journalKey, h.journal, h))
 }
 
 // ServeHTTP intercepts the Complete Task call and passes everything else on.
@@ -345,7 +357,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	receivedAt := now()
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
-	sid, tidText, ok := h.match(r)
+	m := h.match(r)
+	sid, tidText, ok := m.sid, m.tid, m.ok
 	if repl != nil {
 		// Every placeholder is set on every request, so a log format or a
 		// header using them never shows an unreplaced {http.ucs.…}.
@@ -357,6 +370,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !ok {
 		setOutcome(repl, outcomePassed)
 		return next.ServeHTTP(w, r)
+	}
+	if m.encodedSlash != "" {
+		return h.fail(w, repl, errEncodedSlash(m.encodedSlash))
 	}
 	if rerr := checkServiceID(sid); rerr != nil {
 		return h.fail(w, repl, rerr)
@@ -389,7 +405,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if h.journal != nil {
-		err := h.journal.AppendEvent(receivedAt, sid, tid, strict)
+		sj, err := h.holdJournal()
+		if err == nil {
+			err = sj.AppendEvent(receivedAt, sid, tid, strict)
+			h.dropJournal(sj)
+		}
 		putBuf(&outPool, out)
 		if err != nil {
 			h.logger.Error("the local journal refused an event", zap.String("path", h.journalKey), zap.Error(err))
@@ -404,10 +424,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// The buffer goes to the GC, not back to the pool: net/http's
 		// transport may still read a request body after the exchange
 		// returned, and a failover resends it.
-		return h.serveForward(w, r, repl, strict)
+		return h.serveForward(w, r, repl, strict, h.canonicalPath(sid, tidText))
 	}
 
 	setOutcome(repl, outcomeForwarded)
+	if m.rewritten {
+		// reverse_proxy must send the path the event was matched on, not
+		// one the upstream might map elsewhere.
+		r.URL.Path, r.URL.RawPath = h.canonicalPath(sid, tidText), ""
+	}
 	lease := replaceBody(r, out)
 	err = next.ServeHTTP(w, r)
 	lease.release()
@@ -415,30 +440,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // match reports whether r is the Complete Task call and returns its raw
-// path ids. The structure must match exactly (no trailing slash: `…/end/`
-// is another resource and passes on); the ids are checked by the caller so
-// that a malformed id is a 400, not a silent pass.
-func (h *Handler) match(r *http.Request) (sid, tid string, ok bool) {
+// path ids, matching on the path cleaned as the UCS cleans it (see
+// path.go); the ids are checked by the caller so that a malformed id is a
+// 400, not a silent pass.
+func (h *Handler) match(r *http.Request) taskEndMatch {
 	if r.Method != http.MethodPost {
-		return "", "", false
+		return taskEndMatch{}
 	}
-	rest, found := strings.CutPrefix(r.URL.Path, h.servicesPfx)
-	if !found {
-		return "", "", false
-	}
-	sid, rest, found = strings.Cut(rest, "/")
-	if !found {
-		return "", "", false
-	}
-	rest, found = strings.CutPrefix(rest, "tasks/")
-	if !found {
-		return "", "", false
-	}
-	tid, rest, found = strings.Cut(rest, "/")
-	if !found || rest != "end" {
-		return "", "", false
-	}
-	return sid, tid, true
+	return h.matchPath(r.URL)
 }
 
 // checkServiceID accepts a decimal that fits a signed 64-bit integer or an

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -122,6 +123,7 @@ func attributeTables(t *testing.T) *normalize.Tables {
 type recorder struct {
 	mu     sync.Mutex
 	calls  int
+	path   string // as the upstream received it, escaped
 	body   []byte
 	header http.Header
 	te     []string
@@ -135,6 +137,7 @@ func newRecorder(t *testing.T) *recorder {
 		b, _ := io.ReadAll(r.Body)
 		rec.mu.Lock()
 		rec.calls++
+		rec.path = r.URL.EscapedPath()
 		rec.body, rec.header, rec.te, rec.length = b, r.Header.Clone(), r.TransferEncoding, r.ContentLength
 		rec.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
@@ -292,7 +295,6 @@ func TestOtherCallsPassThroughUntouched(t *testing.T) {
 	}{
 		{"another method on the task end path", http.MethodPut, taskEndURL},
 		{"task start", http.MethodPost, "http://localhost:9080/genesys/1/cs/services/42/tasks/start"},
-		{"trailing slash", http.MethodPost, taskEndURL + "/"},
 		{"another base path", http.MethodPost, "http://localhost:9080/other/services/42/tasks/7/end"},
 		{"service end", http.MethodPost, "http://localhost:9080/genesys/1/cs/services/42/end"},
 	}
@@ -556,4 +558,57 @@ func TestReloadKeepsOneJournalWriter(t *testing.T) {
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, 2, bytes.Count(data, []byte("\n")))
+}
+
+// postCutShort sends a request announcing contentLength bytes of body but
+// sending only body, then ends its side of the connection, and returns the
+// status and body of the answer.
+func postCutShort(t *testing.T, body []byte, contentLength int, header string) (int, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", "localhost:9080")
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /genesys/1/cs/services/42/tasks/7/end HTTP/1.1\r\nHost: localhost:9080\r\n%sContent-Length: %d\r\n\r\n%s",
+		header, contentLength, body)
+	require.NoError(t, err)
+	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(30*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, b
+}
+
+func TestABodyCutShortByTheClientIsABadRequestNotABadEncoding(t *testing.T) {
+	startCaddy(t, "ucs {\nlocal "+filepath.Join(t.TempDir(), "events.jsonl")+"\n}\nrespond 404")
+	gz := gzipped(t, []byte(`{"a":"`+strings.Repeat("x", 200)+`"}`))
+	tests := []struct {
+		name   string
+		body   []byte
+		length int
+		header string
+	}{
+		{"plain body", []byte(`{"a": 1,`), 100, ""},
+		{"gzip body", gz[:len(gz)/2], len(gz), "Content-Encoding: gzip\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bodyRead := scrape(t, `caddy_ucs_rejections_total{reason="body_read"}`)
+			badEncoding := scrape(t, `caddy_ucs_rejections_total{reason="bad_encoding"}`)
+
+			status, b := postCutShort(t, tt.body, tt.length, tt.header)
+
+			assert.Equal(t, http.StatusBadRequest, status)
+			var eb errorBody
+			require.NoError(t, json.Unmarshal(b, &eb), "body %q", b)
+			assert.Equal(t, "InvalidJsonException", eb.Exception)
+			assert.Equal(t, "the request body ended before the length it announced (Content-Length or chunked framing): "+
+				"a truncated event is not accepted", eb.Message)
+			assert.NotContains(t, eb.Message, "  ")
+			assert.Equal(t, 1.0, scrape(t, `caddy_ucs_rejections_total{reason="body_read"}`)-bodyRead)
+			assert.Equal(t, 0.0, scrape(t, `caddy_ucs_rejections_total{reason="bad_encoding"}`)-badEncoding)
+		})
+	}
 }

@@ -5,16 +5,16 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
-// journals holds one open journal per absolute path across config reloads:
-// Caddy provisions the new config before cleaning up the old one, so both
-// handlers share the writer and the last Cleanup closes it.
-var journals = caddy.NewUsagePool()
+// journals holds one open journal per absolute path across config reloads
+// (see sinkStore): Caddy provisions the new config before cleaning up the
+// old one, so both handlers share the writer, and the journal is closed when
+// the last handler using it is cleaned up and its last request has finished.
+var journals = newSinkStore()
 
 // journalFS is the file system journals are opened on; nil is the
 // operating system's. Tests swap it to inject disk faults.
@@ -24,11 +24,12 @@ var journalFS upstream.FileSystem
 // reuses the open journal instead of opening a second writer).
 var journalOpens atomic.Int64
 
-// sharedJournal is a UsagePool value: the journal, the options it was
+// sharedJournal is a sinkStore value: the journal, the options it was
 // opened with (to detect a second config asking for different ones), and
 // the handlers using it, whose newest logger the journal writes through.
 type sharedJournal struct {
 	*upstream.Journal
+	refs refCount
 	opts upstream.JournalOptions
 	logs *liveCore
 
@@ -42,19 +43,17 @@ type journalUse struct {
 	logger  *zap.Logger // the handler's, from ctx.Logger()
 }
 
-// Destruct closes the journal when its last user is cleaned up.
-func (s *sharedJournal) Destruct() error { return s.Close() }
+func (s *sharedJournal) refCounter() *refCount { return &s.refs }
 
-// acquireJournal returns the shared journal for absPath, opening it on
-// first use. If the journal is already open with other options, the first
-// options win and a warning says so: reopening would put two writers on one
-// file, which the journal cannot allow.
-func acquireJournal(absPath string, opts upstream.JournalOptions, use journalUse) (*sharedJournal, error) {
-	logger := use.logger
-	v, loaded, err := journals.LoadOrNew(absPath, func() (caddy.Destructor, error) {
+// shut closes the journal once no handler and no request uses it.
+func (s *sharedJournal) shut() error { return s.Close() }
+
+// openJournal returns the journal of absPath with one more reference,
+// opening it on first use; it adds no user (see acquireJournal).
+func openJournal(absPath string, opts upstream.JournalOptions, logger *zap.Logger) (*sharedJournal, bool, error) {
+	v, loaded, err := journals.acquire(absPath, func() (storedSink, error) {
 		journalOpens.Add(1)
 		o := opts
-		o.FS = journalFS
 		// The journal outlives the config that opened it, and a config's
 		// log writers close with it: it writes through the newest user's
 		// core (see releaseJournal), as the spool does.
@@ -66,18 +65,29 @@ func acquireJournal(absPath string, opts upstream.JournalOptions, use journalUse
 		if err != nil {
 			return nil, err
 		}
-		return &sharedJournal{Journal: j, opts: opts, logs: logs, users: []journalUse{use}}, nil
+		return &sharedJournal{Journal: j, opts: opts, logs: logs}, nil
 	})
+	if err != nil {
+		return nil, false, err
+	}
+	return v.(*sharedJournal), loaded, nil
+}
+
+// acquireJournal returns the shared journal for absPath, opening it on
+// first use, and makes use's logger the one it writes through. If the
+// journal is already open with other options, the first options win and a
+// warning says so: reopening would put two writers on one file, which the
+// journal cannot allow.
+func acquireJournal(absPath string, opts upstream.JournalOptions, use journalUse) (*sharedJournal, error) {
+	logger := use.logger
+	sj, loaded, err := openJournal(absPath, opts, logger)
 	if err != nil {
 		return nil, err
 	}
-	sj := v.(*sharedJournal)
-	if loaded {
-		sj.mu.Lock()
-		sj.users = append(sj.users, use)
-		sj.logs.swap(logger.Core())
-		sj.mu.Unlock()
-	}
+	sj.mu.Lock()
+	sj.users = append(sj.users, use)
+	sj.logs.swap(logger.Core())
+	sj.mu.Unlock()
 	if loaded && (sj.opts.NoSync != opts.NoSync || sj.opts.MaxSize != opts.MaxSize || sj.opts.Keep != opts.Keep) {
 		logger.Warn("the local journal is already open with other options; keeping them until every config using it is unloaded",
 			zap.String("path", absPath),
@@ -88,7 +98,8 @@ func acquireJournal(absPath string, opts upstream.JournalOptions, use journalUse
 }
 
 // releaseJournal ends h's use of the journal: the newest remaining user's
-// logger takes over, and the last release closes the journal.
+// logger takes over, and the journal closes once no handler and no request
+// in flight uses it.
 func releaseJournal(absPath string, sj *sharedJournal, h *Handler) error {
 	sj.mu.Lock()
 	for i, u := range sj.users {
@@ -101,6 +112,24 @@ func releaseJournal(absPath string, sj *sharedJournal, h *Handler) error {
 		sj.logs.swap(sj.users[n-1].logger.Core())
 	}
 	sj.mu.Unlock()
-	_, err := journals.Delete(absPath)
-	return err
+	return journals.release(absPath, sj)
+}
+
+// holdJournal takes a reference to the handler's journal for one request.
+// A request that reaches the handler after its config was cleaned up and
+// its last request finished (the journal closed) opens the journal again:
+// a request never finds its sink gone.
+func (h *Handler) holdJournal() (*sharedJournal, error) {
+	if h.journal.refs.tryAcquire() {
+		return h.journal, nil
+	}
+	sj, _, err := openJournal(h.journalKey, h.journalOpts, h.logger)
+	return sj, err
+}
+
+// dropJournal ends one request's use of the journal.
+func (h *Handler) dropJournal(sj *sharedJournal) {
+	if err := journals.release(h.journalKey, sj); err != nil {
+		h.logger.Error("closing the local journal failed", zap.String("path", h.journalKey), zap.Error(err))
+	}
 }

@@ -39,14 +39,37 @@ type File interface {
 	Stat() (os.FileInfo, error)
 }
 
-// OSFileSystem returns the FileSystem of the operating system.
+// ErrSymlink is wrapped in the error of opening a file that is a symbolic link through
+// OSFileSystem: the log truncates its files (a torn tail, a failed write), which through a link
+// would cut whatever file the link points to.
+var ErrSymlink = errors.New("it is a symbolic link, which is refused")
+
+// ErrDirLocked is wrapped in the error of taking a spool directory's lock that another owner (this
+// process or another) holds. Any other failure (permission denied, a read-only file system) is
+// returned as it is, so that it is not mistaken for a second owner.
+var ErrDirLocked = errors.New("the directory is locked by another owner")
+
+// OSFileSystem returns the FileSystem of the operating system. It refuses to open a file that is a
+// symbolic link (O_NOFOLLOW; the error wraps ErrSymlink).
 func OSFileSystem() FileSystem { return osFS{} }
 
-type osFS struct{}
+// OSFileSystemFollowingSymlinks is OSFileSystem opening files through symbolic links, for an
+// operator who placed the files behind links on purpose.
+func OSFileSystemFollowingSymlinks() FileSystem { return osFS{followSymlinks: true} }
 
-func (osFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+type osFS struct{ followSymlinks bool }
+
+func (o osFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	if !o.followSymlinks {
+		flag |= oNoFollow
+	}
 	f, err := os.OpenFile(name, flag, perm)
 	if err != nil {
+		if !o.followSymlinks {
+			if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+				return nil, &os.PathError{Op: "open", Path: name, Err: ErrSymlink}
+			}
+		}
 		// A nil *os.File in a non-nil File interface would defeat callers' nil checks.
 		return nil, err
 	}

@@ -126,3 +126,53 @@ func TestOSFileSystemSyncsDirectoryAndLists(t *testing.T) {
 	require.Len(t, entries, 1)
 	assert.Equal(t, "x.jsonl", entries[0].Name())
 }
+
+func TestLogFilesAreForCaddysUserOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "journal")
+	l, err := OpenLog(filepath.Join(dir, "events.jsonl"), LogOptions{})
+	require.NoError(t, err)
+	require.NoError(t, l.Append([]byte(`{"a":1}`)))
+	require.NoError(t, l.Close())
+
+	di, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), di.Mode().Perm(), "directory")
+	fi, err := os.Stat(filepath.Join(dir, "events.jsonl"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "file")
+}
+
+func TestALogFileThatIsASymlinkIsRefusedUnlessFollowed(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere.txt")
+	const content = "line one\nnot a record, and no newline"
+	link := filepath.Join(dir, "events.jsonl")
+	require.NoError(t, os.Symlink(target, link))
+	tests := []struct {
+		name   string
+		fs     FileSystem
+		opened bool
+		after  string // the target's content after the open
+	}{
+		{"refused by default, the target untouched", nil, false, content},
+		{"followed when opted in, the torn tail cut from the target", OSFileSystemFollowingSymlinks(), true, "line one\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(target, []byte(content), 0o600))
+
+			l, err := OpenLog(link, LogOptions{FS: tt.fs})
+
+			if tt.opened {
+				require.NoError(t, err)
+				require.NoError(t, l.Close())
+			} else {
+				require.Error(t, err)
+				assert.ErrorIs(t, err, ErrSymlink)
+			}
+			got, err := os.ReadFile(target)
+			require.NoError(t, err)
+			assert.Equal(t, tt.after, string(got))
+		})
+	}
+}

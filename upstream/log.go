@@ -73,8 +73,8 @@ const (
 	rotatedLayout = "20060102T150405.000Z"
 	// maxSpareBuf bounds the batch buffer kept for reuse after a burst.
 	maxSpareBuf = 4 << 20
-	filePerm    = 0o640 // events can hold personal data: not world-readable
-	dirPerm     = 0o750
+	filePerm    = 0o600 // events and spooled headers (Authorization) are for Caddy's user only
+	dirPerm     = 0o700
 )
 
 // LogOptions configures a Log. The zero value means: fsync always, rotate at 100 MiB, keep 10.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"net/http"
 	"os"
@@ -297,10 +296,11 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	return s, nil
 }
 
-// lockError tells a directory another spool holds from one this process may not use.
+// lockError tells a directory another spool holds from one this process may not use (permission
+// denied, a read-only file system), which is reported as the storage error it is.
 func lockError(dir string, err error) error {
-	if errors.Is(err, fs.ErrPermission) {
-		return &StorageError{Op: "lock", Path: dir, Err: err}
+	if !errors.Is(err, ErrDirLocked) {
+		return &StorageError{Op: "lock", Path: filepath.Join(dir, lockFileName), Err: err}
 	}
 	return fmt.Errorf("spool directory %s is in use by another spool (another process, or "+
 		"another forward sink of this one): one owner per directory: %w", dir, err)

@@ -3,6 +3,7 @@
 package upstream
 
 import (
+	"fmt"
 	"os"
 	"syscall"
 )
@@ -17,7 +18,13 @@ func lockDir(path string) (*os.File, error) {
 	h, err := syscall.CreateFile(p, syscall.GENERIC_READ|syscall.GENERIC_WRITE, 0, nil,
 		syscall.OPEN_ALWAYS, syscall.FILE_ATTRIBUTE_NORMAL, 0)
 	if err != nil {
+		if err == errorSharingViolation {
+			err = fmt.Errorf("%w (%w)", ErrDirLocked, err)
+		}
 		return nil, &os.PathError{Op: "lock", Path: path, Err: err}
 	}
 	return os.NewFile(uintptr(h), path), nil
 }
+
+// errorSharingViolation is ERROR_SHARING_VIOLATION: another handle holds the file.
+const errorSharingViolation = syscall.Errno(32)

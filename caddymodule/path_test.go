@@ -1,0 +1,130 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
+)
+
+func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
+	h := &Handler{servicesPfx: DefaultBasePath + "/services/", baseSegs: baseSegments(DefaultBasePath)}
+	tests := []struct {
+		method, path string
+		sid, tid     string
+		ok           bool
+		rewritten    bool
+		encoded      string
+	}{
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end", "42", "7", true, false, ""},
+		{"POST", "/genesys/1/cs/services/a_b/tasks/x/end", "a_b", "x", true, false, ""}, // matched, then refused as bad ids
+		{"POST", "//genesys/1/cs/services/42/tasks/7/end", "42", "7", true, true, ""},
+		{"POST", "/genesys//1/cs/services/42/tasks//7/end", "42", "7", true, true, ""},
+		{"POST", "/genesys/1/cs/x/../services/42/tasks/7/end", "42", "7", true, true, ""},
+		{"POST", "/genesys/1/cs/./services/42/tasks/7/./end", "42", "7", true, true, ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end;jsessionid=1", "42", "7", true, true, ""},
+		{"POST", "/genesys/1/cs/services/42;a=b/tasks/7/end", "42", "7", true, true, ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end/", "42", "7", true, true, ""},
+		{"POST", "/genesys/1/cs/services/%34%32/tasks/7/end", "42", "7", true, true, ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/%2e%2e/7/end", "42", "7", true, true, ""},
+		{"POST", "/genesys/1/cs/services/42%2Ftasks%2F7/end", "42", "7", true, true, "service_id"},
+		{"POST", "/genesys/1/cs/services/42/tasks/7%2fend", "42", "7", true, true, "task_id"},
+		{"POST", "/genesys%2F1/cs/services/42/tasks/7/end", "42", "7", true, true, "path"},
+		{"POST", "/genesys/1/cs/services//tasks//end", "", "", false, false, ""},
+		{"GET", "/genesys/1/cs/services/42/tasks/7/end", "", "", false, false, ""},
+		{"GET", "//genesys/1/cs/services/42/tasks/7/end", "", "", false, false, ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/start", "", "", false, false, ""},
+		{"POST", "/genesys/1/cs/services/42/end", "", "", false, false, ""},
+		{"POST", "/genesys/1/cs/services/42/states/7/end", "", "", false, false, ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end/x", "", "", false, false, ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end/x/..", "42", "7", true, true, ""},
+		{"POST", "/genesys/2/cs/services/42/tasks/7/end", "", "", false, false, ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end//", "42", "7", true, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			m := h.match(httptest.NewRequest(tt.method, tt.path, nil))
+			assert.Equal(t, tt.ok, m.ok)
+			assert.Equal(t, tt.sid, m.sid)
+			assert.Equal(t, tt.tid, m.tid)
+			assert.Equal(t, tt.rewritten, m.rewritten)
+			assert.Equal(t, tt.encoded, m.encodedSlash)
+		})
+	}
+}
+
+func TestPathsTheUCSMapsToCompleteTaskAreNormalisedAndSentCanonical(t *testing.T) {
+	rec := newRecorder(t)
+	ucs := newUCSServer(t)
+	const loose = `{price: 25 000, 'a': True,}`
+	want := string(strictOf(t, normalize.Options{}, loose))
+	const canonical = "/genesys/1/cs/services/42/tasks/7/end"
+	forms := []struct{ name, path string }{
+		{"repeated slashes", "//genesys/1/cs/services/42//tasks/7/end"},
+		{"dot segments", "/genesys/1/cs/x/../services/42/tasks/./7/end"},
+		{"a path parameter", "/genesys/1/cs/services/42/tasks/7/end;jsessionid=1"},
+		{"a trailing slash", "/genesys/1/cs/services/42/tasks/7/end/"},
+		{"percent-encoded characters", "/genesys/1/cs/services/%34%32/tasks/7/%65nd"},
+		{"the canonical path itself", canonical},
+	}
+	sinks := []struct {
+		name, site string
+		seen       func() (path, body string)
+	}{
+		{"reverse_proxy after ucs", "ucs\nreverse_proxy " + rec.addr(), func() (string, string) {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			return rec.path, string(rec.body)
+		}},
+		{"forward", "ucs {\nforward " + ucs.url() + "\n}\nrespond 404", func() (string, string) {
+			got := ucs.received()
+			if len(got) == 0 {
+				return "", ""
+			}
+			return got[len(got)-1].path, got[len(got)-1].body
+		}},
+	}
+	for _, sink := range sinks {
+		tester := startCaddy(t, sink.site)
+		for _, f := range forms {
+			t.Run(sink.name+"/"+f.name, func(t *testing.T) {
+				resp, _ := post(t, tester, "http://localhost:9080"+f.path+"?x=1", []byte(loose), "Content-Type", "text/plain")
+				assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+				path, body := sink.seen()
+				assert.Equal(t, canonical, path)
+				assert.Equal(t, want, body)
+			})
+		}
+	}
+}
+
+func TestAnEncodedSlashInAnIdIsRefused(t *testing.T) {
+	rec := newRecorder(t)
+	tester := startCaddy(t, "ucs\nreverse_proxy "+rec.addr())
+	tests := []struct{ name, path, message string }{
+		{"in service_id", "/genesys/1/cs/services/42%2Ftasks%2F7/end",
+			"service_id cannot contain '/': the path holds an encoded slash (%2F)"},
+		{"in task_id", "/genesys/1/cs/services/42/tasks/7%2Fend",
+			"task_id cannot contain '/': the path holds an encoded slash (%2F)"},
+		{"before the ids", "/genesys%2F1/cs/services/42/tasks/7/end",
+			"the path holds an encoded slash (%2F), which no Context Services path has"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := post(t, tester, "http://localhost:9080"+tt.path, []byte(`{a: 1}`))
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+			var eb errorBody
+			require.NoError(t, json.Unmarshal(b, &eb), "body %q", b)
+			assert.Equal(t, "InvalidParameterException", eb.Exception)
+			assert.Equal(t, tt.message, eb.Message)
+		})
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Zero(t, rec.calls, "nothing reaches the upstream")
+}
