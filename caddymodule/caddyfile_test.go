@@ -323,7 +323,8 @@ func TestValidateRefusesAnExplicitDeadLetterInsideTheSpool(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(fmt.Sprintf(`:8080 {
+			// The Caddyfile refuses it while adapting, naming the line.
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(fmt.Sprintf(`:8080 {
 	ucs {
 		forward http://127.0.0.1:1 {
 			spool %s
@@ -331,9 +332,18 @@ func TestValidateRefusesAnExplicitDeadLetterInsideTheSpool(t *testing.T) {
 		}
 	}
 }`, spool, tt.deadLetter)), nil)
-			require.NoError(t, err)
+			if tt.refused {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "is inside the spool directory")
+				assert.Contains(t, err.Error(), "Caddyfile:6")
+			} else {
+				require.NoError(t, err)
+			}
+			// A JSON config is refused by caddy validate.
+			cfgJSON := fmt.Sprintf(`{"apps":{"http":{"servers":{"srv0":{"listen":[":8080"],"routes":[{"handle":[`+
+				`{"handler":"ucs","forward":{"urls":["http://127.0.0.1:1"],"spool":%q,"dead_letter":%q}}]}]}}}}}`, spool, tt.deadLetter)
 			var cfg caddy.Config
-			require.NoError(t, json.Unmarshal(cfgJSON, &cfg))
+			require.NoError(t, json.Unmarshal([]byte(cfgJSON), &cfg))
 
 			err = caddy.Validate(&cfg)
 
