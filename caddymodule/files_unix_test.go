@@ -31,7 +31,9 @@ func asUnprivilegedUser(t *testing.T) bool {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
 	bin := filepath.Join(dir, "test.bin")
-	src, err := os.Open(os.Args[0])
+	self, err := os.Executable() // os.Args[0] may have been changed by a command test
+	require.NoError(t, err)
+	src, err := os.Open(self)
 	require.NoError(t, err)
 	dst, err := os.OpenFile(bin, os.O_WRONLY|os.O_CREATE, 0o755)
 	require.NoError(t, err)

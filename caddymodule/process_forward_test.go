@@ -183,28 +183,3 @@ func TestKillDuringConcurrentReplayLosesNothing(t *testing.T) {
 		len(acked), len(last), len(ucs.received()), duplicates, 2*window, window)
 	assert.LessOrEqual(t, duplicates, 2*window)
 }
-
-// writeForwardConfig writes the Caddyfile of a gateway on port with a
-// forward sink to ucsURL spooling in spool, plus extra forward options, and
-// returns its path.
-func writeForwardConfig(t *testing.T, dir string, port int, ucsURL, spool, extra string) string {
-	t.Helper()
-	cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
-	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
-	admin off
-	persist_config off
-	storage file_system %s
-}
-http://127.0.0.1:%d {
-	ucs {
-		forward %s {
-			timeout 2s
-			spool %s
-			%s
-		}
-	}
-	respond 404
-}
-`, filepath.Join(dir, "storage"), port, ucsURL, spool, extra), 0o600))
-	return cfg
-}

@@ -112,3 +112,32 @@ func (r *refCount) tryAcquire() bool {
 		}
 	}
 }
+
+// claims are the handlers using one shared sink, oldest first. The newest
+// one's settings (its logger, forwarder, limits) apply; when it is cleaned
+// up, the next newest takes over, so a reload that fails falls back to the
+// config that was running. The owner serialises calls with its own lock.
+type claims[U any] struct {
+	list []U
+}
+
+// add records u as the newest claim.
+func (c *claims[U]) add(u U) { c.list = append(c.list, u) }
+
+// remove drops the first claim that mine reports, and returns the newest
+// claim left; ok is false when none is left.
+func (c *claims[U]) remove(mine func(U) bool) (newest U, ok bool) {
+	for i, u := range c.list {
+		if mine(u) {
+			c.list = append(c.list[:i], c.list[i+1:]...)
+			break
+		}
+	}
+	if len(c.list) == 0 {
+		return newest, false
+	}
+	return c.list[len(c.list)-1], true
+}
+
+// all returns the claims, oldest first.
+func (c *claims[U]) all() []U { return c.list }

@@ -64,12 +64,12 @@ func TestAConfigNamingADrainingSpoolTakesItBack(t *testing.T) {
 	forwardHandler(t, ucs.url(), dirB)
 	require.NoError(t, first.Cleanup())
 	require.Equal(t, 1, logs.FilterMessage(drainingMsg).Len())
-	opens := spoolOpens.Load()
+	draining := openSinkOf(spools, dirA)
 
 	third, thirdLogs := forwardHandler(t, ucs.url(), dirA) // a later reload names it again
 	require.Eventually(t, func() bool { return thirdLogs.FilterMessage(retakenMsg).Len() == 1 }, 5*time.Second, 5*time.Millisecond,
 		"logged through the config that took it back")
-	assert.Equal(t, opens, spoolOpens.Load(), "the draining spool is taken back, not opened a second time")
+	assert.Same(t, draining, openSinkOf(spools, dirA), "the draining spool is taken back, not opened a second time")
 	require.Equal(t, http.StatusNoContent, serveEvent(t, third, `{"n":3}`))
 
 	ucs.restart()

@@ -611,10 +611,15 @@ func TestBackoffGrowsToItsCapWithJitterAndHonoursRetryAfter(t *testing.T) {
 }
 
 func TestReplayWaitsOutRetryAfter(t *testing.T) {
-	var calls atomic.Int64
+	var mu sync.Mutex
+	var at []time.Time
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) <= 2 {
-			w.Header().Set("Retry-After", "3600")
+		mu.Lock()
+		at = append(at, time.Now())
+		n := len(at)
+		mu.Unlock()
+		if n <= 2 {
+			w.Header().Set("Retry-After", "2")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -623,11 +628,13 @@ func TestReplayWaitsOutRetryAfter(t *testing.T) {
 	defer srv.Close()
 	s := openTestSpool(t, t.TempDir(), srv.URL, nil)
 	submitSpooled(t, s, 0, 1) // call 1: direct, 503
-	// Call 2 is the first replay, which answers Retry-After: one hour; with a 10ms backoff cap the
-	// worker would otherwise have retried many times by now.
-	require.Eventually(t, func() bool { return calls.Load() == 2 }, 5*time.Second, time.Millisecond)
-	time.Sleep(100 * time.Millisecond)
-	assert.Equal(t, int64(2), calls.Load())
+	// Call 2 is the first replay, which answers Retry-After: 2 seconds; with a 10ms backoff cap the
+	// worker would otherwise retry at once. Call 3 comes no earlier than the upstream asked.
+	waitDrained(t, s)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, at, 3)
+	assert.GreaterOrEqual(t, at[2].Sub(at[1]), 2*time.Second)
 }
 
 func TestOutageWithUpstreamStoppedAndRestartedOnSamePort(t *testing.T) {

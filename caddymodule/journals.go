@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"cmp"
 	"sync"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -20,10 +19,6 @@ var journals = newSinkStore()
 // operating system's. Tests swap it to inject disk faults.
 var journalFS upstream.FileSystem
 
-// journalOpens counts OpenJournal calls (tests assert that a reload
-// reuses the open journal instead of opening a second writer).
-var journalOpens atomic.Int64
-
 // sharedJournal is a sinkStore value: the journal, the options it was
 // opened with (to detect a second config asking for different ones), and
 // the handlers using it, whose newest logger the journal writes through.
@@ -34,7 +29,7 @@ type sharedJournal struct {
 	logs *liveCore
 
 	mu    sync.Mutex
-	users []journalUse
+	users claims[journalUse] // guarded by mu
 }
 
 // journalUse is one handler's claim on a shared journal.
@@ -52,7 +47,6 @@ func (s *sharedJournal) shut() error { return s.Close() }
 // opening it on first use; it adds no user (see acquireJournal).
 func openJournal(absPath string, opts upstream.JournalOptions, logger *zap.Logger) (*sharedJournal, bool, error) {
 	v, loaded, err := journals.acquire(absPath, func() (storedSink, error) {
-		journalOpens.Add(1)
 		o := opts
 		// The journal outlives the config that opened it, and a config's
 		// log writers close with it: it writes through the newest user's
@@ -85,7 +79,7 @@ func acquireJournal(absPath string, opts upstream.JournalOptions, use journalUse
 		return nil, err
 	}
 	sj.mu.Lock()
-	sj.users = append(sj.users, use)
+	sj.users.add(use)
 	sj.logs.swap(logger.Core())
 	sj.mu.Unlock()
 	if loaded && (sj.opts.NoSync != opts.NoSync || sj.opts.MaxSize != opts.MaxSize || sj.opts.Keep != opts.Keep) {
@@ -102,14 +96,8 @@ func acquireJournal(absPath string, opts upstream.JournalOptions, use journalUse
 // in flight uses it.
 func releaseJournal(absPath string, sj *sharedJournal, h *Handler) error {
 	sj.mu.Lock()
-	for i, u := range sj.users {
-		if u.handler == h {
-			sj.users = append(sj.users[:i], sj.users[i+1:]...)
-			break
-		}
-	}
-	if n := len(sj.users); n > 0 {
-		sj.logs.swap(sj.users[n-1].logger.Core())
+	if newest, ok := sj.users.remove(func(u journalUse) bool { return u.handler == h }); ok {
+		sj.logs.swap(newest.logger.Core())
 	}
 	sj.mu.Unlock()
 	return journals.release(absPath, sj)

@@ -3,13 +3,11 @@ package caddymodule
 import (
 	"cmp"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
@@ -25,12 +23,11 @@ var spools = newSinkStore()
 // Test hooks: spoolFS is the file system spools are opened on (nil is the
 // operating system's), spoolBackoff the replay's min and max backoff when
 // the config sets no replay_backoff (zero is the upstream default),
-// spoolOpens counts OpenSpool calls, drainPoll how often a draining spool
-// looks at its depth besides its own signal.
+// drainPoll how often a draining spool looks at its depth besides its own
+// signal.
 var (
 	spoolFS      upstream.FileSystem
 	spoolBackoff [2]time.Duration
-	spoolOpens   atomic.Int64
 	drainPoll    = 5 * time.Second
 )
 
@@ -46,11 +43,11 @@ type sharedSpool struct {
 	logs       *liveCore
 	logger     *zap.Logger   // through logs, named ….spool
 	changed    chan struct{} // capacity 1: the depth changed, or a config took the spool
-	nusers     atomic.Int32  // len(users), read without mu on each request
+	nusers     atomic.Int32  // the number of users, read without mu on each request
 
 	mu       sync.Mutex
-	users    []spoolUse
-	draining bool // a drain goroutine holds a reference; guarded by mu
+	users    claims[spoolUse] // guarded by mu
+	draining bool             // a drain goroutine holds a reference; guarded by mu
 }
 
 // spoolUse is one handler's claim on a shared spool.
@@ -77,7 +74,6 @@ func (s *sharedSpool) shut() error { return s.Close() }
 // (and resuming what is on disk) on first use; it adds no user.
 func openSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, bool, error) {
 	v, loaded, err := spools.acquire(absDir, func() (storedSink, error) {
-		spoolOpens.Add(1)
 		if !use.followSymlinks {
 			if err := checkNotSymlink(absDir); err != nil {
 				return nil, err
@@ -129,7 +125,7 @@ func acquireSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, error)
 		warnOtherSpools(absDir, use.logger)
 	}
 	s.mu.Lock()
-	for _, u := range s.users {
+	for _, u := range s.users.all() {
 		if u.config == use.config {
 			// Two handlers of one config on one directory would interleave
 			// two streams of events with different upstreams in one replay.
@@ -138,8 +134,8 @@ func acquireSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, error)
 			return nil, errors.New("the directory is already the spool of another forward sink in this config; each needs its own")
 		}
 	}
-	s.users = append(s.users, use)
-	s.nusers.Store(int32(len(s.users)))
+	s.users.add(use)
+	s.nusers.Store(int32(len(s.users.all())))
 	s.takeOver(use)
 	s.mu.Unlock()
 	poke(s.changed) // a drain in progress ends: the spool is configured again
@@ -155,16 +151,10 @@ func acquireSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, error)
 // no request uses it, and it is empty (see drain).
 func releaseSpool(absDir string, s *sharedSpool, h *Handler) error {
 	s.mu.Lock()
-	for i, u := range s.users {
-		if u.handler == h {
-			s.users = append(s.users[:i], s.users[i+1:]...)
-			break
-		}
+	if newest, ok := s.users.remove(func(u spoolUse) bool { return u.handler == h }); ok {
+		s.takeOver(newest)
 	}
-	s.nusers.Store(int32(len(s.users)))
-	if n := len(s.users); n > 0 {
-		s.takeOver(s.users[n-1])
-	}
+	s.nusers.Store(int32(len(s.users.all())))
 	s.mu.Unlock()
 	return s.drop()
 }
@@ -203,7 +193,7 @@ func (s *sharedSpool) drop() error {
 func (s *sharedSpool) startDrain() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.users) > 0 || s.draining {
+	if len(s.users.all()) > 0 || s.draining {
 		return
 	}
 	records, bytes := s.Depth()
@@ -224,7 +214,7 @@ func (s *sharedSpool) drain() {
 	defer tick.Stop()
 	for {
 		s.mu.Lock()
-		if len(s.users) > 0 {
+		if len(s.users.all()) > 0 {
 			s.draining = false
 			s.mu.Unlock()
 			s.logger.Info("spool directory is configured again; it is no longer draining", zap.String("dir", s.dir))
@@ -262,48 +252,3 @@ func (s *sharedSpool) takeOver(use spoolUse) {
 	s.SetReplayPolicy(use.policy)
 	s.logs.swap(use.logger.Core())
 }
-
-// liveCore writes through the log core of the newest config using the
-// spool (its ctx.Logger()), so outage lines follow the live logging config;
-// a config's log writers close when it is unloaded, which a core kept from
-// the config that opened the spool would keep writing to.
-type liveCore struct {
-	cur  *atomic.Pointer[zapcore.Core]
-	with []zapcore.Field
-}
-
-func newLiveCore(c zapcore.Core) *liveCore {
-	l := &liveCore{cur: new(atomic.Pointer[zapcore.Core])}
-	l.swap(c)
-	return l
-}
-
-func (l *liveCore) swap(c zapcore.Core) { l.cur.Store(&c) }
-
-// core is the current core with this one's fields. The spool logs rarely
-// (outages, storage errors), so applying them per line costs nothing.
-func (l *liveCore) core() zapcore.Core {
-	c := *l.cur.Load()
-	if len(l.with) > 0 {
-		c = c.With(l.with)
-	}
-	return c
-}
-
-func (l *liveCore) Enabled(lvl zapcore.Level) bool { return (*l.cur.Load()).Enabled(lvl) }
-
-func (l *liveCore) With(fields []zapcore.Field) zapcore.Core {
-	return &liveCore{cur: l.cur, with: append(slices.Clip(l.with), fields...)}
-}
-
-// Check hands the entry to the current core's own Check, which may filter
-// on more than the level (Caddy's include/exclude by logger name).
-func (l *liveCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	return l.core().Check(ent, ce)
-}
-
-func (l *liveCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
-	return l.core().Write(ent, fields)
-}
-
-func (l *liveCore) Sync() error { return (*l.cur.Load()).Sync() }

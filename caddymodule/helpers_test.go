@@ -1,0 +1,168 @@
+package caddymodule
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Helpers of the process tests, which build the real binary and run it, and
+// of the tests that look inside the stores of shared sinks.
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startBinary runs the built caddy with cfg and waits until it answers.
+func startBinary(t *testing.T, bin, dir, cfg string, port int) *exec.Cmd {
+	cmd := exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", port))
+		if err == nil {
+			resp.Body.Close()
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("caddy did not start: %s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// load is concurrent Complete Task calls with unique ids, sent until the
+// server is killed; it records the ids answered 204.
+type load struct {
+	mu    sync.Mutex
+	acked []string
+	count atomic.Int64
+	wg    sync.WaitGroup
+	done  atomic.Bool
+}
+
+// startLoad starts 8 callers posting loose bodies ({id: '…', pad: "…"})
+// with pad bytes of padding.
+func startLoad(client *http.Client, url string, pad int) *load {
+	return startLoadOn(client, func(int, int) string { return url }, pad)
+}
+
+// startLoadOn is startLoad with the URL of call i of caller g given by
+// urlOf, so callers can own services of their own.
+func startLoadOn(client *http.Client, urlOf func(g, i int) string, pad int) *load {
+	l := &load{}
+	for g := range 8 {
+		l.wg.Go(func() {
+			for i := 0; !l.done.Load(); i++ {
+				id := fmt.Sprintf("g%d-%d", g, i)
+				body := fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", pad))
+				resp, err := client.Post(urlOf(g, i), "application/json", strings.NewReader(body))
+				if err != nil {
+					return // the server was killed
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusNoContent {
+					l.mu.Lock()
+					l.acked = append(l.acked, id)
+					l.mu.Unlock()
+					l.count.Add(1)
+				}
+			}
+		})
+	}
+	return l
+}
+
+// waitAcked waits until n calls have been answered 204, and fails the test
+// when that takes over two minutes: a broken server must not hang it.
+func (l *load) waitAcked(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for l.count.Load() < n {
+		if time.Now().After(deadline) {
+			l.done.Store(true)
+			t.Fatalf("only %d of %d calls answered 204 within two minutes", l.count.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stop ends the load (call it once the server is killed) and returns the
+// ids answered 204.
+func (l *load) stop() []string {
+	l.done.Store(true)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acked
+}
+
+// buildCaddy builds the real binary (cmd/caddy) into dir.
+func buildCaddy(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "caddy")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
+	build.Dir = ".."
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+func killHard(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+}
+
+// writeForwardConfig writes the Caddyfile of a gateway on port with a
+// forward sink to ucsURL spooling in spool, plus extra forward options, and
+// returns its path.
+func writeForwardConfig(t *testing.T, dir string, port int, ucsURL, spool, extra string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
+	admin off
+	persist_config off
+	storage file_system %s
+}
+http://127.0.0.1:%d {
+	ucs {
+		forward %s {
+			timeout 2s
+			spool %s
+			%s
+		}
+	}
+	respond 404
+}
+`, filepath.Join(dir, "storage"), port, ucsURL, spool, extra), 0o600))
+	return cfg
+}
+
+// openSinkOf is the sink a store has open for key, or nil: tests compare it
+// across reloads to show that one sink stayed open.
+func openSinkOf(s *sinkStore, key string) storedSink {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open[key]
+}
