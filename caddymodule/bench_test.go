@@ -30,7 +30,6 @@ func BenchmarkServeHTTPNextSink(b *testing.B) {
 	defer cancel()
 	h := &Handler{BusinessAttributes: []string{attrsFile}}
 	require.NoError(b, h.Provision(ctx))
-	require.NoError(b, h.Validate())
 	defer h.Cleanup()
 	// Caddy's default level is INFO: the per-request debug line is not built.
 	h.logger = zap.NewNop()

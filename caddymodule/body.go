@@ -2,14 +2,17 @@ package caddymodule
 
 import (
 	"bufio"
+	"bytes"
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -247,4 +250,58 @@ func appendWindows1252(dst, src []byte) []byte {
 		}
 	}
 	return dst
+}
+
+// bodyLease hands the pooled output buffer back only when nothing can read
+// it any more: the handler after next returns, and every reader of it once
+// closed. net/http's transport may still be writing a request body after
+// RoundTrip returned, so "after next returns" alone is not enough. A reader
+// never closed (a handler that ignores the body) leaves the buffer to the GC.
+type bodyLease struct {
+	buf  *[]byte
+	refs atomic.Int32
+	body leasedReader // the first reader, allocated with the lease
+}
+
+func (l *bodyLease) release() {
+	if l.refs.Add(-1) == 0 {
+		putBuf(&outPool, l.buf)
+	}
+}
+
+type leasedReader struct {
+	bytes.Reader
+	lease  *bodyLease
+	closed atomic.Bool
+}
+
+func (r *leasedReader) Close() error {
+	if r.closed.CompareAndSwap(false, true) {
+		r.lease.release()
+	}
+	return nil
+}
+
+// replaceBody makes *buf the request body for the rest of the route, with
+// the framing headers reverse_proxy relies on.
+func replaceBody(r *http.Request, buf *[]byte) *bodyLease {
+	l := &bodyLease{buf: buf}
+	l.refs.Store(2) // the handler and the first reader
+	l.body.Reset(*buf)
+	l.body.lease = l
+	r.Body = &l.body
+	r.GetBody = func() (io.ReadCloser, error) {
+		l.refs.Add(1)
+		nr := &leasedReader{lease: l}
+		nr.Reset(*buf)
+		return nr, nil
+	}
+	r.ContentLength = int64(len(*buf))
+	r.TransferEncoding = nil
+	hdr := r.Header
+	hdr.Set("Content-Length", strconv.Itoa(len(*buf)))
+	hdr.Set("Content-Type", contentTypeJSONUTF8)
+	hdr.Del("Transfer-Encoding")
+	hdr.Del("Content-Encoding")
+	return l
 }

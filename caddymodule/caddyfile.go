@@ -295,11 +295,6 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 	if len(f.URLs) == 0 {
 		return d.Errf("forward needs at least one upstream base URL, e.g. forward http://ucs.example.com:8080")
 	}
-	for _, u := range f.URLs {
-		if _, err := parseBaseURL(u); err != nil {
-			return d.Errf("forward: %v", err)
-		}
-	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if opt == "replay_backoff" {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -242,7 +243,9 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.h.Validate()
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			err := tt.h.Provision(ctx) // the checks come before anything is opened
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.err)
 		})

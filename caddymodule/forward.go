@@ -21,7 +21,7 @@ import (
 
 // Defaults of the forward sink; the field comments repeat them for users.
 const (
-	DefaultForwardTimeout = 10 * time.Second
+	DefaultForwardTimeout = upstream.DefaultForwardTimeout
 	DefaultMaxSpool       = upstream.DefaultMaxSpool
 )
 
@@ -94,6 +94,8 @@ type ForwardSink struct {
 	// FollowSymlinks lets the spool directory and its files (and the dead
 	// letter) be symbolic links. Default: off, a link is refused at open.
 	FollowSymlinks bool `json:"follow_symlinks,omitempty"`
+
+	urls []*url.URL // URLs, parsed by check
 }
 
 // Backoff is a range of retry waits.
@@ -120,15 +122,19 @@ func (f *ForwardSink) replayPolicy() upstream.ReplayPolicy {
 	return p
 }
 
-// check rejects forward options no default can fix, naming the option.
+// check rejects forward options no default can fix, naming the option, and
+// parses the base URLs for provisioning.
 func (f *ForwardSink) check() error {
 	if len(f.URLs) == 0 {
 		return errors.New("ucs: forward needs at least one upstream base URL")
 	}
-	for _, raw := range f.URLs {
-		if _, err := parseBaseURL(raw); err != nil {
+	f.urls = make([]*url.URL, len(f.URLs))
+	for i, raw := range f.URLs {
+		u, err := parseBaseURL(raw)
+		if err != nil {
 			return fmt.Errorf("ucs: forward: %w", err)
 		}
+		f.urls[i] = u
 	}
 	if f.Timeout < 0 {
 		return fmt.Errorf("ucs: forward timeout must not be negative, got %s", time.Duration(f.Timeout))
@@ -175,22 +181,8 @@ func parseBaseURL(raw string) (*url.URL, error) {
 // shares) the spool directory and its replay worker.
 func (h *Handler) provisionForward(ctx caddy.Context) error {
 	f := h.Forward
-	if f.Timeout == 0 {
-		f.Timeout = caddy.Duration(DefaultForwardTimeout)
-	}
-	if f.Spool != "" && f.MaxSpool == 0 {
-		f.MaxSpool = DefaultMaxSpool
-	}
-	urls := make([]*url.URL, len(f.URLs))
-	for i, raw := range f.URLs {
-		u, err := parseBaseURL(raw)
-		if err != nil {
-			return fmt.Errorf("ucs: forward: %w", err)
-		}
-		urls[i] = u
-	}
 	fwd, err := upstream.NewForwarder(upstream.ForwardOptions{
-		URLs:    urls,
+		URLs:    f.urls, // parsed by check
 		Timeout: time.Duration(f.Timeout),
 		Logger:  h.logger,
 		Observe: observeUpstream,
@@ -314,7 +306,7 @@ func (h *Handler) forwardError(ctx context.Context, err error) *requestError {
 	switch {
 	case errors.Is(err, upstream.ErrSpoolFull):
 		// The spool logs the refusal at warn, with its depth.
-		return errSpoolFull(h.Forward.MaxSpool)
+		return errSpoolFull(h.spool.MaxBytes())
 	case errors.As(err, &storage):
 		h.logger.Error("the spool refused an event", zap.String("dir", h.spoolKey), zap.Error(err))
 		return errStorage(err)
@@ -323,7 +315,7 @@ func (h *Handler) forwardError(ctx context.Context, err error) *requestError {
 			zap.String("url", unavailable.URL), zap.Int("status", unavailable.Status),
 			zap.Bool("timeout", unavailable.Timeout), zap.NamedError("cause", unavailable.Err))
 		if unavailable.Timeout {
-			return errUpstreamTimeout(time.Duration(h.Forward.Timeout), err)
+			return errUpstreamTimeout(h.fwd.Timeout(), err)
 		}
 		return errUpstreamUnavailable(unavailable.Status, err)
 	case errors.As(err, &tooLarge):

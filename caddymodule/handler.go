@@ -5,21 +5,17 @@
 package caddymodule
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/ucsedge/caddy-ucs/normalize"
 	"github.com/ucsedge/caddy-ucs/upstream"
@@ -33,8 +29,8 @@ func init() {
 const (
 	DefaultBasePath      = "/genesys/1/cs"
 	DefaultMaxBody       = 1 << 20
-	DefaultJournalSize   = 100 << 20
-	DefaultJournalKeep   = 10
+	DefaultJournalSize   = upstream.DefaultJournalMaxSize
+	DefaultJournalKeep   = upstream.DefaultJournalKeep
 	maxServiceIDLen      = 128
 	maxTaskID            = 2147483647
 	contentTypeJSONUTF8  = "application/json;charset=UTF-8"
@@ -164,7 +160,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision checks the options, loads the business-attribute tables, builds
-// the normaliser and opens (or shares) the local journal or the spool.
+// the normaliser and opens (or shares) the local journal or the spool. The
+// checks come first, here rather than in a Validate: Caddy validates only
+// after provisioning, when a bad option would already have opened files.
+// Defaults are filled where they are used (package upstream, normalize).
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if err := h.checkOptions(); err != nil {
@@ -198,12 +197,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			NoSync:  h.Local.Fsync == "off",
 			MaxSize: h.Local.MaxSize,
 			Keep:    h.Local.Keep,
-		}
-		if jo.MaxSize == 0 {
-			jo.MaxSize = DefaultJournalSize
-		}
-		if jo.Keep == 0 {
-			jo.Keep = DefaultJournalKeep
 		}
 		jo.FS = sinkFS(journalFS, h.Local.FollowSymlinks)
 		if h.journal, err = acquireJournal(abs, jo, journalUse{handler: h, logger: h.logger}); err != nil {
@@ -336,9 +329,6 @@ func oneOf(option, value string, allowed ...string) error {
 	return fmt.Errorf("ucs: %s must be one of %s, got %q", option, strings.Join(allowed, ", "), value)
 }
 
-// Validate checks the configuration (Provision has filled the defaults).
-func (h *Handler) Validate() error { return h.checkOptions() }
-
 // Cleanup releases this config's use of the shared journal or spool. On a
 // reload, requests of this config may still be running (and more may still
 // arrive): they keep the sink, which closes once no config and no request
@@ -450,52 +440,6 @@ func (h *Handler) match(r *http.Request) taskEndMatch {
 	return h.matchPath(r.URL)
 }
 
-// checkServiceID accepts a decimal that fits a signed 64-bit integer or an
-// opaque id of [A-Za-z0-9-]{1,128}. All digits means a decimal, so it must
-// fit: an overflowing number is a client bug, not an opaque id.
-func checkServiceID(s string) *requestError {
-	if s == "" {
-		return errBadServiceID("is empty")
-	}
-	if len(s) > maxServiceIDLen {
-		return errBadServiceID("is " + strconv.Itoa(len(s)) + " characters long; the limit is 128")
-	}
-	digits := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-':
-			digits = false
-		default:
-			return errBadServiceID("may only hold letters, digits and '-' (byte " + strconv.Itoa(i+1) + " is not one)")
-		}
-	}
-	if digits {
-		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-			return errBadServiceID("is a number that does not fit a signed 64-bit integer")
-		}
-	}
-	return nil
-}
-
-// parseTaskID accepts decimal digits only, 0 to 2147483647 (a Java int).
-func parseTaskID(s string) (int64, *requestError) {
-	if s == "" {
-		return 0, errBadTaskID("is empty")
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, errBadTaskID("must be decimal digits only")
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n > maxTaskID {
-		return 0, errBadTaskID("must be at most 2147483647")
-	}
-	return n, nil
-}
-
 // fail answers a refused request: the Genesys error body, or with
 // `errors caddy` the error for handle_errors (and nothing written).
 func (h *Handler) fail(w http.ResponseWriter, repl *caddy.Replacer, e *requestError) error {
@@ -530,93 +474,9 @@ func setOutcome(repl *caddy.Replacer, outcome string) {
 	}
 }
 
-// logReport writes the debug line of an intercepted request (repair kinds
-// and offsets, never values) and warns about attribute names passed on.
-func (h *Handler) logReport(sid string, tid int64, rep *normalize.Report) {
-	if c := h.logger.Check(zap.DebugLevel, "task end normalised"); c != nil {
-		// zap keeps the array marshaler in an interface, which would move
-		// the caller's Report (about 700 bytes) to the heap on every
-		// request; a copy made here costs that only when debug is on.
-		listed := *rep
-		c.Write(zap.String("service_id", sid), zap.Int64("task_id", tid), zap.Int("repairs", rep.Total()),
-			zap.Bool("strict_input", rep.Strict), zap.Array("first_repairs", repairList{&listed}))
-	}
-	for i := range rep.NumMisses {
-		m := rep.Misses[i]
-		h.logger.Warn("business-attribute name not in the table, passed on unchanged",
-			zap.String("field", m.Field), zap.ByteString("name", m.Name))
-	}
-}
-
-// repairList logs the listed repairs as "kind@offset" strings.
-type repairList struct{ rep *normalize.Report }
-
-func (l repairList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	for i := range l.rep.NumListed {
-		r := l.rep.First[i]
-		enc.AppendString(r.Kind.String() + "@" + strconv.Itoa(r.Offset))
-	}
-	return nil
-}
-
-// bodyLease hands the pooled output buffer back only when nothing can read
-// it any more: the handler after next returns, and every reader of it once
-// closed. net/http's transport may still be writing a request body after
-// RoundTrip returned, so "after next returns" alone is not enough. A reader
-// never closed (a handler that ignores the body) leaves the buffer to the GC.
-type bodyLease struct {
-	buf  *[]byte
-	refs atomic.Int32
-	body leasedReader // the first reader, allocated with the lease
-}
-
-func (l *bodyLease) release() {
-	if l.refs.Add(-1) == 0 {
-		putBuf(&outPool, l.buf)
-	}
-}
-
-type leasedReader struct {
-	bytes.Reader
-	lease  *bodyLease
-	closed atomic.Bool
-}
-
-func (r *leasedReader) Close() error {
-	if r.closed.CompareAndSwap(false, true) {
-		r.lease.release()
-	}
-	return nil
-}
-
-// replaceBody makes *buf the request body for the rest of the route, with
-// the framing headers reverse_proxy relies on.
-func replaceBody(r *http.Request, buf *[]byte) *bodyLease {
-	l := &bodyLease{buf: buf}
-	l.refs.Store(2) // the handler and the first reader
-	l.body.Reset(*buf)
-	l.body.lease = l
-	r.Body = &l.body
-	r.GetBody = func() (io.ReadCloser, error) {
-		l.refs.Add(1)
-		nr := &leasedReader{lease: l}
-		nr.Reset(*buf)
-		return nr, nil
-	}
-	r.ContentLength = int64(len(*buf))
-	r.TransferEncoding = nil
-	hdr := r.Header
-	hdr.Set("Content-Length", strconv.Itoa(len(*buf)))
-	hdr.Set("Content-Type", contentTypeJSONUTF8)
-	hdr.Del("Transfer-Encoding")
-	hdr.Del("Content-Encoding")
-	return l
-}
-
 // Interface guards.
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.Validator             = (*Handler)(nil)
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

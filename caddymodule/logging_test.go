@@ -22,7 +22,6 @@ func provisioned(t *testing.T, h *Handler) *observer.ObservedLogs {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	require.NoError(t, h.Provision(ctx))
-	require.NoError(t, h.Validate())
 	t.Cleanup(func() { _ = h.Cleanup() })
 	core, logs := observer.New(zapcore.DebugLevel)
 	h.logger = zap.New(core)

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -162,4 +163,50 @@ func baseSegments(base string) []string {
 		return nil
 	}
 	return strings.Split(base, "/")
+}
+
+// checkServiceID accepts a decimal that fits a signed 64-bit integer or an
+// opaque id of [A-Za-z0-9-]{1,128}. All digits means a decimal, so it must
+// fit: an overflowing number is a client bug, not an opaque id.
+func checkServiceID(s string) *requestError {
+	if s == "" {
+		return errBadServiceID("is empty")
+	}
+	if len(s) > maxServiceIDLen {
+		return errBadServiceID("is " + strconv.Itoa(len(s)) + " characters long; the limit is 128")
+	}
+	digits := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-':
+			digits = false
+		default:
+			return errBadServiceID("may only hold letters, digits and '-' (byte " + strconv.Itoa(i+1) + " is not one)")
+		}
+	}
+	if digits {
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			return errBadServiceID("is a number that does not fit a signed 64-bit integer")
+		}
+	}
+	return nil
+}
+
+// parseTaskID accepts decimal digits only, 0 to 2147483647 (a Java int).
+func parseTaskID(s string) (int64, *requestError) {
+	if s == "" {
+		return 0, errBadTaskID("is empty")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errBadTaskID("must be decimal digits only")
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > maxTaskID {
+		return 0, errBadTaskID("must be at most 2147483647")
+	}
+	return n, nil
 }

@@ -19,7 +19,8 @@ import (
 )
 
 const (
-	defaultForwardTimeout = 10 * time.Second
+	// DefaultForwardTimeout bounds one exchange with the upstream, over every URL tried.
+	DefaultForwardTimeout = 10 * time.Second
 	// defaultMaxResponse bounds the upstream answer kept in memory for relaying; a Context Services
 	// answer to an event is empty or a short JSON error.
 	defaultMaxResponse = 1 << 20
@@ -147,7 +148,7 @@ func NewForwarder(opts ForwardOptions) (*Forwarder, error) {
 		observe:     opts.Observe,
 	}
 	if f.timeout <= 0 {
-		f.timeout = defaultForwardTimeout
+		f.timeout = DefaultForwardTimeout
 	}
 	if f.maxResponse <= 0 {
 		f.maxResponse = defaultMaxResponse
@@ -166,6 +167,9 @@ func NewForwarder(opts ForwardOptions) (*Forwarder, error) {
 	}
 	return f, nil
 }
+
+// Timeout is the bound of one exchange, over every URL tried.
+func (f *Forwarder) Timeout() time.Duration { return f.timeout }
 
 // CloseIdleConnections closes the kept-alive connections that no request is using: a Forwarder
 // replaced by a config reload lets its connections go at once instead of after the idle timeout.

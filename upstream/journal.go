@@ -8,6 +8,12 @@ import (
 )
 
 // JournalOptions configures a Journal. The zero value means: fsync always, rotate at 100 MiB, keep 10.
+// Defaults of the journal's rotation (and of every Log's).
+const (
+	DefaultJournalMaxSize = 100 << 20
+	DefaultJournalKeep    = 10
+)
+
 type JournalOptions struct {
 	NoSync  bool                // fsync off: write without syncing (faster, loses the tail on power loss)
 	MaxSize int64               // rotate when the active file would pass this size; <= 0 means 100 MiB

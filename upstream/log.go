@@ -67,8 +67,6 @@ func (e *StorageError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.
 func (e *StorageError) Unwrap() error { return e.Err }
 
 const (
-	defaultMaxSize = 100 << 20
-	defaultKeep    = 10
 	// rotatedLayout is fixed width, so names sort lexically in time order.
 	rotatedLayout = "20060102T150405.000Z"
 	// maxSpareBuf bounds the batch buffer kept for reuse after a burst.
@@ -171,10 +169,10 @@ func OpenLog(path string, opts LogOptions) (*Log, error) {
 		l.logger = zap.NewNop()
 	}
 	if l.maxSize <= 0 {
-		l.maxSize = defaultMaxSize
+		l.maxSize = DefaultJournalMaxSize
 	}
 	if l.keep <= 0 {
-		l.keep = defaultKeep
+		l.keep = DefaultJournalKeep
 	}
 	if err := l.fs.MkdirAll(l.dir, dirPerm); err != nil {
 		return nil, &StorageError{Op: "open", Path: path, Err: err}

@@ -546,6 +546,13 @@ func (s *Spool) SetMaxBytes(n int64) {
 	s.mu.Unlock()
 }
 
+// MaxBytes returns the bound of the bytes waiting (see SetMaxBytes).
+func (s *Spool) MaxBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxBytes
+}
+
 // Dir returns the spool directory.
 func (s *Spool) Dir() string { return s.dir }
 

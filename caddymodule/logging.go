@@ -1,0 +1,38 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// logReport writes the debug line of an intercepted request (repair kinds
+// and offsets, never values) and warns about attribute names passed on.
+func (h *Handler) logReport(sid string, tid int64, rep *normalize.Report) {
+	if c := h.logger.Check(zap.DebugLevel, "task end normalised"); c != nil {
+		// zap keeps the array marshaler in an interface, which would move
+		// the caller's Report (about 700 bytes) to the heap on every
+		// request; a copy made here costs that only when debug is on.
+		listed := *rep
+		c.Write(zap.String("service_id", sid), zap.Int64("task_id", tid), zap.Int("repairs", rep.Total()),
+			zap.Bool("strict_input", rep.Strict), zap.Array("first_repairs", repairList{&listed}))
+	}
+	for i := range rep.NumMisses {
+		m := rep.Misses[i]
+		h.logger.Warn("business-attribute name not in the table, passed on unchanged",
+			zap.String("field", m.Field), zap.ByteString("name", m.Name))
+	}
+}
+
+// repairList logs the listed repairs as "kind@offset" strings.
+type repairList struct{ rep *normalize.Report }
+
+func (l repairList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for i := range l.rep.NumListed {
+		r := l.rep.First[i]
+		enc.AppendString(r.Kind.String() + "@" + strconv.Itoa(r.Offset))
+	}
+	return nil
+}
