@@ -25,10 +25,9 @@ func BenchmarkJournalAppend(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var syncs atomic.Int64
-			j, err := OpenJournal(filepath.Join(b.TempDir(), "events.jsonl"), JournalOptions{
-				syncEachRecord: bc.syncEach,
-				OnSync:         func(time.Duration) { syncs.Add(1) },
-			})
+			j, err := openJournal(filepath.Join(b.TempDir(), "events.jsonl"), JournalOptions{
+				OnSync: func(time.Duration) { syncs.Add(1) },
+			}, bc.syncEach)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -129,7 +129,7 @@ func TestOSFileSystemSyncsDirectoryAndLists(t *testing.T) {
 
 func TestLogFilesAreForCaddysUserOnly(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "journal")
-	l, err := OpenLog(filepath.Join(dir, "events.jsonl"), LogOptions{})
+	l, err := openAppendLog(filepath.Join(dir, "events.jsonl"), appendLogOptions{})
 	require.NoError(t, err)
 	require.NoError(t, l.Append([]byte(`{"a":1}`)))
 	require.NoError(t, l.Close())
@@ -161,7 +161,7 @@ func TestALogFileThatIsASymlinkIsRefusedUnlessFollowed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			require.NoError(t, os.WriteFile(target, []byte(content), 0o600))
 
-			l, err := OpenLog(link, LogOptions{FS: tt.fs})
+			l, err := openAppendLog(link, appendLogOptions{FS: tt.fs})
 
 			if tt.opened {
 				require.NoError(t, err)

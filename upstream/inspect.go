@@ -134,8 +134,8 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 // readOnlyLog describes the files of the log whose active file is path as a reader sees them,
 // without opening it for writing: nothing is created, repaired or locked. The active file counts as
 // complete up to its last '\n'.
-func readOnlyLog(path string) (*Log, error) {
-	l := &Log{path: path, dir: filepath.Dir(path), fs: OSFileSystem(), logger: zap.NewNop()}
+func readOnlyLog(path string) (*appendLog, error) {
+	l := &appendLog{path: path, dir: filepath.Dir(path), fs: OSFileSystem(), logger: zap.NewNop()}
 	base := filepath.Base(path)
 	l.ext = filepath.Ext(base)
 	l.stem = strings.TrimSuffix(base, l.ext)

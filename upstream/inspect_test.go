@@ -22,7 +22,7 @@ func TestInspectSpoolCountsWhatTheReplayWouldSend(t *testing.T) {
 	ucs, srv := newLaneUCS(t, 0)
 	ucs.down.Store(true)
 	dir := t.TempDir()
-	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) { o.segmentSize = 600 })
+	s := openTunedSpool(t, dir, srv.URL, spoolTuning{segmentSize: 600}, nil)
 	for lane, n := range map[string]int{"svc1": 5, "svc2": 3, "svc3": 1} {
 		for k := range n {
 			resp, err := s.Submit(context.Background(), laneRequest(lane, k))
@@ -65,7 +65,7 @@ func TestInspectSpoolWhileTheSpoolAppends(t *testing.T) {
 	ucs, srv := newLaneUCS(t, 0)
 	ucs.down.Store(true)
 	dir := t.TempDir()
-	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) { o.segmentSize = 2000 })
+	s := openTunedSpool(t, dir, srv.URL, spoolTuning{segmentSize: 2000}, nil)
 	var stored atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -8,7 +8,7 @@ import (
 )
 
 // JournalOptions configures a Journal. The zero value means: fsync always, rotate at 100 MiB, keep 10.
-// Defaults of the journal's rotation (and of every Log's).
+// Defaults of the journal's rotation (and of every appendLog's).
 const (
 	DefaultJournalMaxSize = 100 << 20
 	DefaultJournalKeep    = 10
@@ -22,19 +22,26 @@ type JournalOptions struct {
 	FS      FileSystem          // nil means the operating system; tests inject faults through it
 	OnSync  func(time.Duration) // called after each fsync with its duration (metrics); may be nil
 	OnWrite func(bytes int)     // called after each successful write with its size (metrics); may be nil
-
-	syncEachRecord bool // benchmark baseline: see LogOptions
 }
 
 // Journal is the local sink: one JSON line per accepted event (see AppendEventRecord) in a durable,
 // rotated log file. It is safe for concurrent use.
 type Journal struct {
-	log *Log
+	log *appendLog
 }
 
 // OpenJournal opens or creates the journal file at path. A torn last line left by a crash is cut off.
 func OpenJournal(path string, opts JournalOptions) (*Journal, error) {
-	l, err := OpenLog(path, LogOptions(opts))
+	return openJournal(path, opts, false)
+}
+
+// openJournal is OpenJournal; syncEachRecord is the group-commit benchmark's baseline (see
+// appendLogOptions).
+func openJournal(path string, opts JournalOptions, syncEachRecord bool) (*Journal, error) {
+	l, err := openAppendLog(path, appendLogOptions{
+		NoSync: opts.NoSync, MaxSize: opts.MaxSize, Keep: opts.Keep, Logger: opts.Logger, FS: opts.FS,
+		OnSync: opts.OnSync, OnWrite: opts.OnWrite, syncEachRecord: syncEachRecord,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,3 @@
-// Package upstream holds the sinks an accepted event goes to, without any Caddy dependency: the local
-// Journal, built on a durable append-only Log that the store-and-forward spool will share.
 package upstream
 
 import (
@@ -75,8 +73,8 @@ const (
 	dirPerm     = 0o700
 )
 
-// LogOptions configures a Log. The zero value means: fsync always, rotate at 100 MiB, keep 10.
-type LogOptions struct {
+// appendLogOptions configures an appendLog. The zero value means: fsync always, rotate at 100 MiB, keep 10.
+type appendLogOptions struct {
 	NoSync  bool                // write without fsync (faster; the tail is lost on power loss)
 	MaxSize int64               // rotate when the active file would pass this size; <= 0 means 100 MiB
 	Keep    int                 // rotated files kept, older ones deleted; <= 0 means 10
@@ -90,9 +88,9 @@ type LogOptions struct {
 	syncEachRecord bool
 }
 
-// Log is a durable append-only file of newline-framed records with group commit, torn tail repair
+// appendLog is a durable append-only file of newline-framed records with group commit, torn tail repair
 // and size-based rotation. It is safe for concurrent use.
-type Log struct {
+type appendLog struct {
 	path, dir, stem, ext string
 
 	fs       FileSystem
@@ -114,7 +112,7 @@ type Log struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Owned by the writer goroutine once OpenLog returns.
+	// Owned by the writer goroutine once openAppendLog returns.
 	f           File
 	size        int64     // complete (and, unless noSync, synced) bytes of the active file
 	broken      error     // non-nil: the file may hold bytes past size; recover before writing
@@ -141,10 +139,10 @@ type batch struct {
 	err  error // why records [ok:] failed
 }
 
-// OpenLog opens or creates the log whose active file is path, creating its directory if needed. A
+// openAppendLog opens or creates the log whose active file is path, creating its directory if needed. A
 // torn last record left by a crash is cut off (and logged at warn with the number of bytes).
-func OpenLog(path string, opts LogOptions) (*Log, error) {
-	l := &Log{
+func openAppendLog(path string, opts appendLogOptions) (*appendLog, error) {
+	l := &appendLog{
 		path:     path,
 		dir:      filepath.Dir(path),
 		fs:       opts.FS,
@@ -198,12 +196,12 @@ func OpenLog(path string, opts LogOptions) (*Log, error) {
 }
 
 // Path returns the path of the active file.
-func (l *Log) Path() string { return l.path }
+func (l *appendLog) Path() string { return l.path }
 
 // Append writes rec followed by '\n' and returns once the record is on disk: after the fsync that
 // covers it or, with NoSync, once written. rec is copied before Append returns. Errors are
 // *StorageError, except ErrNewlineInRecord.
-func (l *Log) Append(rec []byte) error {
+func (l *appendLog) Append(rec []byte) error {
 	if bytes.IndexByte(rec, '\n') >= 0 {
 		return ErrNewlineInRecord
 	}
@@ -231,7 +229,7 @@ func (l *Log) Append(rec []byte) error {
 // Close waits for the records already appended to be written (or failed), then closes the file.
 // Appends after Close fail with ErrClosed. Close is idempotent and safe to call concurrently with
 // Append; with NoSync it syncs the file once, so a clean shutdown loses nothing.
-func (l *Log) Close() error {
+func (l *appendLog) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
@@ -261,7 +259,7 @@ func (l *Log) Close() error {
 }
 
 // run is the writer goroutine: it swaps out the filled batch, commits it and wakes its waiters.
-func (l *Log) run() {
+func (l *appendLog) run() {
 	defer close(l.exited)
 	var spareBuf []byte
 	var spareEnds []int
@@ -291,7 +289,7 @@ func (l *Log) run() {
 }
 
 // commit writes the batch in as few chunks as rotation allows, each covered by its own fsync.
-func (l *Log) commit(b *batch) {
+func (l *appendLog) commit(b *batch) {
 	if l.broken != nil || l.f == nil {
 		if err := l.recover(); err != nil {
 			b.err = err
@@ -329,7 +327,7 @@ func (l *Log) commit(b *batch) {
 }
 
 // writeChunk appends whole records to the active file and syncs them, or undoes the attempt.
-func (l *Log) writeChunk(p []byte) error {
+func (l *appendLog) writeChunk(p []byte) error {
 	n, err := l.f.Write(p)
 	if err == nil && n < len(p) {
 		err = io.ErrShortWrite
@@ -356,7 +354,7 @@ func (l *Log) writeChunk(p []byte) error {
 }
 
 // publishSize tells readers how far the active file holds complete records.
-func (l *Log) publishSize() {
+func (l *appendLog) publishSize() {
 	l.segMu.Lock()
 	l.segs[len(l.segs)-1].size = l.size
 	l.segMu.Unlock()
@@ -364,7 +362,7 @@ func (l *Log) publishSize() {
 
 // fail cuts the active file back to the last good offset after a failed write or fsync, so no
 // partial or unacknowledged record stays behind, and marks the log broken if that is impossible.
-func (l *Log) fail(op string, cause error) error {
+func (l *appendLog) fail(op string, cause error) error {
 	l.logger.Error("log append failed; records of this batch are not stored",
 		zap.String("path", l.path), zap.String("op", op), zap.Error(cause))
 	err := l.f.Truncate(l.size)
@@ -381,7 +379,7 @@ func (l *Log) fail(op string, cause error) error {
 
 // recover reopens the active file after a failure left it in an unknown state, cutting it back to
 // the last good offset.
-func (l *Log) recover() error {
+func (l *appendLog) recover() error {
 	limit := int64(-1) // no file (a rotation failed half-way): look for the last complete record
 	if l.f != nil {
 		// The descriptor that reported the error may stay unusable; a fresh one is the retry.
@@ -402,7 +400,7 @@ func (l *Log) recover() error {
 // openActive opens (creating if needed) the active file, fsyncs the directory so the file's name
 // is durable, and cuts the file back to limit or, with limit < 0 or a file shorter than limit, to
 // its last '\n'.
-func (l *Log) openActive(limit int64, why string) error {
+func (l *appendLog) openActive(limit int64, why string) error {
 	f, err := l.fs.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, filePerm)
 	if err != nil {
 		return &StorageError{Op: "open", Path: l.path, Err: err}
@@ -422,7 +420,7 @@ func (l *Log) openActive(limit int64, why string) error {
 
 // repairTail syncs the directory and truncates f as openActive describes; it returns the failed
 // operation's name with an error.
-func (l *Log) repairTail(f File, limit int64, why string) (op string, size, keep int64, err error) {
+func (l *appendLog) repairTail(f File, limit int64, why string) (op string, size, keep int64, err error) {
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return "sync directory", 0, 0, err
 	}
@@ -475,7 +473,7 @@ func lastRecordEnd(f File, size int64) (int64, error) {
 
 // rotate renames the active file to its time-stamped name and starts a new one. The old file is
 // complete and, unless noSync, synced: rotation only happens between chunks.
-func (l *Log) rotate() error {
+func (l *appendLog) rotate() error {
 	t := time.Now().UTC().Truncate(time.Millisecond)
 	if !t.After(l.lastRotated) {
 		// Same millisecond or a clock step back: keep names unique and in order.
@@ -518,7 +516,7 @@ func (l *Log) rotate() error {
 }
 
 // rotatedFiles lists the rotated files of this log, oldest first.
-func (l *Log) rotatedFiles() ([]string, error) {
+func (l *appendLog) rotatedFiles() ([]string, error) {
 	entries, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return nil, err
@@ -534,7 +532,7 @@ func (l *Log) rotatedFiles() ([]string, error) {
 
 // rotatedTime parses the time out of a rotated file's name; ok is false for any other name, so
 // pruning never touches files that are not this log's.
-func (l *Log) rotatedTime(name string) (time.Time, bool) {
+func (l *appendLog) rotatedTime(name string) (time.Time, bool) {
 	mid, ok := strings.CutPrefix(name, l.stem+"-")
 	if !ok {
 		return time.Time{}, false
@@ -548,7 +546,7 @@ func (l *Log) rotatedTime(name string) (time.Time, bool) {
 
 // prune deletes the oldest rotated files beyond keep. A failure is logged, not returned: the
 // records are safe, only disk space is at stake.
-func (l *Log) prune(rotated []string) {
+func (l *appendLog) prune(rotated []string) {
 	for _, name := range rotated[:max(0, len(rotated)-l.keep)] {
 		if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
 			l.logger.Warn("removing old log file failed", zap.String("path", name), zap.Error(err))

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// The spool reads its Log back in order with a logReader. A position is a segment and an offset in
+// The spool reads its appendLog back in order with a logReader. A position is a segment and an offset in
 // it; it is made durable as a logCursor, which names the file in a way that survives the rotation
 // of the active file (see cursor).
 
@@ -29,10 +29,10 @@ type logCursor struct {
 	Offset int64  `json:"offset"`
 }
 
-// logReader returns the complete records of a Log in order, across rotations. It is not safe for
-// concurrent use; the Log may be appended to concurrently.
+// logReader returns the complete records of an appendLog in order, across rotations. It is not safe
+// for concurrent use; the log may be appended to concurrently.
 type logReader struct {
-	l      *Log
+	l      *appendLog
 	seg    *segment
 	off    int64  // file offset of buf[0]
 	buf    []byte // bytes read from seg at off, not yet returned
@@ -40,7 +40,7 @@ type logReader struct {
 }
 
 // cursor returns the durable form of position (seg, off).
-func (l *Log) cursor(seg *segment, off int64) logCursor {
+func (l *appendLog) cursor(seg *segment, off int64) logCursor {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	if seg.active {
@@ -51,7 +51,7 @@ func (l *Log) cursor(seg *segment, off int64) logCursor {
 
 // resolve finds the segment a durable cursor points into. ok is false when the cursor names a
 // rotated file that is gone; the position is then the start of the next file.
-func (l *Log) resolve(c logCursor) (seg *segment, off int64, ok bool) {
+func (l *appendLog) resolve(c logCursor) (seg *segment, off int64, ok bool) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	for _, s := range l.segs {
@@ -68,7 +68,7 @@ func (l *Log) resolve(c logCursor) (seg *segment, off int64, ok bool) {
 }
 
 // first returns the oldest segment.
-func (l *Log) first() *segment {
+func (l *appendLog) first() *segment {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	return l.segs[0]
@@ -76,7 +76,7 @@ func (l *Log) first() *segment {
 
 // removeBefore deletes the rotated files older than seg, which a reader has finished with. A
 // failed removal is logged and retried at the next call: only disk space is at stake.
-func (l *Log) removeBefore(seg *segment) {
+func (l *appendLog) removeBefore(seg *segment) {
 	l.segMu.Lock()
 	i := slices.Index(l.segs, seg)
 	var names []string
@@ -96,7 +96,7 @@ func (l *Log) removeBefore(seg *segment) {
 }
 
 // newReader returns a reader at position (seg, off).
-func (l *Log) newReader(seg *segment, off int64) *logReader {
+func (l *appendLog) newReader(seg *segment, off int64) *logReader {
 	return &logReader{l: l, seg: seg, off: off}
 }
 
@@ -187,7 +187,7 @@ func (r *logReader) fill() (n int, more bool, err error) {
 
 // readRecord reads the record at [off, end) of seg again, without its '\n': the replay keeps only
 // part of a large backlog in memory.
-func (l *Log) readRecord(seg *segment, off, end int64) ([]byte, error) {
+func (l *appendLog) readRecord(seg *segment, off, end int64) ([]byte, error) {
 	l.segMu.Lock()
 	// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
 	f, err := l.fs.OpenFile(filepath.Join(l.dir, seg.name), os.O_RDONLY, 0)

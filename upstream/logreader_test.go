@@ -35,7 +35,7 @@ func recs(from, to int) []string {
 	return out
 }
 
-func appendRecs(t *testing.T, l *Log, from, to int) {
+func appendRecs(t *testing.T, l *appendLog, from, to int) {
 	t.Helper()
 	for n := from; n < to; n++ {
 		require.NoError(t, l.Append([]byte(rec(n))))
@@ -53,7 +53,7 @@ func TestReaderFollowsRotationsAndSeesOnlyCommittedRecords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := OpenLog(filepath.Join(t.TempDir(), "spool.jsonl"), LogOptions{MaxSize: tt.maxSize, Keep: neverPrune})
+			l, err := openAppendLog(filepath.Join(t.TempDir(), "spool.jsonl"), appendLogOptions{MaxSize: tt.maxSize, Keep: neverPrune})
 			require.NoError(t, err)
 			defer l.Close()
 			r := l.newReader(l.first(), 0)
@@ -86,8 +86,8 @@ func TestCursorResolvesToSameRecordAfterRotationAndReopen(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "spool.jsonl")
-			opts := LogOptions{MaxSize: 30, Keep: neverPrune} // three records per file
-			l, err := OpenLog(path, opts)
+			opts := appendLogOptions{MaxSize: 30, Keep: neverPrune} // three records per file
+			l, err := openAppendLog(path, opts)
 			require.NoError(t, err)
 			appendRecs(t, l, 0, tt.appended)
 			r := l.newReader(l.first(), 0)
@@ -103,7 +103,7 @@ func TestCursorResolvesToSameRecordAfterRotationAndReopen(t *testing.T) {
 			appendRecs(t, l, tt.appended, tt.appended+tt.afterward)
 			require.NoError(t, l.Close())
 
-			l, err = OpenLog(path, opts)
+			l, err = openAppendLog(path, opts)
 			require.NoError(t, err)
 			defer l.Close()
 			var c logCursor
@@ -118,7 +118,7 @@ func TestCursorResolvesToSameRecordAfterRotationAndReopen(t *testing.T) {
 
 func TestRemoveBeforeDeletesOnlyOlderFiles(t *testing.T) {
 	dir := t.TempDir()
-	l, err := OpenLog(filepath.Join(dir, "spool.jsonl"), LogOptions{MaxSize: 10, Keep: neverPrune})
+	l, err := openAppendLog(filepath.Join(dir, "spool.jsonl"), appendLogOptions{MaxSize: 10, Keep: neverPrune})
 	require.NoError(t, err)
 	defer l.Close()
 	appendRecs(t, l, 0, 4) // three rotated files and the active one

@@ -211,7 +211,7 @@ type spoolPosition struct {
 // lastPosition returns the last position written to the cursor log: the last complete line of its
 // active file or, when that is empty (just rotated), of the newest rotated one. found is false
 // when no position was ever written.
-func lastPosition(l *Log) (pos spoolPosition, found bool, err error) {
+func lastPosition(l *appendLog) (pos spoolPosition, found bool, err error) {
 	rotated, err := l.rotatedFiles()
 	if err != nil {
 		return pos, false, err

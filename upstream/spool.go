@@ -18,8 +18,8 @@ import (
 // Store and forward. The spool directory holds:
 //
 //	.lock                        exclusive lock: one owner per directory
-//	spool.jsonl, spool-<T>.jsonl the records (a Log), in acceptance order
-//	cursor.jsonl[, cursor-<T>]   a Log of replay positions; its last line is the durable position
+//	spool.jsonl, spool-<T>.jsonl the records (an appendLog), in acceptance order
+//	cursor.jsonl[, cursor-<T>]   an appendLog of replay positions; its last line is the durable position
 //	dead-letter.jsonl            records the upstream rejected (unless configured elsewhere)
 //
 // The record log is the only copy of an event; the replay's lanes (lanes.go) are a scheduling view
@@ -141,9 +141,12 @@ type SpoolOptions struct {
 	// OnLag reports the records in flight and the age of the oldest record waiting (0 when none),
 	// after changes and every second while records wait.
 	OnLag func(inFlight int, oldest time.Duration)
+}
 
+// spoolTuning is what only tests and benchmarks change.
+type spoolTuning struct {
 	segmentSize    int64 // record file rotation size; tests make it small
-	syncEachRecord bool  // benchmark baseline: see LogOptions
+	syncEachRecord bool  // the group-commit benchmark's baseline (see appendLogOptions)
 }
 
 // Spool is the store-and-forward sink: events go straight to the upstream while it answers, and to
@@ -159,9 +162,9 @@ type Spool struct {
 	onDead     func()
 	onLag      func(int, time.Duration)
 
-	records *Log
-	cursors *Log
-	dead    *Log
+	records *appendLog
+	cursors *appendLog
+	dead    *appendLog
 	lock    *os.File
 	reader  *logReader // owned by the replay worker
 	start   resumePoint
@@ -218,7 +221,9 @@ type recordPos struct {
 
 // OpenSpool takes the spool directory (failing if another Spool, in this process or another, owns
 // it), resumes the records left on disk and starts the replay worker.
-func OpenSpool(opts SpoolOptions) (*Spool, error) {
+func OpenSpool(opts SpoolOptions) (*Spool, error) { return openSpool(opts, spoolTuning{}) }
+
+func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("spool: a directory is needed")
 	}
@@ -245,7 +250,7 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	if s.maxBytes <= 0 {
 		s.maxBytes = DefaultMaxSpool
 	}
-	segmentSize := opts.segmentSize
+	segmentSize := tune.segmentSize
 	if segmentSize <= 0 {
 		segmentSize = defaultSegmentSize
 	}
@@ -264,7 +269,7 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	}
 	s.lock = lock
 	fail := func(err error) (*Spool, error) {
-		for _, l := range []*Log{s.records, s.cursors, s.dead} {
+		for _, l := range []*appendLog{s.records, s.cursors, s.dead} {
 			if l != nil {
 				_ = l.Close()
 			}
@@ -272,20 +277,20 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 		_ = s.lock.Close()
 		return nil, err
 	}
-	logOpts := LogOptions{Logger: s.logger, FS: opts.FS}
+	logOpts := appendLogOptions{Logger: s.logger, FS: opts.FS}
 	recOpts := logOpts
-	recOpts.MaxSize, recOpts.Keep, recOpts.syncEachRecord = segmentSize, neverPrune, opts.syncEachRecord
-	if s.records, err = OpenLog(filepath.Join(opts.Dir, spoolFileName), recOpts); err != nil {
+	recOpts.MaxSize, recOpts.Keep, recOpts.syncEachRecord = segmentSize, neverPrune, tune.syncEachRecord
+	if s.records, err = openAppendLog(filepath.Join(opts.Dir, spoolFileName), recOpts); err != nil {
 		return fail(err)
 	}
 	curOpts := logOpts
 	curOpts.MaxSize, curOpts.Keep = cursorLogMaxSize, 1
-	if s.cursors, err = OpenLog(filepath.Join(opts.Dir, cursorFileName), curOpts); err != nil {
+	if s.cursors, err = openAppendLog(filepath.Join(opts.Dir, cursorFileName), curOpts); err != nil {
 		return fail(err)
 	}
 	deadOpts := logOpts
 	deadOpts.Keep = neverPrune // rejected events are the operator's to remove
-	if s.dead, err = OpenLog(deadLetter, deadOpts); err != nil {
+	if s.dead, err = openAppendLog(deadLetter, deadOpts); err != nil {
 		return fail(err)
 	}
 	if err := s.resume(); err != nil {

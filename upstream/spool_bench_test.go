@@ -25,11 +25,10 @@ func BenchmarkSpoolAppend(b *testing.B) {
 			sim, srv := newUCSSim(b)
 			sim.down = true
 			fs := newFaultFS() // no faults: it counts the fsyncs
-			s := openTestSpool(b, b.TempDir(), srv.URL, func(o *SpoolOptions) {
+			s := openTunedSpool(b, b.TempDir(), srv.URL, spoolTuning{syncEachRecord: bc.syncEach}, func(o *SpoolOptions) {
 				o.FS = fs
 				o.MaxBytes = 1 << 40
 				o.Replay.MinBackoff = time.Hour // the worker waits while the writers are measured
-				o.syncEachRecord = bc.syncEach
 			})
 			req := taskEnd(1)
 			if _, err := s.Submit(context.Background(), req); err != nil { // the direct try fails once

@@ -106,6 +106,13 @@ func taskEnd(n int) ForwardRequest {
 // openTestSpool opens a spool on dir with fast backoff, closing it when the test ends.
 func openTestSpool(t testing.TB, dir string, srvURL string, change func(*SpoolOptions)) *Spool {
 	t.Helper()
+	return openTunedSpool(t, dir, srvURL, spoolTuning{}, change)
+}
+
+// openTunedSpool is openTestSpool with the tuning only tests set (small record files, an fsync
+// per record).
+func openTunedSpool(t testing.TB, dir string, srvURL string, tune spoolTuning, change func(*SpoolOptions)) *Spool {
+	t.Helper()
 	opts := SpoolOptions{
 		Dir:       dir,
 		Forwarder: newTestForwarder(t, 2*time.Second, srvURL),
@@ -114,7 +121,7 @@ func openTestSpool(t testing.TB, dir string, srvURL string, change func(*SpoolOp
 	if change != nil {
 		change(&opts)
 	}
-	s, err := OpenSpool(opts)
+	s, err := openSpool(opts, tune)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -446,8 +453,8 @@ func TestRestartResumesPendingEventsInOrder(t *testing.T) {
 			sim, srv := newUCSSim(t)
 			sim.down = true
 			dir := t.TempDir()
-			small := func(o *SpoolOptions) { o.segmentSize = tt.segmentSize }
-			s := openTestSpool(t, dir, srv.URL, small)
+			small := spoolTuning{segmentSize: tt.segmentSize}
+			s := openTunedSpool(t, dir, srv.URL, small, nil)
 			submitSpooled(t, s, 0, 20)
 			sim.set(func(u *ucsSim) { u.down, u.budget = false, tt.deliverBefore })
 			require.Eventually(t, func() bool { n, _ := s.Depth(); return n == 20-tt.deliverBefore },
@@ -464,7 +471,7 @@ func TestRestartResumesPendingEventsInOrder(t *testing.T) {
 
 			sim2, srv2 := newUCSSim(t)
 			sim2.down = true // until the depth is read
-			s = openTestSpool(t, dir, srv2.URL, small)
+			s = openTunedSpool(t, dir, srv2.URL, small, nil)
 			n, _ := s.Depth()
 			assert.Equal(t, 20-tt.deliverBefore, n)
 			sim2.set(func(u *ucsSim) { u.down = false })
@@ -475,7 +482,7 @@ func TestRestartResumesPendingEventsInOrder(t *testing.T) {
 			assert.LessOrEqual(t, len(spoolFiles(t, dir)), 2)
 
 			// A third open finds nothing to send.
-			s = openTestSpool(t, dir, srv2.URL, small)
+			s = openTunedSpool(t, dir, srv2.URL, small, nil)
 			n, _ = s.Depth()
 			assert.Zero(t, n)
 		})
