@@ -43,6 +43,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_depth              <n>                    # default 64
 //		invalid_utf8           replace|reject         # default replace
 //		errors                 genesys|caddy          # default genesys
+//		health                                        # opt-in: GET {base_path}/ucs/health for load balancers
 //
 //		# at most one sink; with none, the rewritten request goes on down the route
 //		local <path> {
@@ -127,6 +128,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.FillDefaults = true
+		case "health":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Health = true
 		case "max_body":
 			v, err := oneArg(d)
 			if err != nil {

@@ -57,6 +57,7 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 		max_depth 10
 		invalid_utf8 reject
 		errors caddy
+		health
 		local data/events.jsonl {
 			fsync off
 			max_size 10MB
@@ -73,6 +74,7 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 				"errors": "caddy",
 				"fill_defaults": true,
 				"handler": "ucs",
+				"health": true,
 				"invalid_utf8": "reject",
 				"local": {"fsync": "off", "keep": 3, "max_size": 10000000, "path": "data/events.jsonl"},
 				"max_body": 2097152,

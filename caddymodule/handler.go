@@ -99,6 +99,14 @@ type Handler struct {
 	// `handle_errors` with its status, nothing written). Default: `genesys`.
 	Errors string `json:"errors,omitempty"`
 
+	// Health turns on `GET {base_path}/ucs/health`, answered by the handler
+	// for load balancers: 200 with `{"status":"ok",…}` (the spool's records,
+	// bytes and the age of its oldest, the journal's state), or 503 with
+	// `"status":"unavailable"` while the journal cannot write or the spool
+	// is full, so a balancer stops sending events this gateway would refuse.
+	// Default: off (the path goes down the route like any other).
+	Health bool `json:"health,omitempty"`
+
 	// Local, when set, appends each event as one JSON line to a journal file
 	// and answers 204 once it is on disk. Default: unset, so the rewritten
 	// request goes on down the route.
@@ -119,6 +127,7 @@ type Handler struct {
 	spoolKey        string
 	spoolUse        spoolUse
 	spoolReleased   bool
+	healthPath      string   // BasePath + "/ucs/health", when Health is on
 	servicesPfx     string   // BasePath + "/services/"
 	baseSegs        []string // BasePath's segments
 	caddyErrors     bool
@@ -177,6 +186,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.BasePath = strings.TrimRight(h.BasePath, "/")
 	h.servicesPfx = h.BasePath + "/services/"
+	if h.Health {
+		h.healthPath = h.BasePath + "/ucs/health"
+	}
 	h.baseSegs = baseSegments(h.BasePath)
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody
@@ -347,6 +359,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	receivedAt := now()
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
+	if h.healthPath != "" && r.URL.Path == h.healthPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		return h.serveHealth(w, r)
+	}
 	m := h.match(r)
 	sid, tidText, ok := m.sid, m.tid, m.ok
 	if repl != nil {

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,7 +28,8 @@ type JournalOptions struct {
 // Journal is the local sink: one JSON line per accepted event (see AppendEventRecord) in a durable,
 // rotated log file. It is safe for concurrent use.
 type Journal struct {
-	log *appendLog
+	log     *appendLog
+	lastErr atomic.Pointer[error] // the last append's error; nil after a success
 }
 
 // OpenJournal opens or creates the journal file at path. A torn last line left by a crash is cut off.
@@ -51,7 +53,28 @@ func openJournal(path string, opts JournalOptions, syncEachRecord bool) (*Journa
 // Append writes rec (one JSON document without a newline; Append adds it) and returns only once the
 // record is on disk: after the fsync that covers it or, with NoSync, once written. Errors are
 // *StorageError, except ErrNewlineInRecord for a record that is not one line.
-func (j *Journal) Append(rec []byte) error { return j.log.Append(rec) }
+func (j *Journal) Append(rec []byte) error { return j.noteAppend(j.log.Append(rec)) }
+
+// noteAppend remembers whether the last append failed, for Err.
+func (j *Journal) noteAppend(err error) error {
+	if err == nil {
+		if j.lastErr.Load() != nil {
+			j.lastErr.Store(nil)
+		}
+		return nil
+	}
+	j.lastErr.Store(&err)
+	return err
+}
+
+// Err returns the error of the last append when it failed, nil when it succeeded: a journal
+// whose disk is full or failing answers health checks with it.
+func (j *Journal) Err() error {
+	if p := j.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 var recordPool = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -62,7 +85,7 @@ func (j *Journal) AppendEvent(receivedAt time.Time, serviceID string, taskID int
 	*p = AppendEventRecord((*p)[:0], receivedAt, serviceID, taskID, event)
 	err := j.log.Append(*p)
 	recordPool.Put(p)
-	return err
+	return j.noteAppend(err)
 }
 
 // Path returns the path of the active journal file.

@@ -390,7 +390,7 @@ func (sc *scheduler) nextWake(now time.Time) time.Duration {
 
 // reportLag tells OnLag the records in flight and the age of the oldest waiting one.
 func (sc *scheduler) reportLag(now time.Time) {
-	if sc.s.onLag == nil || (sc.inFlight == sc.lagFlight && now.Sub(sc.lastLag) < lagEvery) {
+	if sc.inFlight == sc.lagFlight && now.Sub(sc.lastLag) < lagEvery {
 		return
 	}
 	sc.lastLag, sc.lagFlight = now, sc.inFlight
@@ -403,7 +403,10 @@ func (sc *scheduler) reportLag(now time.Time) {
 			break
 		}
 	}
-	sc.s.onLag(sc.inFlight, oldest)
+	sc.s.oldestAge.Store(int64(oldest))
+	if sc.s.onLag != nil {
+		sc.s.onLag(sc.inFlight, oldest)
+	}
 }
 
 // shutdown lets the deliveries in flight end (the closed context abandons them), records what
@@ -424,6 +427,7 @@ func (sc *scheduler) shutdown() {
 	close(sc.ckptIn)
 	for range sc.ckptOut {
 	}
+	sc.s.oldestAge.Store(0)
 	if sc.s.onLag != nil {
 		sc.s.onLag(0, 0)
 	}
@@ -434,6 +438,9 @@ func (s *Spool) finished(ps []*pending) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(ps) > 0 {
+		s.refusing = false // room was made
+	}
 	for _, p := range ps {
 		size := p.end - p.off
 		s.depth--

@@ -178,6 +178,8 @@ type Spool struct {
 	outage     outageStats    // guarded by mu
 	breaker    breaker        // guarded by mu
 	drain      rateMeter      // bytes finished per second; guarded by mu
+	refusing   bool           // the last event needing room was refused as full, and nothing drained since; guarded by mu
+	oldestAge  atomic.Int64   // nanoseconds; the age of the oldest waiting record, set by the replay worker
 	submits    sync.WaitGroup // Submits in progress; Add only under mu while !closed
 
 	wake      chan struct{} // capacity 1: a record was stored, or the breaker changed
@@ -424,6 +426,7 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	if s.depthBytes+size > s.maxBytes {
 		records, bytes, maxBytes := s.depth, s.depthBytes, s.maxBytes
 		retryAfter := s.refillTime(s.depthBytes + size - s.maxBytes)
+		s.refusing = true
 		s.mu.Unlock()
 		s.logger.Warn("spool is full; refusing the event",
 			zap.String("dir", s.dir), zap.Int("records", records), zap.Int64("bytes", bytes),
@@ -557,6 +560,18 @@ func (s *Spool) MaxBytes() int64 {
 	defer s.mu.Unlock()
 	return s.maxBytes
 }
+
+// Full reports whether the spool is refusing events for lack of room: the last event that needed
+// storing was refused (ErrSpoolFull), and nothing has been delivered since.
+func (s *Spool) Full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refusing
+}
+
+// OldestAge returns the age of the oldest record waiting, 0 when none: how far behind the upstream
+// is. It is refreshed by the replay worker at least every second while records wait.
+func (s *Spool) OldestAge() time.Duration { return time.Duration(s.oldestAge.Load()) }
 
 // Dir returns the spool directory.
 func (s *Spool) Dir() string { return s.dir }
