@@ -48,6 +48,16 @@ var now = time.Now
 // local journal file, or an upstream Context Services that the handler
 // posts to itself, with an optional durable spool. Every other request goes
 // to the next handler untouched, its body unread.
+//
+// Placeholders, set on every request for later handlers and access logs:
+//
+//	{http.ucs.service_id}  the service id of the path ("" when not the call)
+//	{http.ucs.task_id}     the task id of the path, as sent
+//	{http.ucs.outcome}     passed, forwarded, journaled, relayed, spooled,
+//	                       rejected or error
+//	{http.ucs.repairs}     the number of repairs made to the body
+//	{http.ucs.exception}   the exception name of an error answer, e.g.
+//	                       InvalidJsonException ("" otherwise)
 type Handler struct {
 	// BasePath is the Context Services base path in front of `/services/…`.
 	// Default: `/genesys/1/cs` (UCS 8.1 installs may use another).
