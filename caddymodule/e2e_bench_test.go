@@ -40,7 +40,7 @@ import (
 //
 // BenchmarkE2E reports req/s, p50 and p99 latency and allocations per
 // request (of the whole process: client, Caddy and upstream) for each route.
-// BenchmarkE2ERatio measures the ratios in one run by interleaving
+// BenchmarkE2ERatio measures the module's cost against plain reverse_proxy (b/a, c/b, p99 added, heap per request) in one run by interleaving
 // blocks of (a) and (b), so machine noise hits both alike.
 
 // e2eParallelism is RunParallel's goroutines per GOMAXPROCS: enough
@@ -277,7 +277,7 @@ const (
 	e2ePacedRounds = 12
 )
 
-// BenchmarkE2ERatio measures the goals in one run (see above for
+// BenchmarkE2ERatio measures (b) against (a) and (c) against (b) in one run (see above for
 // its rounds). Reported:
 //
 //	b/a-req/s      throughput of (b) over (a), closed loop (goal ≥ 0.85 strict, ≥ 0.80 loose)
