@@ -290,7 +290,7 @@ func (s *scanner) skipSpace() error {
 		case '\f', '\v':
 			s.repair(RepairWhitespace, i)
 			i++
-		case 0xC2, 0xE2, 0xEF:
+		case 0xC2, 0xE1, 0xE2, 0xE3, 0xEF:
 			n := spaceRuneLen(src[i:])
 			if n == 0 {
 				s.i = i
@@ -299,6 +299,15 @@ func (s *scanner) skipSpace() error {
 			s.repair(RepairWhitespace, i)
 			i += n
 		default:
+			if c < ' ' {
+				// Any other control character between tokens (a NUL from a
+				// C client, a stray ESC) is white space too: were it read as
+				// the start of a bare token it would glue itself to the next
+				// token and turn `{"a":1,\x00"b":2}` into a key "\u0000\"b\"".
+				s.repair(RepairControlChar, i)
+				i++
+				continue
+			}
 			s.i = i
 			return nil
 		}
@@ -318,19 +327,57 @@ func lineEnd(src []byte, i int) int {
 	return i
 }
 
-// spaceRuneLen returns the length of the no-break space (U+00A0), narrow
-// no-break space (U+202F) or BOM (U+FEFF) at the start of b, or 0.
+// spaceRuneLen returns the length of the Unicode space at the start of b,
+// or 0: every White_Space character above ASCII (U+0085, U+00A0, U+1680,
+// U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000) and the
+// zero-width ones clients paste in from word processors (U+180E, U+200B,
+// U+FEFF, the BOM). Between tokens each is white space; inside a string
+// it is text.
 func spaceRuneLen(b []byte) int {
-	if len(b) >= 2 && b[0] == 0xC2 && b[1] == 0xA0 {
-		return 2
+	if len(b) < 2 {
+		return 0
 	}
-	if len(b) >= 3 && b[0] == 0xE2 && b[1] == 0x80 && b[2] == 0xAF {
-		return 3
+	switch b[0] {
+	case 0xC2: // U+0085, U+00A0
+		if b[1] == 0x85 || b[1] == 0xA0 {
+			return 2
+		}
+		return 0
 	}
-	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
-		return 3
+	if len(b) < 3 {
+		return 0
+	}
+	switch b[0] {
+	case 0xE1: // U+1680, U+180E
+		if b[1] == 0x9A && b[2] == 0x80 || b[1] == 0xA0 && b[2] == 0x8E {
+			return 3
+		}
+	case 0xE2:
+		switch b[1] {
+		case 0x80: // U+2000–U+200B, U+2028, U+2029, U+202F
+			if b[2] >= 0x80 && b[2] <= 0x8B || b[2] == 0xA8 || b[2] == 0xA9 || b[2] == 0xAF {
+				return 3
+			}
+		case 0x81: // U+205F
+			if b[2] == 0x9F {
+				return 3
+			}
+		}
+	case 0xE3: // U+3000
+		if b[1] == 0x80 && b[2] == 0x80 {
+			return 3
+		}
+	case 0xEF: // U+FEFF
+		if b[1] == 0xBB && b[2] == 0xBF {
+			return 3
+		}
 	}
 	return 0
+}
+
+// opensString reports whether b starts with a quote that opens a string.
+func opensString(b []byte) bool {
+	return b[0] == '"' || b[0] == '\'' || typoQuote(b) != 0
 }
 
 // typoQuote returns the third byte of the closing quote for the typographic
@@ -589,7 +636,7 @@ func (s *scanner) key(c byte) error {
 	s.beginMember()
 	start := s.i
 	end := s.bareRun(true)
-	w := trimSpace(s.src[start:end])
+	w := s.trimCounted(s.src[start:end], start)
 	var err error
 	s.dst = append(s.dst, '"')
 	s.dst, err = s.escape(s.dst, w, start)
@@ -641,7 +688,8 @@ func (s *scanner) colon(c byte) error {
 	case '}', ']', ',':
 		return s.errorf(ErrSyntax, s.i, "the key "+string(s.dst[m.key:m.keyEnd])+" has no value")
 	}
-	if s.bareKey {
+	if s.bareKey && !opensString(s.src[s.i:]) {
+		// `{a b}` has no sure reading; `{a "b"}` reads like `{"a" "b"}`.
 		return s.errorf(ErrSyntax, s.i, "expected \":\" after the key "+string(s.dst[m.key:m.keyEnd]))
 	}
 	s.repair(RepairMissingColon, s.i)
