@@ -476,17 +476,19 @@ func (s *scanner) startValue(c byte) error {
 	case '{', '[':
 		s.beginElement()
 		return s.push(c == '{')
-	case '"':
+	case '"', '\'':
 		s.beginElement()
-		if err := s.str('"', 1, 0); err != nil {
-			return err
+		var err error
+		switch {
+		case tripleQuote(s.src[s.i:]):
+			err = s.triple()
+		case c == '"':
+			err = s.str('"', 1, 0, true)
+		default:
+			s.repair(RepairQuotes, s.i)
+			err = s.str('\'', 1, 0, true)
 		}
-		s.valueDone()
-		return nil
-	case '\'':
-		s.repair(RepairQuotes, s.i)
-		s.beginElement()
-		if err := s.str('\'', 1, 0); err != nil {
+		if err != nil {
 			return err
 		}
 		s.valueDone()
@@ -512,7 +514,7 @@ func (s *scanner) startValue(c byte) error {
 	if tb := typoQuote(s.src[s.i:]); tb != 0 {
 		s.repair(RepairQuotes, s.i)
 		s.beginElement()
-		if err := s.str(0, 3, tb); err != nil {
+		if err := s.str(0, 3, tb, true); err != nil {
 			return err
 		}
 		s.valueDone()
@@ -601,9 +603,19 @@ func (s *scanner) key(c byte) error {
 	switch c {
 	case '}', ']':
 		return s.close(c)
-	case '"':
+	case '"', '\'':
 		s.beginMember()
-		if err := s.str('"', 1, 0); err != nil {
+		var err error
+		switch {
+		case tripleQuote(s.src[s.i:]):
+			err = s.triple()
+		case c == '"':
+			err = s.str('"', 1, 0, false)
+		default:
+			s.repair(RepairQuotes, s.i)
+			err = s.str('\'', 1, 0, false)
+		}
+		if err != nil {
 			return err
 		}
 		if err := s.endKey(false); err != nil {
@@ -614,20 +626,13 @@ func (s *scanner) key(c byte) error {
 			return s.colon(':')
 		}
 		return nil
-	case '\'':
-		s.repair(RepairQuotes, s.i)
-		s.beginMember()
-		if err := s.str('\'', 1, 0); err != nil {
-			return err
-		}
-		return s.endKey(false)
 	case ',', ':', '{', '[':
 		return s.errorf(ErrSyntax, s.i, "expected a key, found \""+string(c)+"\"")
 	}
 	if tb := typoQuote(s.src[s.i:]); tb != 0 {
 		s.repair(RepairQuotes, s.i)
 		s.beginMember()
-		if err := s.str(0, 3, tb); err != nil {
+		if err := s.str(0, 3, tb, false); err != nil {
 			return err
 		}
 		return s.endKey(false)

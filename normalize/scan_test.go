@@ -386,11 +386,14 @@ func TestNumberOrLiteralFollowedByMoreTextIsOneBareToken(t *testing.T) {
 	}
 }
 
-func TestLineContinuationInStringIsDropped(t *testing.T) {
+// A backslash before a line break is dropped, and the line break the
+// client wrote is kept (JSON5 would drop both).
+func TestBackslashBeforeLineBreakKeepsTheLineBreak(t *testing.T) {
 	runRepairTable(t, []repairCase{
-		{"'a \\\nb'", `"a b"`, RepairEscape},
-		{"'a \\\r\nb'", `"a b"`, RepairEscape},
-		{"'a \\\rb'", `"a b"`, RepairEscape},
+		{"'a \\\nb'", `"a \nb"`, RepairEscape},
+		{"'a \\\r\nb'", `"a \r\nb"`, RepairEscape},
+		{"'a \\\rb'", `"a \rb"`, RepairEscape},
+		{"{\"a\":\"first\\\nsecond\"}", `{"a":"first\nsecond"}`, RepairEscape},
 	})
 }
 
