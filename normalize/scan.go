@@ -94,6 +94,7 @@ type scanner struct {
 	sawComma bool   // a ',' was consumed and no value or key has followed yet
 	commaOff int    // input offset of that ','
 	topDone  bool   // the top-level value is complete
+	topObj   bool   // ... and it is an object
 	bareKey  bool   // the key that just ended was unquoted
 	multiOff int    // input offset of a second top-level value found by split
 	escaped  bool   // the last string written may contain a backslash
@@ -176,7 +177,7 @@ func (sc *scratch) release() {
 
 // numScanRepairKinds is the number of repair kinds of the general layer
 // (the Task End layer's kinds follow).
-const numScanRepairKinds = int(RepairMissingColon) + 1
+const numScanRepairKinds = int(RepairExtraCloser) + 1
 
 // scanRepair is one listed repair of the scanner.
 type scanRepair struct {
@@ -571,6 +572,14 @@ func (s *scanner) after(c byte) error {
 func (s *scanner) close(c byte) error {
 	f := s.top()
 	if f == nil {
+		if s.topObj {
+			// Closers after a complete top-level object, such as
+			// `{"a":1}}`, close nothing and hide no data: dropped. What
+			// else follows is still a second value (after).
+			s.repair(RepairExtraCloser, s.i)
+			s.i++
+			return nil
+		}
 		return s.errorf(ErrSyntax, s.i, "unexpected \""+string(c)+"\": no object or array is open here")
 	}
 	want, what := byte(']'), "array"
@@ -592,6 +601,7 @@ func (s *scanner) close(c byte) error {
 		s.sc.top = append(s.sc.top[:0], s.sc.members[f.memStart:]...)
 	}
 	s.sc.members = s.sc.members[:f.memStart]
+	s.topObj = f.obj && len(s.sc.stack) == 1
 	s.sc.stack = s.sc.stack[:len(s.sc.stack)-1]
 	s.setTop()
 	s.i++
