@@ -255,9 +255,9 @@ func tripleQuote(b []byte) bool {
 }
 
 // triple scans a Python or Hjson multi-line string at s.i, `"""…"""` or
-// the same with single quotes, and writes the exact text between the delimiters as one
-// JSON string. Read as ordinary quotes, it would give an empty string and
-// then keys and values the client never wrote.
+// the same with single quotes, and writes the exact text between the
+// delimiters as one JSON string. Read as ordinary quotes, it would give an
+// empty string and then keys and values the client never wrote.
 func (s *scanner) triple() error {
 	open := s.i
 	delim := s.src[open : open+len(`"""`)]
