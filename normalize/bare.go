@@ -214,6 +214,9 @@ func trimSpace(w []byte) []byte {
 // Unicode space cut off is a whitespace repair and a control character a
 // control_char repair, as they are between tokens.
 func (s *scanner) trimCounted(raw []byte, off int) []byte {
+	if n := len(raw); n > 0 && raw[0]-'!' < 0x80-'!' && raw[n-1]-'!' < 0x80-'!' {
+		return raw // printable ASCII at both ends: nothing to trim
+	}
 	w := trimSpace(raw)
 	if len(w) == len(raw) {
 		return w
@@ -330,11 +333,20 @@ func strictToken(src []byte, i int) int {
 	for k < len(src) && (src[k] == ' ' || src[k] == '\t') {
 		k++
 	}
-	if k < len(src) && !valueEnds(src, k) {
+	if k < len(src) && !tokenEnd[src[k]] && !valueEnds(src, k) {
 		return i
 	}
 	return j
 }
+
+// tokenEnd marks the bytes that end a complete number or literal for
+// certain, so that compact input decides without a call.
+var tokenEnd = func() (t [256]bool) {
+	for _, c := range []byte{',', '}', ']', '\n', '\r'} {
+		t[c] = true
+	}
+	return t
+}()
 
 // valueEnds reports whether a complete number or literal ends before
 // src[k], the first byte after it and its spaces: a separator or closer,
@@ -503,14 +515,19 @@ func (s *scanner) grouped(w []byte, off int) bool {
 		return false
 	}
 	s.repair(RepairGroupedNumber, off)
-	for j := 0; j < len(w); {
-		if n := separatorLen(w[j:]); n > 0 && j < i {
-			j += n
-			continue
-		}
-		s.dst = append(s.dst, w[j])
+	// The sign and first group, then each later group of three without
+	// its separator, then the fraction and exponent: a run at a time.
+	j := 0
+	for j < i && (w[j] == '-' || isDigit(w[j])) {
 		j++
 	}
+	s.dst = append(s.dst, w[:j]...)
+	for j < i {
+		j += separatorLen(w[j:])
+		s.dst = append(s.dst, w[j:j+3]...)
+		j += 3
+	}
+	s.dst = append(s.dst, w[i:]...)
 	return true
 }
 

@@ -477,19 +477,17 @@ func (s *scanner) startValue(c byte) error {
 	case '{', '[':
 		s.beginElement()
 		return s.push(c == '{')
-	case '"', '\'':
+	case '"':
 		s.beginElement()
-		var err error
-		switch {
-		case tripleQuote(s.src[s.i:]):
-			err = s.triple()
-		case c == '"':
-			err = s.str('"', 1, 0, true)
-		default:
-			s.repair(RepairQuotes, s.i)
-			err = s.str('\'', 1, 0, true)
+		if err := s.str('"', 1, 0, true); err != nil {
+			return err
 		}
-		if err != nil {
+		s.valueDone()
+		return nil
+	case '\'':
+		s.repair(RepairQuotes, s.i)
+		s.beginElement()
+		if err := s.str('\'', 1, 0, true); err != nil {
 			return err
 		}
 		s.valueDone()
@@ -613,19 +611,9 @@ func (s *scanner) key(c byte) error {
 	switch c {
 	case '}', ']':
 		return s.close(c)
-	case '"', '\'':
+	case '"':
 		s.beginMember()
-		var err error
-		switch {
-		case tripleQuote(s.src[s.i:]):
-			err = s.triple()
-		case c == '"':
-			err = s.str('"', 1, 0, false)
-		default:
-			s.repair(RepairQuotes, s.i)
-			err = s.str('\'', 1, 0, false)
-		}
-		if err != nil {
+		if err := s.str('"', 1, 0, false); err != nil {
 			return err
 		}
 		if err := s.endKey(false); err != nil {
@@ -636,6 +624,13 @@ func (s *scanner) key(c byte) error {
 			return s.colon(':')
 		}
 		return nil
+	case '\'':
+		s.repair(RepairQuotes, s.i)
+		s.beginMember()
+		if err := s.str('\'', 1, 0, false); err != nil {
+			return err
+		}
+		return s.endKey(false)
 	case ',', ':', '{', '[':
 		return s.errorf(ErrSyntax, s.i, "expected a key, found \""+string(c)+"\"")
 	}

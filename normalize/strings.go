@@ -50,6 +50,11 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 	open := s.i
 	s.escaped = false
 	i := open + openLen
+	if i+1 < len(src) && src[i] == q && src[i+1] == q {
+		// Three quotes: a multi-line string, not an empty string and
+		// then a quote.
+		return s.triple()
+	}
 	dst := append(s.dst, '"')
 	run := i
 	for {
@@ -68,7 +73,9 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 		switch {
 		case c == '"' || c == '\'':
 			if c == q {
-				if !value {
+				// Compact strict JSON is decided by the next byte alone,
+				// without a call.
+				if !value || i+1 >= len(src) || closesAtOnce[src[i+1]] {
 					dst = append(dst, src[run:i]...)
 					s.dst = append(dst, '"')
 					s.i = i + 1
@@ -170,6 +177,15 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 	}
 }
 
+// closesAtOnce marks the bytes after which a quote certainly closes a
+// string: what strict JSON puts straight after one.
+var closesAtOnce = func() (t [256]bool) {
+	for _, c := range []byte{',', '}', ']', ':'} {
+		t[c] = true
+	}
+	return t
+}()
+
 // What a quote that could close a string value turns out to be.
 const (
 	quoteInner  = iota // text inside the string, escaped
@@ -187,12 +203,8 @@ const (
 // inner quote.
 func (s *scanner) closes(j int) int {
 	src := s.src
-	if j >= len(src) {
+	if j >= len(src) || closesAtOnce[src[j]] {
 		return quoteCloses
-	}
-	switch src[j] {
-	case ',', '}', ']', ':':
-		return quoteCloses // compact strict JSON: decided at once
 	}
 	k := j
 	for k < len(src) {
@@ -248,19 +260,13 @@ func (s *scanner) closes(j int) int {
 	return quoteInner
 }
 
-// tripleQuote reports whether b starts with three double or three single
-// quotes.
-func tripleQuote(b []byte) bool {
-	return len(b) >= 3 && b[1] == b[0] && b[2] == b[0]
-}
-
 // triple scans a Python or Hjson multi-line string at s.i, `"""…"""` or
 // the same with single quotes, and writes the exact text between the
 // delimiters as one JSON string. Read as ordinary quotes, it would give an
 // empty string and then keys and values the client never wrote.
 func (s *scanner) triple() error {
 	open := s.i
-	delim := s.src[open : open+len(`"""`)]
+	delim := s.src[open : open+len(`"""`)] // str saw all three
 	body := open + len(delim)
 	end := bytes.Index(s.src[body:], delim)
 	if end < 0 {
