@@ -103,27 +103,6 @@ func (s *scanner) memberAt(i int, from *int) bool {
 	return k < len(s.src) && s.src[k] == ':'
 }
 
-// quotedEnd returns the offset of the quote that closes the string opened
-// by the quote at src[i] on the same line, and true; or the offset of the
-// line break or end of input that comes first, and false. Backslash
-// escapes are skipped.
-func quotedEnd(src []byte, i int) (int, bool) {
-	q := src[i]
-	for j := i + 1; j < len(src); j++ {
-		switch src[j] {
-		case q:
-			return j, true
-		case '\\':
-			if j+1 < len(src) && src[j+1] != '\n' && src[j+1] != '\r' {
-				j++
-			}
-		case '\n', '\r':
-			return j, false
-		}
-	}
-	return len(src), false
-}
-
 // skipBlanks returns the offset of the first byte at or after i that is
 // not a space, a tab or a Unicode space.
 func skipBlanks(src []byte, i int) int {

@@ -620,3 +620,10 @@ func TestUnsureLooseFormsAreRejected(t *testing.T) {
 		{`{a b}`, ErrSyntax, 4},                           // no quoted value after an unquoted key
 	})
 }
+
+func TestTypographicKeyAfterAStringValueIsTheNextMember(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"a\":\"x\" \u201cb\u201d: 1}", `{"a":"x","b":1}`, RepairComma},
+		{"[\"x\" \u2018y\u2019]", `["x","y"]`, RepairComma},
+	})
+}

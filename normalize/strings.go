@@ -50,7 +50,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 	open := s.i
 	s.escaped = false
 	i := open + openLen
-	if i+1 < len(src) && src[i] == q && src[i+1] == q {
+	if i+1 < len(src) && src[i] == q && src[i+1] == q && q != 0 {
 		// Three quotes: a multi-line string, not an empty string and
 		// then a quote.
 		return s.triple()
@@ -241,7 +241,7 @@ func (s *scanner) closes(j int) int {
 		if k < len(src) && (src[k] == '"' || src[k] == '\'') {
 			return quoteConcat
 		}
-	case '"', '\'':
+	default:
 		e, ok := quotedEnd(src, k)
 		if !ok {
 			return quoteInner
@@ -258,6 +258,41 @@ func (s *scanner) closes(j int) int {
 		}
 	}
 	return quoteInner
+}
+
+// quotedEnd returns the offset of the last byte of the quote that closes
+// the string opened by the quote at src[i] (ASCII or typographic) on the
+// same line, and true; or the offset of the line break or end of input
+// that comes first, and false; or i and false when no quote opens at i.
+// Backslash escapes are skipped.
+func quotedEnd(src []byte, i int) (int, bool) {
+	q, tb := src[i], byte(0)
+	if q != '"' && q != '\'' {
+		if tb = typoQuote(src[i:]); tb == 0 {
+			return i, false
+		}
+		q = 0 // closed by E2 80 tb, found below
+		i += 2
+	}
+	for j := i + 1; j < len(src); j++ {
+		switch c := src[j]; c {
+		case '\\':
+			if j+1 < len(src) && src[j+1] != '\n' && src[j+1] != '\r' {
+				j++
+			}
+		case '\n', '\r':
+			return j, false
+		case q:
+			if tb == 0 {
+				return j, true
+			}
+		case 0xE2:
+			if tb != 0 && j+2 < len(src) && src[j+1] == 0x80 && src[j+2] == tb {
+				return j + 2, true
+			}
+		}
+	}
+	return len(src), false
 }
 
 // triple scans a Python or Hjson multi-line string at s.i, `"""…"""` or
