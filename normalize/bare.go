@@ -1,14 +1,20 @@
 package normalize
 
 // Bare tokens: anything at a value or key position that does not start with
-// a quote or a bracket. A bare value runs to ',' '}' ']' or the end of the
-// line; a bare key runs to ':'. It is then classified once: strict number or
-// literal (kept), loose literal, digit-grouped number, several numbers on one
-// line in an array (missing commas), non-JSON number form or word (string).
+// a quote or a bracket. A bare value runs to ',' '}' ']' '{' '[', the end
+// of the line, a comment after white space, or a quote that opens the next
+// member's key; a bare key runs to ':' or a quote. It is then classified
+// once: strict number or literal (kept), loose literal, digit-grouped
+// number, several numbers on one line in an array (missing commas),
+// non-JSON number form or word (string).
+//
+// Structure never becomes text: a bracket always ends a bare value, so
+// `[{"a":1{"a":2}]` is a 400 at the second '{', never a string holding an
+// object.
 
 // bareStop marks the bytes at which bareRun must look closer.
 var bareStop = func() (t [256]bool) {
-	for _, c := range []byte{',', '}', ']', '\n', '\r', '/', '#', ':', '{', '['} {
+	for _, c := range []byte{',', '}', ']', '\n', '\r', '/', '#', ':', '{', '[', '"', '\'', 0xE2} {
 		t[c] = true
 	}
 	return t
@@ -16,11 +22,15 @@ var bareStop = func() (t [256]bool) {
 
 // bareRun scans the bare token at s.i and returns its end offset; s.i is
 // set to it. A comment starts inside a bare token only after white space,
-// so `http://host/x` is one word.
+// so `http://host/x` is one word; straight after a complete number or
+// literal (`25/*EUR*/`, `True//checked`) it starts one too, since no word
+// reading of those is meant.
 func (s *scanner) bareRun(key bool) int {
 	src := s.src
 	start := s.i
 	i := start
+	asked := false // the text before a comment opener was tested once
+	quoteFrom := 0 // quotes before this offset cannot open the next member
 	for i < len(src) {
 		c := src[i]
 		if !bareStop[c] {
@@ -28,23 +38,45 @@ func (s *scanner) bareRun(key bool) int {
 			continue
 		}
 		switch c {
-		case ',', '}', ']', '\n', '\r':
+		case ',', '}', ']', '\n', '\r', '{', '[':
 			s.i = i
 			return i
-		case ':', '{', '[':
+		case ':':
 			if key {
 				s.i = i
 				return i
 			}
-		case '/':
-			if i+1 < len(src) && (src[i+1] == '/' || src[i+1] == '*') && i > start && spaceBefore(src, i) {
+		case '"':
+			// In a key, a quote is a quoted value with the colon left out
+			// (`{a "b"}`). In a value, it is text (`C:\dir "x"`) unless it
+			// opens the next member's key: `{"a": hello "b": 2}`.
+			if key || i >= quoteFrom && s.memberAt(i, &quoteFrom) {
 				s.i = i
 				return i
 			}
-		case '#':
-			if i > start && spaceBefore(src, i) {
+		case '\'', 0xE2:
+			// An apostrophe inside a word is text (O'Brien, it’s); after
+			// white space in a key it opens a quoted value (`{a 'b'}`).
+			if key && i > start && spaceBefore(src, i) && opensString(src[i:]) {
 				s.i = i
 				return i
+			}
+		case '/', '#':
+			if c == '/' && (i+1 >= len(src) || src[i+1] != '/' && src[i+1] != '*') || i == start {
+				break
+			}
+			if spaceBefore(src, i) {
+				s.i = i
+				return i
+			}
+			if !key && !asked {
+				// Tested at the first opener only, so that a long word
+				// with many slashes stays linear.
+				asked = true
+				if completeValue(trimSpace(src[start:i])) {
+					s.i = i
+					return i
+				}
 			}
 		}
 		i++
@@ -53,32 +85,67 @@ func (s *scanner) bareRun(key bool) int {
 	return i
 }
 
-// spaceBefore reports whether src[i-1] ends a white-space character.
-func spaceBefore(src []byte, i int) bool {
-	switch src[i-1] {
-	case ' ', '\t':
-		return true
-	case 0xA0:
-		return i >= 2 && src[i-2] == 0xC2
-	case 0xAF:
-		return i >= 3 && src[i-3] == 0xE2 && src[i-2] == 0x80
+// memberAt reports whether the quote at src[i], inside a bare value of an
+// object, opens the next member: a double-quoted key on the same line
+// followed by ':'. When it does not, *from is set past the quotes that the
+// look went over, so that no byte is looked at twice for the same reason.
+func (s *scanner) memberAt(i int, from *int) bool {
+	if f := s.top(); f == nil || !f.obj {
+		*from = len(s.src)
+		return false
 	}
-	return false
+	j, ok := quotedEnd(s.src, i)
+	*from = j
+	if !ok {
+		return false
+	}
+	k := skipBlanks(s.src, j+1)
+	return k < len(s.src) && s.src[k] == ':'
 }
 
+// skipBlanks returns the offset of the first byte at or after i that is
+// not a space, a tab or a Unicode space.
+func skipBlanks(src []byte, i int) int {
+	for i < len(src) {
+		switch c := src[i]; {
+		case c == ' ' || c == '\t':
+			i++
+		case c >= 0x80:
+			n := spaceRuneLen(src[i:])
+			if n == 0 {
+				return i
+			}
+			i += n
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// completeValue reports whether w, a bare token's text, is a whole number
+// or literal, strict or loose.
+func completeValue(w []byte) bool {
+	return isNumber(w) || literal(w) != "" || groupedLen(w) > 0
+}
+
+// spaceBefore reports whether src[i-1] ends a white-space character.
+func spaceBefore(src []byte, i int) bool { return spaceLenBefore(src[:i]) > 0 }
+
 // spaceLen returns the length of the white-space character (inside a bare
-// token) at the start of b, or 0.
+// token) at the start of b, or 0: a space, a tab, any other control
+// character but a line break (which ends the token), or a Unicode space.
 func spaceLen(b []byte) int {
 	if len(b) == 0 {
 		return 0
 	}
-	switch b[0] {
-	case ' ', '\t', '\f', '\v':
-		return 1
-	case 0xC2, 0xE2:
-		return spaceRuneLen(b)
+	if c := b[0]; c < 0x80 {
+		if c == ' ' || c < ' ' {
+			return 1
+		}
+		return 0
 	}
-	return 0
+	return spaceRuneLen(b)
 }
 
 // spaceLenBefore returns the length of the white-space character ending b, or 0.
@@ -87,21 +154,22 @@ func spaceLenBefore(b []byte) int {
 	if n == 0 {
 		return 0
 	}
-	switch b[n-1] {
-	case ' ', '\t', '\f', '\v':
-		return 1
-	case 0xA0:
-		if n >= 2 && b[n-2] == 0xC2 {
-			return 2
+	if c := b[n-1]; c < 0x80 {
+		if c == ' ' || c < ' ' {
+			return 1
 		}
-	case 0xAF:
-		if n >= 3 && b[n-3] == 0xE2 && b[n-2] == 0x80 {
-			return 3
-		}
+		return 0
+	}
+	if n >= 3 && spaceRuneLen(b[n-3:]) == 3 {
+		return 3
+	}
+	if n >= 2 && spaceRuneLen(b[n-2:]) == 2 {
+		return 2
 	}
 	return 0
 }
 
+// trimSpace trims white space from both ends of a bare token.
 func trimSpace(w []byte) []byte {
 	for {
 		n := spaceLen(w)
@@ -120,6 +188,51 @@ func trimSpace(w []byte) []byte {
 	return w
 }
 
+// trimCounted is trimSpace for a bare token at input offset off that
+// becomes a value or key: spaces and tabs are ordinary white space, a
+// Unicode space cut off is a whitespace repair and a control character a
+// control_char repair, as they are between tokens.
+func (s *scanner) trimCounted(raw []byte, off int) []byte {
+	if n := len(raw); n > 0 && raw[0]-'!' < 0x80-'!' && raw[n-1]-'!' < 0x80-'!' {
+		return raw // printable ASCII at both ends: nothing to trim
+	}
+	w := trimSpace(raw)
+	if len(w) == len(raw) {
+		return w
+	}
+	head := len(raw) - len(trimSpaceHead(raw))
+	s.countSpace(raw[:head], off)
+	s.countSpace(raw[head+len(w):], off+head+len(w))
+	return w
+}
+
+// trimSpaceHead trims white space from the start of w only.
+func trimSpaceHead(w []byte) []byte {
+	for {
+		n := spaceLen(w)
+		if n == 0 {
+			return w
+		}
+		w = w[n:]
+	}
+}
+
+// countSpace counts the repairs in b, a run of white space at offset off.
+func (s *scanner) countSpace(b []byte, off int) {
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == ' ' || c == '\t':
+			i++
+		case c < ' ':
+			s.repair(RepairControlChar, off+i)
+			i++
+		default:
+			s.repair(RepairWhitespace, off+i)
+			i += max(spaceLen(b[i:]), 1)
+		}
+	}
+}
+
 // bareValue handles the bare token at s.i in value position; beginElement
 // has already run for it.
 func (s *scanner) bareValue() error {
@@ -133,7 +246,7 @@ func (s *scanner) bareValue() error {
 		return nil
 	}
 	end := s.bareRun(false)
-	w := trimSpace(s.src[start:end])
+	w := s.trimCounted(s.src[start:end], start)
 	lit := literal(w)
 	switch {
 	case isNumber(w):
@@ -145,6 +258,10 @@ func (s *scanner) bareValue() error {
 		s.dst = append(s.dst, lit...)
 	case s.grouped(w, start):
 	case s.split(w, start):
+	case string(w) == "..." || string(w) == "\u2026":
+		// Elided content, as in a document's example: the body is not
+		// the whole event, so it must not be recorded as one.
+		return s.errorf(ErrSyntax, start, "\""+string(w)+"\" stands for left-out content; send the whole value")
 	default:
 		if looksNumeric(w) {
 			s.repair(RepairNonJSONNumber, start)
@@ -195,14 +312,37 @@ func strictToken(src []byte, i int) int {
 	for k < len(src) && (src[k] == ' ' || src[k] == '\t') {
 		k++
 	}
-	if k < len(src) {
-		switch src[k] {
-		case ',', '}', ']', '\n', '\r':
-		default:
-			return i
-		}
+	if k < len(src) && !tokenEnd[src[k]] && !valueEnds(src, k) {
+		return i
 	}
 	return j
+}
+
+// tokenEnd marks the bytes that end a complete number or literal for
+// certain, so that compact input decides without a call.
+var tokenEnd = func() (t [256]bool) {
+	for _, c := range []byte{',', '}', ']', '\n', '\r'} {
+		t[c] = true
+	}
+	return t
+}()
+
+// valueEnds reports whether a complete number or literal ends before
+// src[k], the first byte after it and its spaces: a separator or closer,
+// a line break, a comment (`25/*EUR*/`), or structure that a token never
+// runs across: a bracket or a double quote (`[1{"a":2}]`, `{"a":1 "b":2}`).
+// An apostrophe ends it too, unless a digit follows (`1'000` is a grouped
+// number).
+func valueEnds(src []byte, k int) bool {
+	switch src[k] {
+	case ',', '}', ']', '\n', '\r', '{', '[', '"', '#':
+		return true
+	case '/':
+		return k+1 < len(src) && (src[k+1] == '/' || src[k+1] == '*')
+	case '\'':
+		return k+1 >= len(src) || !isDigit(src[k+1])
+	}
+	return false
 }
 
 // numberEnd returns the end of the JSON number at src[i:], or i.
@@ -333,9 +473,13 @@ func separatorLen(b []byte) int {
 	switch b[0] {
 	case ' ', '_', '\'':
 		return 1
-	case 0xC2, 0xE2:
-		if n := spaceRuneLen(b); n > 0 {
-			return n
+	case 0xC2: // U+00A0
+		if len(b) >= 2 && b[1] == 0xA0 {
+			return 2
+		}
+	case 0xE2: // U+202F
+		if len(b) >= 3 && b[1] == 0x80 && b[2] == 0xAF {
+			return 3
 		}
 	}
 	return 0
@@ -345,6 +489,30 @@ func separatorLen(b []byte) int {
 // 1 234 567.5): a first group of 1–3 digits, then groups of exactly three,
 // each after one separator, then an optional fraction and exponent.
 func (s *scanner) grouped(w []byte, off int) bool {
+	i := groupedLen(w)
+	if i <= 0 {
+		return false
+	}
+	s.repair(RepairGroupedNumber, off)
+	// The sign and first group, then each later group of three without
+	// its separator, then the fraction and exponent: a run at a time.
+	j := 0
+	for j < i && (w[j] == '-' || isDigit(w[j])) {
+		j++
+	}
+	s.dst = append(s.dst, w[:j]...)
+	for j < i {
+		j += separatorLen(w[j:])
+		s.dst = append(s.dst, w[j:j+3]...)
+		j += 3
+	}
+	s.dst = append(s.dst, w[i:]...)
+	return true
+}
+
+// groupedLen returns, when w is a digit-grouped number, the end of its
+// groups (where the fraction or exponent starts), else 0.
+func groupedLen(w []byte) int {
 	i := 0
 	if i < len(w) && w[i] == '-' {
 		i++
@@ -354,7 +522,7 @@ func (s *scanner) grouped(w []byte, off int) bool {
 		i++
 	}
 	if n := i - g; n == 0 || n > 3 || w[g] == '0' {
-		return false
+		return 0
 	}
 	groups := 0
 	for {
@@ -367,30 +535,49 @@ func (s *scanner) grouped(w []byte, off int) bool {
 		groups++
 	}
 	if groups == 0 {
-		return false
+		return 0
 	}
 	rest := w[i:]
 	if len(rest) > 0 && (rest[0] != '.' && rest[0] != 'e' && rest[0] != 'E') {
-		return false
+		return 0
 	}
 	if len(rest) > 0 {
-		// The fraction and exponent follow JSON's grammar after any digit.
-		var tmp [1]byte
-		tmp[0] = '0'
-		if !isNumber(append(tmp[:], rest...)) {
+		// The fraction and exponent follow JSON's grammar.
+		if !fractionOrExponent(rest) {
+			return 0
+		}
+	}
+	return i
+}
+
+// fractionOrExponent reports whether rest is a JSON fraction and/or
+// exponent (".5", "e3", ".5e-3").
+func fractionOrExponent(rest []byte) bool {
+	j := 0
+	if rest[j] == '.' {
+		j++
+		d := j
+		for j < len(rest) && isDigit(rest[j]) {
+			j++
+		}
+		if j == d {
 			return false
 		}
 	}
-	s.repair(RepairGroupedNumber, off)
-	for j := 0; j < len(w); {
-		if n := separatorLen(w[j:]); n > 0 && j < i {
-			j += n
-			continue
-		}
-		s.dst = append(s.dst, w[j])
+	if j < len(rest) && (rest[j] == 'e' || rest[j] == 'E') {
 		j++
+		if j < len(rest) && (rest[j] == '+' || rest[j] == '-') {
+			j++
+		}
+		d := j
+		for j < len(rest) && isDigit(rest[j]) {
+			j++
+		}
+		if j == d {
+			return false
+		}
 	}
-	return true
+	return j == len(rest)
 }
 
 // split handles `1 2 3` in an array: several numbers or literals separated

@@ -1,18 +1,24 @@
 package normalize
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
 
 // FuzzValue checks the general layer's guarantee on any input: no panic;
 // strict output (encoding/json and fastjson both accept it) or a typed
-// *Error; normalising the output again gives it back byte for byte; and
-// input that is already strict JSON without duplicate keys keeps its
-// meaning (key order, number text, string values).
+// *Error; normalising the output again gives it back byte for byte; input
+// that is already strict JSON without duplicate keys keeps its meaning (key
+// order, number text, string values); and no output key is text the input
+// did not write (keysWritten). FuzzLooseStructure checks the stronger form
+// of that, and that no structure becomes text, on documents whose structure
+// is known.
 func FuzzValue(f *testing.F) {
 	for _, seed := range []string{
 		`{"a":1,"b":[true,false,null],"c":"x"}`,
@@ -32,6 +38,16 @@ func FuzzValue(f *testing.F) {
 		`{"\u0061":1,"a":2}`,
 		"'line 1 \\\nline 2'",
 		``,
+		"{\"a\":1,\x00\"b\":2}",
+		"{\"price\":25/*EUR*/, \"ok\":true//checked\n}",
+		"{\"a\":\u2003\"x\"\u3000,\u2028\"b\":\u205f1\u200b}",
+		"{\"note\": \"\"\"two\nlines\"\"\", '''k''': '''v'''}",
+		`[{"a":1{"a":2}]`,
+		`{"d":"Customer said "call me later" and hung up","s":3}`,
+		`{"a":"x" "b":"y"}`,
+		`{"a":1}}`,
+		`{a "b"}`,
+		`{"a": "x" + "y"}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -57,6 +73,9 @@ func FuzzValue(f *testing.F) {
 		if err := fastjson.ValidateBytes(out); err != nil {
 			t.Fatalf("fastjson rejects the output %q: %v", out, err)
 		}
+		if k, ok := keysWritten(in, out); !ok {
+			t.Fatalf("output key %q is more often a key in the output than text in the input %q: %q", k, in, out)
+		}
 		again, err := n.Value(nil, out, nil)
 		if err != nil {
 			t.Fatalf("normalising the output %q failed: %v", out, err)
@@ -78,4 +97,34 @@ func FuzzValue(f *testing.F) {
 			}
 		}
 	})
+}
+
+// keysWritten checks that every key of out, strict JSON normalised from in,
+// is text that in holds at least as many times as out uses it as a key: a
+// repair never invents a member. Keys the input may have spelled with
+// escapes (in holds a backslash) or that hold U+FFFD (invalid UTF-8
+// replaced) are not comparable as text and are skipped.
+func keysWritten(in, out []byte) (string, bool) {
+	if bytes.IndexByte(in, '\\') >= 0 {
+		return "", true
+	}
+	keys, _, _, _, err := outputStructure(out)
+	if err != nil {
+		return "", true // reported by the validity checks
+	}
+	for k, c := range keys {
+		if k == "" || strings.ContainsRune(k, utf8.RuneError) {
+			continue
+		}
+		found := 0
+		for i := 0; i+len(k) <= len(in) && found < c; i++ {
+			if string(in[i:i+len(k)]) == k {
+				found++
+			}
+		}
+		if found < c {
+			return k, false
+		}
+	}
+	return "", true
 }

@@ -21,6 +21,7 @@ const (
 	RepairDuplicateKey                    // last value at the first key's position
 	RepairEmptyBody                       // empty body → {}
 	RepairMissingColon                    // {"a" 1} → {"a":1}
+	RepairExtraCloser                     // {"a":1}} → {"a":1}
 
 	RepairTimestampAdded     // missing/null/"" timestamp set to the receive time
 	RepairTimestampRewritten // another timestamp form → canonical UTC ms
@@ -48,6 +49,7 @@ var repairKindNames = [NumRepairKinds]string{
 	RepairDuplicateKey:       "duplicate_key",
 	RepairEmptyBody:          "empty_body",
 	RepairMissingColon:       "missing_colon",
+	RepairExtraCloser:        "extra_closer",
 	RepairTimestampAdded:     "timestamp_added",
 	RepairTimestampRewritten: "timestamp_rewritten",
 	RepairAttributeName:      "attribute_name",

@@ -94,6 +94,7 @@ type scanner struct {
 	sawComma bool   // a ',' was consumed and no value or key has followed yet
 	commaOff int    // input offset of that ','
 	topDone  bool   // the top-level value is complete
+	topObj   bool   // ... and it is an object
 	bareKey  bool   // the key that just ended was unquoted
 	multiOff int    // input offset of a second top-level value found by split
 	escaped  bool   // the last string written may contain a backslash
@@ -176,7 +177,7 @@ func (sc *scratch) release() {
 
 // numScanRepairKinds is the number of repair kinds of the general layer
 // (the Task End layer's kinds follow).
-const numScanRepairKinds = int(RepairMissingColon) + 1
+const numScanRepairKinds = int(RepairExtraCloser) + 1
 
 // scanRepair is one listed repair of the scanner.
 type scanRepair struct {
@@ -290,7 +291,7 @@ func (s *scanner) skipSpace() error {
 		case '\f', '\v':
 			s.repair(RepairWhitespace, i)
 			i++
-		case 0xC2, 0xE2, 0xEF:
+		case 0xC2, 0xE1, 0xE2, 0xE3, 0xEF:
 			n := spaceRuneLen(src[i:])
 			if n == 0 {
 				s.i = i
@@ -299,6 +300,15 @@ func (s *scanner) skipSpace() error {
 			s.repair(RepairWhitespace, i)
 			i += n
 		default:
+			if c < ' ' {
+				// Any other control character between tokens (a NUL from a
+				// C client, a stray ESC) is white space too: were it read as
+				// the start of a bare token it would glue itself to the next
+				// token and turn `{"a":1,\x00"b":2}` into a key "\u0000\"b\"".
+				s.repair(RepairControlChar, i)
+				i++
+				continue
+			}
 			s.i = i
 			return nil
 		}
@@ -318,19 +328,57 @@ func lineEnd(src []byte, i int) int {
 	return i
 }
 
-// spaceRuneLen returns the length of the no-break space (U+00A0), narrow
-// no-break space (U+202F) or BOM (U+FEFF) at the start of b, or 0.
+// spaceRuneLen returns the length of the Unicode space at the start of b,
+// or 0: every White_Space character above ASCII (U+0085, U+00A0, U+1680,
+// U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000) and the
+// zero-width ones clients paste in from word processors (U+180E, U+200B,
+// U+FEFF, the BOM). Between tokens each is white space; inside a string
+// it is text.
 func spaceRuneLen(b []byte) int {
-	if len(b) >= 2 && b[0] == 0xC2 && b[1] == 0xA0 {
-		return 2
+	if len(b) < 2 {
+		return 0
 	}
-	if len(b) >= 3 && b[0] == 0xE2 && b[1] == 0x80 && b[2] == 0xAF {
-		return 3
+	switch b[0] {
+	case 0xC2: // U+0085, U+00A0
+		if b[1] == 0x85 || b[1] == 0xA0 {
+			return 2
+		}
+		return 0
 	}
-	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
-		return 3
+	if len(b) < 3 {
+		return 0
+	}
+	switch b[0] {
+	case 0xE1: // U+1680, U+180E
+		if b[1] == 0x9A && b[2] == 0x80 || b[1] == 0xA0 && b[2] == 0x8E {
+			return 3
+		}
+	case 0xE2:
+		switch b[1] {
+		case 0x80: // U+2000–U+200B, U+2028, U+2029, U+202F
+			if b[2] >= 0x80 && b[2] <= 0x8B || b[2] == 0xA8 || b[2] == 0xA9 || b[2] == 0xAF {
+				return 3
+			}
+		case 0x81: // U+205F
+			if b[2] == 0x9F {
+				return 3
+			}
+		}
+	case 0xE3: // U+3000
+		if b[1] == 0x80 && b[2] == 0x80 {
+			return 3
+		}
+	case 0xEF: // U+FEFF
+		if b[1] == 0xBB && b[2] == 0xBF {
+			return 3
+		}
 	}
 	return 0
+}
+
+// opensString reports whether b starts with a quote that opens a string.
+func opensString(b []byte) bool {
+	return b[0] == '"' || b[0] == '\'' || typoQuote(b) != 0
 }
 
 // typoQuote returns the third byte of the closing quote for the typographic
@@ -431,7 +479,7 @@ func (s *scanner) startValue(c byte) error {
 		return s.push(c == '{')
 	case '"':
 		s.beginElement()
-		if err := s.str('"', 1, 0); err != nil {
+		if err := s.str('"', 1, 0, true); err != nil {
 			return err
 		}
 		s.valueDone()
@@ -439,7 +487,7 @@ func (s *scanner) startValue(c byte) error {
 	case '\'':
 		s.repair(RepairQuotes, s.i)
 		s.beginElement()
-		if err := s.str('\'', 1, 0); err != nil {
+		if err := s.str('\'', 1, 0, true); err != nil {
 			return err
 		}
 		s.valueDone()
@@ -465,7 +513,7 @@ func (s *scanner) startValue(c byte) error {
 	if tb := typoQuote(s.src[s.i:]); tb != 0 {
 		s.repair(RepairQuotes, s.i)
 		s.beginElement()
-		if err := s.str(0, 3, tb); err != nil {
+		if err := s.str(0, 3, tb, true); err != nil {
 			return err
 		}
 		s.valueDone()
@@ -522,6 +570,14 @@ func (s *scanner) after(c byte) error {
 func (s *scanner) close(c byte) error {
 	f := s.top()
 	if f == nil {
+		if s.topObj {
+			// Closers after a complete top-level object, such as
+			// `{"a":1}}`, close nothing and hide no data: dropped. What
+			// else follows is still a second value (after).
+			s.repair(RepairExtraCloser, s.i)
+			s.i++
+			return nil
+		}
 		return s.errorf(ErrSyntax, s.i, "unexpected \""+string(c)+"\": no object or array is open here")
 	}
 	want, what := byte(']'), "array"
@@ -543,6 +599,7 @@ func (s *scanner) close(c byte) error {
 		s.sc.top = append(s.sc.top[:0], s.sc.members[f.memStart:]...)
 	}
 	s.sc.members = s.sc.members[:f.memStart]
+	s.topObj = f.obj && len(s.sc.stack) == 1
 	s.sc.stack = s.sc.stack[:len(s.sc.stack)-1]
 	s.setTop()
 	s.i++
@@ -556,7 +613,7 @@ func (s *scanner) key(c byte) error {
 		return s.close(c)
 	case '"':
 		s.beginMember()
-		if err := s.str('"', 1, 0); err != nil {
+		if err := s.str('"', 1, 0, false); err != nil {
 			return err
 		}
 		if err := s.endKey(false); err != nil {
@@ -570,7 +627,7 @@ func (s *scanner) key(c byte) error {
 	case '\'':
 		s.repair(RepairQuotes, s.i)
 		s.beginMember()
-		if err := s.str('\'', 1, 0); err != nil {
+		if err := s.str('\'', 1, 0, false); err != nil {
 			return err
 		}
 		return s.endKey(false)
@@ -580,7 +637,7 @@ func (s *scanner) key(c byte) error {
 	if tb := typoQuote(s.src[s.i:]); tb != 0 {
 		s.repair(RepairQuotes, s.i)
 		s.beginMember()
-		if err := s.str(0, 3, tb); err != nil {
+		if err := s.str(0, 3, tb, false); err != nil {
 			return err
 		}
 		return s.endKey(false)
@@ -589,7 +646,7 @@ func (s *scanner) key(c byte) error {
 	s.beginMember()
 	start := s.i
 	end := s.bareRun(true)
-	w := trimSpace(s.src[start:end])
+	w := s.trimCounted(s.src[start:end], start)
 	var err error
 	s.dst = append(s.dst, '"')
 	s.dst, err = s.escape(s.dst, w, start)
@@ -641,7 +698,8 @@ func (s *scanner) colon(c byte) error {
 	case '}', ']', ',':
 		return s.errorf(ErrSyntax, s.i, "the key "+string(s.dst[m.key:m.keyEnd])+" has no value")
 	}
-	if s.bareKey {
+	if s.bareKey && !opensString(s.src[s.i:]) {
+		// `{a b}` has no sure reading; `{a "b"}` reads like `{"a" "b"}`.
 		return s.errorf(ErrSyntax, s.i, "expected \":\" after the key "+string(s.dst[m.key:m.keyEnd]))
 	}
 	s.repair(RepairMissingColon, s.i)

@@ -323,7 +323,9 @@ func TestNeverRepairedInputIsATypedError(t *testing.T) {
 		{"two numbers one line", "1 2", ErrMultipleValues, 1, 3, `more than one top-level value`},
 		{"value after comma", `{},{}`, ErrMultipleValues, 1, 4, `more than one top-level value`},
 		{"too deep", `[[[[1]]]]`, ErrTooDeep, 1, 4, `limit of 3 levels`},
-		{"stray closer", `{"a":1}}`, ErrSyntax, 1, 8, `no object or array is open`},
+		{"stray closer after an array", `[1]]`, ErrSyntax, 1, 4, `no object or array is open`},
+		{"stray closer alone", `}`, ErrSyntax, 1, 1, `no object or array is open`},
+		{"value after a stray closer", `{"a":1}}{"b":2}`, ErrMultipleValues, 1, 9, `more than one top-level value`},
 		{"mismatched closer", `{"a":[1}`, ErrSyntax, 1, 8, `array opened at line 1, column 6 is still open`},
 		{"missing value", `{"a":}`, ErrSyntax, 1, 6, `expected a value`},
 		{"empty element", `[1,,2]`, ErrSyntax, 1, 4, `a value is missing`},
@@ -386,11 +388,14 @@ func TestNumberOrLiteralFollowedByMoreTextIsOneBareToken(t *testing.T) {
 	}
 }
 
-func TestLineContinuationInStringIsDropped(t *testing.T) {
+// A backslash before a line break is dropped, and the line break the
+// client wrote is kept (JSON5 would drop both).
+func TestBackslashBeforeLineBreakKeepsTheLineBreak(t *testing.T) {
 	runRepairTable(t, []repairCase{
-		{"'a \\\nb'", `"a b"`, RepairEscape},
-		{"'a \\\r\nb'", `"a b"`, RepairEscape},
-		{"'a \\\rb'", `"a b"`, RepairEscape},
+		{"'a \\\nb'", `"a \nb"`, RepairEscape},
+		{"'a \\\r\nb'", `"a \r\nb"`, RepairEscape},
+		{"'a \\\rb'", `"a \rb"`, RepairEscape},
+		{"{\"a\":\"first\\\nsecond\"}", `{"a":"first\nsecond"}`, RepairEscape},
 	})
 }
 
@@ -406,4 +411,219 @@ func TestHasSpecialFindsEveryByteThatNeedsACloserLook(t *testing.T) {
 			assert.Equal(t, !strSafe[c], hasSpecial(x), "byte %#x at %d", c, pos)
 		}
 	}
+}
+
+// rejectCase is one row of input that no repair makes sure: the error kind
+// and the byte offset it names.
+type rejectCase struct {
+	in   string
+	kind ErrorKind
+	off  int
+}
+
+func runRejectTable(t *testing.T, rows []rejectCase) {
+	t.Helper()
+	n := newValueNormalizer(t, Options{})
+	for _, row := range rows {
+		t.Run(row.in, func(t *testing.T) {
+			out, err := n.Value(nil, []byte(row.in), nil)
+			var e *Error
+			require.True(t, errors.As(err, &e), "want an *Error, got %v and %q", err, out)
+			assert.Equal(t, row.kind, e.Kind, e.Error())
+			assert.Equal(t, row.off, e.Offset, e.Error())
+		})
+	}
+}
+
+func TestControlCharacterBetweenTokensIsWhiteSpace(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"a\":1,\x00\"b\":2}", `{"a":1,"b":2}`, RepairControlChar},
+		{"{\"a\":1\x00,\"b\":2}", `{"a":1,"b":2}`, RepairControlChar},
+		{"\x00{\"a\":\x1b\"x\"}\x00", `{"a":"x"}`, RepairControlChar},
+		{"[\x00]", `[]`, RepairControlChar},
+		{"{\"a\": x\x01}", `{"a":"x"}`, RepairControlChar},
+		{"{\x02a: 1}", `{"a":1}`, RepairControlChar},
+	})
+}
+
+func TestControlCharacterInsideABareWordIsText(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"a\": x\x00y}", `{"a":"x\u0000y"}`, RepairBareWord},
+	})
+}
+
+func TestCommentStraightAfterAValueEndsIt(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"price\":25/*EUR*/, \"ok\":true//checked\n}", `{"price":25,"ok":true}`, RepairComment},
+		{"{\"a\":null#none\n}", `{"a":null}`, RepairComment},
+		{"{\"a\":-1.5e3/**/}", `{"a":-1.5e3}`, RepairComment},
+		{"{\"a\":\"x\"//c\n,\"b\":'y'#c\n}", `{"a":"x","b":"y"}`, RepairComment},
+		{"{\"a\":True//c\n}", `{"a":true}`, RepairComment},
+		{"{\"a\":None#c\n}", `{"a":null}`, RepairComment},
+		{"{\"a\":25 000/*EUR*/}", `{"a":25000}`, RepairComment},
+		{"[1/*a*/2]", `[1,2]`, RepairComment},
+	})
+}
+
+// Bare words keep their rule: a comment starts inside one only after white
+// space, so URLs and paths stay whole.
+func TestCommentInsideABareWordNeedsWhiteSpaceBeforeIt(t *testing.T) {
+	n := newValueNormalizer(t, Options{})
+	rows := []struct{ in, want string }{
+		{`{"u": http://host/x}`, `{"u":"http://host/x"}`},
+		{`{"u": a/*b*/c}`, `{"u":"a/*b*/c"}`},
+		{`{"u": a#b}`, `{"u":"a#b"}`},
+		{`{"u": a /*b*/}`, `{"u":"a"}`},
+		{"{\"u\": a //b\n}", `{"u":"a"}`},
+		{`{"u": 1x/*b*/}`, `{"u":"1x/*b*/"}`},
+	}
+	for _, row := range rows {
+		out, err := n.Value(nil, []byte(row.in), nil)
+		require.NoError(t, err, row.in)
+		assert.Equal(t, row.want, string(out), row.in)
+	}
+}
+
+// unicodeSpaces is every Unicode space the scanner reads as white space
+// between tokens.
+var unicodeSpaces = []string{
+	"\u0085", "\u00a0", "\u1680", "\u180e",
+	"\u2000", "\u2001", "\u2002", "\u2003", "\u2004", "\u2005", "\u2006", "\u2007", "\u2008", "\u2009", "\u200a",
+	"\u200b", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000", "\ufeff",
+}
+
+func TestEveryUnicodeSpaceIsWhiteSpaceBetweenTokens(t *testing.T) {
+	var rows []repairCase
+	for _, sp := range unicodeSpaces {
+		rows = append(rows,
+			repairCase{`{"a":` + sp + `"x"` + sp + `,` + sp + `"b":` + sp + `1` + sp + `}`, `{"a":"x","b":1}`, RepairWhitespace},
+			repairCase{sp + `{a` + sp + `:1}`, `{"a":1}`, RepairWhitespace},
+		)
+	}
+	runRepairTable(t, rows)
+}
+
+func TestUnicodeSpaceIsTrimmedFromTheEndsOfABareWord(t *testing.T) {
+	var rows []repairCase
+	for _, sp := range unicodeSpaces {
+		rows = append(rows, repairCase{`{"a": customer` + sp + `info` + sp + `}`, `{"a":"customer` + sp + `info"}`, RepairWhitespace})
+		rows = append(rows, repairCase{`[7` + sp + `]`, `[7]`, RepairWhitespace})
+	}
+	runRepairTable(t, rows)
+}
+
+func TestUnicodeSpaceInsideAStringIsText(t *testing.T) {
+	n := newValueNormalizer(t, Options{})
+	for _, sp := range unicodeSpaces {
+		in := `{"a":"` + sp + `x` + sp + `"}`
+		var rep Report
+		out, err := n.Value(nil, []byte(in), &rep)
+		require.NoError(t, err)
+		assert.Equal(t, in, string(out))
+		assert.True(t, rep.Strict)
+	}
+}
+
+func TestTripleQuotedStringIsOneStringWithItsExactText(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"note\": \"\"\"two\nlines\"\"\"}", `{"note":"two\nlines"}`, RepairQuotes},
+		{"{\"note\": '''it's \"so\"\n\tC:\\dir'''}", `{"note":"it's \"so\"\n\tC:\\dir"}`, RepairQuotes},
+		{"[\"\"\"\"\"\", '''''']", `["",""]`, RepairQuotes},
+		{"{'''k''': 1, \"\"\"l\"\"\": 2}", `{"k":1,"l":2}`, RepairQuotes},
+	})
+}
+
+func TestTripleQuotedStringWithoutItsEndIsRejected(t *testing.T) {
+	runRejectTable(t, []rejectCase{
+		{"{\"note\": \"\"\"two\nlines\"}", ErrTruncated, 23},
+		{"{\"note\": '''two''}", ErrTruncated, 18},
+	})
+}
+
+// A bare word or number never runs on across a bracket or the next
+// member's quoted key: the value ends there and what follows is structure.
+func TestStructureNeverBecomesText(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`[1{"a":2}]`, `[1,{"a":2}]`, RepairComma},
+		{`[x[1]]`, `["x",[1]]`, RepairComma},
+		{`{"a":1 "b":2}`, `{"a":1,"b":2}`, RepairComma},
+		{`{"a":true"b":2}`, `{"a":true,"b":2}`, RepairComma},
+		{`{"a": hello "b": 2}`, `{"a":"hello","b":2}`, RepairComma},
+		{`{"a": 25 000 "b": 2}`, `{"a":25000,"b":2}`, RepairComma},
+		{`{"path": C:\dir "x"}`, `{"path":"C:\\dir \"x\""}`, RepairBareWord}, // a quote that opens no member is text
+	})
+}
+
+func TestStructureAfterAValueWithNoRepairIsRejectedWhereItStarts(t *testing.T) {
+	runRejectTable(t, []rejectCase{
+		{`[{"a":1{"a":2}]`, ErrSyntax, 7},
+		{`{"a": see [1]}`, ErrSyntax, 10},
+		{`{"a": x{"b":1}}`, ErrSyntax, 7},
+	})
+}
+
+func TestUnescapedInnerQuotesStayInTheString(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"disposition_desc":"Customer said "call me later" and hung up","state_id":3}`,
+			`{"disposition_desc":"Customer said \"call me later\" and hung up","state_id":3}`, RepairQuotes},
+		{`{"a":"say "hi""}`, `{"a":"say \"hi\""}`, RepairQuotes},
+		{`{"a":"5" screen"}`, `{"a":"5\" screen"}`, RepairQuotes},
+		{`["He said "hi" to me", 2]`, `["He said \"hi\" to me",2]`, RepairQuotes},
+		{`{'a': 'it's ok'}`, `{"a":"it's ok"}`, RepairQuotes},
+		{"{\"a\":\"x \"y\" z\"\n}", `{"a":"x \"y\" z"}`, RepairQuotes},
+		{`{"interaction_id":0000CSS0FXZUP6UR, "task_type":customer info, "d":"said "yes" twice"}`,
+			`{"interaction_id":"0000CSS0FXZUP6UR","task_type":"customer info","d":"said \"yes\" twice"}`, RepairQuotes},
+	})
+}
+
+// A closing quote followed by the next member's key, the next element or
+// a line break still ends the string: those are commas left out.
+func TestQuoteBeforeTheNextMemberStillEndsTheString(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"a":"x" "b":"y"}`, `{"a":"x","b":"y"}`, RepairComma},
+		{`{"a":"x" 'b':"y"}`, `{"a":"x","b":"y"}`, RepairComma},
+		{`["a" "b"]`, `["a","b"]`, RepairComma},
+		{"{\"a\":\"x\"\n\"b\":\"y\"}", `{"a":"x","b":"y"}`, RepairComma},
+	})
+}
+
+func TestStrayCloserAfterTopLevelObjectIsDropped(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"a":1}}`, `{"a":1}`, RepairExtraCloser},
+		{`{"a":1}]`, `{"a":1}`, RepairExtraCloser},
+		{"{\"a\":1} ]}\n", `{"a":1}`, RepairExtraCloser},
+	})
+}
+
+func TestUnquotedKeyBeforeAQuotedValueGetsItsColon(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{a "b"}`, `{"a":"b"}`, RepairMissingColon},
+		{`{a 'b', c "d"}`, `{"a":"b","c":"d"}`, RepairMissingColon},
+		{"{a \u201cb\u201d}", `{"a":"b"}`, RepairMissingColon},
+		{`{car type "sedan"}`, `{"car type":"sedan"}`, RepairMissingColon},
+	})
+}
+
+// Decisions: each of these could be read more than one way, or is not a
+// body a Context Services client sends; rejecting is safer than guessing.
+func TestUnsureLooseFormsAreRejected(t *testing.T) {
+	runRejectTable(t, []rejectCase{
+		{`{"a":2]`, ErrSyntax, 6},                         // mismatched closer: may be truncation
+		{`[{"b":2]`, ErrSyntax, 7},                        // mismatched closer
+		{`{"a":1, ...}`, ErrSyntax, 11},                   // elided member
+		{`[1, ...]`, ErrSyntax, 4},                        // elided element
+		{"[1, \u2026]", ErrSyntax, 4},                     // elided element (ellipsis character)
+		{`{"a": "x" + "y"}`, ErrSyntax, 9},                // string concatenation
+		{"{\"a\": 'x' +\n 'y'}", ErrSyntax, 9},            // string concatenation across lines
+		{"```json\n{\"a\":1}\n```", ErrMultipleValues, 8}, // Markdown code fence
+		{`callback({"a":1})`, ErrMultipleValues, 9},       // JSONP wrapper
+		{`{a b}`, ErrSyntax, 4},                           // no quoted value after an unquoted key
+	})
+}
+
+func TestTypographicKeyAfterAStringValueIsTheNextMember(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{"{\"a\":\"x\" \u201cb\u201d: 1}", `{"a":"x","b":1}`, RepairComma},
+		{"[\"x\" \u2018y\u2019]", `["x","y"]`, RepairComma},
+	})
 }

@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"bytes"
 	"encoding/binary"
 	"unicode/utf8"
 )
@@ -38,11 +39,22 @@ const hexDigits = "0123456789abcdef"
 // or 0 for a typographic string closed by E2 80 tb. Runs that are already
 // valid JSON string text are copied verbatim, so strict strings keep their
 // exact bytes (escapes included).
-func (s *scanner) str(q byte, openLen int, tb byte) error {
+//
+// In a value (not a key), a quote like q closes the string only where
+// closes says so; otherwise it is an unescaped inner quote and is escaped:
+// `"Customer said "call me later" and hung up"` is one string. In strict
+// JSON every closing quote is followed by what closes accepts, so strict
+// input keeps its meaning.
+func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 	src := s.src
 	open := s.i
 	s.escaped = false
 	i := open + openLen
+	if i+1 < len(src) && src[i] == q && src[i+1] == q && q != 0 {
+		// Three quotes: a multi-line string, not an empty string and
+		// then a quote.
+		return s.triple()
+	}
 	dst := append(s.dst, '"')
 	run := i
 	for {
@@ -61,10 +73,25 @@ func (s *scanner) str(q byte, openLen int, tb byte) error {
 		switch {
 		case c == '"' || c == '\'':
 			if c == q {
-				dst = append(dst, src[run:i]...)
-				s.dst = append(dst, '"')
-				s.i = i + 1
-				return nil
+				// Compact strict JSON is decided by the next byte alone,
+				// without a call.
+				if !value || i+1 >= len(src) || closesAtOnce[src[i+1]] {
+					dst = append(dst, src[run:i]...)
+					s.dst = append(dst, '"')
+					s.i = i + 1
+					return nil
+				}
+				switch s.closes(i + 1) {
+				case quoteCloses:
+					dst = append(dst, src[run:i]...)
+					s.dst = append(dst, '"')
+					s.i = i + 1
+					return nil
+				case quoteConcat:
+					s.dst = dst
+					return s.errorf(ErrSyntax, i+1, "a string concatenation (\"a\" + \"b\") is not JSON; send the joined string")
+				}
+				s.repair(RepairQuotes, i)
 			}
 			if c == '"' {
 				// A double quote inside a single- or typographically
@@ -102,14 +129,13 @@ func (s *scanner) str(q byte, openLen int, tb byte) error {
 				i += 2
 				run = i
 			case '\n', '\r':
-				// A backslash before a line break continues the string on
-				// the next line (JavaScript, JSON5): both are dropped.
+				// A backslash before a line break: JavaScript and JSON5
+				// drop both, but the client did write the line break, so
+				// only the backslash goes and the break is escaped below
+				// (`\n`, `\r\n`): no character of the text is lost.
 				s.repair(RepairEscape, i)
 				dst = append(dst, src[run:i]...)
-				if src[i+1] == '\r' && i+2 < len(src) && src[i+2] == '\n' {
-					i++
-				}
-				i += 2
+				i++
 				run = i
 			default:
 				// \x41 and friends: the backslash is kept as text.
@@ -149,6 +175,149 @@ func (s *scanner) str(q byte, openLen int, tb byte) error {
 			i += size
 		}
 	}
+}
+
+// closesAtOnce marks the bytes after which a quote certainly closes a
+// string: what strict JSON puts straight after one.
+var closesAtOnce = func() (t [256]bool) {
+	for _, c := range []byte{',', '}', ']', ':'} {
+		t[c] = true
+	}
+	return t
+}()
+
+// What a quote that could close a string value turns out to be.
+const (
+	quoteInner  = iota // text inside the string, escaped
+	quoteCloses        // the end of the string
+	quoteConcat        // the end of a string joined to the next with '+': rejected
+)
+
+// closes says what a quote that would close a string value, just before
+// src[j], is. It closes the string when what follows, after white space,
+// is ',' '}' ']' ':', a line break, a comment, the end of input, or the
+// next member's quoted key and its ':' (a comma left out). In an array or
+// on the top level, the next element's quoted string followed by ',' ']',
+// a line break or the end counts too. A '+' and another quoted string is a
+// concatenation, which no reading makes sure. Anything else makes it an
+// inner quote.
+func (s *scanner) closes(j int) int {
+	src := s.src
+	if j >= len(src) || closesAtOnce[src[j]] {
+		return quoteCloses
+	}
+	k := j
+	for k < len(src) {
+		if c := src[k]; c == '\n' || c == '\r' {
+			return quoteCloses
+		}
+		n := spaceLen(src[k:])
+		if n == 0 {
+			break
+		}
+		k += n
+	}
+	if k >= len(src) {
+		return quoteCloses
+	}
+	switch src[k] {
+	case ',', '}', ']', ':', '#':
+		return quoteCloses
+	case '/':
+		if k+1 < len(src) && (src[k+1] == '/' || src[k+1] == '*') {
+			return quoteCloses
+		}
+	case '+':
+		k++
+		for k < len(src) {
+			// spaceLen counts line breaks as white space here: a
+			// concatenation may go on on the next line.
+			n := spaceLen(src[k:])
+			if n == 0 {
+				break
+			}
+			k += n
+		}
+		if k < len(src) && (src[k] == '"' || src[k] == '\'') {
+			return quoteConcat
+		}
+	default:
+		e, ok := quotedEnd(src, k)
+		if !ok {
+			return quoteInner
+		}
+		n := skipBlanks(src, e+1)
+		if f := s.top(); f != nil && f.obj {
+			if n < len(src) && src[n] == ':' {
+				return quoteCloses
+			}
+			return quoteInner
+		}
+		if n >= len(src) || src[n] == ',' || src[n] == ']' || src[n] == '\n' || src[n] == '\r' {
+			return quoteCloses
+		}
+	}
+	return quoteInner
+}
+
+// quotedEnd returns the offset of the last byte of the quote that closes
+// the string opened by the quote at src[i] (ASCII or typographic) on the
+// same line, and true; or the offset of the line break or end of input
+// that comes first, and false; or i and false when no quote opens at i.
+// Backslash escapes are skipped.
+func quotedEnd(src []byte, i int) (int, bool) {
+	q, tb := src[i], byte(0)
+	if q != '"' && q != '\'' {
+		if tb = typoQuote(src[i:]); tb == 0 {
+			return i, false
+		}
+		q = 0 // closed by E2 80 tb, found below
+		i += 2
+	}
+	for j := i + 1; j < len(src); j++ {
+		switch c := src[j]; c {
+		case '\\':
+			if j+1 < len(src) && src[j+1] != '\n' && src[j+1] != '\r' {
+				j++
+			}
+		case '\n', '\r':
+			return j, false
+		case q:
+			if tb == 0 {
+				return j, true
+			}
+		case 0xE2:
+			if tb != 0 && j+2 < len(src) && src[j+1] == 0x80 && src[j+2] == tb {
+				return j + 2, true
+			}
+		}
+	}
+	return len(src), false
+}
+
+// triple scans a Python or Hjson multi-line string at s.i, `"""…"""` or
+// the same with single quotes, and writes the exact text between the
+// delimiters as one JSON string. Read as ordinary quotes, it would give an
+// empty string and then keys and values the client never wrote.
+func (s *scanner) triple() error {
+	open := s.i
+	delim := s.src[open : open+len(`"""`)] // str saw all three
+	body := open + len(delim)
+	end := bytes.Index(s.src[body:], delim)
+	if end < 0 {
+		return s.errorf(ErrTruncated, len(s.src), "input ends inside the triple-quoted string opened at "+
+			s.at(open)+"; the closing "+string(delim)+" is missing")
+	}
+	s.repair(RepairQuotes, open)
+	s.dst = append(s.dst, '"')
+	var err error
+	if s.dst, err = s.escape(s.dst, s.src[body:body+end], body); err != nil {
+		return err
+	}
+	s.dst = append(s.dst, '"')
+	s.escaped = true
+	s.i = body + end + len(delim)
+	return nil
 }
 
 func isHex4(b []byte) bool {
