@@ -199,8 +199,8 @@ func TestRefusedCallsGetTheGenesysErrorBody(t *testing.T) {
 		message   string // exact message; "" when only messageHas is checked
 		has       string
 	}{
-		{"bad JSON says line and column", taskEndURL, []byte("{\n  \"a\": 1,\n  }}"), nil,
-			400, "InvalidJsonException", normalizeError(t, tableOpts, "{\n  \"a\": 1,\n  }}"), ""},
+		{"bad JSON says line and column", taskEndURL, []byte("{\n  \"a\": 1,\n  ]"), nil,
+			400, "InvalidJsonException", normalizeError(t, tableOpts, "{\n  \"a\": 1,\n  ]"), ""},
 		{"truncated body", taskEndURL, []byte(`{"a": [1, 2`), nil,
 			400, "InvalidJsonException", normalizeError(t, tableOpts, `{"a": [1, 2`), ""},
 		{"top level is not an object", taskEndURL, []byte(`[1]`), nil,
@@ -248,7 +248,7 @@ func TestRefusedCallsGetTheGenesysErrorBody(t *testing.T) {
 
 func TestBadJSONMessageNamesLineAndColumn(t *testing.T) {
 	tester := startCaddy(t, "ucs\nrespond 404")
-	_, b := post(t, tester, taskEndURL, []byte("{\n  \"a\": 1,\n  }}"))
+	_, b := post(t, tester, taskEndURL, []byte("{\n  \"a\": 1,\n  ]")) // a closer that does not match: never repaired
 	var eb errorBody
 	require.NoError(t, json.Unmarshal(b, &eb))
 	assert.Regexp(t, regexp.MustCompile(`\(line \d+, column \d+, byte \d+\)$`), eb.Message)
