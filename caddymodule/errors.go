@@ -46,17 +46,17 @@ var normalizeErrorTable = map[normalize.ErrorKind]struct {
 	status    int
 	exception string
 }{
-	normalize.ErrSyntax:         {http.StatusBadRequest, exInvalidJSON},
-	normalize.ErrTruncated:      {http.StatusBadRequest, exInvalidJSON},
-	normalize.ErrMultipleValues: {http.StatusBadRequest, exInvalidJSON},
-	normalize.ErrTooDeep:        {http.StatusBadRequest, exInvalidJSON},
-	normalize.ErrInvalidUTF8:    {http.StatusBadRequest, exInvalidJSON},
-	normalize.ErrNotObject:      {http.StatusBadRequest, exInvalidJSON},
-	normalize.ErrFieldType:      {http.StatusBadRequest, exInvalidField},
-	normalize.ErrFieldTooLong:   {http.StatusBadRequest, exInvalidField},
-	normalize.ErrFieldRange:     {http.StatusBadRequest, exInvalidField},
-	normalize.ErrTimestamp:      {http.StatusBadRequest, exInvalidField},
-	normalize.ErrUnknownName:    {http.StatusBadRequest, exInvalidAttribute},
+	normalize.KindSyntax:         {http.StatusBadRequest, exInvalidJSON},
+	normalize.KindTruncated:      {http.StatusBadRequest, exInvalidJSON},
+	normalize.KindMultipleValues: {http.StatusBadRequest, exInvalidJSON},
+	normalize.KindTooDeep:        {http.StatusBadRequest, exInvalidJSON},
+	normalize.KindInvalidUTF8:    {http.StatusBadRequest, exInvalidJSON},
+	normalize.KindNotObject:      {http.StatusBadRequest, exInvalidJSON},
+	normalize.KindFieldType:      {http.StatusBadRequest, exInvalidField},
+	normalize.KindFieldTooLong:   {http.StatusBadRequest, exInvalidField},
+	normalize.KindFieldRange:     {http.StatusBadRequest, exInvalidField},
+	normalize.KindTimestamp:      {http.StatusBadRequest, exInvalidField},
+	normalize.KindUnknownName:    {http.StatusBadRequest, exInvalidAttribute},
 }
 
 // errFromNormalize wraps a TaskEnd error. A kind missing from the table (a

@@ -261,7 +261,7 @@ func (s *scanner) bareValue() error {
 	case string(w) == "..." || string(w) == "\u2026":
 		// Elided content, as in a document's example: the body is not
 		// the whole event, so it must not be recorded as one.
-		return s.errorf(ErrSyntax, start, "\""+string(w)+"\" stands for left-out content; send the whole value")
+		return s.errorf(KindSyntax, start, "\""+string(w)+"\" stands for left-out content; send the whole value")
 	default:
 		if looksNumeric(w) {
 			s.repair(RepairNonJSONNumber, start)
@@ -276,7 +276,7 @@ func (s *scanner) bareValue() error {
 		s.dst = append(s.dst, '"')
 	}
 	if s.state == stMultiple {
-		return s.errorf(ErrMultipleValues, s.multiOff,
+		return s.errorf(KindMultipleValues, s.multiOff,
 			"more than one top-level value: a second value starts here; send one JSON value per body")
 	}
 	s.valueDone()

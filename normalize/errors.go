@@ -7,46 +7,46 @@ import "strconv"
 type ErrorKind uint8
 
 const (
-	// ErrSyntax: bytes that no repair can make sense of (a stray '}', a
+	// KindSyntax: bytes that no repair can make sense of (a stray '}', a
 	// missing value that cannot be inferred, ...).
-	ErrSyntax ErrorKind = iota + 1
-	// ErrTruncated: the input ends before its closing brackets or quotes.
+	KindSyntax ErrorKind = iota + 1
+	// KindTruncated: the input ends before its closing brackets or quotes.
 	// A truncated event must never be recorded as complete.
-	ErrTruncated
-	// ErrMultipleValues: more than one top-level value.
-	ErrMultipleValues
-	// ErrTooDeep: nesting deeper than Options.MaxDepth.
-	ErrTooDeep
-	// ErrInvalidUTF8: invalid UTF-8 with Options.InvalidUTF8 == UTF8Reject.
-	ErrInvalidUTF8
-	// ErrNotObject: the Task End layer needs a top-level object.
-	ErrNotObject
-	// ErrFieldType: a known field holds a value of the wrong type
+	KindTruncated
+	// KindMultipleValues: more than one top-level value.
+	KindMultipleValues
+	// KindTooDeep: nesting deeper than Options.MaxDepth.
+	KindTooDeep
+	// KindInvalidUTF8: invalid UTF-8 with Options.InvalidUTF8 == UTF8Reject.
+	KindInvalidUTF8
+	// KindNotObject: the Task End layer needs a top-level object.
+	KindNotObject
+	// KindFieldType: a known field holds a value of the wrong type
 	// (an object where a string is expected, "abc" for an integer, ...).
-	ErrFieldType
-	// ErrFieldTooLong: a string field is longer than its documented limit.
-	ErrFieldTooLong
-	// ErrFieldRange: an integer field does not fit its width (32/64 bits).
-	ErrFieldRange
-	// ErrTimestamp: the timestamp field is present but cannot be parsed.
-	ErrTimestamp
-	// ErrUnknownName: a business-attribute field holds a name that the
+	KindFieldType
+	// KindFieldTooLong: a string field is longer than its documented limit.
+	KindFieldTooLong
+	// KindFieldRange: an integer field does not fit its width (32/64 bits).
+	KindFieldRange
+	// KindTimestamp: the timestamp field is present but cannot be parsed.
+	KindTimestamp
+	// KindUnknownName: a business-attribute field holds a name that the
 	// configured table does not list, and unknown names are rejected.
-	ErrUnknownName
+	KindUnknownName
 )
 
 var errorKindNames = [...]string{
-	ErrSyntax:         "syntax",
-	ErrTruncated:      "truncated",
-	ErrMultipleValues: "multiple_values",
-	ErrTooDeep:        "too_deep",
-	ErrInvalidUTF8:    "invalid_utf8",
-	ErrNotObject:      "not_object",
-	ErrFieldType:      "field_type",
-	ErrFieldTooLong:   "field_too_long",
-	ErrFieldRange:     "field_range",
-	ErrTimestamp:      "timestamp",
-	ErrUnknownName:    "unknown_name",
+	KindSyntax:         "syntax",
+	KindTruncated:      "truncated",
+	KindMultipleValues: "multiple_values",
+	KindTooDeep:        "too_deep",
+	KindInvalidUTF8:    "invalid_utf8",
+	KindNotObject:      "not_object",
+	KindFieldType:      "field_type",
+	KindFieldTooLong:   "field_too_long",
+	KindFieldRange:     "field_range",
+	KindTimestamp:      "timestamp",
+	KindUnknownName:    "unknown_name",
 }
 
 // String returns the kind's stable snake_case name (used as a metric label).
@@ -59,7 +59,7 @@ func (k ErrorKind) String() string {
 
 // IsField reports whether the error is about a Task End field's value rather
 // than about the JSON text itself.
-func (k ErrorKind) IsField() bool { return k >= ErrFieldType }
+func (k ErrorKind) IsField() bool { return k >= KindFieldType }
 
 // Error is the only error type the normaliser returns. Offset is a byte
 // offset into the input; Line and Column are 1-based (Column counts bytes).

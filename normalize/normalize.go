@@ -24,7 +24,7 @@ type UTF8Policy uint8
 const (
 	// UTF8Replace replaces each invalid sequence with U+FFFD (the default).
 	UTF8Replace UTF8Policy = iota
-	// UTF8Reject rejects the body with ErrInvalidUTF8.
+	// UTF8Reject rejects the body with KindInvalidUTF8.
 	UTF8Reject
 )
 
@@ -33,7 +33,7 @@ const (
 type UnknownPolicy uint8
 
 const (
-	// UnknownReject rejects the body with ErrUnknownName (the default where
+	// UnknownReject rejects the body with KindUnknownName (the default where
 	// a table covers the field).
 	UnknownReject UnknownPolicy = iota
 	// UnknownPass forwards the name unchanged; the server then validates it.

@@ -277,7 +277,7 @@ func (s *scanner) skipSpace() error {
 				end := bytes.Index(src[i+len("/*"):], []byte("*/"))
 				if end < 0 {
 					s.i = i
-					return s.errorf(ErrTruncated, len(src),
+					return s.errorf(KindTruncated, len(src),
 						"input ends inside the comment opened at "+s.at(i)+"; close it with \"*/\"")
 				}
 				i += len("/*") + end + len("*/")
@@ -404,7 +404,7 @@ func (s *scanner) eof() error {
 		if f.obj {
 			closer, what = "}", "object"
 		}
-		return s.errorf(ErrTruncated, len(s.src),
+		return s.errorf(KindTruncated, len(s.src),
 			"input ends before the closing \""+closer+"\" of the "+what+" opened at "+s.at(f.open))
 	}
 	if !s.topDone {
@@ -428,7 +428,7 @@ func (s *scanner) setTop() {
 
 func (s *scanner) push(obj bool) error {
 	if len(s.sc.stack) >= s.maxDepth {
-		return s.errorf(ErrTooDeep, s.i,
+		return s.errorf(KindTooDeep, s.i,
 			"nesting is deeper than the limit of "+strconv.Itoa(s.maxDepth)+" levels (max_depth)")
 	}
 	f := frame{obj: obj, open: s.i, out: len(s.dst), memStart: len(s.sc.members)}
@@ -497,18 +497,18 @@ func (s *scanner) startValue(c byte) error {
 			return s.close(c)
 		}
 		if f := s.top(); f != nil && f.obj {
-			return s.errorf(ErrSyntax, s.i, "expected a value after \":\", found \"]\"")
+			return s.errorf(KindSyntax, s.i, "expected a value after \":\", found \"]\"")
 		}
 		return s.close(c)
 	case '}':
 		if f := s.top(); f != nil && f.obj {
-			return s.errorf(ErrSyntax, s.i, "expected a value after \":\", found \"}\"")
+			return s.errorf(KindSyntax, s.i, "expected a value after \":\", found \"}\"")
 		}
 		return s.close(c)
 	case ',':
-		return s.errorf(ErrSyntax, s.i, "expected a value, found \",\"; a value is missing")
+		return s.errorf(KindSyntax, s.i, "expected a value, found \",\"; a value is missing")
 	case ':':
-		return s.errorf(ErrSyntax, s.i, "expected a value, found \":\"")
+		return s.errorf(KindSyntax, s.i, "expected a value, found \":\"")
 	}
 	if tb := typoQuote(s.src[s.i:]); tb != 0 {
 		s.repair(RepairQuotes, s.i)
@@ -529,7 +529,7 @@ func (s *scanner) after(c byte) error {
 	case ',':
 		if f == nil {
 			if s.sawComma {
-				return s.errorf(ErrSyntax, s.i, "unexpected \",\" after the end of the value")
+				return s.errorf(KindSyntax, s.i, "unexpected \",\" after the end of the value")
 			}
 			// A trailing comma after the top-level value is harmless; a
 			// value after it is a second value (reported below).
@@ -551,10 +551,10 @@ func (s *scanner) after(c byte) error {
 	case '}', ']':
 		return s.close(c)
 	case ':':
-		return s.errorf(ErrSyntax, s.i, "unexpected \":\" after a value")
+		return s.errorf(KindSyntax, s.i, "unexpected \":\" after a value")
 	}
 	if f == nil {
-		return s.errorf(ErrMultipleValues, s.i,
+		return s.errorf(KindMultipleValues, s.i,
 			"more than one top-level value: a second value starts here; send one JSON value per body")
 	}
 	// Another value or key follows without a comma: insert one.
@@ -578,14 +578,14 @@ func (s *scanner) close(c byte) error {
 			s.i++
 			return nil
 		}
-		return s.errorf(ErrSyntax, s.i, "unexpected \""+string(c)+"\": no object or array is open here")
+		return s.errorf(KindSyntax, s.i, "unexpected \""+string(c)+"\": no object or array is open here")
 	}
 	want, what := byte(']'), "array"
 	if f.obj {
 		want, what = '}', "object"
 	}
 	if c != want {
-		return s.errorf(ErrSyntax, s.i, "found \""+string(c)+"\" but the "+what+" opened at "+
+		return s.errorf(KindSyntax, s.i, "found \""+string(c)+"\" but the "+what+" opened at "+
 			s.at(f.open)+" is still open; close it with \""+string(want)+"\"")
 	}
 	if s.sawComma {
@@ -632,7 +632,7 @@ func (s *scanner) key(c byte) error {
 		}
 		return s.endKey(false)
 	case ',', ':', '{', '[':
-		return s.errorf(ErrSyntax, s.i, "expected a key, found \""+string(c)+"\"")
+		return s.errorf(KindSyntax, s.i, "expected a key, found \""+string(c)+"\"")
 	}
 	if tb := typoQuote(s.src[s.i:]); tb != 0 {
 		s.repair(RepairQuotes, s.i)
@@ -696,11 +696,11 @@ func (s *scanner) colon(c byte) error {
 	m := s.sc.members[len(s.sc.members)-1]
 	switch c {
 	case '}', ']', ',':
-		return s.errorf(ErrSyntax, s.i, "the key "+string(s.dst[m.key:m.keyEnd])+" has no value")
+		return s.errorf(KindSyntax, s.i, "the key "+string(s.dst[m.key:m.keyEnd])+" has no value")
 	}
 	if s.bareKey && !opensString(s.src[s.i:]) {
 		// `{a b}` has no sure reading; `{a "b"}` reads like `{"a" "b"}`.
-		return s.errorf(ErrSyntax, s.i, "expected \":\" after the key "+string(s.dst[m.key:m.keyEnd]))
+		return s.errorf(KindSyntax, s.i, "expected \":\" after the key "+string(s.dst[m.key:m.keyEnd]))
 	}
 	s.repair(RepairMissingColon, s.i)
 	s.dst = append(s.dst, ':')

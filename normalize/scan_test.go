@@ -311,28 +311,28 @@ func TestNeverRepairedInputIsATypedError(t *testing.T) {
 		line, col  int
 		msgContain string
 	}{
-		{"object cut off", "{\"a\": 1,\n \"b\": 2", ErrTruncated, 2, 8, `closing "}" of the object opened at line 1, column 1`},
-		{"array cut off", `{"a": [1, 2`, ErrTruncated, 1, 12, `closing "]" of the array opened at line 1, column 7`},
-		{"string cut off", `{"a": "abc`, ErrTruncated, 1, 11, `string opened at line 1, column 7`},
-		{"key cut off", `{"a`, ErrTruncated, 1, 4, `string opened at line 1, column 2`},
-		{"escape at end", `"abc\`, ErrTruncated, 1, 6, `string opened`},
-		{"comment cut off", `{"a": 1 /* x`, ErrTruncated, 1, 13, `comment opened at line 1, column 9`},
-		{"bare word then end", `{"a": abc`, ErrTruncated, 1, 10, `object opened at line 1, column 1`},
-		{"two objects", `{"a":1} {"b":2}`, ErrMultipleValues, 1, 9, `more than one top-level value`},
-		{"two lines", "1\n2", ErrMultipleValues, 2, 1, `more than one top-level value`},
-		{"two numbers one line", "1 2", ErrMultipleValues, 1, 3, `more than one top-level value`},
-		{"value after comma", `{},{}`, ErrMultipleValues, 1, 4, `more than one top-level value`},
-		{"too deep", `[[[[1]]]]`, ErrTooDeep, 1, 4, `limit of 3 levels`},
-		{"stray closer after an array", `[1]]`, ErrSyntax, 1, 4, `no object or array is open`},
-		{"stray closer alone", `}`, ErrSyntax, 1, 1, `no object or array is open`},
-		{"value after a stray closer", `{"a":1}}{"b":2}`, ErrMultipleValues, 1, 9, `more than one top-level value`},
-		{"mismatched closer", `{"a":[1}`, ErrSyntax, 1, 8, `array opened at line 1, column 6 is still open`},
-		{"missing value", `{"a":}`, ErrSyntax, 1, 6, `expected a value`},
-		{"empty element", `[1,,2]`, ErrSyntax, 1, 4, `a value is missing`},
-		{"key without value", `{"a"}`, ErrSyntax, 1, 5, `has no value`},
-		{"bare key without colon", `{a b}`, ErrSyntax, 1, 5, `has no value`},
-		{"colon for value", `[:]`, ErrSyntax, 1, 2, `expected a value`},
-		{"brace as key", `{{}}`, ErrSyntax, 1, 2, `expected a key`},
+		{"object cut off", "{\"a\": 1,\n \"b\": 2", KindTruncated, 2, 8, `closing "}" of the object opened at line 1, column 1`},
+		{"array cut off", `{"a": [1, 2`, KindTruncated, 1, 12, `closing "]" of the array opened at line 1, column 7`},
+		{"string cut off", `{"a": "abc`, KindTruncated, 1, 11, `string opened at line 1, column 7`},
+		{"key cut off", `{"a`, KindTruncated, 1, 4, `string opened at line 1, column 2`},
+		{"escape at end", `"abc\`, KindTruncated, 1, 6, `string opened`},
+		{"comment cut off", `{"a": 1 /* x`, KindTruncated, 1, 13, `comment opened at line 1, column 9`},
+		{"bare word then end", `{"a": abc`, KindTruncated, 1, 10, `object opened at line 1, column 1`},
+		{"two objects", `{"a":1} {"b":2}`, KindMultipleValues, 1, 9, `more than one top-level value`},
+		{"two lines", "1\n2", KindMultipleValues, 2, 1, `more than one top-level value`},
+		{"two numbers one line", "1 2", KindMultipleValues, 1, 3, `more than one top-level value`},
+		{"value after comma", `{},{}`, KindMultipleValues, 1, 4, `more than one top-level value`},
+		{"too deep", `[[[[1]]]]`, KindTooDeep, 1, 4, `limit of 3 levels`},
+		{"stray closer after an array", `[1]]`, KindSyntax, 1, 4, `no object or array is open`},
+		{"stray closer alone", `}`, KindSyntax, 1, 1, `no object or array is open`},
+		{"value after a stray closer", `{"a":1}}{"b":2}`, KindMultipleValues, 1, 9, `more than one top-level value`},
+		{"mismatched closer", `{"a":[1}`, KindSyntax, 1, 8, `array opened at line 1, column 6 is still open`},
+		{"missing value", `{"a":}`, KindSyntax, 1, 6, `expected a value`},
+		{"empty element", `[1,,2]`, KindSyntax, 1, 4, `a value is missing`},
+		{"key without value", `{"a"}`, KindSyntax, 1, 5, `has no value`},
+		{"bare key without colon", `{a b}`, KindSyntax, 1, 5, `has no value`},
+		{"colon for value", `[:]`, KindSyntax, 1, 2, `expected a value`},
+		{"brace as key", `{{}}`, KindSyntax, 1, 2, `expected a key`},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -362,7 +362,7 @@ func TestInvalidUTF8IsRejectedUnderReject(t *testing.T) {
 		_, err := n.Value(nil, []byte(row.in), nil)
 		var e *Error
 		require.True(t, errors.As(err, &e), row.in)
-		assert.Equal(t, ErrInvalidUTF8, e.Kind)
+		assert.Equal(t, KindInvalidUTF8, e.Kind)
 		assert.Equal(t, row.off, e.Offset)
 	}
 }
@@ -535,8 +535,8 @@ func TestTripleQuotedStringIsOneStringWithItsExactText(t *testing.T) {
 
 func TestTripleQuotedStringWithoutItsEndIsRejected(t *testing.T) {
 	runRejectTable(t, []rejectCase{
-		{"{\"note\": \"\"\"two\nlines\"}", ErrTruncated, 23},
-		{"{\"note\": '''two''}", ErrTruncated, 18},
+		{"{\"note\": \"\"\"two\nlines\"}", KindTruncated, 23},
+		{"{\"note\": '''two''}", KindTruncated, 18},
 	})
 }
 
@@ -556,9 +556,9 @@ func TestStructureNeverBecomesText(t *testing.T) {
 
 func TestStructureAfterAValueWithNoRepairIsRejectedWhereItStarts(t *testing.T) {
 	runRejectTable(t, []rejectCase{
-		{`[{"a":1{"a":2}]`, ErrSyntax, 7},
-		{`{"a": see [1]}`, ErrSyntax, 10},
-		{`{"a": x{"b":1}}`, ErrSyntax, 7},
+		{`[{"a":1{"a":2}]`, KindSyntax, 7},
+		{`{"a": see [1]}`, KindSyntax, 10},
+		{`{"a": x{"b":1}}`, KindSyntax, 7},
 	})
 }
 
@@ -608,16 +608,16 @@ func TestUnquotedKeyBeforeAQuotedValueGetsItsColon(t *testing.T) {
 // body a Context Services client sends; rejecting is safer than guessing.
 func TestUnsureLooseFormsAreRejected(t *testing.T) {
 	runRejectTable(t, []rejectCase{
-		{`{"a":2]`, ErrSyntax, 6},                         // mismatched closer: may be truncation
-		{`[{"b":2]`, ErrSyntax, 7},                        // mismatched closer
-		{`{"a":1, ...}`, ErrSyntax, 11},                   // elided member
-		{`[1, ...]`, ErrSyntax, 4},                        // elided element
-		{"[1, \u2026]", ErrSyntax, 4},                     // elided element (ellipsis character)
-		{`{"a": "x" + "y"}`, ErrSyntax, 9},                // string concatenation
-		{"{\"a\": 'x' +\n 'y'}", ErrSyntax, 9},            // string concatenation across lines
-		{"```json\n{\"a\":1}\n```", ErrMultipleValues, 8}, // Markdown code fence
-		{`callback({"a":1})`, ErrMultipleValues, 9},       // JSONP wrapper
-		{`{a b}`, ErrSyntax, 4},                           // no quoted value after an unquoted key
+		{`{"a":2]`, KindSyntax, 6},                         // mismatched closer: may be truncation
+		{`[{"b":2]`, KindSyntax, 7},                        // mismatched closer
+		{`{"a":1, ...}`, KindSyntax, 11},                   // elided member
+		{`[1, ...]`, KindSyntax, 4},                        // elided element
+		{"[1, \u2026]", KindSyntax, 4},                     // elided element (ellipsis character)
+		{`{"a": "x" + "y"}`, KindSyntax, 9},                // string concatenation
+		{"{\"a\": 'x' +\n 'y'}", KindSyntax, 9},            // string concatenation across lines
+		{"```json\n{\"a\":1}\n```", KindMultipleValues, 8}, // Markdown code fence
+		{`callback({"a":1})`, KindMultipleValues, 9},       // JSONP wrapper
+		{`{a b}`, KindSyntax, 4},                           // no quoted value after an unquoted key
 	})
 }
 

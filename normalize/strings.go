@@ -66,7 +66,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 		}
 		if i >= len(src) {
 			s.dst = dst
-			return s.errorf(ErrTruncated, len(src), "input ends inside the string opened at "+s.at(open)+
+			return s.errorf(KindTruncated, len(src), "input ends inside the string opened at "+s.at(open)+
 				"; the closing quote is missing")
 		}
 		c := src[i]
@@ -89,7 +89,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 					return nil
 				case quoteConcat:
 					s.dst = dst
-					return s.errorf(ErrSyntax, i+1, "a string concatenation (\"a\" + \"b\") is not JSON; send the joined string")
+					return s.errorf(KindSyntax, i+1, "a string concatenation (\"a\" + \"b\") is not JSON; send the joined string")
 				}
 				s.repair(RepairQuotes, i)
 			}
@@ -105,7 +105,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 			s.escaped = true
 			if i+1 >= len(src) {
 				s.dst = dst
-				return s.errorf(ErrTruncated, len(src), "input ends inside the string opened at "+s.at(open)+
+				return s.errorf(KindTruncated, len(src), "input ends inside the string opened at "+s.at(open)+
 					"; the closing quote is missing")
 			}
 			switch src[i+1] {
@@ -162,7 +162,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 			if r == utf8.RuneError && size == 1 {
 				if s.reject {
 					s.dst = dst
-					return s.errorf(ErrInvalidUTF8, i, "the body is not valid UTF-8 (byte 0x"+
+					return s.errorf(KindInvalidUTF8, i, "the body is not valid UTF-8 (byte 0x"+
 						string(hexDigits[c>>4])+string(hexDigits[c&15])+"); send UTF-8 text")
 				}
 				s.repair(RepairInvalidUTF8, i)
@@ -305,7 +305,7 @@ func (s *scanner) triple() error {
 	body := open + len(delim)
 	end := bytes.Index(s.src[body:], delim)
 	if end < 0 {
-		return s.errorf(ErrTruncated, len(s.src), "input ends inside the triple-quoted string opened at "+
+		return s.errorf(KindTruncated, len(s.src), "input ends inside the triple-quoted string opened at "+
 			s.at(open)+"; the closing "+string(delim)+" is missing")
 	}
 	s.repair(RepairQuotes, open)
@@ -381,7 +381,7 @@ func (s *scanner) escape(dst, w []byte, off int) ([]byte, error) {
 			r, size := utf8.DecodeRune(w[i:])
 			if r == utf8.RuneError && size == 1 {
 				if s.reject {
-					return dst, s.errorf(ErrInvalidUTF8, off+i, "the body is not valid UTF-8 (byte 0x"+
+					return dst, s.errorf(KindInvalidUTF8, off+i, "the body is not valid UTF-8 (byte 0x"+
 						string(hexDigits[c>>4])+string(hexDigits[c&15])+"); send UTF-8 text")
 				}
 				s.repair(RepairInvalidUTF8, off+i)

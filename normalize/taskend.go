@@ -36,7 +36,7 @@ func (n *Normalizer) rewriteTaskEnd(dst, src []byte, sc *scratch, receivedAt tim
 		return dst, err
 	}
 	if len(b) < 2 || b[0] != '{' {
-		return dst, newError(ErrNotObject, src, firstByteOffset(src), "",
+		return dst, newError(KindNotObject, src, firstByteOffset(src), "",
 			"the Task End Event must be a JSON object, got "+jsonTypeName(b))
 	}
 	start := len(dst)
@@ -185,12 +185,12 @@ func (n *Normalizer) applyString(dst []byte, rule *fieldRule, v, src []byte, key
 	case v[0] == 'n':
 		return append(dst, v...), nil
 	}
-	return dst, fieldError(ErrFieldType, src, rule.name,
+	return dst, fieldError(KindFieldType, src, rule.name,
 		strconv.Quote(rule.name)+" must be a string, got "+describeValue(v))
 }
 
 func tooLong(src []byte, rule *fieldRule, count int) error {
-	return fieldError(ErrFieldTooLong, src, rule.name, strconv.Quote(rule.name)+" is "+strconv.Itoa(count)+
+	return fieldError(KindFieldTooLong, src, rule.name, strconv.Quote(rule.name)+" is "+strconv.Itoa(count)+
 		" characters long; the limit is "+strconv.Itoa(rule.limit))
 }
 
@@ -232,7 +232,7 @@ func (n *Normalizer) applyInteger(dst []byte, rule *fieldRule, v, src []byte, ke
 }
 
 func notInteger(src []byte, rule *fieldRule, v []byte) error {
-	return fieldError(ErrFieldType, src, rule.name,
+	return fieldError(KindFieldType, src, rule.name,
 		strconv.Quote(rule.name)+" must be an integer, got "+describeValue(v))
 }
 
@@ -246,7 +246,7 @@ func checkRange(src []byte, rule *fieldRule, v []byte, x int64, res intResult) e
 		}
 	}
 	if res == intOverflow {
-		return fieldError(ErrFieldRange, src, rule.name,
+		return fieldError(KindFieldRange, src, rule.name,
 			strconv.Quote(rule.name)+" "+excerpt(v)+" does not fit "+limit)
 	}
 	return nil
@@ -278,7 +278,7 @@ func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, 
 	case v[0] == 'n':
 		return append(dst, v...), nil
 	case v[0] != '"':
-		return dst, fieldError(ErrFieldType, src, rule.name,
+		return dst, fieldError(KindFieldType, src, rule.name,
 			strconv.Quote(rule.name)+" must be a business attribute value name or ID, got "+describeValue(v))
 	}
 	var buf [maxNameLen]byte
@@ -313,7 +313,7 @@ func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, 
 		rep.miss(rule.name, dst[len(dst)-len(v)+1:len(dst)-1])
 		return dst, nil
 	}
-	return dst, fieldError(ErrUnknownName, src, rule.name, rule.name+" "+excerpt(v)+
+	return dst, fieldError(KindUnknownName, src, rule.name, rule.name+" "+excerpt(v)+
 		" is not a value of business attribute "+tb.attribute+"; known values: "+tb.known)
 }
 
@@ -356,7 +356,7 @@ func (n *Normalizer) applyTimestamp(dst, v, src []byte, keyOff int, receivedAt t
 }
 
 func badTimestamp(src, v []byte) error {
-	return fieldError(ErrTimestamp, src, "timestamp", `"timestamp" `+excerpt(v)+" is not a time; "+timestampForms)
+	return fieldError(KindTimestamp, src, "timestamp", `"timestamp" `+excerpt(v)+" is not a time; "+timestampForms)
 }
 
 func isNumberStart(c byte) bool { return c == '-' || '0' <= c && c <= '9' }
@@ -393,7 +393,7 @@ func excerpt(v []byte) string {
 	return string(v[:cut]) + "…"
 }
 
-// jsonTypeName names the type of a strict JSON value for ErrNotObject.
+// jsonTypeName names the type of a strict JSON value for KindNotObject.
 func jsonTypeName(b []byte) string {
 	if len(b) == 0 {
 		return "nothing"

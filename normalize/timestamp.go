@@ -28,7 +28,7 @@ var (
 	maxTimestampMs = daysFromCivil(10000, 1, 1)*msPerDay - 1
 )
 
-// timestampForms is shown in every ErrTimestamp message so that a client
+// timestampForms is shown in every KindTimestamp message so that a client
 // developer sees what would have been accepted.
 const timestampForms = "accepted forms: 2006-01-02T15:04:05.000Z (canonical), RFC 3339 with an offset " +
 	"or without a fraction (2006-01-02T15:04:05+01:00, 2006-01-02T15:04:05Z), a space instead of T, " +
