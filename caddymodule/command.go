@@ -60,12 +60,7 @@ func newNormalizeCommand() *cobra.Command {
 			if len(args) == 1 {
 				in = args[0]
 			}
-			code := runNormalize(f, in, os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr())
-			if code != 0 {
-				cmd.SilenceErrors, cmd.SilenceUsage = true, true
-				os.Exit(code)
-			}
-			return nil
+			return exitWith(cmd, runNormalize(f, in, os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 		},
 	}
 	fl := c.Flags()
@@ -137,7 +132,7 @@ func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stder
 	}
 	for i := range rep.NumListed {
 		r := rep.First[i]
-		line, col := lineColumn(body, r.Offset)
+		line, col := normalize.Position(body, r.Offset)
 		where := strconv.Itoa(line) + ":" + strconv.Itoa(col)
 		if r.Field != "" {
 			fmt.Fprintf(stderr, "repair %s at %s (field %s)\n", r.Kind, where, r.Field)
@@ -164,18 +159,4 @@ func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stder
 		return 2
 	}
 	return 0
-}
-
-// lineColumn is the 1-based line and byte column of offset off in src
-// (LF, CRLF and a lone CR each end a line, as in the normaliser's errors).
-func lineColumn(src []byte, off int) (line, col int) {
-	off = min(off, len(src))
-	line, start := 1, 0
-	for i := 0; i < off; i++ {
-		if src[i] == '\n' || (src[i] == '\r' && (i+1 >= len(src) || src[i+1] != '\n')) {
-			line++
-			start = i + 1
-		}
-	}
-	return line, off - start + 1
 }

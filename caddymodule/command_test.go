@@ -35,7 +35,7 @@ func TestNormalizeCommandPrintsTheStrictBodyAndItsRepairs(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	require.GreaterOrEqual(t, len(lines), rep.NumListed)
 	for i := range rep.NumListed {
-		line, col := lineColumn(seed, rep.First[i].Offset)
+		line, col := normalize.Position(seed, rep.First[i].Offset)
 		assert.Contains(t, lines[i], "repair "+rep.First[i].Kind.String()+" at "+strconv.Itoa(line)+":"+strconv.Itoa(col))
 	}
 }

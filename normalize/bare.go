@@ -363,6 +363,16 @@ func numberEnd(src []byte, i int) int {
 	} else {
 		return i
 	}
+	end, ok := fracExpEnd(src, j)
+	if !ok {
+		return i
+	}
+	return end
+}
+
+// fracExpEnd returns the end of the optional JSON fraction and exponent at src[j:] (".5",
+// "e3", ".5e-3"); ok is false when one of them has no digits.
+func fracExpEnd(src []byte, j int) (end int, ok bool) {
 	if j < len(src) && src[j] == '.' {
 		j++
 		d := j
@@ -370,7 +380,7 @@ func numberEnd(src []byte, i int) int {
 			j++
 		}
 		if j == d {
-			return i
+			return j, false
 		}
 	}
 	if j < len(src) && (src[j] == 'e' || src[j] == 'E') {
@@ -383,10 +393,10 @@ func numberEnd(src []byte, i int) int {
 			j++
 		}
 		if j == d {
-			return i
+			return j, false
 		}
 	}
-	return j
+	return j, true
 }
 
 // stMultiple is set by split when several values stand on the top level.
@@ -553,31 +563,8 @@ func groupedLen(w []byte) int {
 // fractionOrExponent reports whether rest is a JSON fraction and/or
 // exponent (".5", "e3", ".5e-3").
 func fractionOrExponent(rest []byte) bool {
-	j := 0
-	if rest[j] == '.' {
-		j++
-		d := j
-		for j < len(rest) && isDigit(rest[j]) {
-			j++
-		}
-		if j == d {
-			return false
-		}
-	}
-	if j < len(rest) && (rest[j] == 'e' || rest[j] == 'E') {
-		j++
-		if j < len(rest) && (rest[j] == '+' || rest[j] == '-') {
-			j++
-		}
-		d := j
-		for j < len(rest) && isDigit(rest[j]) {
-			j++
-		}
-		if j == d {
-			return false
-		}
-	}
-	return j == len(rest)
+	end, ok := fracExpEnd(rest, 0)
+	return ok && end == len(rest)
 }
 
 // split handles `1 2 3` in an array: several numbers or literals separated

@@ -82,10 +82,11 @@ func (e *Error) Error() string {
 		", byte " + strconv.Itoa(e.Offset) + ")"
 }
 
-// position computes the 1-based line and column of byte offset off in src.
-// Only called on the error path, so a second pass over the input is fine.
-// CRLF and a lone CR each end one line, like the comment rule.
-func position(src []byte, off int) (line, col int) {
+// Position computes the 1-based line and byte column of offset off in src,
+// as errors and repair reports give them (Repair.Offset is such an offset).
+// Only called on the error and reporting paths, so a second pass over the
+// input is fine. CRLF and a lone CR each end one line, like the comment rule.
+func Position(src []byte, off int) (line, col int) {
 	if off > len(src) {
 		off = len(src)
 	}
@@ -108,6 +109,6 @@ func position(src []byte, off int) (line, col int) {
 
 // newError builds an *Error with its line and column filled in.
 func newError(kind ErrorKind, src []byte, off int, field, msg string) *Error {
-	line, col := position(src, off)
+	line, col := Position(src, off)
 	return &Error{Kind: kind, Offset: off, Line: line, Column: col, Field: field, Msg: msg}
 }

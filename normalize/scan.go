@@ -200,7 +200,7 @@ func (s *scanner) errorf(kind ErrorKind, off int, msg string) error {
 
 // at describes an input offset for messages: "line 3, column 9".
 func (s *scanner) at(off int) string {
-	line, col := position(s.src, off)
+	line, col := Position(s.src, off)
 	return "line " + strconv.Itoa(line) + ", column " + strconv.Itoa(col)
 }
 

@@ -160,14 +160,11 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 			}
 			r, size := utf8.DecodeRune(src[i:])
 			if r == utf8.RuneError && size == 1 {
-				if s.reject {
+				var err error
+				if dst, err = s.invalidByte(dst, src[run:i], c, i); err != nil {
 					s.dst = dst
-					return s.errorf(KindInvalidUTF8, i, "the body is not valid UTF-8 (byte 0x"+
-						string(hexDigits[c>>4])+string(hexDigits[c&15])+"); send UTF-8 text")
+					return err
 				}
-				s.repair(RepairInvalidUTF8, i)
-				dst = append(dst, src[run:i]...)
-				dst = append(dst, "\uFFFD"...)
 				i++
 				run = i
 				continue
@@ -357,6 +354,18 @@ func appendControl(dst []byte, c byte) []byte {
 	return append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
 }
 
+// invalidByte handles byte c at input offset off, which is not part of valid UTF-8: an error with
+// invalid_utf8 reject; otherwise the pending text and U+FFFD are appended, counted as a repair.
+func (s *scanner) invalidByte(dst, pending []byte, c byte, off int) ([]byte, error) {
+	if s.reject {
+		return dst, s.errorf(KindInvalidUTF8, off, "the body is not valid UTF-8 (byte 0x"+
+			string(hexDigits[c>>4])+string(hexDigits[c&15])+"); send UTF-8 text")
+	}
+	s.repair(RepairInvalidUTF8, off)
+	dst = append(dst, pending...)
+	return append(dst, "\uFFFD"...), nil
+}
+
 // escape writes raw text w (a bare word, found at input offset off) as the
 // body of a JSON string: quotes, backslashes and control characters are
 // escaped, invalid UTF-8 is replaced or rejected per policy.
@@ -380,13 +389,10 @@ func (s *scanner) escape(dst, w []byte, off int) ([]byte, error) {
 		default:
 			r, size := utf8.DecodeRune(w[i:])
 			if r == utf8.RuneError && size == 1 {
-				if s.reject {
-					return dst, s.errorf(KindInvalidUTF8, off+i, "the body is not valid UTF-8 (byte 0x"+
-						string(hexDigits[c>>4])+string(hexDigits[c&15])+"); send UTF-8 text")
+				var err error
+				if dst, err = s.invalidByte(dst, w[run:i], c, off+i); err != nil {
+					return dst, err
 				}
-				s.repair(RepairInvalidUTF8, off+i)
-				dst = append(dst, w[run:i]...)
-				dst = append(dst, "\uFFFD"...)
 				i++
 				run = i
 				continue
