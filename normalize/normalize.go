@@ -7,6 +7,14 @@
 // SPEC field rules (string and integer fields, business-attribute names →
 // IDs, the canonical millisecond UTC timestamp) are applied to its members.
 //
+// The guarantee, which the fuzz targets check: the output is always strict
+// JSON that encoding/json accepts (or the call fails with an *Error saying
+// where); strict input keeps its meaning exactly (the same values, the same
+// number text, the same key order; duplicate keys aside); normalising the
+// output again changes nothing; and a repair never invents a member or an
+// element the input did not write, nor turns the input's structure into
+// text.
+//
 // The package knows nothing of HTTP or Caddy.
 package normalize
 

@@ -2,7 +2,6 @@ package normalize
 
 import (
 	"bytes"
-	"hash/maphash"
 	"strconv"
 	"sync"
 )
@@ -67,8 +66,6 @@ type scratch struct {
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
-
-var keySeed = maphash.MakeSeed()
 
 // scanner is the state of one call. Invariant: src[:i] has been consumed
 // and its strict form appended to dst; state says what may come next.
@@ -236,144 +233,6 @@ func (s *scanner) run() error {
 			return err
 		}
 	}
-}
-
-// tokenStart marks the bytes at which a token starts for certain, so that
-// compact input does not call skipSpace between tokens: printable ASCII
-// other than the comment starters '/' and '#'.
-var tokenStart = func() (t [256]bool) {
-	for c := '!'; c < 0x80; c++ {
-		t[c] = true
-	}
-	t['/'], t['#'] = false, false
-	return t
-}()
-
-// skipSpace skips white space and comments between tokens. No-break spaces
-// and a BOM count as white space here (a repair); inside strings they are text.
-func (s *scanner) skipSpace() error {
-	src := s.src
-	i := s.i
-	for i < len(src) {
-		c := src[i]
-		if c > ' ' && c != '/' && c != '#' && c < 0x80 {
-			// The common case: a token starts here.
-			break
-		}
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			i++
-		case '/':
-			if i+1 >= len(src) {
-				s.i = i
-				return nil
-			}
-			switch src[i+1] {
-			case '/':
-				s.repair(RepairComment, i)
-				i = lineEnd(src, i+len("//"))
-			case '*':
-				s.repair(RepairComment, i)
-				end := bytes.Index(src[i+len("/*"):], []byte("*/"))
-				if end < 0 {
-					s.i = i
-					return s.errorf(KindTruncated, len(src),
-						"input ends inside the comment opened at "+s.at(i)+"; close it with \"*/\"")
-				}
-				i += len("/*") + end + len("*/")
-			default:
-				s.i = i
-				return nil
-			}
-		case '#':
-			s.repair(RepairComment, i)
-			i = lineEnd(src, i+len("#"))
-		case '\f', '\v':
-			s.repair(RepairWhitespace, i)
-			i++
-		case 0xC2, 0xE1, 0xE2, 0xE3, 0xEF:
-			n := spaceRuneLen(src[i:])
-			if n == 0 {
-				s.i = i
-				return nil
-			}
-			s.repair(RepairWhitespace, i)
-			i += n
-		default:
-			if c < ' ' {
-				// Any other control character between tokens (a NUL from a
-				// C client, a stray ESC) is white space too: were it read as
-				// the start of a bare token it would glue itself to the next
-				// token and turn `{"a":1,\x00"b":2}` into a key "\u0000\"b\"".
-				s.repair(RepairControlChar, i)
-				i++
-				continue
-			}
-			s.i = i
-			return nil
-		}
-	}
-	s.i = i
-	return nil
-}
-
-// lineEnd returns the offset of the LF or CR that ends the line comment
-// starting at i (a lone CR ends a line too), or len(src).
-func lineEnd(src []byte, i int) int {
-	for ; i < len(src); i++ {
-		if c := src[i]; c == '\n' || c == '\r' {
-			return i
-		}
-	}
-	return i
-}
-
-// spaceRuneLen returns the length of the Unicode space at the start of b,
-// or 0: every White_Space character above ASCII (U+0085, U+00A0, U+1680,
-// U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000) and the
-// zero-width ones clients paste in from word processors (U+180E, U+200B,
-// U+FEFF, the BOM). Between tokens each is white space; inside a string
-// it is text.
-func spaceRuneLen(b []byte) int {
-	if len(b) < 2 {
-		return 0
-	}
-	switch b[0] {
-	case 0xC2: // U+0085, U+00A0
-		if b[1] == 0x85 || b[1] == 0xA0 {
-			return 2
-		}
-		return 0
-	}
-	if len(b) < 3 {
-		return 0
-	}
-	switch b[0] {
-	case 0xE1: // U+1680, U+180E
-		if b[1] == 0x9A && b[2] == 0x80 || b[1] == 0xA0 && b[2] == 0x8E {
-			return 3
-		}
-	case 0xE2:
-		switch b[1] {
-		case 0x80: // U+2000–U+200B, U+2028, U+2029, U+202F
-			if b[2] >= 0x80 && b[2] <= 0x8B || b[2] == 0xA8 || b[2] == 0xA9 || b[2] == 0xAF {
-				return 3
-			}
-		case 0x81: // U+205F
-			if b[2] == 0x9F {
-				return 3
-			}
-		}
-	case 0xE3: // U+3000
-		if b[1] == 0x80 && b[2] == 0x80 {
-			return 3
-		}
-	case 0xEF: // U+FEFF
-		if b[1] == 0xBB && b[2] == 0xBF {
-			return 3
-		}
-	}
-	return 0
 }
 
 // opensString reports whether b starts with a quote that opens a string.
@@ -706,95 +565,4 @@ func (s *scanner) colon(c byte) error {
 	s.dst = append(s.dst, ':')
 	s.state = stValue
 	return nil
-}
-
-// checkDup looks for an earlier member with the same key in the current object.
-func (s *scanner) checkDup(idx int) {
-	f := s.top()
-	ms := s.sc.members
-	k := s.dst[ms[idx].key:ms[idx].keyEnd]
-	if f.count <= linearDupLimit {
-		bit := uint64(1) << (ms[idx].tag * 0x9E3779B9 >> 26)
-		if f.seen&bit == 0 {
-			f.seen |= bit // no earlier key has this tag, so none is equal
-			return
-		}
-		s.linearDup(f, idx, k)
-		return
-	}
-	if !f.indexed {
-		f.indexed = true
-		for j := f.memStart; j < idx; j++ {
-			if !ms[j].dup {
-				s.sc.index.lookupOrInsert(s.keyHash(f, s.dst[ms[j].key:ms[j].keyEnd]), j)
-			}
-		}
-	}
-	j, ok := s.sc.index.lookupOrInsert(s.keyHash(f, k), idx)
-	if !ok {
-		return
-	}
-	if j >= f.memStart && j < idx && bytes.Equal(s.dst[ms[j].key:ms[j].keyEnd], k) {
-		s.markDup(f, j, idx)
-		return
-	}
-	// A hash collision: rare enough that a linear look is fine.
-	s.linearDup(f, idx, k)
-}
-
-func (s *scanner) linearDup(f *frame, idx int, k []byte) {
-	ms := s.sc.members
-	tag := ms[idx].tag
-	for j := f.memStart; j < idx; j++ {
-		if ms[j].tag == tag && !ms[j].dup && bytes.Equal(s.dst[ms[j].key:ms[j].keyEnd], k) {
-			s.markDup(f, j, idx)
-			return
-		}
-	}
-}
-
-// keyTag summarises a quoted key (length, second and second-last byte)
-// so that most unequal keys are told apart without comparing bytes.
-func keyTag(k []byte) uint32 {
-	return uint32(len(k))<<16 | uint32(k[1])<<8 | uint32(k[len(k)-2])
-}
-
-func (s *scanner) keyHash(f *frame, k []byte) uint64 {
-	return maphash.Bytes(keySeed, k) ^ (f.serial * 0x9E3779B97F4A7C15)
-}
-
-func (s *scanner) markDup(f *frame, first, idx int) {
-	ms := s.sc.members
-	ms[idx].dup = true
-	ms[first].last = idx
-	f.dup = true
-	s.repair(RepairDuplicateKey, ms[idx].off)
-}
-
-// rebuild rewrites the object of f (without its closing '}') so that each
-// key appears once, at its first position, with its last value (Jackson's
-// behaviour). It runs only for objects that had a duplicate, in O(size).
-// The kept members' spans are moved to where they now are; the members
-// flagged dup are gone from the output.
-func (s *scanner) rebuild(f *frame) {
-	ms := s.sc.members[f.memStart:]
-	buf := append(s.sc.buf[:0], '{')
-	first := true
-	for j, m := range ms {
-		if m.dup {
-			continue
-		}
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		lv := s.sc.members[m.last]
-		key := f.out + len(buf)
-		buf = append(buf, s.dst[m.key:m.keyEnd]...)
-		keyEnd := f.out + len(buf)
-		buf = append(buf, s.dst[lv.keyEnd:lv.end]...) // ':' and the value
-		ms[j].key, ms[j].keyEnd, ms[j].end = key, keyEnd, f.out+len(buf)
-	}
-	s.dst = append(s.dst[:f.out], buf...)
-	s.sc.buf = buf
 }
