@@ -76,26 +76,9 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 	if found {
 		seg, off, _ = recs.resolve(pos.logCursor)
 	}
-	done := map[recordPos]bool{}
-	for _, c := range pos.Done {
-		if dseg, doff, ok := recs.resolve(c); ok {
-			done[recordPos{dseg, doff}] = true
-		}
-	}
+	done := recs.finished(pos.Done)
 	lanes := map[string]*LaneLoad{}
-	r := recs.newReader(seg, off)
-	for {
-		rec, rseg, end, ok, err := r.next()
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			break
-		}
-		if done[recordPos{rseg, end - int64(len(rec)) - 1}] {
-			continue
-		}
-		lane, at := recordMeta(rec)
+	err = eachWaiting(recs.newReader(seg, off), done, func(rec []byte, lane string, at time.Time) {
 		st.Records++
 		st.Bytes += int64(len(rec) + 1)
 		if st.Oldest == nil || at.Before(*st.Oldest) {
@@ -110,6 +93,9 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 			lanes[lane] = l
 		}
 		l.Records++
+	})
+	if err != nil {
+		return nil, err
 	}
 	if st.Oldest != nil {
 		st.OldestAge = max(now.Sub(*st.Oldest), 0).Seconds()
@@ -129,6 +115,34 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 		return nil, err
 	}
 	return st, nil
+}
+
+// finished resolves the records a position line lists as finished after its mark; those whose
+// file is gone are finished anyway.
+func (l *appendLog) finished(cs []logCursor) map[recordPos]bool {
+	done := make(map[recordPos]bool, len(cs))
+	for _, c := range cs {
+		if seg, off, ok := l.resolve(c); ok {
+			done[recordPos{seg, off}] = true
+		}
+	}
+	return done
+}
+
+// eachWaiting calls fn with each record from r on that is not finished (in done), with its lane
+// and acceptance time: what a replay resuming there would send.
+func eachWaiting(r *logReader, done map[recordPos]bool, fn func(rec []byte, lane string, at time.Time)) error {
+	for {
+		rec, seg, end, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		if done[recordPos{seg, end - int64(len(rec)) - 1}] {
+			continue
+		}
+		lane, at := recordMeta(rec)
+		fn(rec, lane, at)
+	}
 }
 
 // readOnlyLog describes the files of the log whose active file is path as a reader sees them,

@@ -336,29 +336,15 @@ func (s *Spool) resume() error {
 	}
 	s.records.segMu.Unlock()
 	s.records.removeBefore(seg)
-	done := make(map[recordPos]bool, len(pos.Done))
-	for _, c := range pos.Done {
-		if dseg, doff, ok := s.records.resolve(c); ok {
-			done[recordPos{dseg, doff}] = true
-		}
-	}
+	done := s.records.finished(pos.Done)
 
-	counter := s.records.newReader(seg, off)
-	for {
-		rec, rseg, end, ok, err := counter.next()
-		if err != nil {
-			return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
-		}
-		if !ok {
-			break
-		}
-		if done[recordPos{rseg, end - int64(len(rec)) - 1}] {
-			continue
-		}
-		lane, _ := recordMeta(rec)
+	err = eachWaiting(s.records.newReader(seg, off), done, func(rec []byte, lane string, _ time.Time) {
 		s.depth++
 		s.depthBytes += int64(len(rec) + 1)
 		s.lanes[lane]++
+	})
+	if err != nil {
+		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
 	}
 	s.reader = s.records.newReader(seg, off)
 	s.start = resumePoint{seg: seg, off: off, done: done}
