@@ -453,40 +453,20 @@ func (s *scanner) split(w []byte, off int) bool {
 		return false
 	}
 	parts := 0
-	for i := 0; i < len(w); {
-		if n := spaceLen(w[i:]); n > 0 {
-			i += n
-			continue
-		}
-		j := i
-		for j < len(w) && spaceLen(w[j:]) == 0 {
-			j++
-		}
-		if t := w[i:j]; !isNumber(t) && literal(t) == "" {
-			return false
-		}
+	ok := eachToken(w, func(t []byte, _ int) bool {
 		parts++
-		i = j
-	}
-	if parts < 2 {
+		return isNumber(t) || literal(t) != ""
+	})
+	if !ok || parts < 2 {
 		return false
 	}
 	first := true
-	for i := 0; i < len(w); {
-		if n := spaceLen(w[i:]); n > 0 {
-			i += n
-			continue
-		}
-		j := i
-		for j < len(w) && spaceLen(w[j:]) == 0 {
-			j++
-		}
-		t := w[i:j]
+	eachToken(w, func(t []byte, i int) bool {
 		if !first {
 			if f == nil {
 				s.state = stMultiple
 				s.multiOff = off + i
-				return true
+				return false
 			}
 			s.repair(RepairComma, off+i)
 			s.dst = append(s.dst, ',')
@@ -502,6 +482,26 @@ func (s *scanner) split(w []byte, off int) bool {
 			s.dst = append(s.dst, lit...)
 		default:
 			s.dst = append(s.dst, lit...)
+		}
+		return true
+	})
+	return true
+}
+
+// eachToken calls fn with each run of w between white space and its offset in w, until fn
+// returns false; it reports whether every call returned true.
+func eachToken(w []byte, fn func(t []byte, i int) bool) bool {
+	for i := 0; i < len(w); {
+		if n := spaceLen(w[i:]); n > 0 {
+			i += n
+			continue
+		}
+		j := i
+		for j < len(w) && spaceLen(w[j:]) == 0 {
+			j++
+		}
+		if !fn(w[i:j], i) {
+			return false
 		}
 		i = j
 	}
