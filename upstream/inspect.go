@@ -50,13 +50,18 @@ func InspectSpool(dir, deadLetter string, top int, now time.Time) (*SpoolStatus,
 	}
 	var st *SpoolStatus
 	var err error
-	for range 5 {
-		if st, err = inspectOnce(dir, deadLetter, top, now); !errors.Is(err, fs.ErrNotExist) {
+	for range 10 {
+		st, err = inspectOnce(dir, deadLetter, top, now)
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errRotatedMeanwhile) {
 			break
 		}
 	}
 	return st, err
 }
+
+// errRotatedMeanwhile is a reading that a rotation overtook: the file read as the active one was
+// renamed while it was read, and records written to it after the listing may have been missed.
+var errRotatedMeanwhile = errors.New("the spool rotated while it was read; try again")
 
 func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, error) {
 	st := &SpoolStatus{Dir: dir, DeadPath: deadLetter, TopLanes: []LaneLoad{}}
@@ -78,7 +83,9 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 	}
 	done := recs.finished(pos.Done)
 	lanes := map[string]*LaneLoad{}
-	err = eachWaiting(recs.newReader(seg, off), done, func(rec []byte, lane string, at time.Time) {
+	r := recs.newReader(seg, off)
+	defer r.close()
+	err = eachWaiting(r, done, func(rec []byte, lane string, at time.Time) {
 		st.Records++
 		st.Bytes += int64(len(rec) + 1)
 		if st.Oldest == nil || at.Before(*st.Oldest) {
@@ -113,6 +120,11 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 	st.TopLanes = st.TopLanes[:min(len(st.TopLanes), max(top, 0))]
 	if st.Dead, err = countLines(deadLetter); err != nil {
 		return nil, err
+	}
+	if after, err := recs.rotatedFiles(); err != nil {
+		return nil, err
+	} else if n := len(recs.segs) - 1; len(after) > 0 && (n == 0 || after[len(after)-1] != recs.segs[n-1].name) {
+		return nil, errRotatedMeanwhile
 	}
 	return st, nil
 }

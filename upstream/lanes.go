@@ -24,6 +24,17 @@ const (
 	maxCached = 32 << 20
 	// fillBatch is how many records one pass reads before sending, so sending starts early.
 	fillBatch = 1024
+	// cacheDepth is how deep in its lane a record may be and still be kept in memory when read:
+	// the next few of a lane are sent soon; the rest are read again from their file when their
+	// turn comes, so a long lane costs no memory and its reading costs no copying.
+	cacheDepth = 4
+	// pendingSlab is how many window entries are allocated at once.
+	pendingSlab = 128
+	// quietRead is how long reading waits after a pass that found nothing to send (every record
+	// read joined a lane that is paused or busy, as in an outage): events stored meanwhile are
+	// read in one batch, and a spool filling up during an outage costs one read per quietRead,
+	// not one per event.
+	quietRead = 20 * time.Millisecond
 	// lagEvery is how often OnLag is refreshed while records wait.
 	lagEvery = time.Second
 )
@@ -35,7 +46,7 @@ type pending struct {
 	off, end int64     // the record's bytes in seg, end is past its '\n'
 	lane     *lane     // nil for a record already finished before a restart
 	rec      []byte    // the record, or nil: read again when sent
-	at       time.Time // accepted_at
+	at       time.Time // accepted_at, read when first needed (the oldest waiting record's age)
 	done     bool      // delivered or dead-lettered
 	how      outcome
 	tries    retryState
@@ -87,8 +98,11 @@ type scheduler struct {
 	ckptIn   chan *checkpoint
 	ckptOut  chan *checkpoint
 
+	slab []pending // entries for the next records read
+
 	readFailures int
 	readAt       time.Time // no reading before then (after a read error)
+	quietUntil   time.Time // no reading before then (the last pass found nothing to send)
 	lastLag      time.Time
 	lagFlight    int
 }
@@ -140,11 +154,28 @@ func (s *Spool) run() {
 
 // fill reads the records stored since the last pass into the window and their lanes.
 func (sc *scheduler) fill(now time.Time) {
-	if now.Before(sc.readAt) {
+	if now.Before(sc.readAt) || now.Before(sc.quietUntil) {
 		return
 	}
+	read, ready := 0, sc.ready.Len()
+	defer func() {
+		if read > 0 && sc.ready.Len() == ready && sc.ready.Len() == 0 {
+			sc.quietUntil = now.Add(quietRead)
+			sc.s.quiet.Store(true) // stores need not wake the worker until then
+		} else {
+			sc.s.quiet.Store(false)
+		}
+	}()
+	sc.s.mu.Lock()
+	outage := sc.s.breaker.open
+	sc.s.mu.Unlock()
 	for range fillBatch {
 		if len(sc.window)-sc.head >= maxWindow {
+			return
+		}
+		if outage && sc.ready.Len() > 0 {
+			// Only probes go out while the upstream is down, and a lane is ready to send one:
+			// the records stored meanwhile are read once it answers again.
 			return
 		}
 		rec, seg, end, ok, err := sc.s.reader.next()
@@ -158,29 +189,40 @@ func (sc *scheduler) fill(now time.Time) {
 		if !ok {
 			return
 		}
+		read++
 		sc.seq++
-		p := &pending{seq: sc.seq, seg: seg, off: end - int64(len(rec)) - 1, end: end}
+		p := sc.newPending()
+		*p = pending{seq: sc.seq, seg: seg, off: end - int64(len(rec)) - 1, end: end}
 		sc.window = append(sc.window, p)
 		if sc.resumed[recordPos{seg, p.off}] {
 			delete(sc.resumed, recordPos{seg, p.off})
 			p.done = true // finished before the restart; only the mark has to pass it
 			continue
 		}
-		key, at := recordMeta(rec)
-		p.at = at
-		if sc.cached+int64(len(rec)) <= maxCached {
-			p.rec = append([]byte(nil), rec...)
-			sc.cached += int64(len(rec))
-		}
+		key := recordLane(rec)
 		l := sc.lanes[key]
 		if l == nil {
 			l = &lane{key: key, pausedAt: -1, readyAt: -1}
 			sc.lanes[key] = l
 		}
+		if len(l.queue) < cacheDepth && sc.cached+int64(len(rec)) <= maxCached {
+			p.rec = append([]byte(nil), rec...)
+			sc.cached += int64(len(rec))
+		}
 		p.lane = l
 		l.queue = append(l.queue, p)
 		sc.markReady(l)
 	}
+}
+
+// newPending hands out the next entry of a slab: one allocation per pendingSlab records.
+func (sc *scheduler) newPending() *pending {
+	if len(sc.slab) == 0 {
+		sc.slab = make([]pending, pendingSlab)
+	}
+	p := &sc.slab[0]
+	sc.slab = sc.slab[1:]
+	return p
 }
 
 // markReady puts l on the ready heap when it has a record to send and nothing stops it. The heap
@@ -269,9 +311,6 @@ func (sc *scheduler) finish(r attemptResult) {
 		}
 		l.failures = 0
 		sc.unsynced = append(sc.unsynced, p) // keeps its in-flight place until on disk
-		if r.answered {
-			sc.breakerClosed(r.probe)
-		}
 		sc.markReady(l)
 	case retry:
 		sc.inFlight--
@@ -285,6 +324,11 @@ func (sc *scheduler) finish(r attemptResult) {
 	case closing:
 		sc.inFlight--
 		sc.markReady(l)
+	}
+	if r.answered {
+		// The UCS answered (any status but 502/503/504): it is up, even if this answer asks
+		// to come back later.
+		sc.breakerClosed(r.probe)
 	}
 }
 
@@ -377,6 +421,9 @@ func (sc *scheduler) nextWake(now time.Time) time.Duration {
 	if !sc.readAt.IsZero() && sc.readAt.After(now) && sc.readAt.Before(next) {
 		next = sc.readAt
 	}
+	if sc.quietUntil.After(now) && sc.quietUntil.Before(next) {
+		next = sc.quietUntil
+	}
 	sc.s.mu.Lock()
 	if sc.s.breaker.open && sc.s.breaker.probeAt.Before(next) {
 		next = sc.s.breaker.probeAt
@@ -397,6 +444,9 @@ func (sc *scheduler) reportLag(now time.Time) {
 	var oldest time.Duration
 	for _, p := range sc.window[sc.head:] {
 		if !p.done {
+			if p.at.IsZero() {
+				p.at = sc.acceptedAt(p)
+			}
 			if !p.at.IsZero() {
 				oldest = max(now.Sub(p.at), 0)
 			}
@@ -409,9 +459,23 @@ func (sc *scheduler) reportLag(now time.Time) {
 	}
 }
 
+// acceptedAt reads when p was accepted, from memory or from its file.
+func (sc *scheduler) acceptedAt(p *pending) time.Time {
+	rec := p.rec
+	if rec == nil {
+		var err error
+		if rec, err = sc.s.records.readRecord(p.seg, p.off, p.end); err != nil {
+			return time.Time{}
+		}
+	}
+	_, at := recordMeta(rec)
+	return at
+}
+
 // shutdown lets the deliveries in flight end (the closed context abandons them), records what
 // finished, and stops the checkpointer.
 func (sc *scheduler) shutdown() {
+	defer sc.s.reader.close()
 	for sc.sending > 0 || sc.ckptBusy {
 		select {
 		case r := <-sc.results:

@@ -37,6 +37,16 @@ type logReader struct {
 	off    int64  // file offset of buf[0]
 	buf    []byte // bytes read from seg at off, not yet returned
 	oneOff bool   // a record was returned from buf; buf[0] is the start of the next one
+	f      File   // seg's file, kept open while the reader is in seg (a rotation renames it, the
+	// descriptor stays valid); nil until first needed
+}
+
+// close releases the reader's open file.
+func (r *logReader) close() {
+	if r.f != nil {
+		_ = r.f.Close()
+		r.f = nil
+	}
 }
 
 // cursor returns the durable form of position (seg, off).
@@ -139,22 +149,26 @@ func (r *logReader) fill() (n int, more bool, err error) {
 		next = l.segs[i+1]
 	}
 	from := r.off + int64(len(r.buf))
-	var f File
-	if !active || from < limit {
+	if r.f == nil && (!active || from < limit) {
 		// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
-		f, err = l.fs.OpenFile(filepath.Join(l.dir, name), os.O_RDONLY, 0)
+		// It stays open while the reader is in this segment: one open per file, not per read.
+		r.f, err = l.fs.OpenFile(filepath.Join(l.dir, name), os.O_RDONLY, 0)
 	}
 	l.segMu.Unlock()
-	if f == nil && err == nil {
+	if r.f == nil && err == nil {
 		return 0, false, nil // the active file has nothing new
 	}
 	if err != nil {
+		r.f = nil
 		if active && errors.Is(err, fs.ErrNotExist) {
 			return 0, false, nil // mid-rotation: the new active file is not created yet
 		}
 		return 0, false, err
 	}
-	defer f.Close()
+	if active && from >= limit {
+		return 0, false, nil
+	}
+	f := r.f
 	want := readChunk
 	if len(r.buf) >= readChunk {
 		want = len(r.buf) // a long record: double the window each time
@@ -181,6 +195,7 @@ func (r *logReader) fill() (n int, more bool, err error) {
 		l.logger.Warn("log file ends inside a record; skipping its last bytes",
 			zap.String("path", name), zap.Int("bytes", len(r.buf)))
 	}
+	r.close()
 	r.seg, r.off, r.buf = next, 0, r.buf[:0]
 	return 0, true, nil
 }

@@ -54,7 +54,7 @@ type attemptResult struct {
 	tries       retryState
 	retryAfter  time.Duration
 	unavailable bool // no answer, or 502/503/504: counts towards the breaker
-	answered    bool // the upstream answered with something other than unavailability
+	answered    bool // the upstream answered with something other than unavailability (any status)
 	probe       bool
 }
 
@@ -104,6 +104,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 		r.how = retry
 		return r
 	}
+	r.answered = true
 	now := time.Now()
 	t := &r.tries
 	t.count++
@@ -115,7 +116,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 	}
 	pol := s.policy.Load()
 	if final || t.count >= pol.MaxAttempts || now.Sub(t.first) >= pol.MaxRetryAge {
-		r.how, r.answered = s.deadLetter(rec, status, resp, err, *t), final
+		r.how = s.deadLetter(rec, status, resp, err, *t)
 		return r
 	}
 	s.logger.Debug("upstream answered a replayed event with a retryable failure; retrying",

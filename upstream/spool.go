@@ -180,6 +180,7 @@ type Spool struct {
 	drain      rateMeter      // bytes finished per second; guarded by mu
 	refusing   bool           // the last event needing room was refused as full, and nothing drained since; guarded by mu
 	oldestAge  atomic.Int64   // nanoseconds; the age of the oldest waiting record, set by the replay worker
+	quiet      atomic.Bool    // the worker reads new records on its own timer: a store need not wake it
 	submits    sync.WaitGroup // Submits in progress; Add only under mu while !closed
 
 	wake      chan struct{} // capacity 1: a record was stored, or the breaker changed
@@ -338,11 +339,13 @@ func (s *Spool) resume() error {
 	s.records.removeBefore(seg)
 	done := s.records.finished(pos.Done)
 
-	err = eachWaiting(s.records.newReader(seg, off), done, func(rec []byte, lane string, _ time.Time) {
+	counter := s.records.newReader(seg, off)
+	err = eachWaiting(counter, done, func(rec []byte, lane string, _ time.Time) {
 		s.depth++
 		s.depthBytes += int64(len(rec) + 1)
 		s.lanes[lane]++
 	})
+	counter.close()
 	if err != nil {
 		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
 	}
@@ -448,7 +451,9 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.poke()
+	if !s.quiet.Load() {
+		s.poke()
+	}
 	return &Response{Status: http.StatusNoContent, Header: http.Header{}, Spooled: true}, nil
 }
 

@@ -45,9 +45,9 @@ type spoolRecord struct {
 // recordPrefix is how every record written by appendSpoolRecord starts; recordAtLen is the length
 // of the canonical time that follows it.
 const (
-	recordPrefix = `{"accepted_at":"`
-	recordAtLen  = len("2006-01-02T15:04:05.000Z")
-	recordLane   = `","lane":"`
+	recordPrefix  = `{"accepted_at":"`
+	recordAtLen   = len("2006-01-02T15:04:05.000Z")
+	recordLaneKey = `","lane":"`
 )
 
 // appendSpoolRecord appends the spool line for o, accepted at t, without the newline.
@@ -175,17 +175,24 @@ func decodeHeaderValue(v json.RawMessage) (string, error) {
 	return s, err
 }
 
-// recordMeta reads a record's lane and acceptance time without decoding the rest: the replay
-// indexes every record it reads, and records written by appendSpoolRecord start with both. Other
-// lines (written before lanes existed, or damaged) take the slow path; one that cannot be read at
-// all gets the lane "" and the zero time, and fails again, for good, when it is sent.
+// recordLane reads a record's lane: what the replay needs of every record it reads, without
+// parsing the time or the rest.
+func recordLane(rec []byte) string {
+	if lane, ok := fastLane(rec); ok {
+		return lane
+	}
+	lane, _ := recordMeta(rec)
+	return lane
+}
+
+// recordMeta reads a record's lane and acceptance time without decoding the rest. Records written
+// by appendSpoolRecord start with both; other lines (written before lanes existed, or damaged)
+// take the slow path, and one that cannot be read at all gets the lane "" and the zero time, and
+// fails again, for good, when it is sent.
 func recordMeta(rec []byte) (lane string, acceptedAt time.Time) {
-	if rest, ok := bytes.CutPrefix(rec, []byte(recordPrefix)); ok && len(rest) > recordAtLen {
-		at, err := time.Parse(receivedAtLayout, string(rest[:recordAtLen]))
-		if l, ok := bytes.CutPrefix(rest[recordAtLen:], []byte(recordLane)); ok && err == nil {
-			if end := bytes.IndexAny(l, `"\`); end >= 0 && l[end] == '"' {
-				return string(l[:end]), at
-			}
+	if lane, ok := fastLane(rec); ok {
+		if at, err := time.Parse(receivedAtLayout, string(rec[len(recordPrefix):len(recordPrefix)+recordAtLen])); err == nil {
+			return lane, at
 		}
 	}
 	var r struct {
@@ -195,6 +202,23 @@ func recordMeta(rec []byte) (lane string, acceptedAt time.Time) {
 	_ = json.Unmarshal(rec, &r)
 	acceptedAt, _ = time.Parse(receivedAtLayout, r.AcceptedAt)
 	return r.Lane, acceptedAt
+}
+
+// fastLane reads the lane of a record that starts as appendSpoolRecord writes it, with a lane
+// needing no unescaping; ok is false for any other line.
+func fastLane(rec []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(rec, []byte(recordPrefix))
+	if !ok || len(rest) <= recordAtLen {
+		return "", false
+	}
+	l, ok := bytes.CutPrefix(rest[recordAtLen:], []byte(recordLaneKey))
+	if !ok {
+		return "", false
+	}
+	if end := bytes.IndexAny(l, `"\`); end >= 0 && l[end] == '"' {
+		return string(l[:end]), true
+	}
+	return "", false
 }
 
 // embeddable reports whether body can sit in the record as a JSON value and come back byte for
