@@ -214,3 +214,24 @@ func TestResendCrashMidRewriteLeavesTheOldFile(t *testing.T) {
 		assert.False(t, strings.Contains(e.Name(), ".tmp-"), "no temporary file is left: %s", e.Name())
 	}
 }
+
+// TestInspectSpoolWithoutACursorFileCountsEverything: a spool copied off a machine, or one that
+// never delivered anything and lost its empty cursor file, is read from its first record.
+func TestInspectSpoolWithoutACursorFileCountsEverything(t *testing.T) {
+	ucs, srv := newLaneUCS(t, 0)
+	ucs.down.Store(true)
+	dir := t.TempDir()
+	s := openTestSpool(t, dir, srv.URL, nil)
+	spoolLanes(t, s, 3, 2)
+	require.NoError(t, s.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, "cursor.jsonl")))
+	st, err := InspectSpool(dir, "", 5, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, 6, st.Records)
+	assert.Equal(t, 3, st.LaneCount)
+
+	empty := t.TempDir()
+	st, err = InspectSpool(empty, "", 5, time.Now())
+	require.NoError(t, err)
+	assert.Zero(t, st.Records)
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -223,6 +224,9 @@ func lastPosition(l *appendLog) (pos spoolPosition, found bool, err error) {
 	}
 	for _, path := range files {
 		f, err := l.fs.OpenFile(path, os.O_RDONLY, 0)
+		if errors.Is(err, fs.ErrNotExist) && path == l.Path() {
+			continue // never written (a spool read without being opened): no position yet
+		}
 		if err != nil {
 			return pos, false, err
 		}
