@@ -10,7 +10,7 @@ import (
 )
 
 func TestMatchingACleanPathAllocatesNothing(t *testing.T) {
-	h := &Handler{servicesPfx: DefaultBasePath + "/services/", baseSegs: baseSegments(DefaultBasePath)}
+	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath), ops: parseOperations(nil)}
 	r := httptest.NewRequest("POST", "/genesys/1/cs/services/42/tasks/7/end", nil)
 	allocs := testing.AllocsPerRun(100, func() { _ = h.match(r) })
 	assert.Zero(t, allocs)

@@ -13,7 +13,8 @@ import (
 )
 
 func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
-	h := &Handler{servicesPfx: DefaultBasePath + "/services/", baseSegs: baseSegments(DefaultBasePath)}
+	// operations task.end: the Complete Task call alone, as before issue 12.
+	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath), ops: parseOperations([]string{"task.end"})}
 	tests := []struct {
 		method, path string
 		sid, tid     string
@@ -51,7 +52,7 @@ func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
 			m := h.match(httptest.NewRequest(tt.method, tt.path, nil))
 			assert.Equal(t, tt.ok, m.ok)
 			assert.Equal(t, tt.sid, m.sid)
-			assert.Equal(t, tt.tid, m.tid)
+			assert.Equal(t, tt.tid, m.id)
 			assert.Equal(t, tt.rewritten, m.rewritten)
 			assert.Equal(t, tt.encoded, m.encodedSlash)
 		})

@@ -2,6 +2,7 @@ package normalize
 
 import (
 	"bytes"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -40,9 +41,9 @@ type eventFields struct {
 	// fillDefaults: with Options.FillDefaults, omitted attribute fields are
 	// appended with their table's default value.
 	fillDefaults bool
-	// lengths has bit n set when a rule's name is n bytes long: most
-	// attached keys are ruled out with one test.
-	lengths uint64
+	// byLen lists, per key length, the rows whose name has that length:
+	// a key is compared with at most a few names, as a switch would.
+	byLen [maxFieldKeyLen + 1]lenBucket
 	// timestampBit is the bit of the timestamp's row (0 when none).
 	timestampBit uint64
 }
@@ -75,7 +76,12 @@ func newEventFields(name string, timestamp, fillDefaults bool, rows ...[]fieldRu
 		ef.rules = append(ef.rules, r...)
 	}
 	for i, r := range ef.rules {
-		ef.lengths |= 1 << len(r.name)
+		b := &ef.byLen[len(r.name)]
+		if int(b.n) == len(b.rows) {
+			panic("normalize: too many field names of length " + strconv.Itoa(len(r.name)) + " in " + name)
+		}
+		b.rows[b.n] = uint8(i)
+		b.n++
 		if r.kind == fieldTimestamp {
 			ef.timestampBit = 1 << i
 		}
@@ -144,15 +150,22 @@ var (
 // lookup returns the row of the rule for a decoded key, -1 for attached
 // data. The comparison string(key) == r.name does not allocate.
 func (ef *eventFields) lookup(key []byte) int {
-	if len(key) >= 64 || ef.lengths&(1<<len(key)) == 0 {
+	if len(key) > maxFieldKeyLen {
 		return -1
 	}
-	for i := range ef.rules {
-		if r := &ef.rules[i]; len(r.name) == len(key) && r.name == string(key) {
-			return i
+	b := &ef.byLen[len(key)]
+	for _, i := range b.rows[:b.n] {
+		if ef.rules[i].name == string(key) {
+			return int(i)
 		}
 	}
 	return -1
+}
+
+// lenBucket is the rows of one key length.
+type lenBucket struct {
+	n    uint8
+	rows [4]uint8
 }
 
 // maxFieldKeyLen is the longest field name; a longer key is attached data.
