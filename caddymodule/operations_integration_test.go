@@ -89,6 +89,20 @@ func send(t *testing.T, tester *caddytest.Tester, c opCall) (*http.Response, []b
 	return resp, b
 }
 
+// sendRelayed sends c and checks that the UCS's answer came back unchanged
+// and that the UCS saw the strict body on c's own method and path.
+func sendRelayed(t *testing.T, tester *caddytest.Tester, ucs *ucsServer, c opCall) *http.Response {
+	t.Helper()
+	resp, b := send(t, tester, c)
+	assert.Equal(t, c.status, resp.StatusCode)
+	assert.Equal(t, c.answer, string(b), "the answer is relayed unchanged")
+	seen := last(t, ucs)
+	assert.Equal(t, c.method, seen.method)
+	assert.Equal(t, c.path, seen.path)
+	assert.Equal(t, strictEvent(t, c), seen.body)
+	return resp
+}
+
 // last is the last request the stand-in UCS received.
 func last(t *testing.T, u *ucsServer) seenRequest {
 	t.Helper()
@@ -113,14 +127,8 @@ func TestEveryOperationGoesDownTheRouteStrictOnItsOwnMethodAndPath(t *testing.T)
 		t.Run(c.op.String(), func(t *testing.T) {
 			series := `caddy_ucs_requests_total{operation="` + c.op.String() + `",outcome="forwarded"}`
 			before := scrape(t, series)
-			resp, b := send(t, tester, c)
-			assert.Equal(t, c.status, resp.StatusCode)
-			assert.Equal(t, c.answer, string(b), "the answer is relayed unchanged")
-			seen := last(t, ucs)
-			assert.Equal(t, c.method, seen.method)
-			assert.Equal(t, c.path, seen.path)
-			assert.Equal(t, strictEvent(t, c), seen.body)
-			assert.Equal(t, "application/json;charset=UTF-8", seen.header.Get("Content-Type"))
+			resp := sendRelayed(t, tester, ucs, c)
+			assert.Equal(t, "application/json;charset=UTF-8", last(t, ucs).header.Get("Content-Type"))
 			sid, tid := "42", ""
 			switch c.op {
 			case normalize.OpServiceStart:
@@ -145,13 +153,7 @@ func TestEveryOperationGoesThroughForwardAndItsAnswerIsRelayed(t *testing.T) {
 	respond 404`)
 	for _, c := range opCalls {
 		t.Run(c.op.String(), func(t *testing.T) {
-			resp, b := send(t, tester, c)
-			assert.Equal(t, c.status, resp.StatusCode)
-			assert.Equal(t, c.answer, string(b), "the answer is relayed unchanged")
-			seen := last(t, ucs)
-			assert.Equal(t, c.method, seen.method)
-			assert.Equal(t, c.path, seen.path)
-			assert.Equal(t, strictEvent(t, c), seen.body)
+			sendRelayed(t, tester, ucs, c)
 		})
 	}
 }

@@ -353,7 +353,7 @@ func parseInteger(b []byte) (int64, intResult) {
 // isIntegerText reports whether a strict JSON number has no fraction or
 // exponent.
 func isIntegerText(num []byte) bool {
-	return bytes.IndexAny(num, ".eE") < 0
+	return !bytes.ContainsAny(num, ".eE")
 }
 
 // valueOffset finds, for error messages and repair offsets, where field's

@@ -21,27 +21,14 @@ const (
 	NumOperations // number of operations; not an operation
 )
 
-var operationNames = [NumOperations]string{
-	OpServiceStart:     "service.start",
-	OpServiceEnd:       "service.end",
-	OpStateStart:       "state.start",
-	OpStateEnd:         "state.end",
-	OpStateTransition:  "state.transition",
-	OpTaskStart:        "task.start",
-	OpTaskEnd:          "task.end",
-	OpServiceAssociate: "service.associate",
-	OpExtensionUpdate:  "extension.update",
-}
+// operationNames are the names of the operations, in their order above.
+var operationNames = [NumOperations]string{"service.start", "service.end", "state.start", "state.end",
+	"state.transition", "task.start", "task.end", "service.associate", "extension.update"}
 
 // String returns the operation's name, e.g. "task.end": the config's
 // operations option, the journal's "operation" member and the metrics'
 // operation label.
-func (o Operation) String() string {
-	if o < NumOperations {
-		return operationNames[o]
-	}
-	return "unknown"
-}
+func (o Operation) String() string { return nameOf(operationNames[:], o) }
 
 // ParseOperation returns the operation named name ("task.end", …).
 func ParseOperation(name string) (Operation, bool) {
