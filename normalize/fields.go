@@ -81,6 +81,9 @@ func newEventFields(name string, timestamp, fillDefaults bool, rows ...[]fieldRu
 			panic("normalize: too many field names of length " + strconv.Itoa(len(r.name)) + " in " + name)
 		}
 		b.rows[b.n] = uint8(i)
+		if len(r.name) >= 8 {
+			b.head[b.n], b.tail[b.n] = load8(r.name), load8(r.name[len(r.name)-8:])
+		}
 		b.n++
 		if r.kind == fieldTimestamp {
 			ef.timestampBit = 1 << i
@@ -154,18 +157,38 @@ func (ef *eventFields) lookup(key []byte) int {
 		return -1
 	}
 	b := &ef.byLen[len(key)]
-	for _, i := range b.rows[:b.n] {
-		if ef.rules[i].name == string(key) {
-			return int(i)
+	if len(key) >= 8 {
+		// Two 8-byte words, the first and the last, cover a name of up to
+		// 16 bytes: most keys are told apart without comparing strings.
+		head, tail := load8(key), load8(key[len(key)-8:])
+		for j := range b.n {
+			if b.head[j] == head && b.tail[j] == tail && (len(key) <= 16 || ef.rules[b.rows[j]].name == string(key)) {
+				return int(b.rows[j])
+			}
+		}
+		return -1
+	}
+	for j := range b.n {
+		if ef.rules[b.rows[j]].name == string(key) {
+			return int(b.rows[j])
 		}
 	}
 	return -1
 }
 
-// lenBucket is the rows of one key length.
+// lenBucket is the rows of one key length, with the first and last 8
+// bytes of each name of 8 bytes or more.
 type lenBucket struct {
-	n    uint8
-	rows [4]uint8
+	n          uint8
+	rows       [4]uint8
+	head, tail [4]uint64
+}
+
+// load8 reads 8 bytes of b (a string or a byte slice) as one word.
+func load8[T string | []byte](b T) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // maxFieldKeyLen is the longest field name; a longer key is attached data.
