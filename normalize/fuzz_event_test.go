@@ -40,45 +40,38 @@ func FuzzEvent(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, body []byte, flags, opByte uint8) {
-		op := Operation(opByte % uint8(NumOperations))
-		opts := Options{
-			Attributes:      tables,
-			CaseInsensitive: flags&fuzzCaseInsensitive != 0,
-			FillDefaults:    flags&fuzzFillDefaults != 0,
-		}
-		if flags&fuzzUnknownPass != 0 {
-			opts.UnknownNames = UnknownPass
-		}
-		if flags&fuzzNoTables != 0 {
-			opts.Attributes = nil
-		}
-		n, err := New(opts)
-		require.NoError(t, err)
-		prefix := []byte("prefix")
-		out, err := n.Event(op, prefix, body, receivedAt, nil)
-		if err != nil {
-			var e *Error
-			require.True(t, errors.As(err, &e), "error of type %T: %v", err, err)
-			require.Equal(t, "prefix", string(out), "dst changed on error")
-			return
-		}
-		require.True(t, bytes.HasPrefix(out, prefix), "dst prefix lost")
-		out = out[len(prefix):]
-		require.True(t, json.Valid(out), "encoding/json rejects %q", out)
-		require.NoError(t, fastjson.ValidateBytes(out), "fastjson rejects %q", out)
-		v, err := fastjson.ParseBytes(out)
-		require.NoError(t, err)
-		if op == OpExtensionUpdate {
-			require.Contains(t, []fastjson.Type{fastjson.TypeObject, fastjson.TypeArray}, v.Type(), "%s: %q", op, out)
-		} else {
-			require.Equal(t, fastjson.TypeObject, v.Type(), "%s: not an object: %q", op, out)
-			ts := v.GetStringBytes("timestamp")
-			_, canonical, ok := parseTimestamp(ts)
-			require.True(t, ok && canonical, "%s: timestamp %q is not canonical in %q", op, ts, out)
-		}
-
-		again, err := n.Event(op, nil, out, receivedAt, nil)
-		require.NoError(t, err, "%s: output %q is rejected", op, out)
-		require.Equal(t, string(out), string(again), "%s: not idempotent", op)
+		checkEventProperties(t, fuzzNormalizer(t, tables, flags), Operation(opByte%uint8(NumOperations)), body)
 	})
+}
+
+// checkEventProperties checks the fuzz properties of one body for op: an
+// *Error with dst left alone, or strict JSON of the event's shape with a
+// canonical timestamp where the event has one, returned again unchanged.
+func checkEventProperties(t *testing.T, n *Normalizer, op Operation, body []byte) {
+	prefix := []byte("prefix")
+	out, err := n.Event(op, prefix, body, receivedAt, nil)
+	if err != nil {
+		var e *Error
+		require.True(t, errors.As(err, &e), "error of type %T: %v", err, err)
+		require.Equal(t, "prefix", string(out), "dst changed on error")
+		return
+	}
+	require.True(t, bytes.HasPrefix(out, prefix), "dst prefix lost")
+	out = out[len(prefix):]
+	require.True(t, json.Valid(out), "encoding/json rejects %q", out)
+	require.NoError(t, fastjson.ValidateBytes(out), "fastjson rejects %q", out)
+	v, err := fastjson.ParseBytes(out)
+	require.NoError(t, err)
+	if op == OpExtensionUpdate {
+		require.Contains(t, []fastjson.Type{fastjson.TypeObject, fastjson.TypeArray}, v.Type(), "%s: %q", op, out)
+	} else {
+		require.Equal(t, fastjson.TypeObject, v.Type(), "%s: not an object: %q", op, out)
+		ts := v.GetStringBytes("timestamp")
+		_, canonical, ok := parseTimestamp(ts)
+		require.True(t, ok && canonical, "%s: timestamp %q is not canonical in %q", op, ts, out)
+	}
+
+	again, err := n.Event(op, nil, out, receivedAt, nil)
+	require.NoError(t, err, "%s: output %q is rejected", op, out)
+	require.Equal(t, string(out), string(again), "%s: not idempotent", op)
 }
