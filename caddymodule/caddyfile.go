@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
 )
 
 func init() {
@@ -31,9 +33,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	ucs [<matcher>] {
 //		base_path              <path>                 # default /genesys/1/cs
+//		operations             <name>...              # default all: service.start service.end state.start state.end
+//		                                              # state.transition task.start task.end service.associate extension.update
 //		business_attributes    <file>...              # Genesys metadata JSON; may repeat
-//		business_attribute     <field> <AttributeName> # field → attribute, overrides the Task.* defaults
-//		attribute_values       <field> {              # inline table; may repeat
+//		business_attribute     <key> <AttributeName>  # Task.type, Service.media_type, *.disposition, …
+//		                                              # (a bare field name is its Task.* key); overrides the defaults
+//		attribute_values       <key> {                # inline table; may repeat
 //			<name> <dbid>
 //		}
 //		unknown_names          reject|pass            # default reject
@@ -82,6 +87,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.BasePath = v
+		case "operations":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("operations needs at least one operation: %s", normalize.OperationNames())
+			}
+			for _, name := range args {
+				if _, ok := normalize.ParseOperation(name); !ok {
+					return d.Errf("operations: unknown operation %q; the operations are %s", name, normalize.OperationNames())
+				}
+			}
+			h.Operations = append(h.Operations, args...)
 		case "business_attributes":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

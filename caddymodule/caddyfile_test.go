@@ -137,6 +137,22 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 			adaptRoute(`{"forward": {"urls": ["http://ucs1:8080"]}, "handler": "ucs"}`),
 		},
 		{
+			"operations and Genesys [business-attributes] keys",
+			`:8080 {
+	ucs {
+		operations task.start task.end
+		business_attribute Task.type TaskType
+		business_attribute *.media_type Channel
+		attribute_values State.type {
+			menu 3
+		}
+	}
+}`,
+			adaptRoute(`{"attribute_values": {"State.type": {"menu": 3}},
+				"business_attribute": {"*.media_type": "Channel", "Task.type": "TaskType"},
+				"handler": "ucs", "operations": ["task.start", "task.end"]}`),
+		},
+		{
 			"ordered before respond and reverse_proxy without an order line",
 			":8080 {\n\treverse_proxy localhost:9000\n\tucs\n\trequest_header X-A b\n}",
 			adaptRoute(`{"handler": "headers", "request": {"set": {"X-A": ["b"]}}},
@@ -161,6 +177,9 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 		err   string
 	}{
 		{"unknown option", "ucs {\n  spool x\n}", `unknown ucs option "spool"`},
+		{"unknown operation", "ucs {\n  operations task.end task.finish\n}",
+			`operations: unknown operation "task.finish"; the operations are service.start, service.end, state.start, state.end, state.transition, task.start, task.end, service.associate, extension.update`},
+		{"operations without a name", "ucs {\n  operations\n}", "operations needs at least one operation: service.start, "},
 		{"two sinks", "ucs {\n  local a.jsonl\n  local b.jsonl\n}", "only one sink may be configured: local is already set"},
 		{"local and forward", "ucs {\n  local a.jsonl\n  forward http://ucs:8080\n}", "only one sink may be configured: local is already set"},
 		{"forward and local", "ucs {\n  forward http://ucs:8080\n  local a.jsonl\n}", "only one sink may be configured: forward is already set"},
@@ -225,6 +244,9 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 		err  string
 	}{
 		{"relative base path", Handler{BasePath: "cs"}, `base_path "cs" must start with /`},
+		{"unknown operation", Handler{Operations: []string{"task.end", "Task.End"}}, `operations: unknown operation "Task.End"; the operations are service.start, `},
+		{"unknown business-attribute key", Handler{BusinessAttributes: []string{attrsFile}, BusinessAttribute: map[string]string{"Customer.type": "TaskType"}},
+			"business_attribute: unknown field Customer.type; known fields: "},
 		{"negative max_body", Handler{MaxBody: -1}, "max_body must not be negative"},
 		{"negative max_depth", Handler{MaxDepth: -2}, "max_depth must not be negative"},
 		{"bad enum", Handler{UnknownNames: "Reject"}, `unknown_names must be one of reject, pass, got "Reject"`},

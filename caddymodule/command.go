@@ -20,10 +20,11 @@ func init() {
 		Usage: "normalize|spool status|dead-letter list|dead-letter resend …",
 		Short: "Tools of the ucs handler (Genesys Context Services gateway)",
 		Long: `
-ucs normalize runs a Task End body through the same rules as the ucs handler,
-without a server: it prints the strict body on stdout and each repair on
-stderr (kind and line:column), and exits with status 1 and the error message
-for a body the server would reject (400).
+ucs normalize runs an event body (Task End unless --operation names another
+operation: service.start, state.start, …) through the same rules as the ucs
+handler, without a server: it prints the strict body on stdout and each
+repair on stderr (kind and line:column), and exits with status 1 and the
+error message for a body the server would reject (400).
 
 ucs spool status <dir> prints what a forward sink's spool holds: events
 waiting, the age of the oldest, the busiest services and the dead-letter
@@ -40,6 +41,7 @@ the UCS accepts.`,
 
 // normalizeFlags are the options of `caddy ucs normalize`.
 type normalizeFlags struct {
+	operation       string
 	attributes      []string
 	now             string
 	maxDepth        int
@@ -52,8 +54,8 @@ type normalizeFlags struct {
 func newNormalizeCommand() *cobra.Command {
 	var f normalizeFlags
 	c := &cobra.Command{
-		Use:   "normalize [--attributes <file>] [--now <RFC 3339 time>] [<file>|-]",
-		Short: "Print the strict JSON the ucs handler makes of a Task End body",
+		Use:   "normalize [--operation <name>] [--attributes <file>] [--now <RFC 3339 time>] [<file>|-]",
+		Short: "Print the strict JSON the ucs handler makes of an event body (Task End by default)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := "-"
@@ -64,6 +66,7 @@ func newNormalizeCommand() *cobra.Command {
 		},
 	}
 	fl := c.Flags()
+	fl.StringVar(&f.operation, "operation", "task.end", "the call whose event the body is: "+normalize.OperationNames())
 	fl.StringArrayVar(&f.attributes, "attributes", nil, "business-attributes metadata JSON file (may repeat)")
 	fl.StringVar(&f.now, "now", "", "receive time for a missing timestamp, RFC 3339 (default: the current time)")
 	fl.IntVar(&f.maxDepth, "max-depth", 0, "nesting limit (default 64)")
@@ -85,6 +88,14 @@ func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stder
 		MaxDepth:             f.maxDepth,
 		CaseInsensitiveNames: f.caseInsensitive,
 		FillDefaults:         f.fillDefaults,
+	}
+	op := normalize.OpTaskEnd
+	if f.operation != "" {
+		var ok bool
+		if op, ok = normalize.ParseOperation(f.operation); !ok {
+			fmt.Fprintf(stderr, "--operation: unknown operation %q; the operations are %s\n", f.operation, normalize.OperationNames())
+			return 2
+		}
 	}
 	receivedAt := time.Now()
 	if f.now != "" {
@@ -119,7 +130,7 @@ func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stder
 	}
 
 	var rep normalize.Report
-	out, err := norm.TaskEnd(nil, body, receivedAt, &rep)
+	out, err := norm.Event(op, nil, body, receivedAt, &rep)
 	if err != nil {
 		var ne *normalize.Error
 		if errors.As(err, &ne) {

@@ -47,6 +47,37 @@ func TestNormalizeCommandReadsStdin(t *testing.T) {
 	assert.Equal(t, string(strictOf(t, normalize.Options{}, `{"a":1,"timestamp":null}`))+"\n", stdout.String())
 }
 
+func TestNormalizeCommandDryRunsAnyEventType(t *testing.T) {
+	n, err := normalize.New(normalize.Options{Attributes: attributeTables(t)})
+	require.NoError(t, err)
+	tests := []struct {
+		operation string
+		body      string
+	}{
+		{"state.start", `{state_type: identification, previous_state_id: "7"}`},
+		{"service.start", `{service_type: sales, customer_id: 4711}`},
+		{"state.transition", `{from: {state_id: "3"}, to: {state_type: self service}}`},
+		{"extension.update", `[{a: True}]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.operation, func(t *testing.T) {
+			op, ok := normalize.ParseOperation(tt.operation)
+			require.True(t, ok)
+			want, err := n.Event(op, nil, []byte(tt.body), testNow, nil)
+			require.NoError(t, err)
+			var stdout, stderr bytes.Buffer
+			code := runNormalize(normalizeFlags{operation: tt.operation, attributes: []string{attrsFile}, now: "2026-03-04T05:06:07.891Z"},
+				"-", strings.NewReader(tt.body), &stdout, &stderr)
+			assert.Equal(t, 0, code, stderr.String())
+			assert.Equal(t, string(want)+"\n", stdout.String())
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	code := runNormalize(normalizeFlags{operation: "state.begin"}, "-", strings.NewReader(`{}`), &stdout, &stderr)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr.String(), `--operation: unknown operation "state.begin"; the operations are service.start, `)
+}
+
 func TestNormalizeCommandExitsWithStatus1OnABodyTheServerRejects(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {

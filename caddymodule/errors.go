@@ -77,12 +77,15 @@ func errBadServiceID(why string) *requestError {
 	return &requestError{http.StatusBadRequest, exInvalidParameter, "bad_service_id", "service_id " + why, nil}
 }
 
-func errBadTaskID(why string) *requestError {
-	return &requestError{http.StatusBadRequest, exInvalidParameter, "bad_task_id", "task_id " + why, nil}
+// errBadID refuses a 32-bit id of the path (name is task_id or state_id,
+// also the reason's suffix: a bounded label).
+func errBadID(name, why string) *requestError {
+	return &requestError{http.StatusBadRequest, exInvalidParameter, "bad_" + name, name + " " + why, nil}
 }
 
-// errEncodedSlash refuses a Complete Task path with an encoded slash
-// (%2F) in an id (where is "service_id" or "task_id") or elsewhere ("path"):
+// errEncodedSlash refuses a call's path with an encoded slash
+// (%2F) in an id (where is "service_id", "task_id", "state_id" or
+// "customer_id") or elsewhere ("path"):
 // an id cannot contain '/', and a servlet container would map the decoded
 // path to another resource or refuse it.
 func errEncodedSlash(where string) *requestError {

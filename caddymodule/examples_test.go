@@ -41,3 +41,30 @@ func TestGenesysCompleteTaskExampleReachesTheUCSStrict(t *testing.T) {
 	assert.Equal(t, strings.TrimSuffix(string(golden), "\n"),
 		strings.Replace(string(got), gotEvent.Timestamp, wantEvent.Timestamp, 1))
 }
+
+// TestGenesysStartTaskExampleReachesTheUCSStrictAndItsAnswerComesBack posts the loose Start Task
+// body of the README (the documentation's `"task_type":customer info`, `"price":25 000`) through
+// ucs and reverse_proxy: the UCS receives the golden strict form and its 201 with the new task id
+// comes back unchanged.
+func TestGenesysStartTaskExampleReachesTheUCSStrictAndItsAnswerComesBack(t *testing.T) {
+	ucs := newUCSServer(t)
+	ucs.set(func(u *ucsServer) {
+		u.answer = func(seenRequest) (int, http.Header, string) {
+			return http.StatusCreated, http.Header{"Content-Type": {"application/json"}}, `{"task_id":8}`
+		}
+	})
+	tester := startCaddy(t, "ucs {\nbusiness_attributes "+attrsFile+"\n}\nreverse_proxy "+strings.TrimPrefix(ucs.url(), "http://"))
+	body, err := os.ReadFile("../normalize/testdata/golden/events/task.start-genesys-example.in.json")
+	require.NoError(t, err)
+	golden, err := os.ReadFile("../normalize/testdata/golden/events/task.start-genesys-example.out.json")
+	require.NoError(t, err)
+
+	resp, answer := post(t, tester, "http://localhost:9080/genesys/1/cs/services/95/tasks/start", body)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Equal(t, `{"task_id":8}`, string(answer))
+	got := last(t, ucs)
+	assert.Equal(t, "/genesys/1/cs/services/95/tasks/start", got.path)
+	// The golden's timestamp is the normalize tests' receive time; here it is the gateway's.
+	want := strings.Replace(strings.TrimSuffix(string(golden), "\n"), "2026-11-26T12:00:00.123Z", testNow.Format("2006-01-02T15:04:05.000Z"), 1)
+	assert.Equal(t, want, got.body)
+}

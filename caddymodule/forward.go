@@ -229,13 +229,17 @@ func (h *Handler) cleanupForward() error {
 	return err
 }
 
-// serveForward hands the strict body to the upstream, directly or through
-// the spool, and answers the caller: the upstream's answer as it came,
-// 204 when spooled, or a Genesys error when the event was not taken.
-func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, body []byte, path string) error {
+// serveForward hands the strict body to the upstream, directly or (end
+// operations) through the spool, and answers the caller: the upstream's
+// answer as it came, 204 when spooled, or a Genesys error when the event was
+// not taken. The other operations need the answer the server makes (the id
+// it assigns): they never go into the spool, so an unavailable upstream is
+// a 502 or 504 for them, as without a spool.
+func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, m callMatch, body []byte) error {
+	op := int(m.op)
 	req := upstream.ForwardRequest{
 		Method:   r.Method,
-		Path:     path,
+		Path:     m.path,
 		RawQuery: r.URL.RawQuery,
 		Header:   r.Header,
 		Body:     body,
@@ -245,10 +249,8 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *cad
 	if r.TLS != nil {
 		req.Proto = "https"
 	}
-	if repl != nil {
-		// A service's events keep their order in the spool; services are independent.
-		req.Lane, _ = repl.GetString("http.ucs.service_id")
-	}
+	// A service's events keep their order in the spool; services are independent.
+	req.Lane = m.sid
 	req.Trusted, _ = caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		req.ClientIP, _, _ = strings.Cut(ip, "%") // an IPv6 zone is local to this host
@@ -256,7 +258,7 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *cad
 
 	var resp *upstream.Response
 	var err error
-	if h.spool != nil {
+	if h.spool != nil && m.op.IsEnd() {
 		var s *sharedSpool
 		if s, err = h.holdSpool(); err == nil {
 			resp, err = s.Submit(r.Context(), req)
@@ -270,14 +272,14 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request, repl *cad
 			secs := int64((full.RetryAfter + time.Second - 1) / time.Second)
 			w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
 		}
-		return h.fail(w, repl, h.forwardError(r.Context(), err))
+		return h.fail(w, repl, op, h.forwardError(r.Context(), err))
 	}
 	if resp.Spooled {
-		setOutcome(repl, outcomeSpooled)
+		setOutcome(repl, outcomeSpooled, op)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	setOutcome(repl, outcomeRelayed)
+	setOutcome(repl, outcomeRelayed, op)
 	hdr := w.Header()
 	for k, v := range resp.Header {
 		hdr[k] = v
@@ -311,7 +313,7 @@ func (h *Handler) forwardError(ctx context.Context, err error) *requestError {
 		h.logger.Error("the spool refused an event", zap.String("dir", h.spoolKey), zap.Error(err))
 		return errStorage(err)
 	case errors.As(err, &unavailable):
-		h.logger.Warn("upstream unavailable; event refused (no spool configured)",
+		h.logger.Warn("upstream unavailable; event refused (no spool configured, or an operation that needs the server's answer)",
 			zap.String("url", unavailable.URL), zap.Int("status", unavailable.Status),
 			zap.Bool("timeout", unavailable.Timeout), zap.NamedError("cause", unavailable.Err))
 		if unavailable.Timeout {

@@ -32,6 +32,7 @@ import (
 
 // seenRequest is one request as the upstream received it.
 type seenRequest struct {
+	method      string
 	path, query string
 	header      http.Header
 	body        string
@@ -110,7 +111,7 @@ func (u *ucsServer) set(change func(*ucsServer)) {
 
 func (u *ucsServer) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	s := seenRequest{path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone(), body: string(body)}
+	s := seenRequest{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone(), body: string(body)}
 	u.mu.Lock()
 	u.seen = append(u.seen, s)
 	answer, delay := u.answer, u.delay

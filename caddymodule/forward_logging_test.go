@@ -33,7 +33,7 @@ func forwardHandlerWith(t *testing.T, sink *ForwardSink) (*Handler, *observer.Ob
 	require.NoError(t, h.checkOptions())
 	h.logger = zap.New(core).Named("http.handlers.ucs")
 	h.norm, _ = (&Handler{}).newNormalizer()
-	h.servicesPfx = DefaultBasePath + "/services/"
+	h.BasePath, h.basePfx, h.ops = DefaultBasePath, DefaultBasePath+"/", parseOperations(nil)
 	h.MaxBody = DefaultMaxBody
 	require.NoError(t, h.provisionForward(ctx))
 	t.Cleanup(func() { _ = h.Cleanup() })

@@ -40,19 +40,22 @@ const (
 // now is the handler's clock; tests replace it for deterministic timestamps.
 var now = time.Now
 
-// Handler intercepts Genesys Context Services' Complete Task call
-// (`POST {base_path}/services/{service_id}/tasks/{task_id}/end`), turns its
-// loose JSON body into strict JSON (business-attribute names mapped to IDs,
-// the canonical UTC timestamp added) and hands the event to a sink: the next
-// handler of the route (no sink configured, normally `reverse_proxy`), a
-// local journal file, or an upstream Context Services that the handler
-// posts to itself, with an optional durable spool. Every other request goes
-// to the next handler untouched, its body unread.
+// Handler intercepts Genesys Context Services' service-event calls (Complete
+// Task, `POST {base_path}/services/{service_id}/tasks/{task_id}/end`, and the
+// other write calls of the service-event API: see Operations), turns their
+// loose JSON bodies into strict JSON (business-attribute names mapped to
+// IDs, the canonical UTC timestamp added) and hands each event to a sink: the
+// next handler of the route (no sink configured, normally `reverse_proxy`),
+// a local journal file (end operations), or an upstream Context Services
+// that the handler posts to itself, with an optional durable spool (end
+// operations). Every other request goes to the next handler untouched, its
+// body unread.
 //
 // Placeholders, set on every request for later handlers and access logs:
 //
-//	{http.ucs.service_id}  the service id of the path ("" when not the call)
-//	{http.ucs.task_id}     the task id of the path, as sent
+//	{http.ucs.operation}   the operation, e.g. task.end ("" when not a call)
+//	{http.ucs.service_id}  the service id of the path ("" when not a call)
+//	{http.ucs.task_id}     the task id of the path, as sent ("" when none)
 //	{http.ucs.outcome}     passed, forwarded, journaled, relayed, spooled,
 //	                       rejected or error
 //	{http.ucs.repairs}     the number of repairs made to the body
@@ -69,14 +72,26 @@ type Handler struct {
 	// business-attribute names are forwarded unchanged.
 	BusinessAttributes []string `json:"business_attributes,omitempty"`
 
-	// BusinessAttribute maps a Task End field to the business attribute
-	// that backs it, overriding the Task.* defaults (media_type → MediaType,
-	// disposition → DispositionCode, application_type → ApplicationType,
-	// resource_type → ResourceType, task_type → TaskType).
+	// Operations are the calls the handler takes: service.start,
+	// service.end, state.start, state.end, state.transition, task.start,
+	// task.end, service.associate, extension.update. The calls not listed go
+	// down the route untouched. Default: all of them (`task.end` alone is
+	// the Complete Task call only).
+	Operations []string `json:"operations,omitempty"`
+
+	// BusinessAttribute maps a key of Genesys' [business-attributes]
+	// section, `<Resource>.<attribute>` (Service, State or Task; `*` for
+	// every resource), to the business attribute that backs it, e.g.
+	// `Task.type` → `TaskType`. A bare Task End field name is its Task.*
+	// key (`media_type` is `Task.media_type`, `task_type` is `Task.type`).
+	// Default: `*.application_type` → ApplicationType, `*.resource_type` →
+	// ResourceType, `*.media_type` → MediaType, `*.disposition` →
+	// DispositionCode, `Service.type` → ServiceType, `State.type` →
+	// StateType, `Task.type` → TaskType.
 	BusinessAttribute map[string]string `json:"business_attribute,omitempty"`
 
-	// AttributeValues are inline tables, field → value name → dbid, used
-	// with or instead of the files. Default: none.
+	// AttributeValues are inline tables, key (as in business_attribute) →
+	// value name → dbid, used with or instead of the files. Default: none.
 	AttributeValues map[string]map[string]int64 `json:"attribute_values,omitempty"`
 
 	// UnknownNames says what happens to a business-attribute name that the
@@ -88,8 +103,10 @@ type Handler struct {
 	// white space. Default: off (exact match).
 	CaseInsensitiveNames bool `json:"case_insensitive_names,omitempty"`
 
-	// FillDefaults fills an omitted business-attribute field with the value
-	// its table flags as the default. Default: off.
+	// FillDefaults fills an omitted business-attribute field of an event
+	// with the value its resource's table flags as the default (a Start
+	// Service without service_type gets Service.type's default). Not for
+	// service.associate, whose fields are all optional. Default: off.
 	FillDefaults bool `json:"fill_defaults,omitempty"`
 
 	// MaxBody bounds the body in bytes, after decoding its content coding;
@@ -117,14 +134,17 @@ type Handler struct {
 	// Default: off (the path goes down the route like any other).
 	Health bool `json:"health,omitempty"`
 
-	// Local, when set, appends each event as one JSON line to a journal file
-	// and answers 204 once it is on disk. Default: unset, so the rewritten
-	// request goes on down the route.
+	// Local, when set, appends each end event (service.end, state.end,
+	// task.end) as one JSON line to a journal file and answers 204 once it
+	// is on disk; the other operations need the server's answer and go on
+	// down the route, normalised. Default: unset, so every rewritten request
+	// goes on down the route.
 	Local *LocalSink `json:"local,omitempty"`
 
 	// Forward, when set, posts each event to an upstream Context Services
 	// and relays its answer; with a spool, an unavailable upstream does not
-	// lose the event. At most one of local and forward. Default: unset.
+	// lose an end event (the other operations get 502/504, as without a
+	// spool). At most one of local and forward. Default: unset.
 	Forward *ForwardSink `json:"forward,omitempty"`
 
 	norm            *normalize.Normalizer
@@ -138,14 +158,17 @@ type Handler struct {
 	spoolUse        spoolUse
 	spoolReleased   bool
 	healthPath      string   // BasePath + "/ucs/health", when Health is on
-	servicesPfx     string   // BasePath + "/services/"
+	basePfx         string   // BasePath + "/"
 	baseSegs        []string // BasePath's segments
+	ops             uint16   // bit op: the handler takes the operation
 	caddyErrors     bool
 	logger          *zap.Logger
 }
 
 // LocalSink is the local journal: one line
-// `{"received_at":…,"service_id":…,"task_id":…,"event":{…}}` per event.
+// `{"received_at":…,"operation":…,"service_id":…,"task_id":…,"event":{…}}`
+// per end event (`state_id` instead of `task_id` for state.end, neither for
+// service.end).
 type LocalSink struct {
 	// Path of the journal file, relative to Caddy's working directory or
 	// absolute. Required. Its directory is created if missing.
@@ -195,7 +218,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.BasePath = DefaultBasePath
 	}
 	h.BasePath = strings.TrimRight(h.BasePath, "/")
-	h.servicesPfx = h.BasePath + "/services/"
+	h.basePfx = h.BasePath + "/"
+	h.ops = parseOperations(h.Operations)
 	if h.Health {
 		h.healthPath = h.BasePath + "/ucs/health"
 	}
@@ -309,6 +333,11 @@ func (h *Handler) checkOptions() error {
 	if h.MaxDepth < 0 {
 		return fmt.Errorf("ucs: max_depth must not be negative, got %d", h.MaxDepth)
 	}
+	for _, name := range h.Operations {
+		if _, ok := normalize.ParseOperation(name); !ok {
+			return fmt.Errorf("ucs: operations: unknown operation %q; the operations are %s", name, normalize.OperationNames())
+		}
+	}
 	for field, attr := range h.BusinessAttribute {
 		if field == "" || attr == "" {
 			return fmt.Errorf("ucs: business_attribute needs a field and an attribute name, got %q → %q", field, attr)
@@ -339,6 +368,20 @@ func (h *Handler) checkOptions() error {
 	return nil
 }
 
+// parseOperations turns the checked operation names into a bit set; none
+// means all.
+func parseOperations(names []string) uint16 {
+	if len(names) == 0 {
+		return 1<<normalize.NumOperations - 1
+	}
+	var ops uint16
+	for _, name := range names {
+		op, _ := normalize.ParseOperation(name)
+		ops |= 1 << op
+	}
+	return ops
+}
+
 func oneOf(option, value string, allowed ...string) error {
 	if value == "" {
 		return nil
@@ -364,7 +407,7 @@ func (h *Handler) Cleanup() error {
 	return errors.Join(err, releaseJournal(h.journalKey, h.journal, h))
 }
 
-// ServeHTTP intercepts the Complete Task call and passes everything else on.
+// ServeHTTP intercepts the service-event calls and passes everything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	receivedAt := now()
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -373,64 +416,77 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveHealth(w, r)
 	}
 	m := h.match(r)
-	sid, tidText, ok := m.sid, m.tid, m.ok
 	if repl != nil {
 		// Every placeholder is set on every request, so a log format or a
 		// header using them never shows an unreplaced {http.ucs.…}.
-		repl.Set("http.ucs.service_id", sid)
-		repl.Set("http.ucs.task_id", tidText)
+		op, tid := "", ""
+		if m.ok {
+			op = m.op.String()
+		}
+		if m.idName == "task_id" {
+			tid = m.id
+		}
+		repl.Set("http.ucs.operation", op)
+		repl.Set("http.ucs.service_id", m.sid)
+		repl.Set("http.ucs.task_id", tid)
 		repl.Set("http.ucs.repairs", "")
 		repl.Set("http.ucs.exception", "")
 	}
-	if !ok {
-		setOutcome(repl, outcomePassed)
+	if !m.ok {
+		setOutcome(repl, outcomePassed, opNone)
 		return next.ServeHTTP(w, r)
 	}
+	op := int(m.op)
 	if m.encodedSlash != "" {
-		return h.fail(w, repl, errEncodedSlash(m.encodedSlash))
+		return h.fail(w, repl, op, errEncodedSlash(m.encodedSlash))
 	}
-	if rerr := checkServiceID(sid); rerr != nil {
-		return h.fail(w, repl, rerr)
+	if m.op != normalize.OpServiceStart {
+		if rerr := checkServiceID(m.sid); rerr != nil {
+			return h.fail(w, repl, op, rerr)
+		}
 	}
-	tid, rerr := parseTaskID(tidText)
-	if rerr != nil {
-		return h.fail(w, repl, rerr)
+	var id int64
+	if m.idName == "task_id" || m.idName == "state_id" {
+		var rerr *requestError
+		if id, rerr = parseID32(m.idName, m.id); rerr != nil {
+			return h.fail(w, repl, op, rerr)
+		}
 	}
 
 	in := bodyPool.Get().(*[]byte)
 	if rerr := readBody(w, r, h.MaxBody, in); rerr != nil {
 		putBuf(&bodyPool, in)
-		return h.fail(w, repl, rerr)
+		return h.fail(w, repl, op, rerr)
 	}
 	out := outPool.Get().(*[]byte)
 	var rep normalize.Report
 	start := time.Now()
-	strict, err := h.norm.TaskEnd((*out)[:0], *in, receivedAt, &rep)
+	strict, err := h.norm.Event(m.op, (*out)[:0], *in, receivedAt, &rep)
 	took := time.Since(start)
 	*out = strict
 	putBuf(&bodyPool, in)
 	if err != nil {
 		putBuf(&outPool, out)
-		return h.fail(w, repl, errFromNormalize(err))
+		return h.fail(w, repl, op, errFromNormalize(err))
 	}
-	observeReport(&rep, took)
-	h.logReport(sid, tid, &rep)
+	observeReport(&rep, op, took)
+	h.logReport(m, &rep)
 	if repl != nil {
 		repl.Set("http.ucs.repairs", rep.Total())
 	}
 
-	if h.journal != nil {
+	if h.journal != nil && m.op.IsEnd() {
 		sj, err := h.holdJournal()
 		if err == nil {
-			err = sj.AppendEvent(receivedAt, sid, tid, strict)
+			err = sj.AppendEvent(receivedAt, upstream.RecordIDs{Operation: m.op.String(), ServiceID: m.sid, IDName: m.idName, ID: id}, strict)
 			h.dropJournal(sj)
 		}
 		putBuf(&outPool, out)
 		if err != nil {
 			h.logger.Error("the local journal refused an event", zap.String("path", h.journalKey), zap.Error(err))
-			return h.fail(w, repl, errStorage(err))
+			return h.fail(w, repl, op, errStorage(err))
 		}
-		setOutcome(repl, outcomeJournaled)
+		setOutcome(repl, outcomeJournaled, op)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
@@ -439,14 +495,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// The buffer goes to the GC, not back to the pool: net/http's
 		// transport may still read a request body after the exchange
 		// returned, and a failover resends it.
-		return h.serveForward(w, r, repl, strict, h.canonicalPath(sid, tidText))
+		return h.serveForward(w, r, repl, m, strict)
 	}
 
-	setOutcome(repl, outcomeForwarded)
+	// No sink, or a local sink and an operation that needs the server's
+	// answer: the normalised request goes on down the route.
+	setOutcome(repl, outcomeForwarded, op)
 	if m.rewritten {
 		// reverse_proxy must send the path the event was matched on, not
 		// one the upstream might map elsewhere.
-		r.URL.Path, r.URL.RawPath = h.canonicalPath(sid, tidText), ""
+		r.URL.Path, r.URL.RawPath = m.path, ""
 	}
 	lease := replaceBody(r, out)
 	err = next.ServeHTTP(w, r)
@@ -454,31 +512,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return err
 }
 
-// match reports whether r is the Complete Task call and returns its raw
+// match reports whether r is one of the handler's calls and returns its raw
 // path ids, matching on the path cleaned as the UCS cleans it (see
 // path.go); the ids are checked by the caller so that a malformed id is a
 // 400, not a silent pass.
-func (h *Handler) match(r *http.Request) taskEndMatch {
-	if r.Method != http.MethodPost {
-		return taskEndMatch{}
+func (h *Handler) match(r *http.Request) callMatch {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		return callMatch{}
 	}
-	return h.matchPath(r.URL)
+	return h.matchPath(r.Method, r.URL)
 }
 
 // fail answers a refused request: the Genesys error body, or with
 // `errors caddy` the error for handle_errors (and nothing written).
-func (h *Handler) fail(w http.ResponseWriter, repl *caddy.Replacer, e *requestError) error {
+// op is the operation's index (normalize.Operation).
+func (h *Handler) fail(w http.ResponseWriter, repl *caddy.Replacer, op int, e *requestError) error {
 	outcome := outcomeRejected
 	if e.status >= 500 {
 		outcome = outcomeError
 	}
-	setOutcome(repl, outcome)
+	setOutcome(repl, outcome, op)
 	if repl != nil {
 		repl.Set("http.ucs.exception", e.exception)
 	}
-	metricRejections.WithLabelValues(e.reason).Inc()
-	if c := h.logger.Check(zap.DebugLevel, "task end refused"); c != nil {
-		c.Write(zap.Int("status", e.status), zap.String("exception", e.exception), zap.String("message", e.msg))
+	metricRejections.WithLabelValues(e.reason, operationLabels[op]).Inc()
+	if c := h.logger.Check(zap.DebugLevel, "event refused"); c != nil {
+		c.Write(zap.String("operation", operationLabels[op]), zap.Int("status", e.status),
+			zap.String("exception", e.exception), zap.String("message", e.msg))
 	}
 	if h.caddyErrors {
 		return caddyhttp.Error(e.status, e)
@@ -492,8 +552,10 @@ func (h *Handler) fail(w http.ResponseWriter, repl *caddy.Replacer, e *requestEr
 	return nil
 }
 
-func setOutcome(repl *caddy.Replacer, outcome string) {
-	requestsByOutcome[outcome].Inc()
+// setOutcome counts the request and sets {http.ucs.outcome}; op is the
+// operation's index, opNone for a request that is not a call.
+func setOutcome(repl *caddy.Replacer, outcome string, op int) {
+	requestsByOutcome[outcome][op].Inc()
 	if repl != nil {
 		repl.Set("http.ucs.outcome", outcome)
 	}

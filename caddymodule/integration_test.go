@@ -286,7 +286,8 @@ func TestBodiesAreDecodedBeforeNormalising(t *testing.T) {
 
 func TestOtherCallsPassThroughUntouched(t *testing.T) {
 	rec := newRecorder(t)
-	tester := startCaddy(t, "ucs\nreverse_proxy "+rec.addr())
+	// operations task.end: the Complete Task call alone, as before issue 12.
+	tester := startCaddy(t, "ucs {\noperations task.end\n}\nreverse_proxy "+rec.addr())
 	loose := "{price: 25 000, 'a': True,}"
 	tests := []struct {
 		name   string
@@ -294,9 +295,10 @@ func TestOtherCallsPassThroughUntouched(t *testing.T) {
 		url    string
 	}{
 		{"another method on the task end path", http.MethodPut, taskEndURL},
-		{"task start", http.MethodPost, "http://localhost:9080/genesys/1/cs/services/42/tasks/start"},
+		{"task start, not among the operations", http.MethodPost, "http://localhost:9080/genesys/1/cs/services/42/tasks/start"},
 		{"another base path", http.MethodPost, "http://localhost:9080/other/services/42/tasks/7/end"},
-		{"service end", http.MethodPost, "http://localhost:9080/genesys/1/cs/services/42/end"},
+		{"service end, not among the operations", http.MethodPost, "http://localhost:9080/genesys/1/cs/services/42/end"},
+		{"an extension update, not among the operations", http.MethodPut, "http://localhost:9080/genesys/1/cs/services/42/extensions/Survey"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,7 +358,7 @@ func TestLocalSinkJournalsOneExactRecordBefore204(t *testing.T) {
 	assert.Empty(t, b)
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	record := upstream.AppendEventRecord(nil, testNow, "383-f9a62aec", 2147483647, want)
+	record := upstream.AppendEventRecord(nil, testNow, upstream.TaskEndIDs("383-f9a62aec", 2147483647), want)
 	assert.Equal(t, string(record)+"\n", string(data))
 	assert.True(t, json.Valid(bytes.TrimSpace(data)))
 }
@@ -499,11 +501,11 @@ func scrape(t *testing.T, series string) float64 {
 func TestMetricsCountOutcomesRepairsAndJournalWrites(t *testing.T) {
 	tester := startCaddy(t, "ucs {\nlocal "+filepath.Join(t.TempDir(), "events.jsonl")+"\n}\nrespond 404")
 	series := []string{
-		`caddy_ucs_requests_total{outcome="journaled"}`,
-		`caddy_ucs_requests_total{outcome="rejected"}`,
-		`caddy_ucs_requests_total{outcome="passed"}`,
-		`caddy_ucs_repairs_total{kind="unquoted_key"}`,
-		`caddy_ucs_rejections_total{reason="bad_task_id"}`,
+		`caddy_ucs_requests_total{operation="task.end",outcome="journaled"}`,
+		`caddy_ucs_requests_total{operation="task.end",outcome="rejected"}`,
+		`caddy_ucs_requests_total{operation="none",outcome="passed"}`,
+		`caddy_ucs_repairs_total{kind="unquoted_key",operation="task.end"}`,
+		`caddy_ucs_rejections_total{operation="task.end",reason="bad_task_id"}`,
 		`caddy_ucs_normalize_duration_seconds_count`,
 		`caddy_ucs_journal_fsync_duration_seconds_count`,
 	}
@@ -519,13 +521,13 @@ func TestMetricsCountOutcomesRepairsAndJournalWrites(t *testing.T) {
 	post(t, tester, "http://localhost:9080/elsewhere", []byte(`{}`))
 
 	want := map[string]float64{
-		`caddy_ucs_requests_total{outcome="journaled"}`:    2,
-		`caddy_ucs_requests_total{outcome="rejected"}`:     1,
-		`caddy_ucs_requests_total{outcome="passed"}`:       1,
-		`caddy_ucs_repairs_total{kind="unquoted_key"}`:     1,
-		`caddy_ucs_rejections_total{reason="bad_task_id"}`: 1,
-		`caddy_ucs_normalize_duration_seconds_count`:       2,
-		`caddy_ucs_journal_fsync_duration_seconds_count`:   0, // checked below: at least 1
+		`caddy_ucs_requests_total{operation="task.end",outcome="journaled"}`:    2,
+		`caddy_ucs_requests_total{operation="task.end",outcome="rejected"}`:     1,
+		`caddy_ucs_requests_total{operation="none",outcome="passed"}`:           1,
+		`caddy_ucs_repairs_total{kind="unquoted_key",operation="task.end"}`:     1,
+		`caddy_ucs_rejections_total{operation="task.end",reason="bad_task_id"}`: 1,
+		`caddy_ucs_normalize_duration_seconds_count`:                            2,
+		`caddy_ucs_journal_fsync_duration_seconds_count`:                        0, // checked below: at least 1
 	}
 	for _, s := range series {
 		delta := scrape(t, s) - before[s]
@@ -594,8 +596,8 @@ func TestABodyCutShortByTheClientIsABadRequestNotABadEncoding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bodyRead := scrape(t, `caddy_ucs_rejections_total{reason="body_read"}`)
-			badEncoding := scrape(t, `caddy_ucs_rejections_total{reason="bad_encoding"}`)
+			bodyRead := scrape(t, `caddy_ucs_rejections_total{operation="task.end",reason="body_read"}`)
+			badEncoding := scrape(t, `caddy_ucs_rejections_total{operation="task.end",reason="bad_encoding"}`)
 
 			status, b := postCutShort(t, tt.body, tt.length, tt.header)
 
@@ -606,8 +608,8 @@ func TestABodyCutShortByTheClientIsABadRequestNotABadEncoding(t *testing.T) {
 			assert.Equal(t, "the request body ended before the length it announced (Content-Length or chunked framing): "+
 				"a truncated event is not accepted", eb.Message)
 			assert.NotContains(t, eb.Message, "  ")
-			assert.Equal(t, 1.0, scrape(t, `caddy_ucs_rejections_total{reason="body_read"}`)-bodyRead)
-			assert.Equal(t, 0.0, scrape(t, `caddy_ucs_rejections_total{reason="bad_encoding"}`)-badEncoding)
+			assert.Equal(t, 1.0, scrape(t, `caddy_ucs_rejections_total{operation="task.end",reason="body_read"}`)-bodyRead)
+			assert.Equal(t, 0.0, scrape(t, `caddy_ucs_rejections_total{operation="task.end",reason="bad_encoding"}`)-badEncoding)
 		})
 	}
 }

@@ -10,13 +10,17 @@ import (
 
 // logReport writes the debug line of an intercepted request (repair kinds
 // and offsets, never values) and warns about attribute names passed on.
-func (h *Handler) logReport(sid string, tid int64, rep *normalize.Report) {
-	if c := h.logger.Check(zap.DebugLevel, "task end normalised"); c != nil {
+func (h *Handler) logReport(m callMatch, rep *normalize.Report) {
+	if c := h.logger.Check(zap.DebugLevel, "event normalised"); c != nil {
 		// zap keeps the array marshaler in an interface, which would move
 		// the caller's Report (about 700 bytes) to the heap on every
 		// request; a copy made here costs that only when debug is on.
 		listed := *rep
-		c.Write(zap.String("service_id", sid), zap.Int64("task_id", tid), zap.Int("repairs", rep.Total()),
+		id := zap.Skip()
+		if m.idName != "" {
+			id = zap.String(m.idName, m.id)
+		}
+		c.Write(zap.String("operation", m.op.String()), zap.String("service_id", m.sid), id, zap.Int("repairs", rep.Total()),
 			zap.Bool("strict_input", rep.Strict), zap.Array("first_repairs", repairList{&listed}))
 	}
 	for i := range rep.NumMisses {

@@ -38,7 +38,7 @@ func TestLogsNameRepairsAndMissesButNeverAttachedData(t *testing.T) {
 
 	require.NoError(t, h.ServeHTTP(httptest.NewRecorder(), r, next))
 
-	debug := logs.FilterMessage("task end normalised").All()
+	debug := logs.FilterMessage("event normalised").All()
 	require.Len(t, debug, 1)
 	assert.Equal(t, zapcore.DebugLevel, debug[0].Level)
 	assert.Contains(t, debug[0].ContextMap()["first_repairs"], "unquoted_key@1")

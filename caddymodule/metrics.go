@@ -13,8 +13,8 @@ import (
 // Outcomes of a request through the handler: the {http.ucs.outcome}
 // placeholder and the "outcome" label of caddy_ucs_requests_total.
 const (
-	outcomePassed    = "passed"    // not the Complete Task call: handed to next untouched
-	outcomeForwarded = "forwarded" // normalised and handed down the route (no sink configured)
+	outcomePassed    = "passed"    // not one of the handler's calls: handed to next untouched
+	outcomeForwarded = "forwarded" // normalised and handed down the route (no sink, or local and not an end operation)
 	outcomeJournaled = "journaled" // normalised and on disk in the local journal: 204
 	outcomeRejected  = "rejected"  // the request was refused: 400, 413 or 415
 	outcomeRelayed   = "relayed"   // forward sink: the upstream's answer was relayed (any status)
@@ -28,23 +28,23 @@ const (
 var (
 	metricRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "requests_total",
-		Help: "Requests seen by the ucs handler, by outcome (passed, forwarded, journaled, relayed, spooled, rejected, error).",
-	}, []string{"outcome"})
+		Help: "Requests seen by the ucs handler, by outcome (passed, forwarded, journaled, relayed, spooled, rejected, error) and operation (task.end, …; none when passed).",
+	}, []string{"outcome", "operation"})
 	metricRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "rejections_total",
-		Help: "Task End calls answered with an error, by reason (the normaliser's error kind or the HTTP-level reason).",
-	}, []string{"reason"})
+		Help: "Calls answered with an error, by reason (the normaliser's error kind or the HTTP-level reason) and operation.",
+	}, []string{"reason", "operation"})
 	metricRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "repairs_total",
-		Help: "Repairs made to Task End bodies, by repair kind.",
-	}, []string{"kind"})
+		Help: "Repairs made to event bodies, by repair kind and operation.",
+	}, []string{"kind", "operation"})
 	metricMisses = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "attribute_misses_total",
 		Help: "Business-attribute names not in the table and passed on unchanged (unknown_names pass), by field.",
 	}, []string{"field"})
 	metricNormalize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "normalize_duration_seconds",
-		Help:    "Time to normalise one Task End body.",
+		Help:    "Time to normalise one event body.",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10), // 1µs .. ~262ms
 	})
 	metricFsync = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -102,20 +102,39 @@ var (
 	}
 
 	// Label children resolved once: WithLabelValues hashes its labels on every call.
-	requestsByOutcome = map[string]prometheus.Counter{}
-	repairsByKind     [normalize.NumRepairKinds]prometheus.Counter
+	requestsByOutcome = map[string]*[numOperationLabels]prometheus.Counter{}
+	repairsByKind     [normalize.NumRepairKinds][numOperationLabels]prometheus.Counter
 	upstreamByClass   = map[string]prometheus.Counter{}
+
+	// operationLabels are the operation label's values, indexed by
+	// normalize.Operation; opNone is a request that is not a call.
+	operationLabels [numOperationLabels]string
+)
+
+const (
+	opNone             = int(normalize.NumOperations)
+	numOperationLabels = opNone + 1
 )
 
 func init() {
+	for op := range normalize.NumOperations {
+		operationLabels[op] = op.String()
+	}
+	operationLabels[opNone] = "none"
 	for _, o := range []string{outcomePassed, outcomeForwarded, outcomeJournaled, outcomeRelayed, outcomeSpooled, outcomeRejected, outcomeError} {
-		requestsByOutcome[o] = metricRequests.WithLabelValues(o)
+		var byOp [numOperationLabels]prometheus.Counter
+		for op, label := range operationLabels {
+			byOp[op] = metricRequests.WithLabelValues(o, label)
+		}
+		requestsByOutcome[o] = &byOp
 	}
 	for _, c := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "error"} {
 		upstreamByClass[c] = metricUpstreamResponses.WithLabelValues(c)
 	}
 	for k := range normalize.NumRepairKinds {
-		repairsByKind[k] = metricRepairs.WithLabelValues(k.String())
+		for op, label := range operationLabels {
+			repairsByKind[k][op] = metricRepairs.WithLabelValues(k.String(), label)
+		}
 	}
 }
 
@@ -135,12 +154,13 @@ func registerMetrics(reg prometheus.Registerer) error {
 	return nil
 }
 
-// observeReport adds one normalisation's repairs and misses.
-func observeReport(rep *normalize.Report, took time.Duration) {
+// observeReport adds one normalisation's repairs and misses; op is the
+// operation's index.
+func observeReport(rep *normalize.Report, op int, took time.Duration) {
 	metricNormalize.Observe(took.Seconds())
 	for k, n := range rep.Counts {
 		if n > 0 {
-			repairsByKind[k].Add(float64(n))
+			repairsByKind[k][op].Add(float64(n))
 		}
 	}
 	for i := range rep.NumMisses {

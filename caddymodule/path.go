@@ -1,9 +1,12 @@
 package caddymodule
 
 import (
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
 )
 
 // The Context Services server runs in a servlet container, which maps a
@@ -12,54 +15,144 @@ import (
 // segments (`//`) and `.` dropped, `..` resolved, a trailing slash ignored.
 // So `//genesys/1/cs/x/../services/42/tasks/7/end/;a=b` is the Complete
 // Task call there, and must be here too: otherwise its loose body would
-// walk around the normaliser. The handler matches on the path cleaned the
-// same way and hands the event on under the canonical path
-// `{base_path}/services/{service_id}/tasks/{task_id}/end`.
+// walk around the normaliser. The handler matches every service-event call
+// (see callPattern) on the path cleaned the same way and hands the event on
+// under the canonical path, `{base_path}/` and the call's segments.
 //
-// An id never contains `/`: a Complete Task path whose segments hold an
-// encoded slash (`42%2Ftasks%2F7`) is refused with 400.
+// An id never contains `/`: a call's path whose segments hold an encoded
+// slash (`42%2Ftasks%2F7`) is refused with 400.
 
-// taskEndMatch is what matching a request path found.
-type taskEndMatch struct {
-	sid, tid string
-	ok       bool // the Complete Task call (the ids still to be checked)
-	// rewritten is set when the path was not already canonical: the event
-	// goes on under canonicalPath.
+// maxCallSegs is the most segments a call has after the base path
+// (services/{sid}/tasks/{id}/extensions/{name}/merge).
+const maxCallSegs = 7
+
+// callMatch is what matching a request path found.
+type callMatch struct {
+	op normalize.Operation
+	ok bool // one of the calls the handler takes (its ids still to be checked)
+	// sid is the service id ("" for service.start); id the other id of
+	// the path, named idName: task_id, state_id, customer_id, or "" (none).
+	sid, id, idName string
+	// path is the canonical path the event goes on under.
+	path string
+	// rewritten is set when the path was not already canonical.
 	rewritten bool
 	// encodedSlash names where an encoded slash sits in a path that is the
-	// call once decoded: "service_id", "task_id" or "path"; "" for none.
+	// call once decoded: "service_id", the id's name, or "path"; "" for none.
 	encodedSlash string
 }
 
-// matchPath matches the Complete Task call on u's path as the UCS reads it.
-func (h *Handler) matchPath(u *url.URL) taskEndMatch {
-	if u.RawPath == "" && isCleanPath(u.Path) {
-		// The common case: nothing to clean, no allocation.
-		sid, tid, ok := h.matchSegments(u.Path)
-		return taskEndMatch{sid: sid, tid: tid, ok: ok}
-	}
-	return h.matchUnclean(u.EscapedPath())
+// callShape is what matchSegments found: the operation and where its ids
+// sit among the segments (-1: absent).
+type callShape struct {
+	op          normalize.Operation
+	sidAt, idAt int
+	idName      string
+	ok          bool
 }
 
-// matchSegments matches a clean path exactly.
-func (h *Handler) matchSegments(p string) (sid, tid string, ok bool) {
-	rest, found := strings.CutPrefix(p, h.servicesPfx)
-	if !found {
-		return "", "", false
+// matchSegments matches the segments of a path after the base path. The
+// table is Context Services 8.5's service-event API: every write call.
+func matchSegments(method string, seg []string) callShape {
+	n := len(seg)
+	no := callShape{sidAt: -1, idAt: -1}
+	if n < 2 {
+		return no
 	}
-	sid, rest, found = strings.Cut(rest, "/")
-	if !found {
-		return "", "", false
+	shape := func(op normalize.Operation, sidAt, idAt int, idName string) callShape {
+		return callShape{op: op, sidAt: sidAt, idAt: idAt, idName: idName, ok: true}
 	}
-	rest, found = strings.CutPrefix(rest, "tasks/")
-	if !found {
-		return "", "", false
+	if method == http.MethodPut {
+		// …/extensions/{name}[/merge] on a service, a state or a task.
+		if seg[0] != "services" {
+			return no
+		}
+		rest := seg[2:]
+		if n > 2 && rest[len(rest)-1] == "merge" {
+			rest = rest[:len(rest)-1]
+		}
+		switch {
+		case len(rest) == 2 && rest[0] == "extensions":
+			return shape(normalize.OpExtensionUpdate, 1, -1, "")
+		case len(rest) == 4 && rest[2] == "extensions" && rest[0] == "states":
+			return shape(normalize.OpExtensionUpdate, 1, 3, "state_id")
+		case len(rest) == 4 && rest[2] == "extensions" && rest[0] == "tasks":
+			return shape(normalize.OpExtensionUpdate, 1, 3, "task_id")
+		}
+		return no
 	}
-	tid, rest, found = strings.Cut(rest, "/")
-	if !found || rest != "end" {
-		return "", "", false
+	if method != http.MethodPost {
+		return no
 	}
-	return sid, tid, true
+	if seg[0] == "customers" {
+		if n == 4 && seg[2] == "services" {
+			return shape(normalize.OpServiceAssociate, 3, 1, "customer_id")
+		}
+		return no
+	}
+	if seg[0] != "services" {
+		return no
+	}
+	switch {
+	case n == 2 && seg[1] == "start":
+		return shape(normalize.OpServiceStart, -1, -1, "")
+	case n == 3 && seg[2] == "end":
+		return shape(normalize.OpServiceEnd, 1, -1, "")
+	case n == 4 && seg[2] == "states" && seg[3] == "start":
+		return shape(normalize.OpStateStart, 1, -1, "")
+	case n == 4 && seg[2] == "states" && seg[3] == "transition":
+		return shape(normalize.OpStateTransition, 1, -1, "")
+	case n == 4 && seg[2] == "tasks" && seg[3] == "start":
+		return shape(normalize.OpTaskStart, 1, -1, "")
+	case n == 5 && seg[2] == "states" && seg[4] == "end":
+		return shape(normalize.OpStateEnd, 1, 3, "state_id")
+	case n == 5 && seg[2] == "tasks" && seg[4] == "end":
+		return shape(normalize.OpTaskEnd, 1, 3, "task_id")
+	}
+	return no
+}
+
+// matchPath matches a service-event call on u's path as the UCS reads it.
+func (h *Handler) matchPath(method string, u *url.URL) callMatch {
+	if u.RawPath == "" && isCleanPath(u.Path) {
+		// The common case: nothing to clean, no allocation.
+		rest, found := strings.CutPrefix(u.Path, h.basePfx)
+		if !found {
+			return callMatch{}
+		}
+		var buf [maxCallSegs]string
+		seg := buf[:0]
+		for rest != "" {
+			if len(seg) == maxCallSegs {
+				return callMatch{}
+			}
+			var part string
+			part, rest, _ = strings.Cut(rest, "/")
+			seg = append(seg, part)
+		}
+		c := h.matchEnabled(method, seg)
+		if !c.ok {
+			return callMatch{}
+		}
+		return callMatch{op: c.op, ok: true, sid: at(seg, c.sidAt), id: at(seg, c.idAt), idName: c.idName, path: u.Path}
+	}
+	return h.matchUnclean(method, u.EscapedPath())
+}
+
+// matchEnabled is matchSegments limited to the configured operations.
+func (h *Handler) matchEnabled(method string, seg []string) callShape {
+	c := matchSegments(method, seg)
+	if c.ok && h.ops&(1<<c.op) == 0 {
+		c.ok = false
+	}
+	return c
+}
+
+func at(seg []string, i int) string {
+	if i < 0 {
+		return ""
+	}
+	return seg[i]
 }
 
 // isCleanPath reports whether p is absolute with no empty, `.` or `..`
@@ -94,13 +187,13 @@ type pathPart struct {
 
 // matchUnclean cleans the escaped path as a servlet container does, then
 // matches it.
-func (h *Handler) matchUnclean(escaped string) taskEndMatch {
+func (h *Handler) matchUnclean(method, escaped string) callMatch {
 	var parts []pathPart
 	for raw := range strings.SplitSeq(escaped, "/") {
 		raw, _, _ = strings.Cut(raw, ";") // path parameters
 		seg, err := url.PathUnescape(raw)
 		if err != nil {
-			return taskEndMatch{}
+			return callMatch{}
 		}
 		switch seg {
 		case "", ".":
@@ -123,24 +216,30 @@ func (h *Handler) matchUnclean(escaped string) taskEndMatch {
 	}
 
 	base := h.baseSegs
-	if len(parts) != len(base)+5 {
-		return taskEndMatch{}
+	if len(parts) < len(base) || len(parts) > len(base)+maxCallSegs {
+		return callMatch{}
 	}
 	for i, b := range base {
 		if parts[i].text != b {
-			return taskEndMatch{}
+			return callMatch{}
 		}
 	}
 	call := parts[len(base):]
-	if call[0].text != "services" || call[2].text != "tasks" || call[4].text != "end" {
-		return taskEndMatch{}
+	seg := make([]string, len(call))
+	for i, p := range call {
+		seg[i] = p.text
 	}
-	m := taskEndMatch{sid: call[1].text, tid: call[3].text, ok: true, rewritten: true}
+	c := h.matchEnabled(method, seg)
+	if !c.ok {
+		return callMatch{}
+	}
+	m := callMatch{op: c.op, ok: true, sid: at(seg, c.sidAt), id: at(seg, c.idAt), idName: c.idName,
+		path: h.canonicalPath(seg), rewritten: true}
 	switch {
-	case call[1].fromEncoded:
+	case c.sidAt >= 0 && call[c.sidAt].fromEncoded:
 		m.encodedSlash = "service_id"
-	case call[3].fromEncoded:
-		m.encodedSlash = "task_id"
+	case c.idAt >= 0 && call[c.idAt].fromEncoded:
+		m.encodedSlash = c.idName
 	default:
 		for _, p := range parts {
 			if p.fromEncoded {
@@ -151,9 +250,16 @@ func (h *Handler) matchUnclean(escaped string) taskEndMatch {
 	return m
 }
 
-// canonicalPath is the Complete Task path the event is handed on under.
-func (h *Handler) canonicalPath(sid, tid string) string {
-	return h.servicesPfx + sid + "/tasks/" + tid + "/end"
+// canonicalPath is the path a call is handed on under: the base path and
+// the call's decoded segments (net/url escapes them when the path is sent).
+func (h *Handler) canonicalPath(seg []string) string {
+	var b strings.Builder
+	b.WriteString(h.BasePath)
+	for _, s := range seg {
+		b.WriteByte('/')
+		b.WriteString(s)
+	}
+	return b.String()
 }
 
 // baseSegments splits a base path into its segments ("/" has none).
@@ -196,17 +302,23 @@ func checkServiceID(s string) *requestError {
 
 // parseTaskID accepts decimal digits only, 0 to 2147483647 (a Java int).
 func parseTaskID(s string) (int64, *requestError) {
+	return parseID32("task_id", s)
+}
+
+// parseID32 checks a 32-bit id of the path (task_id, state_id): decimal
+// digits only, 0 to 2147483647 (a Java int).
+func parseID32(name, s string) (int64, *requestError) {
 	if s == "" {
-		return 0, errBadTaskID("is empty")
+		return 0, errBadID(name, "is empty")
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, errBadTaskID("must be decimal digits only")
+			return 0, errBadID(name, "must be decimal digits only")
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n > maxTaskID {
-		return 0, errBadTaskID("must be at most 2147483647")
+		return 0, errBadID(name, "must be at most 2147483647")
 	}
 	return n, nil
 }

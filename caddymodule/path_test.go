@@ -13,7 +13,8 @@ import (
 )
 
 func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
-	h := &Handler{servicesPfx: DefaultBasePath + "/services/", baseSegs: baseSegments(DefaultBasePath)}
+	// operations task.end: the Complete Task call alone, as before issue 12.
+	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath), ops: parseOperations([]string{"task.end"})}
 	tests := []struct {
 		method, path string
 		sid, tid     string
@@ -51,10 +52,79 @@ func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
 			m := h.match(httptest.NewRequest(tt.method, tt.path, nil))
 			assert.Equal(t, tt.ok, m.ok)
 			assert.Equal(t, tt.sid, m.sid)
-			assert.Equal(t, tt.tid, m.tid)
+			assert.Equal(t, tt.tid, m.id)
 			assert.Equal(t, tt.rewritten, m.rewritten)
 			assert.Equal(t, tt.encoded, m.encodedSlash)
 		})
+	}
+}
+
+func TestEveryServiceEventCallMatchesWithItsIds(t *testing.T) {
+	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath), ops: parseOperations(nil)}
+	none := normalize.NumOperations
+	tests := []struct {
+		method, path string
+		op           normalize.Operation // none: not a call
+		sid, id      string
+		idName       string
+		canonical    string
+	}{
+		{"POST", "/genesys/1/cs/services/start", normalize.OpServiceStart, "", "", "", "/genesys/1/cs/services/start"},
+		{"POST", "/genesys/1/cs/services/42/end", normalize.OpServiceEnd, "42", "", "", "/genesys/1/cs/services/42/end"},
+		{"POST", "/genesys/1/cs/services/42/states/start", normalize.OpStateStart, "42", "", "", "/genesys/1/cs/services/42/states/start"},
+		{"POST", "/genesys/1/cs/services/42/states/3/end", normalize.OpStateEnd, "42", "3", "state_id", "/genesys/1/cs/services/42/states/3/end"},
+		{"POST", "/genesys/1/cs/services/42/states/transition", normalize.OpStateTransition, "42", "", "", "/genesys/1/cs/services/42/states/transition"},
+		{"POST", "/genesys/1/cs/services/42/tasks/start", normalize.OpTaskStart, "42", "", "", "/genesys/1/cs/services/42/tasks/start"},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end", normalize.OpTaskEnd, "42", "7", "task_id", "/genesys/1/cs/services/42/tasks/7/end"},
+		{"POST", "/genesys/1/cs/customers/c-1/services/42", normalize.OpServiceAssociate, "42", "c-1", "customer_id", "/genesys/1/cs/customers/c-1/services/42"},
+		{"PUT", "/genesys/1/cs/services/42/extensions/Survey", normalize.OpExtensionUpdate, "42", "", "", "/genesys/1/cs/services/42/extensions/Survey"},
+		{"PUT", "/genesys/1/cs/services/42/extensions/Survey/merge", normalize.OpExtensionUpdate, "42", "", "", "/genesys/1/cs/services/42/extensions/Survey/merge"},
+		{"PUT", "/genesys/1/cs/services/42/states/3/extensions/Survey", normalize.OpExtensionUpdate, "42", "3", "state_id", "/genesys/1/cs/services/42/states/3/extensions/Survey"},
+		{"PUT", "/genesys/1/cs/services/42/tasks/7/extensions/Survey/merge", normalize.OpExtensionUpdate, "42", "7", "task_id", "/genesys/1/cs/services/42/tasks/7/extensions/Survey/merge"},
+		{"PUT", "//genesys/1/cs/services/42/./tasks/7/extensions/Survey/merge/", normalize.OpExtensionUpdate, "42", "7", "task_id", "/genesys/1/cs/services/42/tasks/7/extensions/Survey/merge"},
+		{"POST", "/genesys/1/cs/x/../services/start;jsessionid=1", normalize.OpServiceStart, "", "", "", "/genesys/1/cs/services/start"},
+		{"POST", "/genesys/1/cs/services//42/states/transition/", normalize.OpStateTransition, "42", "", "", "/genesys/1/cs/services/42/states/transition"},
+		{"PUT", "/genesys/1/cs/services/42/end", none, "", "", "", ""},
+		{"POST", "/genesys/1/cs/services/42/extensions/Survey", none, "", "", "", ""},
+		{"GET", "/genesys/1/cs/services/start", none, "", "", "", ""},
+		{"DELETE", "/genesys/1/cs/services/42/extensions/Survey", none, "", "", "", ""},
+		{"POST", "/genesys/1/cs/services/42/states/3/start", none, "", "", "", ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end/more", none, "", "", "", ""},
+		{"POST", "/genesys/1/cs/customers/c-1/services", none, "", "", "", ""},
+		{"PUT", "/genesys/1/cs/services/42/tasks/7/8/extensions/Survey", none, "", "", "", ""},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/extensions/a/b/c/d", none, "", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			m := h.match(httptest.NewRequest(tt.method, tt.path, nil))
+			require.Equal(t, tt.op != none, m.ok)
+			if !m.ok {
+				return
+			}
+			assert.Equal(t, tt.op, m.op)
+			assert.Equal(t, tt.sid, m.sid)
+			assert.Equal(t, tt.id, m.id)
+			assert.Equal(t, tt.idName, m.idName)
+			assert.Equal(t, tt.canonical, m.path)
+		})
+	}
+}
+
+func TestOnlyTheConfiguredOperationsMatch(t *testing.T) {
+	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath),
+		ops: parseOperations([]string{"state.start", "extension.update"})}
+	tests := []struct {
+		method, path string
+		ok           bool
+	}{
+		{"POST", "/genesys/1/cs/services/42/states/start", true},
+		{"PUT", "/genesys/1/cs/services/42/extensions/A", true},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end", false},
+		{"POST", "/genesys/1/cs/services/start", false},
+		{"POST", "//genesys/1/cs/services/42/end", false},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.ok, h.match(httptest.NewRequest(tt.method, tt.path, nil)).ok, tt.method+" "+tt.path)
 	}
 }
 

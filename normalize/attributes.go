@@ -41,31 +41,120 @@ type AttributeValue struct {
 }
 
 // AttributeFields lists the business-attribute fields of a Task End Event,
-// in the order their defaults are appended.
+// in the order their defaults are appended. In a mapping or an inline table
+// these names stand for the Task.* keys (media_type is Task.media_type,
+// task_type is Task.type), as the business_attribute option always had it.
 var AttributeFields = [...]string{"application_type", "resource_type", "media_type", "disposition", "task_type"}
 
-// DefaultMapping returns Genesys' [business-attributes] Task.* defaults:
-// which Business Attribute backs which field.
+// Resources are the resources of Genesys' [business-attributes] keys
+// (<Resource>.<attribute>): an operation on a service, a state or a task
+// reads the tables of its resource.
+var Resources = [...]string{"Service", "State", "Task"}
+
+const (
+	resService = iota
+	resState
+	resTask
+	numResources
+)
+
+// attributeSlots are the attribute part of the keys; "type" is the
+// resource's own type field (service_type, state_type, task_type).
+var attributeSlots = [...]string{"application_type", "resource_type", "media_type", "disposition", "type"}
+
+const (
+	slotApplicationType = iota
+	slotResourceType
+	slotMediaType
+	slotDisposition
+	slotType
+	numSlots
+)
+
+// numAttributeKeys is the number of <Resource>.<attribute> keys.
+const numAttributeKeys = numResources * numSlots
+
+// attributeKey is the flat index of a <Resource>.<attribute> key.
+func attributeKey(res, slot int) int { return res*numSlots + slot }
+
+// attributeKeyName is the key's Genesys spelling, e.g. "Task.type".
+func attributeKeyName(k int) string {
+	return Resources[k/numSlots] + "." + attributeSlots[k%numSlots]
+}
+
+// DefaultMapping returns the defaults of Genesys' own test configuration
+// for the [business-attributes] section: which Business Attribute backs
+// which key. "*." stands for every resource.
 func DefaultMapping() map[string]string {
 	return map[string]string{
-		"application_type": "ApplicationType",
-		"resource_type":    "ResourceType",
-		"media_type":       "MediaType",
-		"disposition":      "DispositionCode",
-		"task_type":        "TaskType",
+		"*.application_type": "ApplicationType",
+		"*.resource_type":    "ResourceType",
+		"*.media_type":       "MediaType",
+		"*.disposition":      "DispositionCode",
+		"Service.type":       "ServiceType",
+		"State.type":         "StateType",
+		"Task.type":          "TaskType",
 	}
 }
 
-// TableConfig describes where each field's names come from.
+// resolveKey returns the flat indexes a mapping or inline key stands for:
+// <Resource>.<attribute>, *.<attribute> (every resource), or a Task End
+// field name (the Task.* key; service_type and state_type too).
+func resolveKey(key string) []int {
+	if res, slot, ok := strings.Cut(key, "."); ok {
+		s := indexOf(attributeSlots[:], slot)
+		if s < 0 {
+			return nil
+		}
+		if res == "*" {
+			return []int{attributeKey(resService, s), attributeKey(resState, s), attributeKey(resTask, s)}
+		}
+		if r := indexOf(Resources[:], res); r >= 0 {
+			return []int{attributeKey(r, s)}
+		}
+		return nil
+	}
+	switch key {
+	case "service_type":
+		return []int{attributeKey(resService, slotType)}
+	case "state_type":
+		return []int{attributeKey(resState, slotType)}
+	case "task_type":
+		return []int{attributeKey(resTask, slotType)}
+	}
+	if s := indexOf(attributeSlots[:slotType], key); s >= 0 {
+		return []int{attributeKey(resTask, s)}
+	}
+	return nil
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// knownKeys lists the keys a mapping accepts, for messages.
+func knownKeys() string {
+	return strings.Join(AttributeFields[:], ", ") + " (the Task.* keys), or <Resource>.<attribute> with Resource one of " +
+		strings.Join(Resources[:], ", ") + " or * (every resource) and attribute one of " + strings.Join(attributeSlots[:], ", ") +
+		", e.g. Task.type, Service.media_type"
+}
+
+// TableConfig describes where each key's names come from.
 type TableConfig struct {
 	// Attributes are the Business Attributes loaded from files (or from the
 	// upstream's metadata endpoint).
 	Attributes []Attribute
-	// Mapping maps a field to an attribute name; it overrides
-	// DefaultMapping per field. A mapped attribute must be in Attributes
-	// unless Inline covers the field.
+	// Mapping maps a key (Task.type, *.media_type, or a Task End field
+	// name) to an attribute name; it overrides DefaultMapping per key, a
+	// <Resource>.<attribute> key overriding a *.<attribute> one. A mapped
+	// attribute must be in Attributes unless Inline covers the key.
 	Mapping map[string]string
-	// Inline holds values given in the config per field (Caddyfile
+	// Inline holds values given in the config per key (Caddyfile
 	// attribute_values); they replace the attribute's values from files.
 	Inline map[string][]AttributeValue
 }
@@ -77,9 +166,8 @@ const maxNameLen = 256
 // maxKnownListed is how many names an unknown-name message lists.
 const maxKnownListed = 6
 
-// table is one field's name → dbid index. It is immutable after NewTables.
+// table is one key's name → dbid index. It is immutable after NewTables.
 type table struct {
-	field     string
 	attribute string // the Business Attribute name, for messages
 	exact     map[string]int64
 	// folded indexes lower-cased, trimmed names; a folded form shared by
@@ -90,44 +178,51 @@ type table struct {
 	hasDefault bool
 }
 
-// Tables holds the business-attribute tables of the five fields. It is
-// immutable and safe for concurrent use; a nil *Tables covers no field.
+// Tables holds the business-attribute tables of every <Resource>.<attribute>
+// key. It is immutable and safe for concurrent use; a nil *Tables covers no
+// key.
 type Tables struct {
-	byField [len(AttributeFields)]*table
+	byKey [numAttributeKeys]*table
 }
 
-// attributeFieldIndex returns the index of field in AttributeFields, or -1.
-func attributeFieldIndex(field string) int {
-	for i, f := range AttributeFields {
-		if f == field {
-			return i
-		}
+// table returns the table of a flat key index, nil when none is configured.
+func (t *Tables) table(k int) *table {
+	if t == nil {
+		return nil
 	}
-	return -1
+	return t.byKey[k]
 }
 
-// Covers reports whether a table is configured for field.
-func (t *Tables) Covers(field string) bool {
-	i := attributeFieldIndex(field)
-	return t != nil && i >= 0 && t.byField[i] != nil
-}
-
-// Attribute returns the Business Attribute name backing field's table, or
-// "" when no table covers field.
-func (t *Tables) Attribute(field string) string {
-	if !t.Covers(field) {
-		return ""
+// tableOf returns the table of one key (Task.type, or a Task End field).
+func (t *Tables) tableOf(key string) *table {
+	ks := resolveKey(key)
+	if len(ks) != 1 {
+		return nil
 	}
-	return t.byField[attributeFieldIndex(field)].attribute
+	return t.table(ks[0])
 }
 
-// Lookup returns the dbid for name in field's table (exact match, then,
+// Covers reports whether a table is configured for key: Task.type,
+// Service.media_type, …, or a Task End field name (its Task.* key).
+func (t *Tables) Covers(key string) bool { return t.tableOf(key) != nil }
+
+// Attribute returns the Business Attribute name backing key's table, or
+// "" when no table covers key.
+func (t *Tables) Attribute(key string) string {
+	if tb := t.tableOf(key); tb != nil {
+		return tb.attribute
+	}
+	return ""
+}
+
+// Lookup returns the dbid for name in key's table (exact match, then,
 // with caseInsensitive, ignoring case and surrounding white space).
-func (t *Tables) Lookup(field, name string, caseInsensitive bool) (int64, bool) {
-	if !t.Covers(field) {
+func (t *Tables) Lookup(key, name string, caseInsensitive bool) (int64, bool) {
+	tb := t.tableOf(key)
+	if tb == nil {
 		return 0, false
 	}
-	return t.byField[attributeFieldIndex(field)].lookup([]byte(name), caseInsensitive)
+	return tb.lookup([]byte(name), caseInsensitive)
 }
 
 // lookup does not allocate: m[string(b)] is a non-allocating map access,
@@ -177,20 +272,18 @@ func foldName(dst, name []byte) ([]byte, bool) {
 	return dst, true
 }
 
-// NewTables builds the per-field tables. A field gets a table from its
-// inline values, else from the attribute its mapping (or the default
-// mapping) names; a default mapping whose attribute is not loaded leaves the
-// field without a table, an explicit one is an error.
+// NewTables builds the per-key tables. A key gets a table from its inline
+// values, else from the attribute its mapping (or the default mapping)
+// names; a default mapping whose attribute is not loaded leaves the key
+// without a table, an explicit one is an error.
 func NewTables(cfg TableConfig) (*Tables, error) {
-	for f := range cfg.Mapping {
-		if attributeFieldIndex(f) < 0 {
-			return nil, fmt.Errorf("business_attribute: unknown field %s; known fields: %s", f, strings.Join(AttributeFields[:], ", "))
-		}
+	mapping, mappedBy, err := resolveKeys("business_attribute", cfg.Mapping)
+	if err != nil {
+		return nil, err
 	}
-	for f := range cfg.Inline {
-		if attributeFieldIndex(f) < 0 {
-			return nil, fmt.Errorf("attribute_values: unknown field %s; known fields: %s", f, strings.Join(AttributeFields[:], ", "))
-		}
+	inline, inlineBy, err := resolveKeys("attribute_values", cfg.Inline)
+	if err != nil {
+		return nil, err
 	}
 	byName := make(map[string]*Attribute, len(cfg.Attributes))
 	for i := range cfg.Attributes {
@@ -200,32 +293,68 @@ func NewTables(cfg TableConfig) (*Tables, error) {
 		}
 		byName[a.Name] = a
 	}
-	defaults := DefaultMapping()
+	defaults, _, _ := resolveKeys("", DefaultMapping())
 	t := &Tables{}
-	for i, field := range AttributeFields {
-		attrName, explicit := cfg.Mapping[field]
+	for k := range numAttributeKeys {
+		attrName, explicit := mapping[k]
 		if !explicit {
-			attrName = defaults[field]
+			attrName = defaults[k]
 		}
 		var values []AttributeValue
 		where := ""
-		if inline, ok := cfg.Inline[field]; ok {
-			values, where = inline, "attribute_values "+field
+		if in, ok := inline[k]; ok {
+			values, where = in, "attribute_values "+inlineBy[k]
 		} else if a, ok := byName[attrName]; ok {
 			values, where = a.Values, "business attribute "+attrName+" ("+sourceName(a.Source)+")"
 		} else if explicit {
 			return nil, fmt.Errorf("business_attribute %s %s: attribute %s is not in the loaded business attributes (loaded: %s)",
-				field, attrName, attrName, loadedNames(cfg.Attributes))
+				mappedBy[k], attrName, attrName, loadedNames(cfg.Attributes))
 		} else {
 			continue
 		}
-		tb, err := newTable(field, attrName, values)
+		tb, err := newTable(attrName, values)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		t.byField[i] = tb
+		t.byKey[k] = tb
 	}
 	return t, nil
+}
+
+// resolveKeys turns a config map keyed by mapping keys into one keyed by
+// flat key index, a <Resource>.<attribute> key winning over a
+// *.<attribute> one; by names the config key each index came from. Two
+// spellings of one key (media_type and Task.media_type) are an error.
+func resolveKeys[V any](option string, in map[string]V) (out map[int]V, by map[int]string, err error) {
+	out, by = map[int]V{}, map[int]string{}
+	keys := make([]string, 0, len(in))
+	for key := range in {
+		keys = append(keys, key)
+	}
+	// Wildcards first, so that the keys naming one resource override them;
+	// sorted, so that the error for two spellings is always the same.
+	sort.Slice(keys, func(i, j int) bool {
+		wi, wj := strings.HasPrefix(keys[i], "*."), strings.HasPrefix(keys[j], "*.")
+		if wi != wj {
+			return wi
+		}
+		return keys[i] < keys[j]
+	})
+	wild := map[int]bool{}
+	for _, key := range keys {
+		ks := resolveKey(key)
+		if ks == nil {
+			return nil, nil, fmt.Errorf("%s: unknown field %s; known fields: %s", option, key, knownKeys())
+		}
+		for _, k := range ks {
+			if prev, dup := by[k]; dup && !wild[k] {
+				return nil, nil, fmt.Errorf("%s: %s and %s both name %s", option, prev, key, attributeKeyName(k))
+			}
+			wild[k] = strings.HasPrefix(key, "*.")
+			out[k], by[k] = in[key], key
+		}
+	}
+	return out, by, nil
 }
 
 func sourceName(s string) string {
@@ -249,12 +378,11 @@ func loadedNames(attrs []Attribute) string {
 
 // newTable indexes values; names are checked again here because inline
 // values do not pass through ParseAttributes.
-func newTable(field, attribute string, values []AttributeValue) (*table, error) {
+func newTable(attribute string, values []AttributeValue) (*table, error) {
 	if err := checkValues(values); err != nil {
 		return nil, err
 	}
 	tb := &table{
-		field:     field,
 		attribute: attribute,
 		exact:     make(map[string]int64, len(values)),
 		folded:    make(map[string]int64, len(values)),

@@ -52,7 +52,7 @@ func TestAttributesParseFromOneObjectOrAList(t *testing.T) {
 func TestAttributesFileOfGenesysShapeLoads(t *testing.T) {
 	attrs, err := LoadAttributesFile(businessAttributesFile)
 	require.NoError(t, err)
-	require.Len(t, attrs, 5)
+	require.Len(t, attrs, 7)
 	assert.Equal(t, "MediaType", attrs[0].Name)
 	assert.Equal(t, businessAttributesFile, attrs[0].Source)
 	assert.Equal(t, AttributeValue{Name: "sms", DisplayName: "SMS", Description: "Media SMS", DBID: 1021}, attrs[0].Values[4])
@@ -208,7 +208,7 @@ func TestCaseInsensitiveLookupIgnoresCaseAndSurroundingSpace(t *testing.T) {
 
 func TestTableLookupDoesNotAllocate(t *testing.T) {
 	tables := loadTestTables(t)
-	tb := tables.byField[2]
+	tb := tables.byKey[attributeKey(resTask, slotMediaType)]
 	exact, folded := []byte("email"), []byte(" EMail ")
 	allocs := testing.AllocsPerRun(100, func() {
 		_, ok1 := tb.lookup(exact, true)
@@ -235,5 +235,43 @@ func TestTablesNameTheAttributeBehindEachField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, tables.Attribute(tt.field), tt.field)
+	}
+}
+
+func TestTablesTakeTheGenesysResourceKeys(t *testing.T) {
+	channel := Attribute{Name: "Channel", Values: []AttributeValue{{Name: "voice", DBID: 7}}}
+	kinds := Attribute{Name: "Kinds", Values: []AttributeValue{{Name: "survey", DBID: 12}}}
+	tests := []struct {
+		name    string
+		cfg     TableConfig
+		key     string
+		want    string // attribute backing key; "" for no table
+		wantErr string
+	}{
+		{"Task.type maps the task's type", TableConfig{Attributes: []Attribute{kinds}, Mapping: map[string]string{"Task.type": "Kinds"}}, "Task.type", "Kinds", ""},
+		{"task_type is Task.type", TableConfig{Attributes: []Attribute{kinds}, Mapping: map[string]string{"task_type": "Kinds"}}, "Task.type", "Kinds", ""},
+		{"media_type is Task.media_type only", TableConfig{Attributes: []Attribute{channel}, Mapping: map[string]string{"media_type": "Channel"}}, "Service.media_type", "", ""},
+		{"*.media_type maps every resource", TableConfig{Attributes: []Attribute{channel}, Mapping: map[string]string{"*.media_type": "Channel"}}, "State.media_type", "Channel", ""},
+		{"a resource key overrides *", TableConfig{Attributes: []Attribute{channel, {Name: "MediaType"}}, Mapping: map[string]string{"*.media_type": "Channel", "Service.media_type": "MediaType"}}, "Service.media_type", "MediaType", ""},
+		{"the default maps Service.type to ServiceType", TableConfig{Attributes: []Attribute{{Name: "ServiceType"}}}, "Service.type", "ServiceType", ""},
+		{"the default maps State.disposition to DispositionCode", TableConfig{Attributes: []Attribute{{Name: "DispositionCode"}}}, "State.disposition", "DispositionCode", ""},
+		{"inline values take a resource key", TableConfig{Inline: map[string][]AttributeValue{"State.type": {{Name: "menu", DBID: 3}}}}, "State.type", "StateType", ""},
+		{"an unknown resource is an error", TableConfig{Mapping: map[string]string{"Customer.type": "X"}}, "", "",
+			"business_attribute: unknown field Customer.type; known fields: application_type, resource_type, media_type, disposition, task_type (the Task.* keys), or <Resource>.<attribute>"},
+		{"an unknown attribute is an error", TableConfig{Inline: map[string][]AttributeValue{"Task.colour": nil}}, "", "", "attribute_values: unknown field Task.colour"},
+		{"two spellings of one key are an error", TableConfig{Attributes: []Attribute{channel}, Mapping: map[string]string{"media_type": "Channel", "Task.media_type": "Channel"}}, "", "",
+			"business_attribute: Task.media_type and media_type both name Task.media_type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tables, err := NewTables(tt.cfg)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, tables.Attribute(tt.key))
+		})
 	}
 }

@@ -78,6 +78,11 @@ func benchTables(b *testing.B) *Tables {
 // benchTaskEnd runs /ucs on body and the baselines on strict, the strict
 // form of the same document.
 func benchTaskEnd(b *testing.B, body, strict []byte) {
+	benchEvent(b, OpTaskEnd, body, strict)
+}
+
+// benchEvent is benchTaskEnd for any operation's event type.
+func benchEvent(b *testing.B, op Operation, body, strict []byte) {
 	n, err := New(Options{Attributes: benchTables(b)})
 	if err != nil {
 		b.Fatal(err)
@@ -85,7 +90,7 @@ func benchTaskEnd(b *testing.B, body, strict []byte) {
 	b.Run("ucs", func(b *testing.B) {
 		var rep Report
 		dst := make([]byte, 0, 2*len(body))
-		if _, err := n.TaskEnd(dst, body, receivedAt, &rep); err != nil {
+		if _, err := n.Event(op, dst, body, receivedAt, &rep); err != nil {
 			b.Fatal(err)
 		}
 		b.SetBytes(int64(len(body)))
@@ -93,7 +98,7 @@ func benchTaskEnd(b *testing.B, body, strict []byte) {
 		b.ResetTimer()
 		for b.Loop() {
 			rep.Reset()
-			dst, _ = n.TaskEnd(dst[:0], body, receivedAt, &rep)
+			dst, _ = n.Event(op, dst[:0], body, receivedAt, &rep)
 		}
 	})
 	b.Run("fastjson", func(b *testing.B) { benchFastjson(b, strict) })
@@ -157,6 +162,20 @@ func BenchmarkLooseTaskEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchTaskEnd(b, body, strict)
+}
+
+// BenchmarkLooseTaskStart is the Genesys Start Task example's loose shape
+// (bare words, a grouped price) beside the baselines on its strict form.
+func BenchmarkLooseTaskStart(b *testing.B) {
+	body, err := os.ReadFile("testdata/golden/events/task.start-genesys-example.in.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	strict, err := os.ReadFile("testdata/golden/events/task.start-genesys-example.out.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchEvent(b, OpTaskStart, body, strict)
 }
 
 func BenchmarkLargeAttachedData(b *testing.B) {

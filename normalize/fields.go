@@ -2,81 +2,197 @@ package normalize
 
 import (
 	"bytes"
+	"strconv"
 	"unicode/utf8"
 )
 
-// fieldKind is the rule a top-level member of a Task End Event follows
-// (SPEC "Task End Event fields"); every other key is attached data.
+// fieldKind is the rule a member of an event follows (SPEC "Task End
+// Event fields", README "Field rules per event"); every other key is
+// attached data.
 type fieldKind uint8
 
 const (
 	fieldAttached  fieldKind = iota // any other key: copied untouched
-	fieldString                     // session_id, interaction_id, disposition_desc
-	fieldInt64                      // application_id, resource_id
-	fieldInt32                      // state_id
+	fieldString                     // session_id, interaction_id, disposition_desc, customer_id, …
+	fieldInt64                      // application_id, resource_id, est_duration
+	fieldInt32                      // state_id, previous_state_id
 	fieldAttribute                  // business attribute: name → dbid
 	fieldTimestamp                  // canonical UTC ms timestamp
+	fieldObject                     // an object whose members follow rules of their own (transition from/to)
 )
 
-// fieldRule is one row of the SPEC field table.
+// fieldRule is one row of an event's field table.
 type fieldRule struct {
 	kind  fieldKind
 	name  string
-	limit int // characters for strings
-	attr  int // index in AttributeFields for fieldAttribute
+	limit int          // characters for strings; 0: no limit
+	attr  int          // for fieldAttribute: the <Resource>.<attribute> key (attributeKey)
+	sub   *eventFields // for fieldObject: the rules inside
 }
 
+// eventFields is the field table of one event type (or of an object inside
+// one): its rows, whether a timestamp is added, whether fill_defaults
+// applies.
+type eventFields struct {
+	name  string // "Task End Event", for messages
+	rules []fieldRule
+	// timestamp: a missing timestamp is added (top-level events).
+	timestamp bool
+	// fillDefaults: with Options.FillDefaults, omitted attribute fields are
+	// appended with their table's default value.
+	fillDefaults bool
+	// byLen lists, per key length, the rows whose name has that length:
+	// a key is compared with at most a few names, as a switch would.
+	byLen [maxFieldKeyLen + 1]lenBucket
+	// timestampBit is the bit of the timestamp's row (0 when none).
+	timestampBit uint64
+}
+
+// The rows every event shares (README "Field rules per event": common).
+func common(res int) []fieldRule {
+	return []fieldRule{
+		{kind: fieldString, name: "session_id", limit: 32},
+		{kind: fieldString, name: "interaction_id", limit: 50},
+		{kind: fieldInt64, name: "application_id"},
+		{kind: fieldInt64, name: "resource_id"},
+		{kind: fieldAttribute, name: "application_type", attr: attributeKey(res, slotApplicationType)},
+		{kind: fieldAttribute, name: "resource_type", attr: attributeKey(res, slotResourceType)},
+		{kind: fieldAttribute, name: "media_type", attr: attributeKey(res, slotMediaType)},
+		{kind: fieldTimestamp, name: "timestamp"},
+	}
+}
+
+// The rows of every End event.
+func ending(res int) []fieldRule {
+	return []fieldRule{
+		{kind: fieldAttribute, name: "disposition", attr: attributeKey(res, slotDisposition)},
+		{kind: fieldString, name: "disposition_desc", limit: 64},
+	}
+}
+
+func newEventFields(name string, timestamp, fillDefaults bool, rows ...[]fieldRule) *eventFields {
+	ef := &eventFields{name: name, timestamp: timestamp, fillDefaults: fillDefaults}
+	for _, r := range rows {
+		ef.rules = append(ef.rules, r...)
+	}
+	for i, r := range ef.rules {
+		b := &ef.byLen[len(r.name)]
+		if int(b.n) == len(b.rows) {
+			panic("normalize: too many field names of length " + strconv.Itoa(len(r.name)) + " in " + name)
+		}
+		b.rows[b.n] = uint8(i)
+		if len(r.name) >= 8 {
+			b.head[b.n], b.tail[b.n] = load8(r.name), load8(r.name[len(r.name)-8:])
+		}
+		b.n++
+		if r.kind == fieldTimestamp {
+			ef.timestampBit = 1 << i
+		}
+	}
+	return ef
+}
+
+// The field table of each event type. Attribute rows are listed in the
+// order their defaults are appended.
 var (
-	ruleSessionID       = fieldRule{kind: fieldString, name: "session_id", limit: 32}
-	ruleInteractionID   = fieldRule{kind: fieldString, name: "interaction_id", limit: 50}
-	ruleDispositionDesc = fieldRule{kind: fieldString, name: "disposition_desc", limit: 64}
-	ruleApplicationID   = fieldRule{kind: fieldInt64, name: "application_id"}
-	ruleResourceID      = fieldRule{kind: fieldInt64, name: "resource_id"}
-	ruleStateID         = fieldRule{kind: fieldInt32, name: "state_id"}
-	ruleTimestamp       = fieldRule{kind: fieldTimestamp, name: "timestamp"}
-	ruleAttributes      = [len(AttributeFields)]fieldRule{
-		{kind: fieldAttribute, name: AttributeFields[0], attr: 0},
-		{kind: fieldAttribute, name: AttributeFields[1], attr: 1},
-		{kind: fieldAttribute, name: AttributeFields[2], attr: 2},
-		{kind: fieldAttribute, name: AttributeFields[3], attr: 3},
-		{kind: fieldAttribute, name: AttributeFields[4], attr: 4},
+	serviceStartFields = newEventFields("Service Start Event", true, true, common(resService), []fieldRule{
+		{kind: fieldString, name: "customer_id"},
+		{kind: fieldString, name: "contact_key"},
+		{kind: fieldAttribute, name: "service_type", attr: attributeKey(resService, slotType)},
+	})
+	serviceEndFields = newEventFields("Service End Event", true, true, common(resService), ending(resService))
+	stateStartFields = newEventFields("State Start Event", true, true, common(resState), []fieldRule{
+		{kind: fieldAttribute, name: "state_type", attr: attributeKey(resState, slotType)},
+		{kind: fieldInt32, name: "previous_state_id"},
+	})
+	stateEndFields = newEventFields("State End Event", true, true, common(resState), ending(resState))
+	// A transition ends the state in "from" and starts the one in "to".
+	transitionFromFields = newEventFields(`State Transition Event's "from"`, false, true, []fieldRule{
+		{kind: fieldInt32, name: "state_id"},
+	}, ending(resState))
+	transitionToFields = newEventFields(`State Transition Event's "to"`, false, true, []fieldRule{
+		{kind: fieldAttribute, name: "state_type", attr: attributeKey(resState, slotType)},
+		{kind: fieldInt64, name: "est_duration"},
+	})
+	transitionFields = newEventFields("State Transition Event", true, true, common(resState), []fieldRule{
+		{kind: fieldObject, name: "from", sub: transitionFromFields},
+		{kind: fieldObject, name: "to", sub: transitionToFields},
+	})
+	taskStartFields = newEventFields("Task Start Event", true, true, common(resTask), []fieldRule{
+		{kind: fieldInt32, name: "state_id"},
+		{kind: fieldAttribute, name: "task_type", attr: attributeKey(resTask, slotType)},
+		{kind: fieldInt64, name: "est_duration"},
+	})
+	// Task End keeps the rows it always had: state_id and task_type if sent.
+	taskEndFields = newEventFields("Task End Event", true, true, common(resTask), ending(resTask), []fieldRule{
+		{kind: fieldInt32, name: "state_id"},
+		{kind: fieldAttribute, name: "task_type", attr: attributeKey(resTask, slotType)},
+	})
+	// An association carries optional Service Start fields: the same rules,
+	// but an omitted type is not filled, as it would retype the service.
+	associateFields = newEventFields("Service Start Event", true, false, common(resService), []fieldRule{
+		{kind: fieldString, name: "customer_id"},
+		{kind: fieldString, name: "contact_key"},
+		{kind: fieldAttribute, name: "service_type", attr: attributeKey(resService, slotType)},
+	})
+
+	// fieldsOf is the field table of each operation; nil: no field rules
+	// (extension updates).
+	fieldsOf = [NumOperations]*eventFields{
+		OpServiceStart:     serviceStartFields,
+		OpServiceEnd:       serviceEndFields,
+		OpStateStart:       stateStartFields,
+		OpStateEnd:         stateEndFields,
+		OpStateTransition:  transitionFields,
+		OpTaskStart:        taskStartFields,
+		OpTaskEnd:          taskEndFields,
+		OpServiceAssociate: associateFields,
 	}
 )
 
-// lookupField returns the rule for a decoded top-level key. The switch on
-// string(key) compiles to comparisons and does not allocate.
-func lookupField(key []byte) *fieldRule {
-	switch string(key) {
-	case "session_id":
-		return &ruleSessionID
-	case "interaction_id":
-		return &ruleInteractionID
-	case "disposition_desc":
-		return &ruleDispositionDesc
-	case "application_id":
-		return &ruleApplicationID
-	case "resource_id":
-		return &ruleResourceID
-	case "state_id":
-		return &ruleStateID
-	case "timestamp":
-		return &ruleTimestamp
-	case "application_type":
-		return &ruleAttributes[0]
-	case "resource_type":
-		return &ruleAttributes[1]
-	case "media_type":
-		return &ruleAttributes[2]
-	case "disposition":
-		return &ruleAttributes[3]
-	case "task_type":
-		return &ruleAttributes[4]
+// lookup returns the row of the rule for a decoded key, -1 for attached
+// data. The comparison string(key) == r.name does not allocate.
+func (ef *eventFields) lookup(key []byte) int {
+	if len(key) > maxFieldKeyLen {
+		return -1
 	}
-	return nil
+	b := &ef.byLen[len(key)]
+	if len(key) >= 8 {
+		// Two 8-byte words, the first and the last, cover a name of up to
+		// 16 bytes: most keys are told apart without comparing strings.
+		head, tail := load8(key), load8(key[len(key)-8:])
+		for j := range b.n {
+			if b.head[j] == head && b.tail[j] == tail && (len(key) <= 16 || ef.rules[b.rows[j]].name == string(key)) {
+				return int(b.rows[j])
+			}
+		}
+		return -1
+	}
+	for j := range b.n {
+		if ef.rules[b.rows[j]].name == string(key) {
+			return int(b.rows[j])
+		}
+	}
+	return -1
+}
+
+// lenBucket is the rows of one key length, with the first and last 8
+// bytes of each name of 8 bytes or more.
+type lenBucket struct {
+	n          uint8
+	rows       [4]uint8
+	head, tail [4]uint64
+}
+
+// load8 reads 8 bytes of b (a string or a byte slice) as one word.
+func load8[T string | []byte](b T) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // maxFieldKeyLen is the longest field name; a longer key is attached data.
-const maxFieldKeyLen = len("application_type")
+const maxFieldKeyLen = len("previous_state_id")
 
 // unescapeString appends the decoded content of a strict JSON string (raw,
 // without its quotes) to dst. It fails instead of growing dst past its

@@ -1,15 +1,11 @@
 package normalize
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"github.com/valyala/fastjson"
 )
 
 // Fuzz option flags: the low bits of the fuzzer's second argument.
@@ -19,6 +15,24 @@ const (
 	fuzzUnknownPass
 	fuzzNoTables
 )
+
+// fuzzNormalizer is the Normalizer of the options the fuzz flags pick.
+func fuzzNormalizer(t *testing.T, tables *Tables, flags uint8) *Normalizer {
+	opts := Options{
+		Attributes:      tables,
+		CaseInsensitive: flags&fuzzCaseInsensitive != 0,
+		FillDefaults:    flags&fuzzFillDefaults != 0,
+	}
+	if flags&fuzzUnknownPass != 0 {
+		opts.UnknownNames = UnknownPass
+	}
+	if flags&fuzzNoTables != 0 {
+		opts.Attributes = nil
+	}
+	n, err := New(opts)
+	require.NoError(t, err)
+	return n
+}
 
 // FuzzTaskEnd checks TaskEnd's guarantee on any input: it never panics; it
 // either returns an *Error and leaves dst alone, or appends strict JSON
@@ -44,40 +58,7 @@ func FuzzTaskEnd(f *testing.F) {
 		f.Add([]byte(s), uint8(fuzzUnknownPass|fuzzFillDefaults|fuzzCaseInsensitive))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, flags uint8) {
-		opts := Options{
-			Attributes:      tables,
-			CaseInsensitive: flags&fuzzCaseInsensitive != 0,
-			FillDefaults:    flags&fuzzFillDefaults != 0,
-		}
-		if flags&fuzzUnknownPass != 0 {
-			opts.UnknownNames = UnknownPass
-		}
-		if flags&fuzzNoTables != 0 {
-			opts.Attributes = nil
-		}
-		n, err := New(opts)
-		require.NoError(t, err)
-		prefix := []byte("prefix")
-		out, err := n.TaskEnd(prefix, body, receivedAt, nil)
-		if err != nil {
-			var e *Error
-			require.True(t, errors.As(err, &e), "error of type %T: %v", err, err)
-			require.Equal(t, "prefix", string(out), "dst changed on error")
-			return
-		}
-		require.True(t, bytes.HasPrefix(out, prefix), "dst prefix lost")
-		out = out[len(prefix):]
-		require.True(t, json.Valid(out), "encoding/json rejects %q", out)
-		require.NoError(t, fastjson.ValidateBytes(out), "fastjson rejects %q", out)
-		v, err := fastjson.ParseBytes(out)
-		require.NoError(t, err)
-		require.Equal(t, fastjson.TypeObject, v.Type(), "not an object: %q", out)
-		ts := v.GetStringBytes("timestamp")
-		_, canonical, ok := parseTimestamp(ts)
-		require.True(t, ok && canonical, "timestamp %q is not canonical in %q", ts, out)
-
-		again, err := n.TaskEnd(nil, out, receivedAt, nil)
-		require.NoError(t, err, "output %q is rejected", out)
-		require.Equal(t, string(out), string(again), "not idempotent")
+		// TaskEnd is Event(OpTaskEnd): the same properties.
+		checkEventProperties(t, fuzzNormalizer(t, tables, flags), OpTaskEnd, body)
 	})
 }

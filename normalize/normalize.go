@@ -1,11 +1,13 @@
 // Package normalize turns what legacy clients send to Genesys Context
-// Services' "Complete Task" call into strict, canonical JSON.
+// Services' service-event calls (Complete Task and the others of the
+// service-event API) into strict, canonical JSON.
 //
 // It has two layers. Value is the general layer: any loose JSON value in,
-// compact strict RFC 8259 JSON out (or a typed *Error). TaskEnd is the Task
-// End Event layer on top of it: the top level must be an object, and the
-// SPEC field rules (string and integer fields, business-attribute names →
-// IDs, the canonical millisecond UTC timestamp) are applied to its members.
+// compact strict RFC 8259 JSON out (or a typed *Error). Event (and TaskEnd,
+// its Complete Task case) is the event layer on top of it: the top level
+// must be an object, and the event type's field rules (string and integer
+// fields, business-attribute names → IDs, the canonical millisecond UTC
+// timestamp) are applied to its members.
 //
 // The guarantee, which the fuzz targets check: the output is always strict
 // JSON that encoding/json accepts (or the call fails with an *Error saying
@@ -100,5 +102,13 @@ func (n *Normalizer) Value(dst, src []byte, rep *Report) ([]byte, error) {
 // was received (injected, so tests are deterministic); it fills a missing
 // timestamp. Output is appended to dst; on error err is an *Error.
 func (n *Normalizer) TaskEnd(dst, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
-	return n.taskEnd(dst, src, receivedAt, rep)
+	return n.event(OpTaskEnd, dst, src, receivedAt, rep)
+}
+
+// Event normalises the body of one operation: Value, then that event
+// type's field rules (the top level must be an object), or for an
+// extension update only Value (an object or an array, no rules, no
+// timestamp). receivedAt, dst, rep and the error are as for TaskEnd.
+func (n *Normalizer) Event(op Operation, dst, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+	return n.event(op, dst, src, receivedAt, rep)
 }

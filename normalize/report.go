@@ -59,9 +59,13 @@ var repairKindNames = [NumRepairKinds]string{
 }
 
 // String returns the kind's stable snake_case name (a metric label value).
-func (k RepairKind) String() string {
-	if k < NumRepairKinds {
-		return repairKindNames[k]
+func (k RepairKind) String() string { return nameOf(repairKindNames[:], k) }
+
+// nameOf is the name of a value of one of the package's closed sets
+// (repair kinds, operations), "unknown" past the set.
+func nameOf[K ~uint8](names []string, k K) string {
+	if int(k) < len(names) {
+		return names[k]
 	}
 	return "unknown"
 }

@@ -15,7 +15,7 @@ func BenchmarkJournalAppend(b *testing.B) {
 	event := []byte(`{"session_id":"0000CSS0FXZUP6UR","interaction_id":"0000CSS0FXZUP6UR","media_type":1003,` +
 		`"disposition":2001,"timestamp":"2026-11-26T20:15:00.123Z","attached":{"customer":"1234","note":"x"}}`)
 	rec := AppendEventRecord(nil, time.Date(2026, 11, 26, 20, 15, 0, 0, time.UTC),
-		"383-f9a62aec-e6f2-45cb-aa01-0d9404f905bd", 42, event)
+		TaskEndIDs("383-f9a62aec-e6f2-45cb-aa01-0d9404f905bd", 42), event)
 	for _, bc := range []struct {
 		name     string
 		syncEach bool

@@ -80,9 +80,9 @@ var recordPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // AppendEvent builds the journal line for one event with AppendEventRecord in a pooled buffer and
 // appends it, so the hot path allocates nothing per event.
-func (j *Journal) AppendEvent(receivedAt time.Time, serviceID string, taskID int64, event []byte) error {
+func (j *Journal) AppendEvent(receivedAt time.Time, ids RecordIDs, event []byte) error {
 	p := recordPool.Get().(*[]byte)
-	*p = AppendEventRecord((*p)[:0], receivedAt, serviceID, taskID, event)
+	*p = AppendEventRecord((*p)[:0], receivedAt, ids, event)
 	err := j.log.Append(*p)
 	recordPool.Put(p)
 	return j.noteAppend(err)

@@ -26,7 +26,7 @@ func TestConcurrentAppendsWriteOneCompleteLineEach(t *testing.T) {
 		wg.Go(func() {
 			// A long attached value makes an interleaved write visible as a broken line.
 			event := `{"i":` + strconv.Itoa(i) + `,"pad":"` + strings.Repeat("p", i%200) + `"}`
-			assert.NoError(t, j.AppendEvent(at, "383-f9a62aec", int64(i), []byte(event)))
+			assert.NoError(t, j.AppendEvent(at, TaskEndIDs("383-f9a62aec", int64(i)), []byte(event)))
 		})
 	}
 	wg.Wait()
@@ -64,7 +64,7 @@ func TestJournalAppendWritesRecordAsOneLine(t *testing.T) {
 	j, err := OpenJournal(path, JournalOptions{NoSync: true})
 	require.NoError(t, err)
 	assert.Equal(t, path, j.Path())
-	rec := AppendEventRecord(nil, time.Date(2026, 11, 26, 20, 15, 0, 0, time.UTC), "7", 8, []byte(`{"a":1}`))
+	rec := AppendEventRecord(nil, time.Date(2026, 11, 26, 20, 15, 0, 0, time.UTC), TaskEndIDs("7", 8), []byte(`{"a":1}`))
 	require.NoError(t, j.Append(rec))
 	require.NoError(t, j.Close())
 	require.NoError(t, j.Close(), "Close is idempotent")
@@ -78,7 +78,7 @@ func TestJournalStorageFailureIsStorageError(t *testing.T) {
 	require.NoError(t, err)
 	defer j.Close()
 	fs.set(func(fs *faultFS) { fs.writeErr = syscall.ENOSPC })
-	err = j.AppendEvent(time.Now(), "1", 2, []byte(`{}`))
+	err = j.AppendEvent(time.Now(), TaskEndIDs("1", 2), []byte(`{}`))
 	var se *StorageError
 	require.ErrorAs(t, err, &se)
 	assert.ErrorIs(t, err, syscall.ENOSPC)

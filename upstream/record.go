@@ -9,19 +9,41 @@ import (
 // receivedAtLayout is the SPEC's canonical timestamp, YYYY-MM-DDTHH:mm:ss.SSSZ in UTC.
 const receivedAtLayout = "2006-01-02T15:04:05.000Z"
 
+// RecordIDs names the event of a journal line: the operation and the ids of its path.
+type RecordIDs struct {
+	Operation string // the operation's name, e.g. "task.end", "state.end", "service.end"
+	ServiceID string // as in the path
+	// IDName is the name of the path's other id, "task_id" or "state_id", written with ID;
+	// "" for none (service.end).
+	IDName string
+	ID     int64
+}
+
+// TaskEndIDs are the ids of a Complete Task call.
+func TaskEndIDs(serviceID string, taskID int64) RecordIDs {
+	return RecordIDs{Operation: "task.end", ServiceID: serviceID, IDName: "task_id", ID: taskID}
+}
+
 // AppendEventRecord appends the journal line for one event, without the newline:
 //
-//	{"received_at":"<canonical UTC ms>","service_id":"<service id>","task_id":<int>,"event":<event>}
+//	{"received_at":"<canonical UTC ms>","operation":"task.end","service_id":"<service id>","task_id":<int>,"event":<event>}
 //
-// event must already be strict compact JSON; it is copied as is. receivedAt is written in UTC,
-// truncated to the millisecond.
-func AppendEventRecord(dst []byte, receivedAt time.Time, serviceID string, taskID int64, event []byte) []byte {
+// with "state_id" instead of "task_id" for state.end, and neither for service.end. event must
+// already be strict compact JSON; it is copied as is. receivedAt is written in UTC, truncated to
+// the millisecond.
+func AppendEventRecord(dst []byte, receivedAt time.Time, ids RecordIDs, event []byte) []byte {
 	dst = append(dst, `{"received_at":"`...)
 	dst = receivedAt.UTC().AppendFormat(dst, receivedAtLayout)
-	dst = append(dst, `","service_id":`...)
-	dst = appendJSONString(dst, serviceID)
-	dst = append(dst, `,"task_id":`...)
-	dst = strconv.AppendInt(dst, taskID, 10)
+	dst = append(dst, `","operation":`...)
+	dst = appendJSONString(dst, ids.Operation)
+	dst = append(dst, `,"service_id":`...)
+	dst = appendJSONString(dst, ids.ServiceID)
+	if ids.IDName != "" {
+		dst = append(dst, ',')
+		dst = appendJSONString(dst, ids.IDName)
+		dst = append(dst, ':')
+		dst = strconv.AppendInt(dst, ids.ID, 10)
+	}
 	dst = append(dst, `,"event":`...)
 	dst = append(dst, event...)
 	return append(dst, '}')

@@ -27,7 +27,7 @@ func TestJournalRotationIsWhatLogShippersExpect(t *testing.T) {
 	at := time.Date(2026, 11, 26, 20, 15, 0, 0, time.UTC)
 
 	// A shipper's view: the file it has open under the watched name.
-	require.NoError(t, j.AppendEvent(at, "42", 0, []byte(`{"i":0}`)))
+	require.NoError(t, j.AppendEvent(at, TaskEndIDs("42", 0), []byte(`{"i":0}`)))
 	watched, err := os.Open(path)
 	require.NoError(t, err)
 	defer watched.Close()
@@ -41,7 +41,7 @@ func TestJournalRotationIsWhatLogShippersExpect(t *testing.T) {
 		wg.Go(func() {
 			for i := w + 1; i < n; i += 8 {
 				event := `{"i":` + strconv.Itoa(i) + `,"pad":"` + strings.Repeat("p", i%97) + `"}`
-				assert.NoError(t, j.AppendEvent(at, "42", int64(i), []byte(event)))
+				assert.NoError(t, j.AppendEvent(at, TaskEndIDs("42", int64(i)), []byte(event)))
 			}
 		})
 	}

@@ -2,34 +2,54 @@ package normalize
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 	"time"
 	"unicode/utf8"
 )
 
-// The Task End layer runs the scanner into a pooled scratch buffer; the
+// The event layer runs the scanner into a pooled scratch buffer; the
 // scanner hands back the top-level members' spans in that output, so the
 // fields are found without walking it again. Invariant of that output, which
 // the rules rely on: compact strict JSON, well-formed escapes, valid UTF-8,
 // no duplicate keys. Attached data is copied in runs, byte for byte; only the
-// values of the SPEC's fields are rewritten, and omitted fields (defaults,
-// then the timestamp) are appended as the last members.
+// values of the event's fields (its table in fields.go) are rewritten, and
+// omitted fields (defaults, then the timestamp) are appended as the last
+// members.
 
 // maxPooledScratch keeps one outsized body from pinning its buffer forever.
 const maxPooledScratch = 4 << 20
 
-// timestampBit is the bit of seen for the timestamp; bits 0..4 are the
-// attribute fields in AttributeFields order.
-const timestampBit = 1 << len(AttributeFields)
-
-func (n *Normalizer) taskEnd(dst, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+func (n *Normalizer) event(op Operation, dst, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+	if op >= NumOperations {
+		return dst, errors.New("normalize: unknown operation")
+	}
+	ef := fieldsOf[op]
+	if ef == nil {
+		return n.extension(dst, src, rep)
+	}
 	sc := scratchPool.Get().(*scratch)
-	out, err := n.rewriteTaskEnd(dst, src, sc, receivedAt, rep)
+	out, err := n.rewriteEvent(dst, src, sc, ef, receivedAt, rep)
 	sc.release()
 	return out, err
 }
 
-func (n *Normalizer) rewriteTaskEnd(dst, src []byte, sc *scratch, receivedAt time.Time, rep *Report) ([]byte, error) {
+// extension normalises an extension update: any JSON object or array,
+// repaired, no field rules, no timestamp.
+func (n *Normalizer) extension(dst, src []byte, rep *Report) ([]byte, error) {
+	start := len(dst)
+	out, err := n.value(dst, src, rep)
+	if err != nil {
+		return dst, err
+	}
+	if c := out[start]; c != '{' && c != '[' {
+		return dst, newError(KindNotObject, src, firstByteOffset(src), "",
+			"an extension is a JSON object or array, got "+jsonTypeName(out[start:]))
+	}
+	return out, nil
+}
+
+func (n *Normalizer) rewriteEvent(dst, src []byte, sc *scratch, ef *eventFields, receivedAt time.Time, rep *Report) ([]byte, error) {
 	b, err := n.scan(sc.out[:0], src, rep, sc, true)
 	sc.out = b[:0]
 	if err != nil {
@@ -37,62 +57,101 @@ func (n *Normalizer) rewriteTaskEnd(dst, src []byte, sc *scratch, receivedAt tim
 	}
 	if len(b) < 2 || b[0] != '{' {
 		return dst, newError(KindNotObject, src, firstByteOffset(src), "",
-			"the Task End Event must be a JSON object, got "+jsonTypeName(b))
+			"the "+ef.name+" must be a JSON object, got "+jsonTypeName(b))
 	}
+	closeAt := bytes.LastIndexByte(src, '}')
+	if closeAt < 0 {
+		closeAt = len(src)
+	}
+	return n.applyFields(dst, b, sc.top, ef, src, true, closeAt, receivedAt, rep)
+}
+
+// applyFields appends the object b (strict, its members' spans in members)
+// with ef's rules applied to its members. top says the members' input
+// offsets are offsets in src (false for a nested object, whose members were
+// found by scanning its strict text again); closeAt is where appended
+// members are reported.
+func (n *Normalizer) applyFields(dst, b []byte, members []member, ef *eventFields, src []byte, top bool, closeAt int,
+	receivedAt time.Time, rep *Report) ([]byte, error) {
 	start := len(dst)
-	seen := 0
-	run := 0 // b[run:] has not been copied yet
-	for i := range sc.top {
-		m := &sc.top[i]
+	var seen uint64 // bit i: ef.rules[i] is present
+	run := 0        // b[run:] has not been copied yet
+	for i := range members {
+		m := &members[i]
 		if m.dup {
 			continue // its value is at the first occurrence's position
 		}
-		rule := matchKey(b[m.key+1 : m.keyEnd-1])
-		if rule == nil {
+		ri := ef.matchKey(b[m.key+1 : m.keyEnd-1])
+		if ri < 0 {
 			continue
 		}
+		rule := &ef.rules[ri]
 		valStart := m.keyEnd + 1 // past ':'
 		dst = append(dst, b[run:valStart]...)
 		// The value used is the last occurrence's (duplicate keys): its key's
 		// input offset lets a repair be located without searching the input.
-		keyOff := m.off
-		if m.last < len(sc.top) {
-			keyOff = sc.top[m.last].off
+		keyOff := -1
+		if top {
+			keyOff = m.off
+			if m.last < len(members) {
+				keyOff = members[m.last].off
+			}
 		}
+		var err error
 		dst, err = n.applyRule(dst, rule, b[valStart:m.end], src, keyOff, receivedAt, rep)
 		if err != nil {
 			return dst[:start], err
 		}
 		run = m.end
-		if rule.kind == fieldTimestamp {
-			seen |= timestampBit
-		} else if rule.kind == fieldAttribute {
-			seen |= 1 << rule.attr
-		}
+		seen |= 1 << ri
 	}
 	dst = append(dst, b[run:len(b)-1]...)
-	members := len(b) > 2
-	closeAt := bytes.LastIndexByte(src, '}')
-	if closeAt < 0 {
-		closeAt = len(src)
-	}
-	if n.opts.FillDefaults && n.opts.Attributes != nil {
-		for i, tb := range n.opts.Attributes.byField {
-			if tb == nil || !tb.hasDefault || seen&(1<<i) != 0 {
+	present := len(b) > 2
+	if ef.fillDefaults && n.opts.FillDefaults && n.opts.Attributes != nil {
+		for i := range ef.rules {
+			r := &ef.rules[i]
+			if r.kind != fieldAttribute || seen&(1<<i) != 0 {
 				continue
 			}
-			dst = appendMemberKey(dst, members, AttributeFields[i])
+			tb := n.opts.Attributes.table(r.attr)
+			if tb == nil || !tb.hasDefault {
+				continue
+			}
+			dst = appendMemberKey(dst, present, r.name)
 			dst = strconv.AppendInt(dst, tb.def, 10)
-			members = true
-			rep.add(RepairAttributeDefault, closeAt, AttributeFields[i])
+			present = true
+			rep.add(RepairAttributeDefault, closeAt, r.name)
 		}
 	}
-	if seen&timestampBit == 0 {
-		dst = appendMemberKey(dst, members, "timestamp")
+	if ef.timestamp && seen&ef.timestampBit == 0 {
+		dst = appendMemberKey(dst, present, "timestamp")
 		dst = appendTimestampString(dst, timeToMs(receivedAt))
 		rep.add(RepairTimestampAdded, closeAt, "timestamp")
 	}
 	return append(dst, '}'), nil
+}
+
+// applyObject appends an object-valued field (the transition's from and
+// to) with its own rules applied to its members; null is kept.
+func (n *Normalizer) applyObject(dst []byte, rule *fieldRule, v, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
+	switch v[0] {
+	case 'n':
+		return append(dst, v...), nil
+	case '{':
+	default:
+		return dst, fieldError(KindFieldType, src, rule.name,
+			strconv.Quote(rule.name)+" must be an object, got "+describeValue(v))
+	}
+	// v is strict: scanning it again only finds its members (no repairs, so
+	// no report).
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	b, err := n.scan(sc.out[:0], v, nil, sc, true)
+	sc.out = b[:0]
+	if err != nil {
+		return dst, err
+	}
+	return n.applyFields(dst, b, sc.top, rule.sub, src, false, valueOffset(src, rule.name), receivedAt, rep)
 }
 
 // appendMemberKey appends `,"key":` (without the comma for the first member).
@@ -111,25 +170,25 @@ func appendTimestampString(dst []byte, ms int64) []byte {
 	return append(dst, '"')
 }
 
-// matchKey returns the field rule for a raw key (its JSON text without the
-// quotes), decoding escapes so that "\u0074imestamp" is the timestamp, as
-// it is for the server's parser.
-func matchKey(raw []byte) *fieldRule {
+// matchKey returns the row of the field rule for a raw key (its JSON text
+// without the quotes), -1 for attached data, decoding escapes so that
+// "\u0074imestamp" is the timestamp, as it is for the server's parser.
+func (ef *eventFields) matchKey(raw []byte) int {
 	if len(raw) > 6*maxFieldKeyLen {
-		return nil
+		return -1
 	}
 	if bytes.IndexByte(raw, '\\') < 0 {
 		if len(raw) > maxFieldKeyLen {
-			return nil
+			return -1
 		}
-		return lookupField(raw)
+		return ef.lookup(raw)
 	}
 	var buf [maxFieldKeyLen]byte
 	key, ok := unescapeString(buf[:0], raw)
 	if !ok {
-		return nil
+		return -1
 	}
-	return lookupField(key)
+	return ef.lookup(key)
 }
 
 // applyRule appends the rewritten value v (a strict JSON value) of a field.
@@ -143,6 +202,8 @@ func (n *Normalizer) applyRule(dst []byte, rule *fieldRule, v, src []byte, keyOf
 		return n.applyAttribute(dst, rule, v, src, keyOff, rep)
 	case fieldTimestamp:
 		return n.applyTimestamp(dst, v, src, keyOff, receivedAt, rep)
+	case fieldObject:
+		return n.applyObject(dst, rule, v, src, receivedAt, rep)
 	}
 	return append(dst, v...), nil
 }
@@ -170,12 +231,14 @@ func fieldError(kind ErrorKind, src []byte, field, msg string) error {
 func (n *Normalizer) applyString(dst []byte, rule *fieldRule, v, src []byte, keyOff int, rep *Report) ([]byte, error) {
 	switch {
 	case v[0] == '"':
-		if c := runeCount(v[1 : len(v)-1]); c > rule.limit {
-			return dst, tooLong(src, rule, c)
+		if rule.limit > 0 {
+			if c := runeCount(v[1 : len(v)-1]); c > rule.limit {
+				return dst, tooLong(src, rule, c)
+			}
 		}
 		return append(dst, v...), nil
 	case isNumberStart(v[0]):
-		if len(v) > rule.limit {
+		if rule.limit > 0 && len(v) > rule.limit {
 			return dst, tooLong(src, rule, len(v))
 		}
 		repair(rep, RepairNumberToString, src, keyOff, rule.name)
@@ -202,14 +265,7 @@ func tooLong(src []byte, rule *fieldRule, count int) error {
 func (n *Normalizer) applyInteger(dst []byte, rule *fieldRule, v, src []byte, keyOff int, rep *Report) ([]byte, error) {
 	switch {
 	case isNumberStart(v[0]):
-		if !isIntegerText(v) {
-			return dst, notInteger(src, rule, v)
-		}
-		x, res := parseInteger(v)
-		if err := checkRange(src, rule, v, x, res); err != nil {
-			return dst, err
-		}
-		return append(dst, v...), nil
+		return appendIntegerNumber(dst, rule, v, src)
 	case v[0] == '"':
 		var buf [64]byte
 		text, ok := decodeSmall(buf[:0], v)
@@ -229,6 +285,19 @@ func (n *Normalizer) applyInteger(dst []byte, rule *fieldRule, v, src []byte, ke
 		return append(dst, v...), nil
 	}
 	return dst, notInteger(src, rule, v)
+}
+
+// appendIntegerNumber keeps a JSON number that is an integer within the
+// field's width as its exact text.
+func appendIntegerNumber(dst []byte, rule *fieldRule, v, src []byte) ([]byte, error) {
+	if !isIntegerText(v) {
+		return dst, notInteger(src, rule, v)
+	}
+	x, res := parseInteger(v)
+	if err := checkRange(src, rule, v, x, res); err != nil {
+		return dst, err
+	}
+	return append(dst, v...), nil
 }
 
 func notInteger(src []byte, rule *fieldRule, v []byte) error {
@@ -267,14 +336,7 @@ func decodeSmall(dst, v []byte) ([]byte, bool) {
 func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, keyOff int, rep *Report) ([]byte, error) {
 	switch {
 	case isNumberStart(v[0]):
-		if !isIntegerText(v) {
-			return dst, notInteger(src, rule, v)
-		}
-		x, res := parseInteger(v)
-		if err := checkRange(src, rule, v, x, res); err != nil {
-			return dst, err
-		}
-		return append(dst, v...), nil
+		return appendIntegerNumber(dst, rule, v, src)
 	case v[0] == 'n':
 		return append(dst, v...), nil
 	case v[0] != '"':
@@ -293,10 +355,7 @@ func (n *Normalizer) applyAttribute(dst []byte, rule *fieldRule, v, src []byte, 
 			return strconv.AppendInt(dst, x, 10), nil
 		}
 	}
-	var tb *table
-	if n.opts.Attributes != nil {
-		tb = n.opts.Attributes.byField[rule.attr]
-	}
+	tb := n.opts.Attributes.table(rule.attr)
 	if tb == nil {
 		return append(dst, v...), nil
 	}
