@@ -59,30 +59,18 @@ var (
 
 	// The spool series carry the spool directory (from the config, so a
 	// bounded set) as reverse_proxy's carry the upstream address.
-	metricSpoolRecords = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "ucs", Name: "spool_records",
-		Help: "Events waiting in the forward spool for replay.",
-	}, []string{"spool"})
-	metricSpoolBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "ucs", Name: "spool_bytes",
-		Help: "Bytes of the events waiting in the forward spool, with their framing.",
-	}, []string{"spool"})
-	metricSpoolReplayed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "ucs", Name: "spool_replayed_total",
-		Help: "Spooled events the upstream accepted (2xx) on replay.",
-	}, []string{"spool"})
-	metricSpoolDeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "ucs", Name: "spool_dead_lettered_total",
-		Help: "Spooled events the upstream rejected on replay, written to the dead letter.",
-	}, []string{"spool"})
-	metricSpoolInFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "ucs", Name: "spool_in_flight",
-		Help: "Spooled events sent by the replay and not yet recorded as finished.",
-	}, []string{"spool"})
-	metricSpoolOldestAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "ucs", Name: "spool_oldest_age_seconds",
-		Help: "Age of the oldest event waiting in the spool (0 when empty): how far behind the upstream is.",
-	}, []string{"spool"})
+	metricSpoolRecords = spoolGauge("spool_records",
+		"Events waiting in the forward spool for replay.")
+	metricSpoolBytes = spoolGauge("spool_bytes",
+		"Bytes of the events waiting in the forward spool, with their framing.")
+	metricSpoolReplayed = spoolCounter("spool_replayed_total",
+		"Spooled events the upstream accepted (2xx) on replay.")
+	metricSpoolDeadLettered = spoolCounter("spool_dead_lettered_total",
+		"Spooled events the upstream rejected on replay, written to the dead letter.")
+	metricSpoolInFlight = spoolGauge("spool_in_flight",
+		"Spooled events sent by the replay and not yet recorded as finished.")
+	metricSpoolOldestAge = spoolGauge("spool_oldest_age_seconds",
+		"Age of the oldest event waiting in the spool (0 when empty): how far behind the upstream is.")
 	metricUpstreamDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "upstream_duration_seconds",
 		Help:    "Duration of each attempt to deliver an event to one upstream URL, direct or replayed, to the end of its answer.",
@@ -136,6 +124,15 @@ func init() {
 			repairsByKind[k][op] = metricRepairs.WithLabelValues(k.String(), label)
 		}
 	}
+}
+
+// spoolGauge and spoolCounter are a series per spool directory.
+func spoolGauge(name, help string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "caddy", Subsystem: "ucs", Name: name, Help: help}, []string{"spool"})
+}
+
+func spoolCounter(name, help string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "caddy", Subsystem: "ucs", Name: name, Help: help}, []string{"spool"})
 }
 
 // registerMetrics registers the collectors on a config's registry. A
