@@ -41,6 +41,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		attribute_values       <key> {                # inline table; may repeat
 //			<name> <dbid>
 //		}
+//		business_attributes_from <base URL> {         # GET <base URL>/genesys/1/cs/metadata/business-attributes
+//			refresh <duration>                        # default 5m, at least 1s
+//			cache   <file>                            # default <Caddy data dir>/ucs/attributes-<hash>.json
+//			timeout <duration>                        # default 10s
+//			header  <name> <value>                    # may repeat; {env.*} placeholders
+//		}
+//		tenant <ContactCenterId>... {                 # may repeat; chosen by the ContactCenterId header
+//			business_attributes …                     # the four table options above
+//			business_attribute …
+//			attribute_values …
+//			business_attributes_from …
+//		}
 //		unknown_names          reject|pass            # default reject
 //		case_insensitive_names                        # opt-in
 //		fill_defaults                                 # opt-in
@@ -98,25 +110,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			h.Operations = append(h.Operations, args...)
-		case "business_attributes":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.Errf("business_attributes needs at least one file")
-			}
-			h.BusinessAttributes = append(h.BusinessAttributes, args...)
-		case "business_attribute":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Errf("business_attribute needs a field and an attribute name, e.g. business_attribute media_type MediaType")
-			}
-			if h.BusinessAttribute == nil {
-				h.BusinessAttribute = map[string]string{}
-			}
-			h.BusinessAttribute[args[0]] = args[1]
-		case "attribute_values":
-			if err := h.unmarshalAttributeValues(d); err != nil {
+		case "business_attributes", "business_attribute", "attribute_values", "business_attributes_from":
+			if err := unmarshalAttrOption(d, &h.BusinessAttributes, &h.BusinessAttribute, &h.AttributeValues, &h.BusinessAttributesFrom); err != nil {
 				return err
 			}
+		case "tenant":
+			t := &Tenant{IDs: d.RemainingArgs()}
+			if len(t.IDs) == 0 {
+				return d.Errf("tenant needs at least one ContactCenterId (a tenant DBID or name)")
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "business_attributes", "business_attribute", "attribute_values", "business_attributes_from":
+					if err := unmarshalAttrOption(d, &t.BusinessAttributes, &t.BusinessAttribute, &t.AttributeValues, &t.BusinessAttributesFrom); err != nil {
+						return err
+					}
+				default:
+					return d.Errf("tenant %s: unknown option %q; a tenant takes business_attributes, business_attribute, attribute_values and business_attributes_from", t.IDs[0], d.Val())
+				}
+			}
+			if !t.hasTables() {
+				return d.Errf("tenant %s has no tables: give it business_attributes, attribute_values or business_attributes_from", t.IDs[0])
+			}
+			h.Tenants = append(h.Tenants, t)
 		case "unknown_names", "invalid_utf8", "errors":
 			v, err := oneArg(d)
 			if err != nil {
@@ -204,7 +220,99 @@ func oneArg(d *caddyfile.Dispenser) (string, error) {
 	return v, nil
 }
 
-func (h *Handler) unmarshalAttributeValues(d *caddyfile.Dispenser) error {
+// unmarshalAttrOption parses one of the table options (at the top level or
+// in a tenant block) into the given fields.
+func unmarshalAttrOption(d *caddyfile.Dispenser, files *[]string, mapping *map[string]string,
+	values *map[string]map[string]int64, from **AttributesFrom) error {
+	switch d.Val() {
+	case "business_attributes":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Errf("business_attributes needs at least one file")
+		}
+		*files = append(*files, args...)
+	case "business_attribute":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("business_attribute needs a field and an attribute name, e.g. business_attribute media_type MediaType")
+		}
+		if *mapping == nil {
+			*mapping = map[string]string{}
+		}
+		(*mapping)[args[0]] = args[1]
+	case "attribute_values":
+		return unmarshalAttributeValues(d, values)
+	case "business_attributes_from":
+		if *from != nil {
+			return d.Errf("business_attributes_from is already set to %s", (*from).URL)
+		}
+		f, err := unmarshalAttributesFrom(d)
+		if err != nil {
+			return err
+		}
+		*from = f
+	}
+	return nil
+}
+
+func unmarshalAttributesFrom(d *caddyfile.Dispenser) (*AttributesFrom, error) {
+	f := &AttributesFrom{}
+	if !d.NextArg() {
+		return nil, d.Errf("business_attributes_from needs the UCS base URL, e.g. business_attributes_from http://ucs:8080")
+	}
+	f.URL = d.Val()
+	if d.NextArg() {
+		return nil, d.Errf("business_attributes_from takes one base URL, got another: %q", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "refresh", "timeout":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return nil, d.Errf("business_attributes_from %s: %v", opt, err)
+			}
+			if opt == "refresh" {
+				if dur < minAttributesRefresh {
+					return nil, d.Errf("business_attributes_from refresh must be at least 1s, got %s", v)
+				}
+				f.Refresh = caddy.Duration(dur)
+			} else {
+				if dur <= 0 {
+					return nil, d.Errf("business_attributes_from timeout must be positive, got %s", v)
+				}
+				f.Timeout = caddy.Duration(dur)
+			}
+		case "cache":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			f.Cache = v
+		case "header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("business_attributes_from header needs a name and a value, e.g. header Authorization \"Basic {env.UCS_AUTH}\"")
+			}
+			if f.Headers == nil {
+				f.Headers = map[string][]string{}
+			}
+			f.Headers[args[0]] = append(f.Headers[args[0]], args[1])
+		default:
+			return nil, d.Errf("business_attributes_from: unknown option %q; the options are refresh, cache, timeout, header", opt)
+		}
+	}
+	if err := f.check(""); err != nil {
+		return nil, d.Err(err.Error())
+	}
+	return f, nil
+}
+
+func unmarshalAttributeValues(d *caddyfile.Dispenser, all *map[string]map[string]int64) error {
 	if !d.NextArg() {
 		return d.Errf("attribute_values needs a field, e.g. attribute_values media_type { email 1003 }")
 	}
@@ -212,13 +320,13 @@ func (h *Handler) unmarshalAttributeValues(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("attribute_values takes one field before its block, got another: %q", d.Val())
 	}
-	if h.AttributeValues == nil {
-		h.AttributeValues = map[string]map[string]int64{}
+	if *all == nil {
+		*all = map[string]map[string]int64{}
 	}
-	values := h.AttributeValues[field]
+	values := (*all)[field]
 	if values == nil {
 		values = map[string]int64{}
-		h.AttributeValues[field] = values
+		(*all)[field] = values
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()

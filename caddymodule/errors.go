@@ -19,6 +19,7 @@ const (
 	exInvalidField         = "InvalidFieldException"
 	exInvalidAttribute     = "InvalidBusinessAttributeException"
 	exInvalidParameter     = "InvalidParameterException"
+	exInvalidTenant        = "InvalidTenantException"
 	exPayloadTooLarge      = "PayloadTooLargeException"
 	exUnsupportedMediaType = "UnsupportedMediaTypeException"
 	exStorage              = "StorageException"
@@ -71,6 +72,19 @@ func errFromNormalize(err error) *requestError {
 		row.status, row.exception = http.StatusBadRequest, exInvalidJSON
 	}
 	return &requestError{row.status, row.exception, ne.Kind.String(), ne.Error(), err}
+}
+
+// errUnknownTenant refuses a request whose ContactCenterId header names no
+// configured tenant (or is missing) when there are no top-level tables.
+func errUnknownTenant(id string) *requestError {
+	msg := "the ContactCenterId header is missing and no default business attributes are configured"
+	if id != "" {
+		if len(id) > 64 {
+			id = id[:64] + "…"
+		}
+		msg = "the ContactCenterId header names an unknown tenant " + strconv.Quote(id)
+	}
+	return &requestError{http.StatusBadRequest, exInvalidTenant, "invalid_tenant", msg, nil}
 }
 
 func errBadServiceID(why string) *requestError {

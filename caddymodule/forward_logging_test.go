@@ -32,7 +32,7 @@ func forwardHandlerWith(t *testing.T, sink *ForwardSink) (*Handler, *observer.Ob
 	h := &Handler{Forward: sink}
 	require.NoError(t, h.checkOptions())
 	h.logger = zap.New(core).Named("http.handlers.ucs")
-	h.norm, _ = (&Handler{}).newNormalizer()
+	require.NoError(t, h.buildSets())
 	h.BasePath, h.basePfx, h.ops = DefaultBasePath, DefaultBasePath+"/", parseOperations(nil)
 	h.MaxBody = DefaultMaxBody
 	require.NoError(t, h.provisionForward(ctx))

@@ -61,6 +61,8 @@ var now = time.Now
 //	{http.ucs.repairs}     the number of repairs made to the body
 //	{http.ucs.exception}   the exception name of an error answer, e.g.
 //	                       InvalidJsonException ("" otherwise)
+//	{http.ucs.tenant}      the tenant whose tables were used (its first
+//	                       ContactCenterId; "" for the top-level tables)
 type Handler struct {
 	// BasePath is the Context Services base path in front of `/services/…`.
 	// Default: `/genesys/1/cs` (UCS 8.1 installs may use another).
@@ -93,6 +95,18 @@ type Handler struct {
 	// AttributeValues are inline tables, key (as in business_attribute) →
 	// value name → dbid, used with or instead of the files. Default: none.
 	AttributeValues map[string]map[string]int64 `json:"attribute_values,omitempty"`
+
+	// BusinessAttributesFrom fetches the tables from a Context Services'
+	// metadata endpoint at provision and refreshes them in the background;
+	// fetched attributes replace a file's attribute of the same name, inline
+	// attribute_values replace a key's values. Default: unset.
+	BusinessAttributesFrom *AttributesFrom `json:"business_attributes_from,omitempty"`
+
+	// Tenants have tables of their own, chosen by the request's
+	// ContactCenterId header (exact, else ignoring case). A request without
+	// the header or naming no tenant uses the top-level tables, or is a 400
+	// InvalidTenantException when there are none. Default: none.
+	Tenants []*Tenant `json:"tenants,omitempty"`
 
 	// UnknownNames says what happens to a business-attribute name that the
 	// field's table does not list: `reject` (400) or `pass` (forwarded
@@ -147,7 +161,10 @@ type Handler struct {
 	// spool). At most one of local and forward. Default: unset.
 	Forward *ForwardSink `json:"forward,omitempty"`
 
-	norm            *normalize.Normalizer
+	top             *attrSet   // the top-level tables (maybe none)
+	tenants         []*attrSet // parallel to Tenants
+	tenantByID      map[string]*attrSet
+	topHasTables    bool
 	journal         *sharedJournal // kept until the last request is done; see sinkStore
 	journalKey      string
 	journalOpts     upstream.JournalOptions
@@ -229,8 +246,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.caddyErrors = h.Errors == "caddy"
 
-	var err error
-	if h.norm, err = h.newNormalizer(); err != nil {
+	if err := h.buildSets(); err != nil {
+		h.releaseSets()
 		return err
 	}
 
@@ -256,9 +273,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// newNormalizer builds the normaliser from the options (also used by the
-// `caddy ucs normalize` command, so both apply the same rules).
-func (h *Handler) newNormalizer() (*normalize.Normalizer, error) {
+// normalizeOptions are the normaliser options without the tables.
+func (h *Handler) normalizeOptions() normalize.Options {
 	opts := normalize.Options{
 		MaxDepth:        h.MaxDepth,
 		CaseInsensitive: h.CaseInsensitiveNames,
@@ -270,47 +286,83 @@ func (h *Handler) newNormalizer() (*normalize.Normalizer, error) {
 	if h.UnknownNames == "pass" {
 		opts.UnknownNames = normalize.UnknownPass
 	}
-	tables, err := h.loadTables()
-	if err != nil {
-		return nil, err
-	}
-	opts.Attributes = tables
-	n, err := normalize.New(opts)
-	if err != nil {
-		return nil, fmt.Errorf("ucs: %w", err)
-	}
-	return n, nil
+	return opts
 }
 
-// loadTables builds the business-attribute tables from the files, the
-// field mapping and the inline tables; nil when none is configured.
-func (h *Handler) loadTables() (*normalize.Tables, error) {
-	if len(h.BusinessAttributes) == 0 && len(h.AttributeValues) == 0 {
-		return nil, nil
+// buildSets loads (or fetches) the top-level and the tenants' tables and
+// builds their normalisers (also used by the `caddy ucs` commands, so both
+// apply the same rules). releaseSets undoes it.
+func (h *Handler) buildSets() error {
+	logger := h.logger
+	if logger == nil {
+		logger = zap.NewNop()
 	}
-	var attrs []normalize.Attribute
-	for _, f := range h.BusinessAttributes {
-		a, err := normalize.LoadAttributesFile(f)
+	opts := h.normalizeOptions()
+	var err error
+	h.top, err = newAttrSet("", h.BusinessAttributes, h.BusinessAttribute, h.AttributeValues, h.BusinessAttributesFrom, opts, logger)
+	if err != nil {
+		return err
+	}
+	h.topHasTables = len(h.BusinessAttributes) > 0 || len(h.AttributeValues) > 0 || h.BusinessAttributesFrom != nil
+	h.tenants = nil
+	h.tenantByID = map[string]*attrSet{}
+	for _, t := range h.Tenants {
+		s, err := newAttrSet(t.IDs[0], t.BusinessAttributes, t.BusinessAttribute, t.AttributeValues, t.BusinessAttributesFrom, opts, logger)
 		if err != nil {
-			return nil, fmt.Errorf("ucs: business_attributes %q: %w", f, err)
+			return fmt.Errorf("tenant %s: %w", t.IDs[0], err)
 		}
-		attrs = append(attrs, a...)
+		h.tenants = append(h.tenants, s)
+		for _, id := range t.IDs {
+			h.tenantByID[id] = s
+		}
 	}
-	var inline map[string][]normalize.AttributeValue
-	if len(h.AttributeValues) > 0 {
-		inline = make(map[string][]normalize.AttributeValue, len(h.AttributeValues))
-		for field, values := range h.AttributeValues {
-			for name, id := range values {
-				inline[field] = append(inline[field], normalize.AttributeValue{Name: name, DBID: id})
+	return nil
+}
+
+func (h *Handler) releaseSets() {
+	h.top.release()
+	for _, s := range h.tenants {
+		s.release()
+	}
+}
+
+// newNormalizer builds the top-level normaliser from the options.
+func (h *Handler) newNormalizer() (*normalize.Normalizer, error) {
+	if err := h.buildSets(); err != nil {
+		h.releaseSets()
+		return nil, err
+	}
+	defer h.releaseSets()
+	return h.top.norm.Load(), nil
+}
+
+// tenantSet picks the tables of a request: its tenant's, else the top
+// level's; nil when the request names no tenant and there are no top-level
+// tables. No allocation.
+func (h *Handler) tenantSet(r *http.Request) *attrSet {
+	if len(h.tenants) == 0 {
+		return h.top
+	}
+	id := ""
+	if v := r.Header[tenantHeaderKey]; len(v) > 0 {
+		id = v[0]
+	}
+	if id != "" {
+		if s, ok := h.tenantByID[id]; ok {
+			return s
+		}
+		for i, t := range h.Tenants {
+			for _, tid := range t.IDs {
+				if strings.EqualFold(tid, strings.TrimSpace(id)) {
+					return h.tenants[i]
+				}
 			}
 		}
 	}
-	t, err := normalize.NewTables(normalize.TableConfig{Attributes: attrs, Mapping: h.BusinessAttribute, Inline: inline})
-	if err != nil {
-		// NewTables' messages already name the option (business_attribute …).
-		return nil, fmt.Errorf("ucs: %w", err)
+	if h.topHasTables {
+		return h.top
 	}
-	return t, nil
+	return nil
 }
 
 // checkOptions rejects values no default can fix, naming the option.
@@ -341,6 +393,37 @@ func (h *Handler) checkOptions() error {
 	for field, attr := range h.BusinessAttribute {
 		if field == "" || attr == "" {
 			return fmt.Errorf("ucs: business_attribute needs a field and an attribute name, got %q → %q", field, attr)
+		}
+	}
+	if h.BusinessAttributesFrom != nil {
+		if err := h.BusinessAttributesFrom.check(""); err != nil {
+			return err
+		}
+	}
+	seen := map[string]bool{}
+	for i, t := range h.Tenants {
+		if t == nil || len(t.IDs) == 0 {
+			return fmt.Errorf("ucs: tenant #%d needs at least one ContactCenterId", i+1)
+		}
+		where := "tenant " + t.IDs[0] + ": "
+		if !t.hasTables() {
+			return fmt.Errorf("ucs: %shas no tables: give it business_attributes, attribute_values or business_attributes_from", where)
+		}
+		for _, id := range t.IDs {
+			if id == "" || seen[strings.ToLower(id)] {
+				return fmt.Errorf("ucs: %sContactCenterId %q is empty or names another tenant too (ids match ignoring case)", where, id)
+			}
+			seen[strings.ToLower(id)] = true
+		}
+		for field, attr := range t.BusinessAttribute {
+			if field == "" || attr == "" {
+				return fmt.Errorf("ucs: %sbusiness_attribute needs a field and an attribute name, got %q → %q", where, field, attr)
+			}
+		}
+		if t.BusinessAttributesFrom != nil {
+			if err := t.BusinessAttributesFrom.check(where); err != nil {
+				return err
+			}
 		}
 	}
 	if h.Local != nil && h.Forward != nil {
@@ -399,6 +482,7 @@ func oneOf(option, value string, allowed ...string) error {
 // arrive): they keep the sink, which closes once no config and no request
 // uses it (see sinkStore).
 func (h *Handler) Cleanup() error {
+	h.releaseSets()
 	err := h.cleanupForward()
 	if h.journal == nil || h.journalReleased {
 		return err
@@ -431,6 +515,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.ucs.task_id", tid)
 		repl.Set("http.ucs.repairs", "")
 		repl.Set("http.ucs.exception", "")
+		repl.Set("http.ucs.tenant", "")
 	}
 	if !m.ok {
 		setOutcome(repl, outcomePassed, opNone)
@@ -453,6 +538,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	set := h.tenantSet(r)
+	if set == nil {
+		return h.fail(w, repl, op, errUnknownTenant(r.Header.Get(tenantHeader)))
+	}
+	if repl != nil && set.tenant != "" {
+		repl.Set("http.ucs.tenant", set.tenant)
+	}
+
 	in := bodyPool.Get().(*[]byte)
 	if rerr := readBody(w, r, h.MaxBody, in); rerr != nil {
 		putBuf(&bodyPool, in)
@@ -461,7 +554,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	out := outPool.Get().(*[]byte)
 	var rep normalize.Report
 	start := time.Now()
-	strict, err := h.norm.Event(m.op, (*out)[:0], *in, receivedAt, &rep)
+	norm := set.norm.Load()
+	strict, err := norm.Event(m.op, (*out)[:0], *in, receivedAt, &rep)
+	if err != nil && set.from != nil && isUnknownName(err) && set.from.cold() {
+		// A cold miss: the name may be new on the UCS. One early refresh
+		// (rate-limited), then the body once more with the new tables.
+		if n2 := set.norm.Load(); n2 != norm {
+			rep = normalize.Report{}
+			strict, err = n2.Event(m.op, (*out)[:0], *in, receivedAt, &rep)
+		}
+	}
 	took := time.Since(start)
 	*out = strict
 	putBuf(&bodyPool, in)
@@ -470,7 +572,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.fail(w, repl, op, errFromNormalize(err))
 	}
 	observeReport(&rep, op, took)
-	h.logReport(m, &rep)
+	h.logReport(m, set.tenant, &rep)
 	if repl != nil {
 		repl.Set("http.ucs.repairs", rep.Total())
 	}
@@ -510,6 +612,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	err = next.ServeHTTP(w, r)
 	lease.release()
 	return err
+}
+
+func isUnknownName(err error) bool {
+	var ne *normalize.Error
+	return errors.As(err, &ne) && ne.Kind == normalize.KindUnknownName
 }
 
 // match reports whether r is one of the handler's calls and returns its raw

@@ -10,7 +10,7 @@ import (
 
 // logReport writes the debug line of an intercepted request (repair kinds
 // and offsets, never values) and warns about attribute names passed on.
-func (h *Handler) logReport(m callMatch, rep *normalize.Report) {
+func (h *Handler) logReport(m callMatch, tenant string, rep *normalize.Report) {
 	if c := h.logger.Check(zap.DebugLevel, "event normalised"); c != nil {
 		// zap keeps the array marshaler in an interface, which would move
 		// the caller's Report (about 700 bytes) to the heap on every
@@ -20,7 +20,7 @@ func (h *Handler) logReport(m callMatch, rep *normalize.Report) {
 		if m.idName != "" {
 			id = zap.String(m.idName, m.id)
 		}
-		c.Write(zap.String("operation", m.op.String()), zap.String("service_id", m.sid), id, zap.Int("repairs", rep.Total()),
+		c.Write(zap.String("operation", m.op.String()), zap.String("service_id", m.sid), id, zap.String("tenant", tenant), zap.Int("repairs", rep.Total()),
 			zap.Bool("strict_input", rep.Strict), zap.Array("first_repairs", repairList{&listed}))
 	}
 	for i := range rep.NumMisses {

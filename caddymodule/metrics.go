@@ -81,7 +81,24 @@ var (
 		Help: "Attempts to deliver an event to one upstream URL, by status class (1xx..5xx), or timeout or error when no answer came.",
 	}, []string{"class"})
 
+	metricAttributeRefresh = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "attribute_refresh_total",
+		Help: "Fetches of the business attributes from a UCS (business_attributes_from), by result: ok, not_modified or error.",
+	}, []string{"result"})
+	metricAttributeAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "attribute_tables_age_seconds",
+		Help: "Age of the oldest business-attribute tables fetched from a UCS (since the last good or not-modified answer, or the cache file's time).",
+	}, tablesAge)
+	metricAttributeValues = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "attribute_values",
+		Help: "Values of each business attribute in the tables last built (any tenant).",
+	}, []string{"attribute"})
+	attributeRefreshOK          = metricAttributeRefresh.WithLabelValues("ok")
+	attributeRefreshNotModified = metricAttributeRefresh.WithLabelValues("not_modified")
+	attributeRefreshError       = metricAttributeRefresh.WithLabelValues("error")
+
 	collectors = []prometheus.Collector{
+		metricAttributeRefresh, metricAttributeAge, metricAttributeValues,
 		metricRequests, metricRejections, metricRepairs, metricMisses,
 		metricNormalize, metricFsync, metricJournalBytes,
 		metricSpoolRecords, metricSpoolBytes, metricSpoolReplayed, metricSpoolDeadLettered,

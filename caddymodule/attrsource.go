@@ -1,0 +1,553 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
+)
+
+// Defaults of business_attributes_from.
+const (
+	DefaultAttributesRefresh = 5 * time.Minute
+	DefaultAttributesTimeout = 10 * time.Second
+	minAttributesRefresh     = time.Second
+	metadataPath             = "/genesys/1/cs/metadata/business-attributes"
+	tenantHeader             = "ContactCenterId"
+	tenantHeaderKey          = "Contactcenterid" // its canonical form, the key in http.Header
+)
+
+// AttributesFrom fetches the business-attribute tables from a Context
+// Services (`GET <url>/genesys/1/cs/metadata/business-attributes`) at
+// provision and then in the background.
+type AttributesFrom struct {
+	// URL is the UCS base URL, http(s)://host[:port][/prefix]. Required.
+	URL string `json:"url,omitempty"`
+
+	// Refresh is the interval between two fetches; at least 1s.
+	// Default: 5m.
+	Refresh caddy.Duration `json:"refresh,omitempty"`
+
+	// Cache is the file the last good answer is kept in, used when the UCS
+	// cannot be reached at provision. Default:
+	// `<Caddy data dir>/ucs/attributes-<hash of the URL (and tenant)>.json`.
+	Cache string `json:"cache,omitempty"`
+
+	// Timeout bounds one fetch. Default: 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Headers are sent on every fetch (e.g. Authorization); values may use
+	// `{env.*}` placeholders. Default: none.
+	Headers map[string][]string `json:"headers,omitempty"`
+}
+
+// Tenant is the business-attribute configuration of one Context Services
+// tenant, chosen by the request's ContactCenterId header.
+type Tenant struct {
+	// IDs are the ContactCenterId values (tenant DBIDs or names) of the
+	// tenant, matched exactly and also ignoring case. Required; the first
+	// is sent on the tenant's metadata fetch.
+	IDs []string `json:"ids,omitempty"`
+
+	// BusinessAttributes are metadata files, as the handler's option.
+	BusinessAttributes []string `json:"business_attributes,omitempty"`
+
+	// BusinessAttribute is the tenant's key → attribute mapping, as the
+	// handler's option (Genesys' business-attributes.<tenant> section).
+	BusinessAttribute map[string]string `json:"business_attribute,omitempty"`
+
+	// AttributeValues are the tenant's inline tables, as the handler's.
+	AttributeValues map[string]map[string]int64 `json:"attribute_values,omitempty"`
+
+	// BusinessAttributesFrom fetches the tenant's tables from a UCS,
+	// sending `ContactCenterId: <first id>`.
+	BusinessAttributesFrom *AttributesFrom `json:"business_attributes_from,omitempty"`
+}
+
+func (t *Tenant) hasTables() bool {
+	return len(t.BusinessAttributes) > 0 || len(t.AttributeValues) > 0 || t.BusinessAttributesFrom != nil
+}
+
+// check rejects what no default fixes, naming the option.
+func (a *AttributesFrom) check(where string) error {
+	u, err := url.Parse(a.URL)
+	if a.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("ucs: %sbusiness_attributes_from: %q is not an http(s) base URL", where, a.URL)
+	}
+	if a.Refresh != 0 && time.Duration(a.Refresh) < minAttributesRefresh {
+		return fmt.Errorf("ucs: %sbusiness_attributes_from %s: refresh must be at least 1s, got %s", where, a.URL, time.Duration(a.Refresh))
+	}
+	if a.Timeout < 0 {
+		return fmt.Errorf("ucs: %sbusiness_attributes_from %s: timeout must not be negative", where, a.URL)
+	}
+	return nil
+}
+
+// attrSet is one set of tables: the top level or a tenant. Requests read
+// norm once; the refresher swaps it.
+type attrSet struct {
+	tenant  string // first id; "" at the top level
+	files   []normalize.Attribute
+	mapping map[string]string
+	inline  map[string][]normalize.AttributeValue
+	opts    normalize.Options // without Attributes
+	from    *refresher
+	fromKey string
+	subID   int
+	norm    atomic.Pointer[normalize.Normalizer]
+	logger  *zap.Logger
+}
+
+// build makes a normaliser from the files, the fetched attributes (which
+// replace a file's attribute of the same name) and the inline values
+// (which replace the key's values).
+func (s *attrSet) build(fetched []normalize.Attribute) (*normalize.Normalizer, error) {
+	opts := s.opts
+	if len(s.files) > 0 || len(s.inline) > 0 || fetched != nil {
+		attrs := mergeAttributes(s.files, fetched)
+		t, err := normalize.NewTables(normalize.TableConfig{Attributes: attrs, Mapping: s.mapping, Inline: s.inline})
+		if err != nil {
+			return nil, fmt.Errorf("ucs: %w", err)
+		}
+		opts.Attributes = t
+		for _, a := range attrs {
+			metricAttributeValues.WithLabelValues(a.Name).Set(float64(len(a.Values)))
+		}
+	}
+	n, err := normalize.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("ucs: %w", err)
+	}
+	return n, nil
+}
+
+func mergeAttributes(files, fetched []normalize.Attribute) []normalize.Attribute {
+	if len(fetched) == 0 {
+		return files
+	}
+	got := make(map[string]bool, len(fetched))
+	for _, a := range fetched {
+		got[a.Name] = true
+	}
+	out := make([]normalize.Attribute, 0, len(files)+len(fetched))
+	for _, a := range files {
+		if !got[a.Name] {
+			out = append(out, a)
+		}
+	}
+	return append(out, fetched...)
+}
+
+// newAttrSet loads the files and inline values, and acquires the refresher.
+func newAttrSet(tenant string, files []string, mapping map[string]string, values map[string]map[string]int64,
+	from *AttributesFrom, opts normalize.Options, logger *zap.Logger) (*attrSet, error) {
+	s := &attrSet{tenant: tenant, mapping: mapping, opts: opts, logger: logger}
+	for _, f := range files {
+		a, err := normalize.LoadAttributesFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("ucs: business_attributes %q: %w", f, err)
+		}
+		s.files = append(s.files, a...)
+	}
+	if len(values) > 0 {
+		s.inline = make(map[string][]normalize.AttributeValue, len(values))
+		for field, vs := range values {
+			for name, id := range vs {
+				s.inline[field] = append(s.inline[field], normalize.AttributeValue{Name: name, DBID: id})
+			}
+		}
+	}
+	if from == nil {
+		n, err := s.build(nil)
+		if err != nil {
+			return nil, err
+		}
+		s.norm.Store(n)
+		return s, nil
+	}
+	r, key, err := acquireRefresher(from, tenant)
+	if err != nil {
+		return nil, err
+	}
+	s.from, s.fromKey = r, key
+	// Subscribe first, then build from the current snapshot, both under the
+	// refresher's lock: no refresh can slip in between.
+	r.mu.Lock()
+	n, err := s.build(r.cur.Load().attrs)
+	if err == nil {
+		s.norm.Store(n)
+		s.subID = r.subscribeLocked(s.rebuild)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		s.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// rebuild is called by the refresher (under its lock) with new attributes.
+func (s *attrSet) rebuild(attrs []normalize.Attribute) {
+	n, err := s.build(attrs)
+	if err != nil {
+		s.logger.Warn("refreshed business attributes do not fit the config; keeping the last good tables",
+			zap.String("tenant", s.tenant), zap.Error(err))
+		return
+	}
+	s.norm.Store(n)
+}
+
+func (s *attrSet) release() {
+	if s == nil || s.from == nil {
+		return
+	}
+	s.from.unsubscribe(s.subID)
+	_, _ = refreshers.Delete(s.fromKey)
+	s.from = nil
+}
+
+// attributesLogger is the refreshers' logger: Caddy's default logger, as a
+// refresher outlives the config that started it. Tests replace it.
+var attributesLogger = func() *zap.Logger { return caddy.Log().Named("http.handlers.ucs.attributes") }
+
+// refreshers holds one refresher per URL, tenant and fetch options across
+// config reloads.
+var refreshers = caddy.NewUsagePool()
+
+// liveRefreshers backs the age gauge.
+var liveRefreshers sync.Map // *refresher → struct{}
+
+type snapshot struct {
+	attrs         []normalize.Attribute
+	at            time.Time
+	etag, lastMod string
+}
+
+// refresher fetches one UCS's (one tenant's) business attributes.
+type refresher struct {
+	url, tenant string
+	headers     http.Header
+	every       time.Duration
+	timeout     time.Duration
+	cache       string
+	client      *http.Client
+	logger      *zap.Logger
+
+	cur      atomic.Pointer[snapshot]
+	lastCold atomic.Int64 // unix nanos of the last early refresh
+
+	mu     sync.Mutex // serialises fetches and guards subs
+	subs   map[int]func([]normalize.Attribute)
+	nextID int
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func refresherKey(from *AttributesFrom, tenant string) string {
+	names := make([]string, 0, len(from.Headers))
+	for k := range from.Headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\x00%s\x00%d\x00%d\x00%s", from.URL, tenant, from.Refresh, from.Timeout, from.Cache)
+	for _, k := range names {
+		fmt.Fprintf(&b, "\x00%s=%s", k, strings.Join(from.Headers[k], "\x01"))
+	}
+	return b.String()
+}
+
+// defaultCachePath is <data dir>/ucs/attributes-<hash>.json; the hash is of
+// the URL, and of the tenant when there is one.
+func defaultCachePath(u, tenant string) string {
+	in := u
+	if tenant != "" {
+		in += "\x00" + tenant
+	}
+	sum := sha256.Sum256([]byte(in))
+	return filepath.Join(caddy.AppDataDir(), "ucs", "attributes-"+hex.EncodeToString(sum[:8])+".json")
+}
+
+func acquireRefresher(from *AttributesFrom, tenant string) (*refresher, string, error) {
+	key := refresherKey(from, tenant)
+	v, _, err := refreshers.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return startRefresher(from, tenant)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return v.(*refresher), key, nil
+}
+
+func startRefresher(from *AttributesFrom, tenant string) (*refresher, error) {
+	r := &refresher{
+		url:     strings.TrimRight(from.URL, "/"),
+		tenant:  tenant,
+		headers: http.Header{},
+		every:   time.Duration(from.Refresh),
+		timeout: time.Duration(from.Timeout),
+		cache:   from.Cache,
+		logger:  attributesLogger(),
+		subs:    map[int]func([]normalize.Attribute){},
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if r.every == 0 {
+		r.every = DefaultAttributesRefresh
+	}
+	if r.timeout == 0 {
+		r.timeout = DefaultAttributesTimeout
+	}
+	if r.cache == "" {
+		r.cache = defaultCachePath(from.URL, tenant)
+	}
+	repl := caddy.NewReplacer()
+	for k, vs := range from.Headers {
+		for _, v := range vs {
+			r.headers.Add(k, repl.ReplaceAll(v, ""))
+		}
+	}
+	if tenant != "" {
+		r.headers.Set(tenantHeader, tenant)
+	}
+	r.client = &http.Client{Timeout: r.timeout}
+	if _, err := r.fetch(); err != nil {
+		snap, cerr := r.loadCache()
+		if cerr != nil {
+			return nil, fmt.Errorf("ucs: business_attributes_from %s: cannot fetch the business attributes (%v) and no usable cache %s (%v)",
+				r.endpoint(), err, r.cache, cerr)
+		}
+		r.cur.Store(snap)
+		r.logger.Warn("the UCS cannot be reached; using the cached business attributes",
+			zap.String("url", r.endpoint()), zap.String("tenant", tenant), zap.String("cache", r.cache),
+			zap.Duration("cache_age", time.Since(snap.at).Round(time.Second)), zap.Error(err))
+	}
+	liveRefreshers.Store(r, struct{}{})
+	go r.loop()
+	return r, nil
+}
+
+func (r *refresher) endpoint() string { return r.url + metadataPath }
+
+// Destruct stops the background refresh (caddy.Destructor).
+func (r *refresher) Destruct() error {
+	close(r.stop)
+	<-r.done
+	liveRefreshers.Delete(r)
+	return nil
+}
+
+func (r *refresher) subscribeLocked(f func([]normalize.Attribute)) int {
+	r.nextID++
+	r.subs[r.nextID] = f
+	return r.nextID
+}
+
+func (r *refresher) unsubscribe(id int) {
+	r.mu.Lock()
+	delete(r.subs, id)
+	r.mu.Unlock()
+}
+
+// loop refreshes every r.every; after a failure it retries with backoff
+// (1s doubling, at most r.every).
+func (r *refresher) loop() {
+	defer close(r.done)
+	wait, backoff := r.every, time.Second
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-r.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if _, err := r.refresh(); err != nil {
+			r.logger.Warn("refreshing the business attributes failed; keeping the last good tables",
+				zap.String("url", r.endpoint()), zap.String("tenant", r.tenant), zap.Duration("retry_in", backoff), zap.Error(err))
+			wait = backoff
+			backoff = min(backoff*2, r.every)
+			continue
+		}
+		wait, backoff = r.every, time.Second
+	}
+}
+
+// refresh fetches and, on a new answer, hands it to the subscribers.
+func (r *refresher) refresh() (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed, err := r.fetch()
+	if err != nil || !changed {
+		return changed, err
+	}
+	attrs := r.cur.Load().attrs
+	for _, f := range r.subs {
+		f(attrs)
+	}
+	return true, nil
+}
+
+// cold is an early refresh for an unknown name, at most one per every/10;
+// it reports whether the tables may have changed since the request read
+// them. A request that loses the race waits for the refresh in flight.
+func (r *refresher) cold() bool {
+	nowNs := time.Now().UnixNano()
+	last := r.lastCold.Load()
+	if nowNs-last < int64(r.every/10) || !r.lastCold.CompareAndSwap(last, nowNs) {
+		if nowNs-last < int64(time.Second) {
+			// A refresh started a moment ago may still be in flight.
+			r.mu.Lock()
+			//lint:ignore SA2001 waiting for the fetch in flight is the point
+			r.mu.Unlock()
+			return true
+		}
+		return false
+	}
+	changed, err := r.refresh()
+	if err != nil {
+		r.logger.Warn("early refresh of the business attributes failed", zap.String("url", r.endpoint()),
+			zap.String("tenant", r.tenant), zap.Error(err))
+	}
+	return changed
+}
+
+// fetch GETs the metadata; on a new, valid answer it stores the snapshot
+// and rewrites the cache. Called with r.mu held (or before the refresher is
+// shared).
+func (r *refresher) fetch() (changed bool, err error) {
+	defer func() {
+		switch {
+		case err != nil:
+			attributeRefreshError.Inc()
+		case changed:
+			attributeRefreshOK.Inc()
+		default:
+			attributeRefreshNotModified.Inc()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint(), nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header = r.headers.Clone()
+	req.Header.Set("Accept", "application/json")
+	prev := r.cur.Load()
+	if prev != nil {
+		if prev.etag != "" {
+			req.Header.Set("If-None-Match", prev.etag)
+		}
+		if prev.lastMod != "" {
+			req.Header.Set("If-Modified-Since", prev.lastMod)
+		}
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && prev != nil {
+		next := *prev
+		next.at = time.Now()
+		r.cur.Store(&next)
+		return false, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("GET %s: status %s", r.endpoint(), resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return false, fmt.Errorf("GET %s: reading the answer: %w", r.endpoint(), err)
+	}
+	attrs, err := normalize.ParseAttributes(body)
+	if err != nil {
+		return false, fmt.Errorf("GET %s: %w", r.endpoint(), err)
+	}
+	for i := range attrs {
+		attrs[i].Source = r.endpoint()
+	}
+	r.cur.Store(&snapshot{attrs: attrs, at: time.Now(), etag: resp.Header.Get("ETag"), lastMod: resp.Header.Get("Last-Modified")})
+	if err := writeFileAtomic(r.cache, body); err != nil {
+		r.logger.Warn("cannot write the business attributes cache", zap.String("cache", r.cache), zap.Error(err))
+	}
+	return true, nil
+}
+
+func (r *refresher) loadCache() (*snapshot, error) {
+	fi, err := os.Stat(r.cache)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(r.cache)
+	if err != nil {
+		return nil, err
+	}
+	attrs, err := normalize.ParseAttributes(data)
+	if err != nil {
+		return nil, err
+	}
+	for i := range attrs {
+		attrs[i].Source = r.cache
+	}
+	return &snapshot{attrs: attrs, at: fi.ModTime()}, nil
+}
+
+// writeFileAtomic writes a temp file, fsyncs it and renames it over path.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".attributes-*.tmp")
+	if err != nil {
+		return err
+	}
+	_, werr := io.Copy(f, bytes.NewReader(data))
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// tablesAge is the age of the oldest live refresher's tables, in seconds.
+func tablesAge() float64 {
+	var age float64
+	liveRefreshers.Range(func(k, _ any) bool {
+		if s := k.(*refresher).cur.Load(); s != nil {
+			age = max(age, time.Since(s.at).Seconds())
+		}
+		return true
+	})
+	return age
+}

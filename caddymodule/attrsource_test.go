@@ -1,0 +1,427 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// fakeUCS serves GET /genesys/1/cs/metadata/business-attributes with a
+// body the test changes, an ETag per body, and records what it was sent.
+type fakeUCS struct {
+	mu      sync.Mutex
+	body    string
+	status  int // 0: 200
+	fetches int
+	tenants []string // ContactCenterId of each fetch
+	inm     []string // If-None-Match of each fetch
+	auth    []string
+	srv     *httptest.Server
+}
+
+func newFakeUCS(t *testing.T, body string) *fakeUCS {
+	u := &fakeUCS{body: body}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if r.URL.Path != metadataPath {
+			http.NotFound(w, r)
+			return
+		}
+		u.fetches++
+		u.tenants = append(u.tenants, r.Header.Get("ContactCenterId"))
+		u.inm = append(u.inm, r.Header.Get("If-None-Match"))
+		u.auth = append(u.auth, r.Header.Get("Authorization"))
+		if u.status != 0 {
+			w.WriteHeader(u.status)
+			return
+		}
+		etag := fmt.Sprintf(`"%x"`, len(u.body)*31+int(u.body[len(u.body)/2]))
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(u.body))
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *fakeUCS) set(body string, status int) {
+	u.mu.Lock()
+	u.body, u.status = body, status
+	u.mu.Unlock()
+}
+
+func (u *fakeUCS) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.fetches
+}
+
+// metadata is a metadata answer with a MediaType and a DispositionCode
+// attribute of the given values (name → dbid).
+func metadata(media, disposition map[string]int64) string {
+	attr := func(name string, values map[string]int64) map[string]any {
+		var vs []map[string]any
+		for n, id := range values {
+			vs = append(vs, map[string]any{"name": n, "display_name": n, "dbid": id})
+		}
+		return map[string]any{"name": name, "display_name": name, "dbid": "1", "values": vs}
+	}
+	b, _ := json.Marshal([]any{attr("MediaType", media), attr("DispositionCode", disposition)})
+	return string(b)
+}
+
+var (
+	metaV1 = metadata(map[string]int64{"voice": 1001, "email": 1003}, map[string]int64{"resolved": 2101})
+	metaV2 = metadata(map[string]int64{"voice": 1001, "email": 1003}, map[string]int64{"resolved": 2101, "brand new": 2199})
+)
+
+// observeAttributeLogs routes the refreshers' log to an observer.
+func observeAttributeLogs(t *testing.T) *observer.ObservedLogs {
+	core, logs := observer.New(zapcore.DebugLevel)
+	old := attributesLogger
+	attributesLogger = func() *zap.Logger { return zap.New(core) }
+	t.Cleanup(func() { attributesLogger = old })
+	return logs
+}
+
+// waitFor polls cond for up to 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAttributesFromUCSRefreshWithoutReload(t *testing.T) {
+	t.Setenv("UCS_TEST_TOKEN", "s3cret")
+	ucs := newFakeUCS(t, metaV1)
+	rec := newRecorder(t)
+	cache := filepath.Join(t.TempDir(), "attrs.json")
+	tester := startCaddy(t, fmt.Sprintf(`
+	ucs {
+		business_attributes_from %s {
+			refresh 1s
+			cache %s
+			header Authorization "Bearer {env.UCS_TEST_TOKEN}"
+		}
+	}
+	reverse_proxy %s`, ucs.srv.URL, cache, rec.addr()))
+	body := []byte(`{"media_type":"email","disposition":"resolved"}`)
+	resp, _ := post(t, tester, taskEndURL, body)
+	require.Equal(t, 204, resp.StatusCode)
+	assert.Contains(t, string(rec.lastBody()), `"media_type":1003,"disposition":2101`)
+	cached, err := os.ReadFile(cache)
+	require.NoError(t, err)
+	assert.JSONEq(t, metaV1, string(cached), "the first fetch is cached")
+
+	// Added on the UCS: the background refresh picks it up, no reload.
+	okBefore := scrape(t, `caddy_ucs_attribute_refresh_total{result="ok"}`)
+	ucs.set(metaV2, 0)
+	waitFor(t, "a refresh", func() bool { return scrape(t, `caddy_ucs_attribute_refresh_total{result="ok"}`) > okBefore })
+	waitFor(t, "the cache rewrite", func() bool { b, _ := os.ReadFile(cache); return strings.Contains(string(b), "brand new") })
+	resp, _ = post(t, tester, taskEndURL, []byte(`{"media_type":"email","disposition":"brand new"}`))
+	require.Equal(t, 204, resp.StatusCode)
+	assert.Contains(t, string(rec.lastBody()), `"disposition":2199`)
+
+	// Unchanged: the validators are sent and a 304 counted.
+	nmBefore := scrape(t, `caddy_ucs_attribute_refresh_total{result="not_modified"}`)
+	waitFor(t, "a 304", func() bool { return scrape(t, `caddy_ucs_attribute_refresh_total{result="not_modified"}`) > nmBefore })
+	ucs.mu.Lock()
+	assert.NotEmpty(t, ucs.inm[len(ucs.inm)-1], "If-None-Match is sent")
+	assert.Equal(t, "Bearer s3cret", ucs.auth[0], "header placeholders are replaced")
+	ucs.mu.Unlock()
+	assert.Less(t, scrape(t, "caddy_ucs_attribute_tables_age_seconds"), 5.0)
+	assert.Equal(t, 2.0, scrape(t, `caddy_ucs_attribute_values{attribute="DispositionCode"}`))
+}
+
+func TestColdMissRefreshesBeforeThe400(t *testing.T) {
+	ucs := newFakeUCS(t, metaV1)
+	rec := newRecorder(t)
+	tester := startCaddy(t, fmt.Sprintf(`
+	ucs {
+		business_attributes_from %s {
+			refresh 1h
+			cache %s
+		}
+	}
+	reverse_proxy %s`, ucs.srv.URL, filepath.Join(t.TempDir(), "c.json"), rec.addr()))
+	ucs.set(metaV2, 0)
+	before := ucs.count()
+	resp, _ := post(t, tester, taskEndURL, []byte(`{"disposition":"brand new"}`))
+	require.Equal(t, 204, resp.StatusCode, "a new name works at once")
+	assert.Contains(t, string(rec.lastBody()), `"disposition":2199`)
+	assert.Equal(t, before+1, ucs.count(), "one early refresh")
+
+	// Rate-limited: another unknown name within refresh/10 is a 400 at
+	// once, with no fetch.
+	resp, b := post(t, tester, taskEndURL, []byte(`{"disposition":"nope"}`))
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, string(b), exInvalidAttribute)
+	assert.Equal(t, before+1, ucs.count(), "no second early refresh within refresh/10")
+}
+
+func TestUCSDownAtStartUsesTheCache(t *testing.T) {
+	logs := observeAttributeLogs(t)
+	ucs := newFakeUCS(t, metaV2)
+	rec := newRecorder(t)
+	cache := filepath.Join(t.TempDir(), "attrs.json")
+	require.NoError(t, os.WriteFile(cache, []byte(metaV2), 0o600))
+	ucs.set(metaV1, http.StatusServiceUnavailable)
+	tester := startCaddy(t, fmt.Sprintf(`
+	ucs {
+		business_attributes_from %s {
+			cache %s
+		}
+	}
+	reverse_proxy %s`, ucs.srv.URL, cache, rec.addr()))
+	resp, _ := post(t, tester, taskEndURL, []byte(`{"disposition":"brand new"}`))
+	require.Equal(t, 204, resp.StatusCode)
+	assert.Contains(t, string(rec.lastBody()), `"disposition":2199`)
+	warned := logs.FilterMessageSnippet("using the cached business attributes").All()
+	require.NotEmpty(t, warned)
+	assert.Equal(t, zapcore.WarnLevel, warned[0].Level)
+	assert.Contains(t, warned[0].ContextMap(), "cache_age")
+}
+
+func TestUCSDownAndNoCacheFailsProvisioning(t *testing.T) {
+	ucs := newFakeUCS(t, metaV1)
+	ucs.set(metaV1, http.StatusBadGateway)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{BusinessAttributesFrom: &AttributesFrom{URL: ucs.srv.URL, Cache: filepath.Join(t.TempDir(), "none.json")}}
+	err := h.Provision(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), ucs.srv.URL+metadataPath)
+	assert.Contains(t, err.Error(), "502")
+	assert.Contains(t, err.Error(), "no usable cache")
+}
+
+func TestGarbageRefreshKeepsTheOldTables(t *testing.T) {
+	logs := observeAttributeLogs(t)
+	ucs := newFakeUCS(t, metaV1)
+	rec := newRecorder(t)
+	tester := startCaddy(t, fmt.Sprintf(`
+	ucs {
+		business_attributes_from %s {
+			refresh 1s
+			cache %s
+		}
+	}
+	reverse_proxy %s`, ucs.srv.URL, filepath.Join(t.TempDir(), "c.json"), rec.addr()))
+	errBefore := scrape(t, `caddy_ucs_attribute_refresh_total{result="error"}`)
+	ucs.set(`<html>oops</html>`, 0)
+	waitFor(t, "a failed refresh", func() bool { return scrape(t, `caddy_ucs_attribute_refresh_total{result="error"}`) > errBefore })
+	resp, _ := post(t, tester, taskEndURL, []byte(`{"media_type":"email","disposition":"resolved"}`))
+	require.Equal(t, 204, resp.StatusCode)
+	assert.Contains(t, string(rec.lastBody()), `"media_type":1003,"disposition":2101`)
+	assert.NotEmpty(t, logs.FilterMessageSnippet("keeping the last good tables").All())
+}
+
+func TestTenantsAreMappedByTheirHeader(t *testing.T) {
+	acme := newFakeUCS(t, metadata(map[string]int64{"email": 1003}, map[string]int64{"resolved": 2101}))
+	globex := newFakeUCS(t, metadata(map[string]int64{"email": 7003}, map[string]int64{"resolved": 7101}))
+	rec := newRecorder(t)
+	dir := t.TempDir()
+	tenants := fmt.Sprintf(`
+		tenant 101 Acme {
+			business_attributes_from %s {
+				cache %s
+			}
+		}
+		tenant 202 {
+			business_attributes_from %s {
+				cache %s
+			}
+			business_attribute Task.disposition DispositionCode
+		}`, acme.srv.URL, filepath.Join(dir, "a.json"), globex.srv.URL, filepath.Join(dir, "g.json"))
+	tester := startCaddy(t, fmt.Sprintf(`
+	ucs {
+		%s
+	}
+	reverse_proxy %s`, tenants, rec.addr()))
+	body := []byte(`{"media_type":"email","disposition":"resolved"}`)
+
+	acme.mu.Lock()
+	assert.Equal(t, "101", acme.tenants[0], "the tenant's fetch names its first id")
+	acme.mu.Unlock()
+	globex.mu.Lock()
+	assert.Equal(t, "202", globex.tenants[0])
+	globex.mu.Unlock()
+
+	for _, c := range []struct{ id, want string }{
+		{"101", `"media_type":1003,"disposition":2101`},
+		{"Acme", `"media_type":1003,"disposition":2101`},
+		{"ACME", `"media_type":1003,"disposition":2101`},
+		{"202", `"media_type":7003,"disposition":7101`},
+	} {
+		resp, b := post(t, tester, taskEndURL, body, "ContactCenterId", c.id)
+		require.Equal(t, 204, resp.StatusCode, "%s: %s", c.id, b)
+		assert.Contains(t, string(rec.lastBody()), c.want, c.id)
+	}
+	// No top-level tables: no header or an unknown tenant is a 400.
+	for _, hdr := range [][]string{nil, {"ContactCenterId", "303"}} {
+		resp, b := post(t, tester, taskEndURL, body, hdr...)
+		assert.Equal(t, 400, resp.StatusCode)
+		assert.Contains(t, string(b), exInvalidTenant)
+		assert.Contains(t, string(b), "ContactCenterId")
+	}
+
+	// With top-level tables, those serve the rest.
+	tester = startCaddy(t, fmt.Sprintf(`
+	ucs {
+		business_attributes %s
+		%s
+	}
+	reverse_proxy %s`, attrsFile, tenants, rec.addr()))
+	for _, hdr := range [][]string{nil, {"ContactCenterId", "303"}} {
+		resp, b := post(t, tester, taskEndURL, body, hdr...)
+		require.Equal(t, 204, resp.StatusCode, string(b))
+		assert.Contains(t, string(rec.lastBody()), `"media_type":1003,"disposition":2101`)
+	}
+	resp, _ := post(t, tester, taskEndURL, body, "ContactCenterId", "202")
+	require.Equal(t, 204, resp.StatusCode)
+	assert.Contains(t, string(rec.lastBody()), `"media_type":7003`)
+}
+
+func TestReloadKeepsOneRefresherPerURLAndTenant(t *testing.T) {
+	ucs := newFakeUCS(t, metaV1)
+	rec := newRecorder(t)
+	site := fmt.Sprintf(`
+	ucs {
+		business_attributes_from %s {
+			refresh 1h
+			cache %s
+		}
+	}
+	reverse_proxy %s`, ucs.srv.URL, filepath.Join(t.TempDir(), "c.json"), rec.addr())
+	startCaddy(t, site)
+	n := ucs.count()
+	startCaddy(t, site+"\n# reloaded") // a changed config, the same refresher
+	assert.Equal(t, n, ucs.count(), "the reload reuses the refresher: no new fetch")
+	live := 0
+	liveRefreshers.Range(func(k, _ any) bool {
+		if k.(*refresher).url == ucs.srv.URL {
+			live++
+		}
+		return true
+	})
+	assert.Equal(t, 1, live)
+}
+
+// TestRefreshSwapsUnderLoad: 64 clients post while the tables are swapped
+// between two versions as fast as the refresher can; every event is mapped
+// wholly by one version.
+func TestRefreshSwapsUnderLoad(t *testing.T) {
+	v1 := metadata(map[string]int64{"email": 1003}, map[string]int64{"resolved": 2101})
+	v2 := metadata(map[string]int64{"email": 91003}, map[string]int64{"resolved": 92101})
+	ucs := newFakeUCS(t, v1)
+	var bad atomic.Int64
+	var seen [2]atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct {
+			Media       int64 `json:"media_type"`
+			Disposition int64 `json:"disposition"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&ev)
+		switch {
+		case ev.Media == 1003 && ev.Disposition == 2101:
+			seen[0].Add(1)
+		case ev.Media == 91003 && ev.Disposition == 92101:
+			seen[1].Add(1)
+		default:
+			bad.Add(1)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer up.Close()
+	tester := startCaddy(t, fmt.Sprintf(`
+	ucs {
+		business_attributes_from %s {
+			refresh 1h
+			cache %s
+		}
+	}
+	reverse_proxy %s`, ucs.srv.URL, filepath.Join(t.TempDir(), "c.json"), strings.TrimPrefix(up.URL, "http://")))
+	var r *refresher
+	liveRefreshers.Range(func(k, _ any) bool {
+		if k.(*refresher).url == ucs.srv.URL {
+			r = k.(*refresher)
+		}
+		return true
+	})
+	require.NotNil(t, r)
+
+	stop := make(chan struct{})
+	swapped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				swapped <- n
+				return
+			default:
+			}
+			if n%2 == 0 {
+				ucs.set(v2, 0)
+			} else {
+				ucs.set(v1, 0)
+			}
+			if _, err := r.refresh(); err == nil {
+				n++
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	body := []byte(`{"media_type":"email","disposition":"resolved"}`)
+	for range 64 {
+		wg.Go(func() {
+			for range 30 {
+				resp, _ := post(t, tester, taskEndURL, body)
+				if resp.StatusCode != 204 {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	swaps := <-swapped
+	assert.Zero(t, failed.Load())
+	assert.Zero(t, bad.Load(), "an event mapped by two versions of the tables")
+	assert.Greater(t, swaps, 10)
+	assert.Positive(t, seen[0].Load())
+	assert.Positive(t, seen[1].Load())
+}
+
+func (rec *recorder) lastBody() []byte {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.body
+}
