@@ -425,3 +425,28 @@ func (rec *recorder) lastBody() []byte {
 	defer rec.mu.Unlock()
 	return rec.body
 }
+
+// TestSourcesMerge: fetched attributes replace a file's attribute of the
+// same name; inline values replace the key's values.
+func TestSourcesMerge(t *testing.T) {
+	ucs := newFakeUCS(t, metadata(map[string]int64{"email": 9003}, map[string]int64{"resolved": 9101}))
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{
+		BusinessAttributes:     []string{attrsFile}, // MediaType email 1003, … and TaskType
+		BusinessAttributesFrom: &AttributesFrom{URL: ucs.srv.URL, Cache: filepath.Join(t.TempDir(), "c.json")},
+		AttributeValues:        map[string]map[string]int64{"disposition": {"resolved": 5101}},
+	}
+	require.NoError(t, h.Provision(ctx))
+	defer func() { _ = h.Cleanup() }()
+	tables := h.top.norm.Load().Options().Attributes
+	id, ok := tables.Lookup("media_type", "email", false)
+	assert.True(t, ok)
+	assert.Equal(t, int64(9003), id, "fetched over file")
+	id, _ = tables.Lookup("disposition", "resolved", false)
+	assert.Equal(t, int64(5101), id, "inline over fetched")
+	_, ok = tables.Lookup("media_type", "voice", false)
+	assert.False(t, ok, "the fetched attribute replaces the file's whole attribute")
+	assert.Equal(t, "TaskType", tables.Attribute("task_type"), "file attributes the UCS did not send stay")
+	assert.Equal(t, tenantHeaderKey, http.CanonicalHeaderKey(tenantHeader))
+}

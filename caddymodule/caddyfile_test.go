@@ -153,6 +153,43 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 				"handler": "ucs", "operations": ["task.start", "task.end"]}`),
 		},
 		{
+			"business_attributes_from and tenants",
+			`:8080 {
+	ucs {
+		business_attributes_from http://ucs:8080 {
+			refresh 1m
+			cache data/attrs.json
+			timeout 3s
+			header Authorization "Basic {env.UCS_AUTH}"
+			header X-Trace a
+			header X-Trace b
+		}
+		tenant 101 Acme {
+			business_attributes acme.json
+			business_attribute Task.type AcmeTaskType
+			attribute_values media_type {
+				email 7003
+			}
+			business_attributes_from https://ucs2/prefix
+		}
+		tenant 202 {
+			attribute_values disposition {
+				resolved 8101
+			}
+		}
+	}
+}`,
+			adaptRoute(`{
+				"business_attributes_from": {"cache": "data/attrs.json", "headers": {"Authorization": ["Basic {env.UCS_AUTH}"], "X-Trace": ["a", "b"]},
+					"refresh": 60000000000, "timeout": 3000000000, "url": "http://ucs:8080"},
+				"handler": "ucs",
+				"tenants": [
+					{"attribute_values": {"media_type": {"email": 7003}}, "business_attribute": {"Task.type": "AcmeTaskType"},
+					 "business_attributes": ["acme.json"], "business_attributes_from": {"url": "https://ucs2/prefix"}, "ids": ["101", "Acme"]},
+					{"attribute_values": {"disposition": {"resolved": 8101}}, "ids": ["202"]}
+				]}`),
+		},
+		{
 			"ordered before respond and reverse_proxy without an order line",
 			":8080 {\n\treverse_proxy localhost:9000\n\tucs\n\trequest_header X-A b\n}",
 			adaptRoute(`{"handler": "headers", "request": {"set": {"X-A": ["b"]}}},
@@ -221,6 +258,16 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 		{"attribute_values name twice", "ucs {\n  attribute_values media_type {\n    email 1\n    email 2\n  }\n}", `attribute_values media_type: "email" is listed twice`},
 		{"attribute_values empty block", "ucs {\n  attribute_values media_type\n}", "attribute_values media_type: the block lists no values"},
 		{"flag with a value", "ucs {\n  fill_defaults yes\n}", "wrong argument count"},
+		{"attributes_from without a URL", "ucs {\n  business_attributes_from\n}", "business_attributes_from needs the UCS base URL"},
+		{"attributes_from bad URL", "ucs {\n  business_attributes_from ucs:8080\n}", `business_attributes_from: "ucs:8080" is not an http(s) base URL`},
+		{"attributes_from refresh under 1s", "ucs {\n  business_attributes_from http://ucs {\n    refresh 500ms\n  }\n}", "refresh must be at least 1s, got 500ms"},
+		{"attributes_from bad timeout", "ucs {\n  business_attributes_from http://ucs {\n    timeout 0s\n  }\n}", "timeout must be positive"},
+		{"attributes_from header with one value", "ucs {\n  business_attributes_from http://ucs {\n    header Authorization\n  }\n}", "header needs a name and a value"},
+		{"attributes_from unknown option", "ucs {\n  business_attributes_from http://ucs {\n    every 1m\n  }\n}", `business_attributes_from: unknown option "every"`},
+		{"attributes_from twice", "ucs {\n  business_attributes_from http://a\n  business_attributes_from http://b\n}", "business_attributes_from is already set to http://a"},
+		{"tenant without an id", "ucs {\n  tenant {\n    business_attributes a.json\n  }\n}", "tenant needs at least one ContactCenterId"},
+		{"tenant without tables", "ucs {\n  tenant 101 {\n    business_attribute Task.type TT\n  }\n}", "tenant 101 has no tables"},
+		{"tenant unknown option", "ucs {\n  tenant 101 {\n    local a.jsonl\n  }\n}", `tenant 101: unknown option "local"`},
 		{"local without a path", "ucs {\n  local\n}", "local needs a file path"},
 		{"local unknown option", "ucs {\n  local a.jsonl {\n    rotate daily\n  }\n}", `unknown local option "rotate"`},
 		{"local bad fsync", "ucs {\n  local a.jsonl {\n    fsync sometimes\n  }\n}", `local fsync must be one of always, off, got "sometimes"`},
@@ -264,6 +311,13 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 		{"forward negative replay_concurrency", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", ReplayConcurrency: -1}}, "forward replay_concurrency must not be negative"},
 		{"forward replay_backoff min over max", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", ReplayBackoff: &Backoff{Min: caddy.Duration(time.Second), Max: caddy.Duration(time.Millisecond)}}}, "forward replay_backoff needs 0 <= min <= max"},
 		{"forward max_attempts without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, MaxAttempts: 3}}, "need spool <dir>"},
+		{"attributes_from bad URL", Handler{BusinessAttributesFrom: &AttributesFrom{URL: "ucs:80"}}, `business_attributes_from: "ucs:80" is not an http(s) base URL`},
+		{"attributes_from refresh under 1s", Handler{BusinessAttributesFrom: &AttributesFrom{URL: "http://ucs", Refresh: caddy.Duration(time.Millisecond)}}, "refresh must be at least 1s"},
+		{"attributes_from negative timeout", Handler{BusinessAttributesFrom: &AttributesFrom{URL: "http://ucs", Timeout: -1}}, "timeout must not be negative"},
+		{"tenant without ids", Handler{Tenants: []*Tenant{{AttributeValues: map[string]map[string]int64{"media_type": {"a": 1}}}}}, "tenant #1 needs at least one ContactCenterId"},
+		{"tenant without tables", Handler{Tenants: []*Tenant{{IDs: []string{"101"}}}}, "tenant 101: has no tables"},
+		{"tenant ids clash", Handler{Tenants: []*Tenant{{IDs: []string{"Acme"}, BusinessAttributes: []string{attrsFile}}, {IDs: []string{"ACME"}, BusinessAttributes: []string{attrsFile}}}}, `ContactCenterId "ACME" is empty or names another tenant too`},
+		{"tenant bad URL", Handler{Tenants: []*Tenant{{IDs: []string{"101"}, BusinessAttributesFrom: &AttributesFrom{URL: "ftp://x"}}}}, `tenant 101: business_attributes_from: "ftp://x" is not an http(s) base URL`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
