@@ -298,6 +298,29 @@ func acquireRefresher(from *AttributesFrom, tenant string) (*refresher, string, 
 }
 
 func startRefresher(from *AttributesFrom, tenant string) (*refresher, error) {
+	r := newRefresher(from, tenant)
+	if r.cache == "" {
+		r.cache = defaultCachePath(from.URL, tenant)
+	}
+	if _, err := r.fetch(); err != nil {
+		snap, cerr := r.loadCache()
+		if cerr != nil {
+			return nil, fmt.Errorf("ucs: business_attributes_from %s: cannot fetch the business attributes (%v) and no usable cache %s (%v)",
+				r.endpoint(), err, r.cache, cerr)
+		}
+		r.cur.Store(snap)
+		r.logger.Warn("the UCS cannot be reached; using the cached business attributes",
+			zap.String("url", r.endpoint()), zap.String("tenant", tenant), zap.String("cache", r.cache),
+			zap.Duration("cache_age", time.Since(snap.at).Round(time.Second)), zap.Error(err))
+	}
+	liveRefreshers.Store(r, struct{}{})
+	go r.loop()
+	return r, nil
+}
+
+// newRefresher sets a refresher up without fetching; with no cache file
+// configured it writes none (the `caddy ucs attributes` command).
+func newRefresher(from *AttributesFrom, tenant string) *refresher {
 	r := &refresher{
 		url:     strings.TrimRight(from.URL, "/"),
 		tenant:  tenant,
@@ -316,9 +339,6 @@ func startRefresher(from *AttributesFrom, tenant string) (*refresher, error) {
 	if r.timeout == 0 {
 		r.timeout = DefaultAttributesTimeout
 	}
-	if r.cache == "" {
-		r.cache = defaultCachePath(from.URL, tenant)
-	}
 	repl := caddy.NewReplacer()
 	for k, vs := range from.Headers {
 		for _, v := range vs {
@@ -329,20 +349,7 @@ func startRefresher(from *AttributesFrom, tenant string) (*refresher, error) {
 		r.headers.Set(tenantHeader, tenant)
 	}
 	r.client = &http.Client{Timeout: r.timeout}
-	if _, err := r.fetch(); err != nil {
-		snap, cerr := r.loadCache()
-		if cerr != nil {
-			return nil, fmt.Errorf("ucs: business_attributes_from %s: cannot fetch the business attributes (%v) and no usable cache %s (%v)",
-				r.endpoint(), err, r.cache, cerr)
-		}
-		r.cur.Store(snap)
-		r.logger.Warn("the UCS cannot be reached; using the cached business attributes",
-			zap.String("url", r.endpoint()), zap.String("tenant", tenant), zap.String("cache", r.cache),
-			zap.Duration("cache_age", time.Since(snap.at).Round(time.Second)), zap.Error(err))
-	}
-	liveRefreshers.Store(r, struct{}{})
-	go r.loop()
-	return r, nil
+	return r
 }
 
 func (r *refresher) endpoint() string { return r.url + metadataPath }
@@ -487,6 +494,9 @@ func (r *refresher) fetch() (changed bool, err error) {
 		attrs[i].Source = r.endpoint()
 	}
 	r.cur.Store(&snapshot{attrs: attrs, at: time.Now(), etag: resp.Header.Get("ETag"), lastMod: resp.Header.Get("Last-Modified")})
+	if r.cache == "" {
+		return true, nil
+	}
 	if err := writeFileAtomic(r.cache, body); err != nil {
 		r.logger.Warn("cannot write the business attributes cache", zap.String("cache", r.cache), zap.Error(err))
 	}

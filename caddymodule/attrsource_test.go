@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -449,4 +450,56 @@ func TestSourcesMerge(t *testing.T) {
 	assert.False(t, ok, "the fetched attribute replaces the file's whole attribute")
 	assert.Equal(t, "TaskType", tables.Attribute("task_type"), "file attributes the UCS did not send stay")
 	assert.Equal(t, tenantHeaderKey, http.CanonicalHeaderKey(tenantHeader))
+}
+
+func TestAttributesCommandPrintsTheTablesOfAUCS(t *testing.T) {
+	ucs := newFakeUCS(t, metadata(map[string]int64{"email": 1003}, map[string]int64{"resolved": 2101}))
+	var stdout, stderr bytes.Buffer
+	code := runAttributes(attributesFlags{from: ucs.srv.URL, tenant: "101", headers: []string{"Authorization: Basic x"},
+		mapping: []string{"Task.disposition=DispositionCode"}, timeout: time.Second}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	out := stdout.String()
+	assert.Contains(t, out, "DispositionCode (1 values) ← Service.disposition, State.disposition, Task.disposition")
+	assert.Regexp(t, `"email"\s+1003`, out)
+	assert.Contains(t, out, "keys without a table (names forwarded unchanged): Service.application_type")
+	ucs.mu.Lock()
+	assert.Equal(t, "101", ucs.tenants[0])
+	assert.Equal(t, "Basic x", ucs.auth[0])
+	ucs.mu.Unlock()
+
+	ucs.set(metaV1, http.StatusUnauthorized)
+	stdout.Reset()
+	stderr.Reset()
+	assert.Equal(t, 1, runAttributes(attributesFlags{from: ucs.srv.URL, timeout: time.Second}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "401")
+	assert.Equal(t, 2, runAttributes(attributesFlags{from: "ucs:80"}, &stdout, &stderr))
+}
+
+func TestNormalizeCommandTakesATenantFromTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	globex := newFakeUCS(t, metadata(map[string]int64{"email": 7003}, map[string]int64{"resolved": 7101}))
+	cfg := filepath.Join(dir, "Caddyfile")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`:8080 {
+	route {
+		ucs {
+			business_attributes %s
+			tenant 202 Globex {
+				business_attributes_from %s {
+					cache %s
+				}
+			}
+		}
+	}
+}`, attrsFile, globex.srv.URL, filepath.Join(dir, "g.json"))), 0o600))
+	body := filepath.Join(dir, "body.json")
+	require.NoError(t, os.WriteFile(body, []byte(`{"media_type":"email","timestamp":"2026-03-04T05:06:07.891Z"}`), 0o600))
+	for _, c := range []struct{ tenant, want string }{{"globex", `"media_type":7003`}, {"", `"media_type":1003`}, {"999", `"media_type":1003`}} {
+		var stdout, stderr bytes.Buffer
+		code := runNormalize(normalizeFlags{config: cfg, tenant: c.tenant}, body, nil, &stdout, &stderr)
+		require.Equal(t, 0, code, stderr.String())
+		assert.Contains(t, stdout.String(), c.want, c.tenant)
+	}
+	var stdout, stderr bytes.Buffer
+	assert.Equal(t, 2, runNormalize(normalizeFlags{tenant: "202"}, body, nil, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "--tenant needs --config")
 }

@@ -17,14 +17,21 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "ucs",
-		Usage: "normalize|spool status|dead-letter list|dead-letter resend …",
+		Usage: "normalize|attributes|spool status|dead-letter list|dead-letter resend …",
 		Short: "Tools of the ucs handler (Genesys Context Services gateway)",
 		Long: `
 ucs normalize runs an event body (Task End unless --operation names another
 operation: service.start, state.start, …) through the same rules as the ucs
 handler, without a server: it prints the strict body on stdout and each
 repair on stderr (kind and line:column), and exits with status 1 and the
-error message for a body the server would reject (400).
+error message for a body the server would reject (400). With --config
+<Caddyfile or JSON> it takes the options of the config's first ucs handler
+(fetching business_attributes_from), and --tenant <ContactCenterId> picks
+that tenant's tables as a request with that header would get them.
+
+ucs attributes --from <base URL> [--header 'Name: value'] [--tenant <id>]
+prints the business-attribute tables a gateway would build from that UCS:
+each attribute, the keys it backs, its names and dbids, and the default.
 
 ucs spool status <dir> prints what a forward sink's spool holds: events
 waiting, the age of the oldest, the busiest services and the dead-letter
@@ -34,7 +41,7 @@ ucs dead-letter list <file> prints the events the UCS rejected; ucs
 dead-letter resend <file> --to <base URL> sends them again and removes those
 the UCS accepts.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(newNormalizeCommand(), newSpoolCommand(), newDeadLetterCommand())
+			cmd.AddCommand(newNormalizeCommand(), newAttributesCommand(), newSpoolCommand(), newDeadLetterCommand())
 		},
 	})
 }
@@ -49,12 +56,14 @@ type normalizeFlags struct {
 	unknownNames    string
 	caseInsensitive bool
 	fillDefaults    bool
+	config          string
+	tenant          string
 }
 
 func newNormalizeCommand() *cobra.Command {
 	var f normalizeFlags
 	c := &cobra.Command{
-		Use:   "normalize [--operation <name>] [--attributes <file>] [--now <RFC 3339 time>] [<file>|-]",
+		Use:   "normalize [--operation <name>] [--attributes <file> | --config <file> [--tenant <id>]] [--now <RFC 3339 time>] [<file>|-]",
 		Short: "Print the strict JSON the ucs handler makes of an event body (Task End by default)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -74,6 +83,8 @@ func newNormalizeCommand() *cobra.Command {
 	fl.StringVar(&f.unknownNames, "unknown-names", "reject", "reject|pass")
 	fl.BoolVar(&f.caseInsensitive, "case-insensitive-names", false, "also match names ignoring case and surrounding white space")
 	fl.BoolVar(&f.fillDefaults, "fill-defaults", false, "fill omitted attribute fields with their default value")
+	fl.StringVar(&f.config, "config", "", "take the options of the first ucs handler of this Caddyfile or JSON config (the other option flags are ignored)")
+	fl.StringVar(&f.tenant, "tenant", "", "with --config: the request's ContactCenterId, picking that tenant's tables")
 	return c
 }
 
@@ -106,16 +117,33 @@ func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stder
 		}
 		receivedAt = t
 	}
+	if f.tenant != "" && f.config == "" {
+		fmt.Fprintln(stderr, "--tenant needs --config: the tenants are configured there")
+		return 2
+	}
+	if f.config != "" {
+		var err error
+		if h, err = loadHandlerConfig(f.config); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+	}
 	// The server's own option checks and table loading, so a config the
 	// server refuses is refused here with the same message.
 	if err := h.checkOptions(); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	norm, err := h.newNormalizer()
-	if err != nil {
+	if err := h.buildSets(); err != nil {
+		h.releaseSets()
 		fmt.Fprintln(stderr, err)
 		return 2
+	}
+	defer h.releaseSets()
+	norm, err := h.tenantNormalizer(f.tenant)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
 
 	var body []byte

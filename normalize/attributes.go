@@ -137,6 +137,16 @@ func indexOf(list []string, s string) int {
 	return -1
 }
 
+// Keys returns every <Resource>.<attribute> key, e.g. Task.type, in a
+// fixed order.
+func Keys() []string {
+	out := make([]string, numAttributeKeys)
+	for k := range out {
+		out[k] = attributeKeyName(k)
+	}
+	return out
+}
+
 // knownKeys lists the keys a mapping accepts, for messages.
 func knownKeys() string {
 	return strings.Join(AttributeFields[:], ", ") + " (the Task.* keys), or <Resource>.<attribute> with Resource one of " +

@@ -1,0 +1,200 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/spf13/cobra"
+
+	"github.com/ucsedge/caddy-ucs/normalize"
+)
+
+// attributesFlags are the options of `caddy ucs attributes`.
+type attributesFlags struct {
+	from    string
+	headers []string
+	tenant  string
+	mapping []string
+	timeout time.Duration
+}
+
+func newAttributesCommand() *cobra.Command {
+	var f attributesFlags
+	c := &cobra.Command{
+		Use:   "attributes --from <base URL> [--header 'Name: value']... [--tenant <ContactCenterId>] [--map <key>=<Attribute>]...",
+		Short: "Print the business-attribute tables a gateway would build from a UCS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return exitWith(cmd, runAttributes(f, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.from, "from", "", "the UCS base URL (GET <URL>/genesys/1/cs/metadata/business-attributes)")
+	fl.StringArrayVar(&f.headers, "header", nil, "a header to send, 'Name: value' ({env.*} placeholders); may repeat")
+	fl.StringVar(&f.tenant, "tenant", "", "the tenant: sent as ContactCenterId")
+	fl.StringArrayVar(&f.mapping, "map", nil, "a business_attribute mapping, <key>=<Attribute> (e.g. Task.type=TaskType); may repeat")
+	fl.DurationVar(&f.timeout, "timeout", DefaultAttributesTimeout, "the fetch's time limit")
+	return c
+}
+
+// runAttributes fetches the metadata and prints the tables; it returns the
+// exit status (1: the UCS or its answer failed, 2: usage).
+func runAttributes(f attributesFlags, stdout, stderr io.Writer) int {
+	from := &AttributesFrom{URL: f.from, Timeout: caddy.Duration(f.timeout)}
+	for _, h := range f.headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			fmt.Fprintf(stderr, "--header %q: want 'Name: value'\n", h)
+			return 2
+		}
+		if from.Headers == nil {
+			from.Headers = map[string][]string{}
+		}
+		name = strings.TrimSpace(name)
+		from.Headers[name] = append(from.Headers[name], strings.TrimSpace(value))
+	}
+	if err := from.check(""); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	mapping := map[string]string{}
+	for _, m := range f.mapping {
+		k, v, ok := strings.Cut(m, "=")
+		if !ok || k == "" || v == "" {
+			fmt.Fprintf(stderr, "--map %q: want <key>=<Attribute>\n", m)
+			return 2
+		}
+		mapping[k] = v
+	}
+	r := newRefresher(from, f.tenant) // no cache file: nothing written
+	if _, err := r.fetch(); err != nil {
+		fmt.Fprintf(stderr, "ucs: %s: %v\n", r.endpoint(), err)
+		return 1
+	}
+	attrs := r.cur.Load().attrs
+	tables, err := normalize.NewTables(normalize.TableConfig{Attributes: attrs, Mapping: mapping})
+	if err != nil {
+		fmt.Fprintln(stderr, "ucs:", err)
+		return 1
+	}
+	printTables(stdout, attrs, tables)
+	return 0
+}
+
+// printTables prints each attribute, the keys it backs and its values.
+func printTables(w io.Writer, attrs []normalize.Attribute, tables *normalize.Tables) {
+	keysOf := map[string][]string{}
+	var unmapped []string
+	for _, k := range normalize.Keys() {
+		if a := tables.Attribute(k); a != "" {
+			keysOf[a] = append(keysOf[a], k)
+		} else {
+			unmapped = append(unmapped, k)
+		}
+	}
+	sorted := append([]normalize.Attribute(nil), attrs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, a := range sorted {
+		keys := "not mapped to any key"
+		if ks := keysOf[a.Name]; len(ks) > 0 {
+			keys = "← " + strings.Join(ks, ", ")
+		}
+		fmt.Fprintf(tw, "%s (%d values) %s\n", a.Name, len(a.Values), keys)
+		for _, v := range a.Values {
+			def := ""
+			if v.Default {
+				def = "default"
+			}
+			fmt.Fprintf(tw, "  %q\t%d\t%s\n", v.Name, v.DBID, def)
+		}
+	}
+	_ = tw.Flush()
+	if len(unmapped) > 0 {
+		fmt.Fprintf(w, "keys without a table (names forwarded unchanged): %s\n", strings.Join(unmapped, ", "))
+	}
+}
+
+// loadHandlerConfig reads the first ucs handler of a Caddyfile or a JSON
+// config (`caddy ucs normalize --config`).
+func loadHandlerConfig(path string) (*Handler, error) {
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Ext(path) != ".json" {
+		adapter := caddyconfig.GetAdapter("caddyfile")
+		if adapter == nil {
+			return nil, errors.New("the caddyfile adapter is not built in")
+		}
+		if body, _, err = adapter.Adapt(body, map[string]any{"filename": path}); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	var cfg any
+	if err := json.Unmarshal(body, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	raw := findUCSHandler(cfg)
+	if raw == nil {
+		return nil, fmt.Errorf("%s: no ucs handler in the config", path)
+	}
+	b, _ := json.Marshal(raw)
+	h := new(Handler)
+	if err := json.Unmarshal(b, h); err != nil {
+		return nil, fmt.Errorf("%s: the ucs handler: %w", path, err)
+	}
+	return h, nil
+}
+
+func findUCSHandler(v any) map[string]any {
+	switch x := v.(type) {
+	case map[string]any:
+		if x["handler"] == "ucs" {
+			return x
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // deterministic: apps, routes, …
+		for _, k := range keys {
+			if h := findUCSHandler(x[k]); h != nil {
+				return h
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if h := findUCSHandler(e); h != nil {
+				return h
+			}
+		}
+	}
+	return nil
+}
+
+// tenantNormalizer picks a normaliser as a request with ContactCenterId:
+// tenant would get; an error says why none.
+func (h *Handler) tenantNormalizer(tenant string) (*normalize.Normalizer, error) {
+	r := &http.Request{Header: http.Header{}}
+	if tenant != "" {
+		r.Header.Set(tenantHeader, tenant)
+	}
+	s := h.tenantSet(r)
+	if s == nil {
+		e := errUnknownTenant(tenant)
+		return nil, fmt.Errorf("%d %s: %s", e.status, e.exception, e.msg)
+	}
+	return s.norm.Load(), nil
+}
