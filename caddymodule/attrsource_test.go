@@ -294,6 +294,10 @@ func TestTenantsAreMappedByTheirHeader(t *testing.T) {
 
 	// With top-level tables, those serve the rest.
 	tester = startCaddy(t, fmt.Sprintf(`
+	header {
+		defer
+		X-Tenant "{http.ucs.tenant}"
+	}
 	ucs {
 		business_attributes %s
 		%s
@@ -303,10 +307,14 @@ func TestTenantsAreMappedByTheirHeader(t *testing.T) {
 		resp, b := post(t, tester, taskEndURL, body, hdr...)
 		require.Equal(t, 204, resp.StatusCode, string(b))
 		assert.Contains(t, string(rec.lastBody()), `"media_type":1003,"disposition":2101`)
+		assert.Empty(t, resp.Header.Get("X-Tenant"))
 	}
 	resp, _ := post(t, tester, taskEndURL, body, "ContactCenterId", "202")
 	require.Equal(t, 204, resp.StatusCode)
 	assert.Contains(t, string(rec.lastBody()), `"media_type":7003`)
+	assert.Equal(t, "202", resp.Header.Get("X-Tenant"))
+	resp, _ = post(t, tester, taskEndURL, body, "ContactCenterId", "acme")
+	assert.Equal(t, "101", resp.Header.Get("X-Tenant"), "{http.ucs.tenant} is the tenant's first id")
 }
 
 func TestReloadKeepsOneRefresherPerURLAndTenant(t *testing.T) {

@@ -53,3 +53,15 @@ func TestLogsNameRepairsAndMissesButNeverAttachedData(t *testing.T) {
 		}
 	}
 }
+
+func TestTheDebugLineNamesTheTenant(t *testing.T) {
+	h := &Handler{Tenants: []*Tenant{{IDs: []string{"101", "Acme"}, BusinessAttributes: []string{attrsFile}}}}
+	logs := provisioned(t, h)
+	r := httptest.NewRequest(http.MethodPost, "/genesys/1/cs/services/42/tasks/7/end", strings.NewReader(`{"media_type":"email"}`))
+	r.Header.Set("ContactCenterId", "acme")
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	require.NoError(t, h.ServeHTTP(httptest.NewRecorder(), r, next))
+	debug := logs.FilterMessage("event normalised").All()
+	require.Len(t, debug, 1)
+	assert.Equal(t, "101", debug[0].ContextMap()["tenant"])
+}
