@@ -257,8 +257,10 @@ type refresher struct {
 	subs   map[int]func([]normalize.Attribute)
 	nextID int
 
-	stop chan struct{}
-	done chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	ctx    context.Context // cancelled by Destruct: a fetch in flight stops
+	cancel context.CancelFunc
 }
 
 func refresherKey(from *AttributesFrom, tenant string) string {
@@ -333,6 +335,7 @@ func newRefresher(from *AttributesFrom, tenant string) *refresher {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if r.every == 0 {
 		r.every = DefaultAttributesRefresh
 	}
@@ -356,6 +359,7 @@ func (r *refresher) endpoint() string { return r.url + metadataPath }
 
 // Destruct stops the background refresh (caddy.Destructor).
 func (r *refresher) Destruct() error {
+	r.cancel()
 	close(r.stop)
 	<-r.done
 	liveRefreshers.Delete(r)
@@ -451,7 +455,7 @@ func (r *refresher) fetch() (changed bool, err error) {
 			attributeRefreshNotModified.Inc()
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint(), nil)
 	if err != nil {
@@ -487,6 +491,9 @@ func (r *refresher) fetch() (changed bool, err error) {
 		return false, fmt.Errorf("GET %s: reading the answer: %w", r.endpoint(), err)
 	}
 	attrs, err := normalize.ParseAttributes(body)
+	if err == nil && len(attrs) == 0 {
+		err = errors.New("the answer lists no business attributes")
+	}
 	if err != nil {
 		return false, fmt.Errorf("GET %s: %w", r.endpoint(), err)
 	}

@@ -151,6 +151,23 @@ func startE2E(tb testing.TB) *e2eEnv {
 		}
 		reverse_proxy %[1]s
 	}
+	handle /t/* {
+		ucs {
+			base_path /t/genesys/1/cs
+			tenant 101 Acme {
+				business_attributes %[2]s
+			}
+			tenant 202 {
+				attribute_values media_type {
+					email 7003
+				}
+				attribute_values disposition {
+					resolved 7101
+				}
+			}
+		}
+		reverse_proxy %[1]s
+	}
 	handle /c/* {
 		ucs {
 			base_path /c/genesys/1/cs
@@ -193,6 +210,10 @@ func (e *e2eEnv) post(url string, body []byte) error {
 	// one header more than behind (a) (ucs sets it) and that cost would be
 	// counted as the module's.
 	req.Header.Set("Content-Type", "application/json")
+	if strings.HasPrefix(url, e.base+"/t/") {
+		// The tenants route: a tenant header, as a multi-tenant client sends.
+		req.Header.Set("ContactCenterId", "101")
+	}
 	resp, err := e.client.Do(req)
 	if err != nil {
 		return err
@@ -282,6 +303,8 @@ const (
 //
 //	b/a-req/s      throughput of (b) over (a), closed loop (goal ≥ 0.85 strict, ≥ 0.80 loose)
 //	c/b-req/s      throughput of (c) over (b) (goal ≥ 0.95)
+//	t/a-req/s      throughput of (t) over (a): (b) with two tenants configured and a ContactCenterId header
+//	t/b-req/s      throughput of (t) over (b) (goal: within noise of 1)
 //	b-req/s        throughput of (b), closed loop: its saturation rate
 //	half-a-p99-µs  p99 of (a) at half of that rate, over all paced samples of the run
 //	half-b-p99-µs  p99 of (b) at the same rate, likewise
@@ -301,14 +324,14 @@ func BenchmarkE2ERatio(b *testing.B) {
 	pacedWorkers := 2 * workers
 	for _, body := range e2eBodies(b) {
 		b.Run(body.name, func(b *testing.B) {
-			urlA, urlB, urlC := env.url("/a"), env.url("/b"), env.url("/c")
+			urlA, urlB, urlC, urlT := env.url("/a"), env.url("/b"), env.url("/c"), env.url("/t")
 			// Warm up: open as many keep-alive connections as the paced
 			// blocks use (client to Caddy and Caddy to the upstream), so no
 			// measured block pays for dialing, and run each route's code once.
-			for _, u := range []string{urlA, urlB, urlC} {
+			for _, u := range []string{urlA, urlB, urlC, urlT} {
 				closedBlock(b, env, u, body.body, 4*pacedWorkers, pacedWorkers)
 			}
-			var ta, tb, tc time.Duration
+			var ta, tb, tc, tt time.Duration
 			var bytesA, bytesB, mallocsA, mallocsB uint64
 			var reqs int
 			var latA, latB []time.Duration
@@ -317,6 +340,8 @@ func BenchmarkE2ERatio(b *testing.B) {
 				ra := closedBlock(b, env, urlA, body.body, e2eBlock, workers)
 				rb := closedBlock(b, env, urlB, body.body, e2eBlock, workers)
 				rc := closedBlock(b, env, urlC, body.body, e2eBlock, workers)
+				rt := closedBlock(b, env, urlT, body.body, e2eBlock, workers)
+				tt += rt.elapsed
 				ta += ra.elapsed
 				tb += rb.elapsed
 				tc += rc.elapsed
@@ -344,6 +369,8 @@ func BenchmarkE2ERatio(b *testing.B) {
 			}
 			b.ReportMetric(ta.Seconds()/tb.Seconds(), "b/a-req/s")
 			b.ReportMetric(tb.Seconds()/tc.Seconds(), "c/b-req/s")
+			b.ReportMetric(ta.Seconds()/tt.Seconds(), "t/a-req/s")
+			b.ReportMetric(tb.Seconds()/tt.Seconds(), "t/b-req/s")
 			b.ReportMetric(float64(reqs)/tb.Seconds(), "b-req/s")
 			p99a, p99b := quantileOf(latA, 0.99), quantileOf(latB, 0.99)
 			b.ReportMetric(p99a.Seconds()*1e6, "half-a-p99-µs")
