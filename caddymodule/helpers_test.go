@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -157,6 +159,60 @@ http://127.0.0.1:%d {
 }
 `, filepath.Join(dir, "storage"), port, ucsURL, spool, extra), 0o600))
 	return cfg
+}
+
+// waitAllArrive waits until every acknowledged event (by the id in its
+// body) has reached the UCS, and returns how many arrived more than once.
+func waitAllArrive(t *testing.T, ucs *ucsServer, acked []string, within time.Duration) (duplicates int) {
+	t.Helper()
+	ids := func() map[string]int {
+		seen := map[string]int{}
+		for _, s := range ucs.received() {
+			var ev struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal([]byte(s.body), &ev) == nil {
+				seen[ev.ID]++
+			}
+		}
+		return seen
+	}
+	require.Eventually(t, func() bool {
+		seen := ids()
+		for _, id := range acked {
+			if seen[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}, within, 20*time.Millisecond, "every acknowledged event reaches the UCS")
+	for _, n := range ids() {
+		duplicates += n - 1
+	}
+	return duplicates
+}
+
+// firstDeliveriesInOrder checks that the first delivery of each event, per
+// service, follows the order its caller sent them in (task ids grow per
+// caller), hands each first delivery to each (may be nil), and returns the
+// services seen.
+func firstDeliveriesInOrder(t *testing.T, ucs *ucsServer, each func(s seenRequest, sid string)) (services int) {
+	t.Helper()
+	last := map[string]int{}
+	first := map[string]bool{}
+	for _, s := range ucs.received() {
+		if first[s.body] {
+			continue
+		}
+		first[s.body] = true
+		sid, tid := serviceOf(t, s.path)
+		assert.Greater(t, tid+1, last[sid], "service %s out of order", sid)
+		last[sid] = tid + 1
+		if each != nil {
+			each(s, sid)
+		}
+	}
+	return len(last)
 }
 
 // openSinkOf is the sink a store has open for key, or nil: tests compare it

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -67,30 +66,7 @@ func TestKillDuringOutageLosesNoAcknowledgedEvent(t *testing.T) {
 
 	cmd = startBinary(t, bin, dir, cfg, port)
 	defer killHard(t, cmd)
-	seen := map[string]int{}
-	arrived := func() bool {
-		clear(seen)
-		for _, s := range ucs.received() {
-			var ev struct {
-				ID string `json:"id"`
-			}
-			if json.Unmarshal([]byte(s.body), &ev) == nil {
-				seen[ev.ID]++
-			}
-		}
-		for _, id := range acked {
-			if seen[id] == 0 {
-				return false
-			}
-		}
-		return true
-	}
-	require.Eventually(t, arrived, 60*time.Second, 20*time.Millisecond, "every acknowledged event reaches the upstream")
-
-	duplicates := 0
-	for _, n := range seen {
-		duplicates += n - 1
-	}
+	duplicates := waitAllArrive(t, ucs, acked, 60*time.Second)
 	t.Logf("%d calls acknowledged; %d delivered before the kill during replay; %d events received, %d of them duplicates",
 		len(acked), delivered, len(ucs.received()), duplicates)
 	assert.LessOrEqual(t, duplicates, 2, "at most the record in flight at each kill is resent")
@@ -140,46 +116,9 @@ func TestKillDuringConcurrentReplayLosesNothing(t *testing.T) {
 	}
 	defer killHard(t, cmd)
 
-	ids := func() map[string]int {
-		seen := map[string]int{}
-		for _, s := range ucs.received() {
-			var ev struct {
-				ID string `json:"id"`
-			}
-			if json.Unmarshal([]byte(s.body), &ev) == nil {
-				seen[ev.ID]++
-			}
-		}
-		return seen
-	}
-	require.Eventually(t, func() bool {
-		seen := ids()
-		for _, id := range acked {
-			if seen[id] == 0 {
-				return false
-			}
-		}
-		return true
-	}, 120*time.Second, 20*time.Millisecond, "every acknowledged event reaches the upstream")
-
-	duplicates := 0
-	for _, n := range ids() {
-		duplicates += n - 1
-	}
-	// The first delivery of each event, per service, follows the order the
-	// caller sent them in (task ids grow per caller).
-	last := map[string]int{}
-	first := map[string]bool{}
-	for _, s := range ucs.received() {
-		if first[s.body] {
-			continue
-		}
-		first[s.body] = true
-		sid, tid := serviceOf(t, s.path)
-		assert.Greater(t, tid+1, last[sid], "service %s out of order", sid)
-		last[sid] = tid + 1
-	}
+	duplicates := waitAllArrive(t, ucs, acked, 120*time.Second)
+	services := firstDeliveriesInOrder(t, ucs, nil)
 	t.Logf("%d calls acknowledged by %d services; %d events received, %d duplicates (bound %d: the window of %d per kill)",
-		len(acked), len(last), len(ucs.received()), duplicates, 2*window, window)
+		len(acked), services, len(ucs.received()), duplicates, 2*window, window)
 	assert.LessOrEqual(t, duplicates, 2*window)
 }

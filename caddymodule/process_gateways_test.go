@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -94,50 +93,18 @@ http://127.0.0.1:%d {
 			killHard(t, c)
 		}
 	}()
-	seen := func() map[string]int {
-		ids := map[string]int{}
-		for _, s := range ucs.received() {
-			var ev struct {
-				ID string `json:"id"`
-			}
-			if json.Unmarshal([]byte(s.body), &ev) == nil {
-				ids[ev.ID]++
-			}
-		}
-		return ids
-	}
-	require.Eventually(t, func() bool {
-		ids := seen()
-		for _, id := range acked {
-			if ids[id] == 0 {
-				return false
-			}
-		}
-		return true
-	}, 120*time.Second, 20*time.Millisecond, "every acknowledged event reaches the UCS")
-
-	duplicates := 0
-	for _, n := range seen() {
-		duplicates += n - 1
-	}
-	last := map[string]int{}
-	first := map[string]bool{}
+	duplicates := waitAllArrive(t, ucs, acked, 120*time.Second)
 	gatewayOf := map[string]string{}
-	for _, s := range ucs.received() {
-		if first[s.body] {
-			continue
-		}
-		first[s.body] = true
-		sid, tid := serviceOf(t, s.path)
-		assert.Greater(t, tid+1, last[sid], "service %s out of order", sid)
-		last[sid] = tid + 1
+	delivered := 0
+	services := firstDeliveriesInOrder(t, ucs, func(s seenRequest, sid string) {
+		delivered++
 		gw := s.header.Get("X-Gateway")
 		require.NotEmpty(t, gw)
 		if prev, ok := gatewayOf[sid]; ok {
 			assert.Equal(t, prev, gw, "service %s stays on one gateway", sid)
 		}
 		gatewayOf[sid] = gw
-	}
+	})
 	t.Logf("%d calls acknowledged, %d delivered, %d duplicates, %d services over 2 gateways",
-		len(acked), len(first), duplicates, len(last))
+		len(acked), delivered, duplicates, services)
 }
