@@ -4,56 +4,17 @@ package upstream
 
 import (
 	"errors"
-	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/internal/unprivileged"
 )
-
-// asUnprivilegedUser runs the calling (top-level) test again in a child
-// process as the user nobody when the tests run as root, whom file
-// permissions do not stop, and reports whether the caller should run its
-// body here: true when not root (or in the child), false once the child
-// passed in the parent's place.
-func asUnprivilegedUser(t *testing.T) bool {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return true
-	}
-	// The child needs a copy of the test binary it may execute.
-	dir, err := os.MkdirTemp("", "ucs-nobody-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	require.NoError(t, os.Chmod(dir, 0o755))
-	bin := filepath.Join(dir, "test.bin")
-	self, err := os.Executable() // os.Args[0] may have been changed by a command test
-	require.NoError(t, err)
-	src, err := os.Open(self)
-	require.NoError(t, err)
-	dst, err := os.OpenFile(bin, os.O_WRONLY|os.O_CREATE, 0o755)
-	require.NoError(t, err)
-	_, err = io.Copy(dst, src)
-	require.NoError(t, err)
-	require.NoError(t, src.Close())
-	require.NoError(t, dst.Close())
-
-	cmd := exec.Command(bin, "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOME="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	t.Logf("the test as user nobody:\n%s", out)
-	require.NoError(t, err)
-	require.Contains(t, string(out), "--- PASS: "+t.Name(), "the child ran the test")
-	return false
-}
 
 func TestLockDirTellsAHeldLockFromOtherFailures(t *testing.T) {
 	dir := t.TempDir()
@@ -88,7 +49,7 @@ func TestLockDirTellsAHeldLockFromOtherFailures(t *testing.T) {
 }
 
 func TestLockDirReportsPermissionDeniedAsSuch(t *testing.T) {
-	if !asUnprivilegedUser(t) {
+	if !unprivileged.Run(t) {
 		return
 	}
 	dir := filepath.Join(t.TempDir(), "spool")
