@@ -522,7 +522,7 @@ func TestReloadKeepsOneSpoolAndReplaysToTheNewURL(t *testing.T) {
 	require.Eventually(t, func() bool { return len(newUCS.received()) >= 6 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, seq(0, 6), newUCS.numbers())
 	assert.Same(t, before, openSinkOf(spools, abs), "one spool across the reload")
-	refs, ok := spools.References(abs)
+	refs, ok := referencesOf(spools, abs)
 	assert.True(t, ok)
 	assert.Equal(t, 1, refs)
 }
@@ -543,7 +543,7 @@ func TestTwoSinksOfOneConfigCannotShareASpool(t *testing.T) {
 	assert.Contains(t, err.Error(), "already the spool of another forward sink in this config")
 	require.NoError(t, second.Cleanup())
 	abs, _ := filepath.Abs(dir)
-	refs, _ := spools.References(abs)
+	refs, _ := referencesOf(spools, abs)
 	assert.Equal(t, 1, refs, "the refused sink holds no reference")
 
 	// Outside the pool (another process, in effect), the flock refuses it.
@@ -583,6 +583,6 @@ http://localhost:9081 {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "already the spool of another forward sink in this config")
 	abs, _ := filepath.Abs(dir)
-	_, ok := spools.References(abs)
+	_, ok := referencesOf(spools, abs)
 	assert.False(t, ok, "the failed config holds no spool")
 }

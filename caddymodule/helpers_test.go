@@ -222,3 +222,13 @@ func openSinkOf(s *sinkStore, key string) storedSink {
 	defer s.mu.Unlock()
 	return s.open[key]
 }
+
+// referencesOf returns the references held on the sink of key (handlers,
+// requests in flight, a drain) and whether one is open.
+func referencesOf(s *sinkStore, key string) (int, bool) {
+	v := openSinkOf(s, key)
+	if v == nil {
+		return 0, false
+	}
+	return int(v.refCounter().n.Load()), true
+}

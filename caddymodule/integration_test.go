@@ -553,7 +553,7 @@ func TestReloadKeepsOneJournalWriter(t *testing.T) {
 	post(t, tester, taskEndURL, []byte(`{"n":2}`))
 
 	assert.Same(t, before, openSinkOf(journals, abs), "one journal writer across the reload")
-	refs, ok := journals.References(abs)
+	refs, ok := referencesOf(journals, abs)
 	assert.True(t, ok)
 	assert.Equal(t, 1, refs)
 	data, err := os.ReadFile(path)

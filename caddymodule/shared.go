@@ -73,18 +73,6 @@ func (s *sinkStore) release(key string, v storedSink) error {
 	return v.shut()
 }
 
-// References returns the references held on the sink of key (handlers,
-// requests in flight, a drain) and whether one is open.
-func (s *sinkStore) References(key string) (int, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.open[key]
-	if !ok {
-		return 0, false
-	}
-	return int(v.refCounter().n.Load()), true
-}
-
 // isOpen reports whether the store holds an open sink for key.
 func (s *sinkStore) isOpen(key string) bool {
 	s.mu.Lock()
