@@ -133,8 +133,11 @@ func (s *Spool) run() {
 	defer timer.Stop()
 	for {
 		now := time.Now()
-		sc.fill(now)
-		sc.dispatch(now)
+		s.mu.Lock()
+		br := s.breaker // one look per pass: reading and sending decide on the same state
+		s.mu.Unlock()
+		sc.fill(now, br.open)
+		sc.dispatch(now, br)
 		sc.checkpoint()
 		sc.reportLag(now)
 		timer.Reset(sc.nextWake(now))
@@ -153,7 +156,7 @@ func (s *Spool) run() {
 }
 
 // fill reads the records stored since the last pass into the window and their lanes.
-func (sc *scheduler) fill(now time.Time) {
+func (sc *scheduler) fill(now time.Time, outage bool) {
 	if now.Before(sc.readAt) || now.Before(sc.quietUntil) {
 		return
 	}
@@ -166,9 +169,6 @@ func (sc *scheduler) fill(now time.Time) {
 			sc.s.quiet.Store(false)
 		}
 	}()
-	sc.s.mu.Lock()
-	outage := sc.s.breaker.open
-	sc.s.mu.Unlock()
 	for range fillBatch {
 		if len(sc.window)-sc.head >= maxWindow {
 			return
@@ -239,7 +239,7 @@ func (sc *scheduler) markReady(l *lane) {
 // dispatch sends the heads of ready lanes while the in-flight window has room. While the breaker is
 // open only one probe goes out at a time, at the breaker's time, so a down upstream is not sent
 // Concurrency retries.
-func (sc *scheduler) dispatch(now time.Time) {
+func (sc *scheduler) dispatch(now time.Time, br breaker) {
 	for sc.paused.Len() > 0 && !sc.paused.first().retryAt.After(now) {
 		l := heap.Pop(&sc.paused).(*lane)
 		l.retryAt, l.outage = time.Time{}, false
@@ -247,9 +247,7 @@ func (sc *scheduler) dispatch(now time.Time) {
 	}
 	s := sc.s
 	limit := s.policy.Load().Concurrency
-	s.mu.Lock()
-	open, probeAt := s.breaker.open, s.breaker.probeAt
-	s.mu.Unlock()
+	open, probeAt := br.open, br.probeAt
 	if open {
 		if sc.sending > 0 || now.Before(probeAt) || sc.inFlight >= limit {
 			return
