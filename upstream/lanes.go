@@ -333,12 +333,7 @@ func (sc *scheduler) finish(r attemptResult) {
 // breakerClosed records an answer from the upstream; when it closes an open breaker, the lanes
 // paused by the outage resume at once.
 func (sc *scheduler) breakerClosed(probe bool) {
-	s := sc.s
-	s.mu.Lock()
-	wasOpen := s.breaker.open
-	s.mu.Unlock()
-	s.answered()
-	if !wasOpen && !probe {
+	if !sc.s.answered() && !probe {
 		return
 	}
 	var keep []*lane

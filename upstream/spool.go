@@ -483,16 +483,19 @@ func (s *Spool) refillTime(bytes int64) time.Duration {
 	return min(max(d, time.Second), maxRetryAfter)
 }
 
-// answered records that the upstream answered a delivery: it is up.
-func (s *Spool) answered() {
+// answered records that the upstream answered a delivery: it is up. closed reports that this
+// closed an open breaker.
+func (s *Spool) answered() (closed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.breaker.streak = 0
-	if s.breaker.open {
-		s.breaker.open = false
-		s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
-			zap.Int("failed_probes", s.breaker.probes))
+	if !s.breaker.open {
+		return false
 	}
+	s.breaker.open = false
+	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
+		zap.Int("failed_probes", s.breaker.probes))
+	return true
 }
 
 // unavailable records a delivery that failed for unavailability; probe says it was the replay's
