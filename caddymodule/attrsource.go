@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ucsedge/caddy-ucs/normalize"
+	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
 // Defaults of business_attributes_from.
@@ -504,7 +504,7 @@ func (r *refresher) fetch() (changed bool, err error) {
 	if r.cache == "" {
 		return true, nil
 	}
-	if err := writeFileAtomic(r.cache, body); err != nil {
+	if err := writeCache(r.cache, body); err != nil {
 		r.logger.Warn("cannot write the business attributes cache", zap.String("cache", r.cache), zap.Error(err))
 	}
 	return true, nil
@@ -529,32 +529,12 @@ func (r *refresher) loadCache() (*snapshot, error) {
 	return &snapshot{attrs: attrs, at: fi.ModTime()}, nil
 }
 
-// writeFileAtomic writes a temp file, fsyncs it and renames it over path.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// writeCache writes the cache file atomically, creating its directory.
+func writeCache(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".attributes-*.tmp")
-	if err != nil {
-		return err
-	}
-	_, werr := io.Copy(f, bytes.NewReader(data))
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
+	return upstream.WriteFileAtomic(path, data)
 }
 
 // tablesAge is the age of the oldest live refresher's tables, in seconds.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -121,10 +120,6 @@ type ResendReport struct {
 	Kept     int // lines left in the file
 }
 
-// rewriteRename replaces the dead-letter file with its rewritten copy; tests make it fail to
-// check that the old file survives a crash mid-rewrite.
-var rewriteRename = os.Rename
-
 // ResendDeadLetters re-sends the selected records of a dead-letter file, each with its own
 // method, path, query and headers, and removes the lines the UCS accepted (2xx) by an atomic
 // rewrite: a temporary file in the same directory, fsynced, renamed over the file, then the
@@ -171,7 +166,7 @@ func ResendDeadLetters(ctx context.Context, path string, opts ResendOptions) (*R
 	if rep.Accepted == 0 {
 		return rep, nil
 	}
-	return rep, rewriteFile(path, kept)
+	return rep, WriteFileAtomic(path, kept)
 }
 
 func resendOne(ctx context.Context, fwd *Forwarder, d DeadLetter, override http.Header) (int, error) {
@@ -195,39 +190,6 @@ func resendOne(ctx context.Context, fwd *Forwarder, d DeadLetter, override http.
 	default:
 		return 0, err
 	}
-}
-
-// rewriteFile atomically replaces path's content with data, keeping its permissions.
-func rewriteFile(path string, data []byte) (err error) {
-	perm := os.FileMode(filePerm)
-	if fi, err := os.Stat(path); err == nil {
-		perm = fi.Mode().Perm()
-	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err == nil {
-		if err = tmp.Chmod(perm); err == nil {
-			err = tmp.Sync()
-		}
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("rewrite %s: %w", path, err)
-	}
-	if err = rewriteRename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rewrite %s: %w", path, err)
-	}
-	return OSFileSystem().SyncDir(dir)
 }
 
 // LockSpoolDir takes the spool directory's lock, as the Caddy that owns the spool does, and
