@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,8 +86,7 @@ func (t *Tenant) hasTables() bool {
 
 // check rejects what no default fixes, naming the option.
 func (a *AttributesFrom) check(where string) error {
-	u, err := url.Parse(a.URL)
-	if a.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if _, err := parseBaseURL(a.URL); err != nil { // the forward sink's rule for a UCS base URL
 		return fmt.Errorf("ucs: %sbusiness_attributes_from: %q is not an http(s) base URL", where, a.URL)
 	}
 	if a.Refresh != 0 && time.Duration(a.Refresh) < minAttributesRefresh {
