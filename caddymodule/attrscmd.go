@@ -46,7 +46,7 @@ func newAttributesCommand() *cobra.Command {
 	fl.StringVar(&f.tenant, "tenant", "", "the tenant: sent as ContactCenterId")
 	fl.StringArrayVar(&f.mapping, "map", nil, "a business_attribute mapping, <key>=<Attribute> (e.g. Task.type=TaskType); may repeat")
 	fl.DurationVar(&f.timeout, "timeout", DefaultAttributesTimeout, "the fetch's time limit")
-	f.tls.register(fl)
+	f.tls.register(c)
 	return c
 }
 

@@ -99,7 +99,7 @@ meanwhile; --file-only skips the lock for a file no Caddy writes to (a copy).
 	fl.StringVar(&f.spool, "spool", "", "the spool directory whose lock to check (default: the file's directory)")
 	fl.BoolVar(&f.fileOnly, "file-only", false, "do not check the spool lock")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "per event")
-	f.tls.register(fl)
+	f.tls.register(resend)
 	c.AddCommand(resend)
 	return c
 }

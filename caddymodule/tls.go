@@ -16,7 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/ucsedge/caddy-ucs/upstream"
@@ -48,7 +48,7 @@ func unmarshalTLSOption(d *caddyfile.Dispenser, where string, t **reverseproxy.T
 		if len(files) == 0 {
 			return true, d.Errf("%s tls_trusted_ca_certs needs at least one PEM file", where)
 		}
-		if c.CARaw != nil || len(c.RootCAPEMFiles) > 0 {
+		if c.CARaw != nil {
 			return true, d.Errf("%s tls_trusted_ca_certs is already set: list every CA file on one line", where)
 		}
 		c.CARaw = trustedCAFiles(files)
@@ -172,6 +172,7 @@ func tlsIdentity(t *reverseproxy.TLSConfig) string {
 	h := sha256.New()
 	b, _ := json.Marshal(t)
 	h.Write(b)
+	//lint:ignore SA1019 deprecated, yet a JSON config may still name its CA files there
 	files := append([]string{t.ClientCertificateFile, t.ClientCertificateKeyFile}, t.RootCAPEMFiles...)
 	var pool caddytls.FileCAPool
 	if json.Unmarshal(t.CARaw, &pool) == nil {
@@ -204,7 +205,8 @@ type tlsFlags struct {
 	cert, key, sni string
 }
 
-func (f *tlsFlags) register(fl *pflag.FlagSet) {
+func (f *tlsFlags) register(c *cobra.Command) {
+	fl := c.Flags()
 	fl.StringArrayVar(&f.ca, "ca", nil, "a PEM file of a CA to trust for the UCS's certificate, instead of the system's (may repeat)")
 	fl.StringVar(&f.cert, "cert", "", "a PEM client certificate to present to the UCS (with --key)")
 	fl.StringVar(&f.key, "key", "", "the PEM key of --cert")

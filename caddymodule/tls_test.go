@@ -383,3 +383,20 @@ func TestInsecureSkipVerifyIsWarnedAboutAtStart(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, serveEvent(t, h, `{"n":1}`), "an unknown CA is not checked")
 	assert.Len(t, ucs.received(), 1)
 }
+
+func TestACertificateRenewedInPlaceIsANewRefresherOnReload(t *testing.T) {
+	pki := testpki.New(t, "UCS test CA")
+	from := &AttributesFrom{URL: "https://ucs", TLS: &reverseproxy.TLSConfig{CARaw: trustedCAFiles([]string{pki.CAFile})}}
+	before := refresherKey(from, "")
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	_, err := clientTLS(ctx, from.TLS, "business_attributes_from", caddy.Log())
+	require.NoError(t, err)
+	assert.Equal(t, before, refresherKey(from, ""), "building the TLS config leaves the config as it was")
+
+	renewed, err := os.ReadFile(testpki.New(t, "renewed CA").CAFile)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(pki.CAFile, renewed, 0o600))
+
+	assert.NotEqual(t, before, refresherKey(from, ""), "the same config with a renewed file")
+}

@@ -25,6 +25,7 @@ func TestTLSFailuresNameTheirCause(t *testing.T) {
 	require.NoError(t, err)
 	plain := pki.Server(t, &recorder{}, false)
 	mutual := pki.Server(t, &recorder{}, true)
+	expired := pki.ExpiredServer(t, &recorder{})
 	tests := []struct {
 		name   string
 		url    string
@@ -37,6 +38,7 @@ func TestTLSFailuresNameTheirCause(t *testing.T) {
 		{"no CA configured: unknown authority", plain.URL, nil, 0, TLSUnknownAuthority, "x509: certificate signed by unknown authority"},
 		{"another name than the certificate's", plain.URL, &tls.Config{RootCAs: pki.Pool, ServerName: "ucs.example.com"}, 0, TLSWrongName,
 			"x509: certificate is valid for localhost, ucs.test, not ucs.example.com"},
+		{"an expired certificate", expired.URL, &tls.Config{RootCAs: pki.Pool}, 0, TLSInvalidCert, "x509: certificate has expired or is not yet valid"},
 		{"client certificate presented", mutual.URL, &tls.Config{RootCAs: pki.Pool, Certificates: []tls.Certificate{clientCert}}, http.StatusNoContent, "", ""},
 		{"no client certificate: refused", mutual.URL, &tls.Config{RootCAs: pki.Pool}, 0, TLSClientCertRefuse, "tls: certificate required"},
 	}

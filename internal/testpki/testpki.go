@@ -29,6 +29,7 @@ type PKI struct {
 	ClientKeyFile  string // its key (PEM)
 	Pool           *x509.CertPool
 	server         tls.Certificate
+	expired        tls.Certificate // the server's, but no longer valid
 }
 
 // New makes a CA named name and its certificates in a new temporary directory.
@@ -55,17 +56,21 @@ func New(t testing.TB, name string) *PKI {
 	p.CAFile = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
 
 	serverKey := newKey(t)
-	serverDER := sign(t, &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "ucs.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		DNSNames:     []string{"localhost", "ucs.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca, serverKey, caKey)
-	p.server = tls.Certificate{Certificate: [][]byte{serverDER}, PrivateKey: serverKey}
+	serverCert := func(serial int64, notAfter time.Time) tls.Certificate {
+		der := sign(t, &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: "ucs.test"},
+			NotBefore:    notAfter.Add(-25 * time.Hour),
+			NotAfter:     notAfter,
+			DNSNames:     []string{"localhost", "ucs.test"},
+			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}, ca, serverKey, caKey)
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: serverKey}
+	}
+	p.server = serverCert(2, time.Now().Add(24*time.Hour))
+	p.expired = serverCert(4, time.Now().Add(-time.Minute))
 
 	clientKey := newKey(t)
 	clientDER := sign(t, &x509.Certificate{
@@ -97,8 +102,17 @@ func (p *PKI) ServerTLS(requireClientCert bool) *tls.Config {
 
 // Server starts an https httptest.Server with ServerTLS(requireClientCert), closed with the test.
 func (p *PKI) Server(t testing.TB, h http.Handler, requireClientCert bool) *httptest.Server {
+	return start(t, h, p.ServerTLS(requireClientCert))
+}
+
+// ExpiredServer is Server with a server certificate of the CA that expired a minute ago.
+func (p *PKI) ExpiredServer(t testing.TB, h http.Handler) *httptest.Server {
+	return start(t, h, &tls.Config{Certificates: []tls.Certificate{p.expired}})
+}
+
+func start(t testing.TB, h http.Handler, config *tls.Config) *httptest.Server {
 	srv := httptest.NewUnstartedServer(h)
-	srv.TLS = p.ServerTLS(requireClientCert)
+	srv.TLS = config
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are the test's point
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
