@@ -278,11 +278,7 @@ func TestTLSOptionsAdaptToReverseProxysTLSObject(t *testing.T) {
 			adaptRoute(`{"handler": "reverse_proxy", "transport": {"protocol": "http", "tls": ` + tlsJSON + `}, "upstreams": [{"dial": "ucs:8443"}]}`)},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var want bytes.Buffer
-			require.NoError(t, json.Indent(&want, []byte(tt.json), "", "\t"))
-			caddytest.AssertAdapt(t, tt.caddyfile, "caddyfile", want.String())
-		})
+		t.Run(tt.name, func(t *testing.T) { assertAdapts(t, tt.caddyfile, tt.json) })
 	}
 }
 
