@@ -63,7 +63,7 @@ type AttributesFrom struct {
 	// URL. Default: the system's trusted roots, no client certificate.
 	TLS *reverseproxy.TLSConfig `json:"tls,omitempty"`
 
-	tlsConfig *tls.Config // built from TLS by provisionTLS
+	tlsConfig *tls.Config // built from TLS by Handler.provisionAttributesTLS
 }
 
 // Tenant is the business-attribute configuration of one Context Services
