@@ -27,12 +27,13 @@ type attributesFlags struct {
 	tenant  string
 	mapping []string
 	timeout time.Duration
+	tls     tlsFlags
 }
 
 func newAttributesCommand() *cobra.Command {
 	var f attributesFlags
 	c := &cobra.Command{
-		Use:   "attributes --from <base URL> [--header 'Name: value']... [--tenant <ContactCenterId>] [--map <key>=<Attribute>]...",
+		Use:   "attributes --from <base URL> [--header 'Name: value']... [--tenant <ContactCenterId>] [--map <key>=<Attribute>]... [--ca <pem>]... [--cert <pem> --key <pem>] [--server-name <name>]",
 		Short: "Print the business-attribute tables a gateway would build from a UCS",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -45,6 +46,7 @@ func newAttributesCommand() *cobra.Command {
 	fl.StringVar(&f.tenant, "tenant", "", "the tenant: sent as ContactCenterId")
 	fl.StringArrayVar(&f.mapping, "map", nil, "a business_attribute mapping, <key>=<Attribute> (e.g. Task.type=TaskType); may repeat")
 	fl.DurationVar(&f.timeout, "timeout", DefaultAttributesTimeout, "the fetch's time limit")
+	f.tls.register(c)
 	return c
 }
 
@@ -63,6 +65,11 @@ func runAttributes(f attributesFlags, stdout, stderr io.Writer) int {
 		}
 		name = strings.TrimSpace(name)
 		from.Headers[name] = append(from.Headers[name], strings.TrimSpace(value))
+	}
+	var err error
+	if from.tlsConfig, err = f.tls.build(f.from); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
 	}
 	if err := from.check(""); err != nil {
 		fmt.Fprintln(stderr, err)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/ucsedge/caddy-ucs/normalize"
@@ -55,6 +57,13 @@ type AttributesFrom struct {
 	// Headers are sent on every fetch (e.g. Authorization); values may use
 	// `{env.*}` placeholders. Default: none.
 	Headers map[string][]string `json:"headers,omitempty"`
+
+	// TLS configures the connection to an https URL as the forward sink's
+	// `tls` does (reverse_proxy's transport `tls` object). Needs an https
+	// URL. Default: the system's trusted roots, no client certificate.
+	TLS *reverseproxy.TLSConfig `json:"tls,omitempty"`
+
+	tlsConfig *tls.Config // built from TLS by Handler.provisionAttributesTLS
 }
 
 // Tenant is the business-attribute configuration of one Context Services
@@ -95,7 +104,7 @@ func (a *AttributesFrom) check(where string) error {
 	if a.Timeout < 0 {
 		return fmt.Errorf("ucs: %sbusiness_attributes_from %s: timeout must not be negative", where, a.URL)
 	}
-	return nil
+	return needsHTTPS(a.TLS, where+"business_attributes_from "+a.URL, a.URL)
 }
 
 // attrSet is one set of tables: the top level or a tenant. Requests read
@@ -268,7 +277,7 @@ func refresherKey(from *AttributesFrom, tenant string) string {
 	}
 	sort.Strings(names)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\x00%s\x00%d\x00%d\x00%s", from.URL, tenant, from.Refresh, from.Timeout, from.Cache)
+	fmt.Fprintf(&b, "%s\x00%s\x00%d\x00%d\x00%s\x00%s", from.URL, tenant, from.Refresh, from.Timeout, from.Cache, tlsIdentity(from.TLS))
 	for _, k := range names {
 		fmt.Fprintf(&b, "\x00%s=%s", k, strings.Join(from.Headers[k], "\x01"))
 	}
@@ -349,7 +358,7 @@ func newRefresher(from *AttributesFrom, tenant string) *refresher {
 	if tenant != "" {
 		r.headers.Set(tenantHeader, tenant)
 	}
-	r.client = &http.Client{Timeout: r.timeout}
+	r.client = &http.Client{Timeout: r.timeout, Transport: transportWith(from.tlsConfig)}
 	return r
 }
 
@@ -472,7 +481,7 @@ func (r *refresher) fetch() (changed bool, err error) {
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return false, err
+		return false, withTLSCause(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotModified && prev != nil {

@@ -38,32 +38,34 @@ type fakeUCS struct {
 
 func newFakeUCS(t *testing.T, body string) *fakeUCS {
 	u := &fakeUCS{body: body}
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		if r.URL.Path != metadataPath {
-			http.NotFound(w, r)
-			return
-		}
-		u.fetches++
-		u.tenants = append(u.tenants, r.Header.Get("ContactCenterId"))
-		u.inm = append(u.inm, r.Header.Get("If-None-Match"))
-		u.auth = append(u.auth, r.Header.Get("Authorization"))
-		if u.status != 0 {
-			w.WriteHeader(u.status)
-			return
-		}
-		etag := fmt.Sprintf(`"%x"`, len(u.body)*31+int(u.body[len(u.body)/2]))
-		if r.Header.Get("If-None-Match") == etag {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		w.Header().Set("ETag", etag)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(u.body))
-	}))
+	u.srv = httptest.NewServer(u)
 	t.Cleanup(u.srv.Close)
 	return u
+}
+
+func (u *fakeUCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if r.URL.Path != metadataPath {
+		http.NotFound(w, r)
+		return
+	}
+	u.fetches++
+	u.tenants = append(u.tenants, r.Header.Get("ContactCenterId"))
+	u.inm = append(u.inm, r.Header.Get("If-None-Match"))
+	u.auth = append(u.auth, r.Header.Get("Authorization"))
+	if u.status != 0 {
+		w.WriteHeader(u.status)
+		return
+	}
+	etag := fmt.Sprintf(`"%x"`, len(u.body)*31+int(u.body[len(u.body)/2]))
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(u.body))
 }
 
 func (u *fakeUCS) set(body string, status int) {

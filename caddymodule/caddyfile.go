@@ -46,6 +46,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			cache   <file>                            # default <Caddy data dir>/ucs/attributes-<hash>.json
 //			timeout <duration>                        # default 10s
 //			header  <name> <value>                    # may repeat; {env.*} placeholders
+//			tls_trusted_ca_certs <pem files...>       # TLS to an https URL, as reverse_proxy's transport:
+//			tls_client_auth <cert file> <key file>    # default: the system's roots, no client certificate,
+//			tls_server_name <name>                    # the URL's host as the name
+//			tls_insecure_skip_verify                  # testing only; warned about at start
 //		}
 //		tenant <ContactCenterId>... {                 # may repeat; chosen by the ContactCenterId header
 //			business_attributes …                     # the four table options above
@@ -79,6 +83,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			max_attempts  <n>                         # default 10 non-final answers, then dead letter
 //			max_retry_age <duration>                  # default 1h after the first non-final answer
 //			follow_symlinks                           # opt-in: spool and files may be links
+//			tls_trusted_ca_certs <pem files...>       # the same TLS options as business_attributes_from
+//			tls_client_auth <cert file> <key file>
+//			tls_server_name <name>
+//			tls_insecure_skip_verify
 //		}
 //	}
 //
@@ -303,7 +311,13 @@ func unmarshalAttributesFrom(d *caddyfile.Dispenser) (*AttributesFrom, error) {
 			}
 			f.Headers[args[0]] = append(f.Headers[args[0]], args[1])
 		default:
-			return nil, d.Errf("business_attributes_from: unknown option %q; the options are refresh, cache, timeout, header", opt)
+			ok, err := unmarshalTLSOption(d, "business_attributes_from", &f.TLS)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, d.Errf("business_attributes_from: unknown option %q; the options are refresh, cache, timeout, header, %s", opt, tlsOptionNames)
+			}
 		}
 	}
 	if err := f.check(""); err != nil {
@@ -427,6 +441,12 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if ok, err := unmarshalTLSOption(d, "forward", &f.TLS); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if opt == "replay_backoff" {
 			args := d.RemainingArgs()
 			if len(args) != 2 {

@@ -198,13 +198,17 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			// AssertAdapt compares text: lay the expected JSON out as the adapter does.
-			var want bytes.Buffer
-			require.NoError(t, json.Indent(&want, []byte(tt.json), "", "\t"))
-			caddytest.AssertAdapt(t, tt.caddyfile, "caddyfile", want.String())
-		})
+		t.Run(tt.name, func(t *testing.T) { assertAdapts(t, tt.caddyfile, tt.json) })
 	}
+}
+
+// assertAdapts checks that caddyfile adapts to the JSON config wantJSON.
+func assertAdapts(t *testing.T, caddyfile, wantJSON string) {
+	t.Helper()
+	// AssertAdapt compares text: lay the expected JSON out as the adapter does.
+	var want bytes.Buffer
+	require.NoError(t, json.Indent(&want, []byte(wantJSON), "", "\t"))
+	caddytest.AssertAdapt(t, caddyfile, "caddyfile", want.String())
 }
 
 func TestCaddyfileErrorsNameTheOption(t *testing.T) {

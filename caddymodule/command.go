@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -131,6 +132,12 @@ func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stder
 	// The server's own option checks and table loading, so a config the
 	// server refuses is refused here with the same message.
 	if err := h.checkOptions(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ctx, cancel := offlineContext()
+	defer cancel()
+	if err := h.provisionAttributesTLS(ctx, caddy.Log()); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}

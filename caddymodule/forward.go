@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/ucsedge/caddy-ucs/upstream"
@@ -95,6 +96,17 @@ type ForwardSink struct {
 	// letter) be symbolic links. Default: off, a link is refused at open.
 	FollowSymlinks bool `json:"follow_symlinks,omitempty"`
 
+	// TLS configures the connections to https URLs exactly as the `tls`
+	// object of reverse_proxy's http transport does (the same type and field
+	// names, so a block copies between them): trusted CAs (`ca`), a client
+	// certificate (`client_certificate_file`, `client_certificate_key_file`),
+	// `server_name`, `insecure_skip_verify` (warned about at start). Needs
+	// an https URL. Default: the system's trusted roots, no client
+	// certificate, the URL's host as the name. A spooled event whose
+	// delivery fails on TLS waits in the spool (it is never dead-lettered):
+	// fix the config and reload.
+	TLS *reverseproxy.TLSConfig `json:"tls,omitempty"`
+
 	urls []*url.URL // URLs, parsed by check
 }
 
@@ -135,6 +147,9 @@ func (f *ForwardSink) check() error {
 			return fmt.Errorf("ucs: forward: %w", err)
 		}
 		f.urls[i] = u
+	}
+	if err := needsHTTPS(f.TLS, "forward", f.URLs...); err != nil {
+		return err
 	}
 	if f.Timeout < 0 {
 		return fmt.Errorf("ucs: forward timeout must not be negative, got %s", time.Duration(f.Timeout))
@@ -181,9 +196,14 @@ func parseBaseURL(raw string) (*url.URL, error) {
 // shares) the spool directory and its replay worker.
 func (h *Handler) provisionForward(ctx caddy.Context) error {
 	f := h.Forward
+	tlsConfig, err := clientTLS(ctx, f.TLS, "forward", h.logger)
+	if err != nil {
+		return err
+	}
 	fwd, err := upstream.NewForwarder(upstream.ForwardOptions{
 		URLs:    f.urls, // parsed by check
 		Timeout: time.Duration(f.Timeout),
+		TLS:     tlsConfig,
 		Logger:  h.logger,
 		Observe: observeUpstream,
 	})
@@ -315,7 +335,7 @@ func (h *Handler) forwardError(ctx context.Context, err error) *requestError {
 	case errors.As(err, &unavailable):
 		h.logger.Warn("upstream unavailable; event refused (no spool configured, or an operation that needs the server's answer)",
 			zap.String("url", unavailable.URL), zap.Int("status", unavailable.Status),
-			zap.Bool("timeout", unavailable.Timeout), zap.NamedError("cause", unavailable.Err))
+			zap.Bool("timeout", unavailable.Timeout), zap.NamedError("cause", unavailable.Err), upstream.TLSField(unavailable.Err))
 		if unavailable.Timeout {
 			return errUpstreamTimeout(h.fwd.Timeout(), err)
 		}

@@ -246,6 +246,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.caddyErrors = h.Errors == "caddy"
 
+	if err := h.provisionAttributesTLS(ctx, h.logger); err != nil {
+		return err
+	}
 	if err := h.buildSets(); err != nil {
 		h.releaseSets()
 		return err

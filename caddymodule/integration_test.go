@@ -77,6 +77,12 @@ const taskEndURL = "http://localhost:9080/genesys/1/cs/services/42/tasks/7/end"
 // startCaddy loads a Caddyfile site block (on :9080) into the test Caddy.
 func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	t.Helper()
+	return startCaddyWith(t, globalOptions, site)
+}
+
+// startCaddyWith is startCaddy with other global options.
+func startCaddyWith(t *testing.T, global, site string) *caddytest.Tester {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("caddytest starts a server; skipped with -short")
 	}
@@ -85,7 +91,7 @@ func startCaddy(t *testing.T, site string) *caddytest.Tester {
 		LoadRequestTimeout: 30 * time.Second,
 		TestRequestTimeout: 30 * time.Second,
 	})
-	tester.InitServer(globalOptions+"\nhttp://localhost:9080 {\n"+site+"\n}\n", "caddyfile")
+	tester.InitServer(global+"\nhttp://localhost:9080 {\n"+site+"\n}\n", "caddyfile")
 	return tester
 }
 

@@ -25,6 +25,7 @@ import (
 //	caddy ucs dead-letter list <file> [--json]
 //	caddy ucs dead-letter resend <file> --to <base URL> [--where status=400] [--dry-run]
 //	                                   [--header 'Name: value']... [--spool <dir>] [--file-only]
+//	                                   [--ca <pem file>]... [--cert <pem file> --key <pem file>] [--server-name <name>]
 
 func newSpoolCommand() *cobra.Command {
 	c := &cobra.Command{
@@ -98,6 +99,7 @@ meanwhile; --file-only skips the lock for a file no Caddy writes to (a copy).
 	fl.StringVar(&f.spool, "spool", "", "the spool directory whose lock to check (default: the file's directory)")
 	fl.BoolVar(&f.fileOnly, "file-only", false, "do not check the spool lock")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "per event")
+	f.tls.register(resend)
 	c.AddCommand(resend)
 	return c
 }
@@ -167,6 +169,7 @@ type resendFlags struct {
 	headers          []string
 	dryRun, fileOnly bool
 	timeout          time.Duration
+	tls              tlsFlags
 }
 
 // runDeadLetterResend resends the selected events; it returns 0 when every selected event was
@@ -183,6 +186,10 @@ func runDeadLetterResend(ctx context.Context, path string, f resendFlags, stdout
 			return 2
 		}
 		opts.To = u
+		if opts.TLS, err = f.tls.build(f.to); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
 	}
 	where, err := parseWhere(f.where)
 	if err != nil {
@@ -224,7 +231,7 @@ func runDeadLetterResend(ctx context.Context, path string, f resendFlags, stdout
 			fmt.Fprintf(stdout, "line %d: %s %s: %d, removed\n", r.Letter.Line, method, p, r.Status)
 		case r.Err != nil:
 			failed++
-			fmt.Fprintf(stdout, "line %d: %s %s: %v, kept\n", r.Letter.Line, method, p, r.Err)
+			fmt.Fprintf(stdout, "line %d: %s %s: %v, kept\n", r.Letter.Line, method, p, withTLSCause(r.Err))
 		default:
 			failed++
 			fmt.Fprintf(stdout, "line %d: %s %s: %d, kept\n", r.Letter.Line, method, p, r.Status)

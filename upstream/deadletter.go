@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -100,6 +101,7 @@ type ResendOptions struct {
 	DryRun    bool                  // select and report, send and change nothing
 	Timeout   time.Duration         // per record; <= 0 means 10s
 	Transport http.RoundTripper     // nil means a pooled keep-alive transport
+	TLS       *tls.Config           // for an https To with the default transport; nil: Go's defaults
 	OnResult  func(ResendResult)    // called after each selected record; may be nil
 }
 
@@ -135,7 +137,7 @@ func ResendDeadLetters(ctx context.Context, path string, opts ResendOptions) (*R
 	}
 	var fwd *Forwarder
 	if !opts.DryRun {
-		if fwd, err = NewForwarder(ForwardOptions{URLs: []*url.URL{opts.To}, Timeout: opts.Timeout, Transport: opts.Transport}); err != nil {
+		if fwd, err = NewForwarder(ForwardOptions{URLs: []*url.URL{opts.To}, Timeout: opts.Timeout, Transport: opts.Transport, TLS: opts.TLS}); err != nil {
 			return nil, err
 		}
 		defer fwd.CloseIdleConnections()

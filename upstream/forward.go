@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,9 @@ type ForwardOptions struct {
 	// Transport sends the requests; nil means a pooled keep-alive *http.Transport sized for hundreds
 	// of concurrent calls.
 	Transport http.RoundTripper
+	// TLS is the client side of https URLs (trusted CAs, client certificate, server name) for the
+	// default transport; nil means Go's defaults: the system's roots and no client certificate.
+	TLS *tls.Config
 	// MaxResponse bounds the upstream's answer body kept for relaying; <= 0 means 1 MiB.
 	MaxResponse int64
 	// Logger receives failover lines at debug and warn; nil means zap.NewNop().
@@ -158,7 +162,7 @@ func NewForwarder(opts ForwardOptions) (*Forwarder, error) {
 	}
 	rt := opts.Transport
 	if rt == nil {
-		rt = newTransport()
+		rt = newTransport(opts.TLS)
 	}
 	// Redirects are relayed, not followed: a POST must not silently turn into a GET.
 	f.client = &http.Client{
@@ -177,9 +181,10 @@ func (f *Forwarder) CloseIdleConnections() { f.client.CloseIdleConnections() }
 
 // newTransport is sized for hundreds of concurrent events to a few upstreams, each keeping its
 // connection alive for the next one.
-func newTransport() *http.Transport {
+func newTransport(tlsConfig *tls.Config) *http.Transport {
 	return &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
+		TLSClientConfig: tlsConfig,
+		Proxy:           http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
 			Timeout:   3 * time.Second, // a dead URL fails over well inside the exchange timeout
 			KeepAlive: 30 * time.Second,

@@ -92,7 +92,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 		r.how, r.answered = delivered, true
 		return r
 	case errors.As(err, &unavailable):
-		s.logger.Debug("replay delivery failed; retrying", zap.String("dir", s.dir), zap.Error(err))
+		s.logger.Debug("replay delivery failed; retrying", zap.String("dir", s.dir), zap.Error(err), TLSField(err))
 		r.how, r.unavailable, r.retryAfter = retry, true, unavailable.RetryAfter
 		return r
 	case err == nil:
@@ -101,7 +101,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 	case errors.As(err, &tooLarge):
 		status = tooLarge.Status // an answer, but not one that can be judged final
 	default:
-		s.logger.Debug("replay delivery failed; retrying", zap.String("dir", s.dir), zap.Error(err))
+		s.logger.Debug("replay delivery failed; retrying", zap.String("dir", s.dir), zap.Error(err), TLSField(err))
 		r.how = retry
 		return r
 	}

@@ -426,7 +426,7 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 		s.outage = outageStats{start: time.Now()}
 		fields := []zap.Field{zap.String("dir", s.dir), zap.Int("records", 1), zap.Int64("bytes", size)}
 		if cause != nil {
-			fields = append(fields, zap.NamedError("cause", cause))
+			fields = append(fields, zap.NamedError("cause", cause), TLSField(cause))
 		}
 		s.logger.Warn("upstream unavailable; spooling events", fields...)
 	}
