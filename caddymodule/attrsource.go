@@ -349,7 +349,14 @@ func newRefresher(from *AttributesFrom, tenant string) *refresher {
 	if tenant != "" {
 		r.headers.Set(tenantHeader, tenant)
 	}
-	r.client = &http.Client{Timeout: r.timeout}
+	r.client = &http.Client{
+		Timeout: r.timeout,
+		// The fetch carries the operator's headers (Authorization, API
+		// keys) to the URL the operator named and nowhere else: a redirect
+		// is not followed but fails the fetch (see fetch), as the forward
+		// sink's do.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	return r
 }
 
@@ -480,6 +487,10 @@ func (r *refresher) fetch() (changed bool, err error) {
 		next.at = time.Now()
 		r.cur.Store(&next)
 		return false, nil
+	}
+	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode/100 == 3 {
+		return false, fmt.Errorf("GET %s: status %s redirects to %q, which is not followed (the fetch's headers go only to the configured URL): configure the URL the UCS should be read from",
+			r.endpoint(), resp.Status, loc)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return false, fmt.Errorf("GET %s: status %s", r.endpoint(), resp.Status)

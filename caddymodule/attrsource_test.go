@@ -511,3 +511,53 @@ func TestNormalizeCommandTakesATenantFromTheConfig(t *testing.T) {
 	assert.Equal(t, 2, runNormalize(normalizeFlags{tenant: "202"}, body, nil, &stdout, &stderr))
 	assert.Contains(t, stderr.String(), "--tenant needs --config")
 }
+
+// redirectingUCS answers the metadata with status, pointing Location at
+// another server, which records every request it gets.
+func redirectingUCS(t *testing.T, status int) (ucs, elsewhere *httptest.Server, hits *atomic.Int64) {
+	hits = new(atomic.Int64)
+	elsewhere = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte(metadata(map[string]int64{"email": 6666}, map[string]int64{"resolved": 6666})))
+	}))
+	t.Cleanup(elsewhere.Close)
+	ucs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", elsewhere.URL+metadataPath)
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(ucs.Close)
+	return ucs, elsewhere, hits
+}
+
+func TestAttributeFetchRefusesRedirectsAndKeepsTheLastGoodTables(t *testing.T) {
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			good := newFakeUCS(t, metaV1)
+			r := newRefresher(&AttributesFrom{URL: good.srv.URL, Timeout: caddy.Duration(time.Second),
+				Headers: map[string][]string{"Authorization": {"Basic SECRET123"}, "X-Api-Key": {"KEY456"}}}, "")
+			_, err := r.fetch()
+			require.NoError(t, err)
+			last := r.cur.Load()
+
+			redirecting, elsewhere, hits := redirectingUCS(t, status)
+			r.url = redirecting.URL
+			_, err = r.refresh()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "redirects to \""+elsewhere.URL+metadataPath+"\"")
+			assert.Contains(t, err.Error(), redirecting.URL+metadataPath, "the error names the URL fetched")
+			assert.Same(t, last, r.cur.Load(), "the last good tables are kept")
+			assert.Zero(t, hits.Load(), "nothing, and no header, goes to the host the operator did not name")
+		})
+	}
+}
+
+func TestAttributesCommandRefusesARedirect(t *testing.T) {
+	redirecting, elsewhere, hits := redirectingUCS(t, http.StatusFound)
+	var stdout, stderr bytes.Buffer
+	code := runAttributes(attributesFlags{from: redirecting.URL, headers: []string{"X-Api-Key: KEY456"}, timeout: time.Second}, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "302 Found redirects to \""+elsewhere.URL+metadataPath+"\"")
+	assert.Empty(t, stdout.String())
+	assert.Zero(t, hits.Load(), "the other host gets nothing")
+}
