@@ -125,9 +125,6 @@ func (s *attrSet) build(fetched []normalize.Attribute) (*normalize.Normalizer, e
 			return nil, fmt.Errorf("ucs: %w", err)
 		}
 		opts.Attributes = t
-		for _, a := range attrs {
-			metricAttributeValues.WithLabelValues(a.Name).Set(float64(len(a.Values)))
-		}
 	}
 	n, err := normalize.New(opts)
 	if err != nil {
@@ -177,7 +174,7 @@ func newAttrSet(tenant string, files []string, mapping map[string]string, values
 		if err != nil {
 			return nil, err
 		}
-		s.norm.Store(n)
+		s.store(n)
 		return s, nil
 	}
 	r, key, err := acquireRefresher(from, tenant)
@@ -190,7 +187,7 @@ func newAttrSet(tenant string, files []string, mapping map[string]string, values
 	r.mu.Lock()
 	n, err := s.build(r.cur.Load().attrs)
 	if err == nil {
-		s.norm.Store(n)
+		s.store(n)
 		s.subID = r.subscribeLocked(s.rebuild)
 	}
 	r.mu.Unlock()
@@ -209,16 +206,26 @@ func (s *attrSet) rebuild(attrs []normalize.Attribute) {
 			zap.String("tenant", s.tenant), zap.Error(err))
 		return
 	}
+	s.store(n)
+}
+
+// store swaps in a new normaliser and its attribute_values series.
+func (s *attrSet) store(n *normalize.Normalizer) {
 	s.norm.Store(n)
+	attributeValueSeries.publish(s, n.Options().Attributes.Sizes())
 }
 
 func (s *attrSet) release() {
-	if s == nil || s.from == nil {
+	if s == nil {
 		return
 	}
-	s.from.unsubscribe(s.subID)
-	_, _ = refreshers.Delete(s.fromKey)
-	s.from = nil
+	if s.from != nil {
+		// Unsubscribed first: no rebuild publishes after the series go.
+		s.from.unsubscribe(s.subID)
+		_, _ = refreshers.Delete(s.fromKey)
+		s.from = nil
+	}
+	attributeValueSeries.publish(s, nil)
 }
 
 // attributesLogger is the refreshers' logger: Caddy's default logger, as a

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -560,4 +561,94 @@ func TestAttributesCommandRefusesARedirect(t *testing.T) {
 	assert.Contains(t, stderr.String(), "302 Found redirects to \""+elsewhere.URL+metadataPath+"\"")
 	assert.Empty(t, stdout.String())
 	assert.Zero(t, hits.Load(), "the other host gets nothing")
+}
+
+// attributesDoc is a metadata answer with the given attributes (name →
+// value name → dbid).
+func attributesDoc(attrs map[string]map[string]int64) string {
+	var doc []map[string]any
+	for name, values := range attrs {
+		var vs []map[string]any
+		for n, id := range values {
+			vs = append(vs, map[string]any{"name": n, "display_name": n, "dbid": id})
+		}
+		doc = append(doc, map[string]any{"name": name, "display_name": name, "dbid": "1", "values": vs})
+	}
+	b, _ := json.Marshal(doc)
+	return string(b)
+}
+
+// gatherAttributeValues gathers caddy_ucs_attribute_values from reg.
+func gatherAttributeValues(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "caddy_ucs_attribute_values" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "attribute" {
+					got[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return got
+}
+
+func TestAttributeValueSeriesAreTheConfiguredAttributesOfTheLiveTables(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	require.NoError(t, registerMetrics(reg))
+	served := map[string]map[string]int64{
+		"MediaType":       {"voice": 1001, "email": 1003},
+		"DispositionCode": {"resolved": 2101},
+		"Kind\aType":      {"survey": 3001},
+		"Media\aType":     {"fax": 9001}, // served, backing no key
+		"Unmapped19":      {"a": 1, "b": 2, "c": 3},
+	}
+	ucs := newFakeUCS(t, attributesDoc(served))
+	startCaddy(t, fmt.Sprintf(`
+	ucs {
+		business_attribute Task.type "Kind%sType"
+		business_attributes_from %s {
+			refresh 1s
+			cache %s
+		}
+	}
+	respond 404`, "\a", ucs.srv.URL, filepath.Join(t.TempDir(), "c.json")))
+
+	assert.Equal(t, map[string]float64{"MediaType": 2, "DispositionCode": 1, `Kind\aType`: 1}, gatherAttributeValues(t, reg),
+		"one series per attribute backing a key, a control character escaped; no name only the UCS serves")
+
+	// The UCS stops serving DispositionCode: its series goes with the refresh.
+	delete(served, "DispositionCode")
+	ucs.set(attributesDoc(served), 0)
+	waitFor(t, "the refresh without DispositionCode", func() bool {
+		_, ok := gatherAttributeValues(t, reg)["DispositionCode"]
+		return !ok
+	})
+	assert.Equal(t, map[string]float64{"MediaType": 2, `Kind\aType`: 1}, gatherAttributeValues(t, reg))
+
+	// A reload to a config without tables: every series goes with the old tables.
+	startCaddy(t, "ucs\nrespond 404")
+	assert.Empty(t, gatherAttributeValues(t, reg))
+}
+
+func TestAttributeLabelsNeverHoldAControlCharacter(t *testing.T) {
+	tests := []struct{ name, label string }{
+		{"MediaType", "MediaType"},
+		{"Média Type", "Média Type"},
+		{"Media\aType", `Media\aType`},
+		{"Media\x00Type\n", `Media\x00Type\n`},
+		{"Media\u0085Type", `Media\u0085Type`},
+		{"Media\xffType", `Media\xffType`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.label, func(t *testing.T) {
+			assert.Equal(t, tt.label, labelValue(tt.name))
+		})
+	}
 }
