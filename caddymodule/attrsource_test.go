@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,14 +84,21 @@ func (u *fakeUCS) count() int {
 // metadata is a metadata answer with a MediaType and a DispositionCode
 // attribute of the given values (name → dbid).
 func metadata(media, disposition map[string]int64) string {
-	attr := func(name string, values map[string]int64) map[string]any {
+	return attributesDoc(map[string]map[string]int64{"MediaType": media, "DispositionCode": disposition})
+}
+
+// attributesDoc is a metadata answer with the given attributes (name →
+// value name → dbid), in name order.
+func attributesDoc(attrs map[string]map[string]int64) string {
+	var doc []map[string]any
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
 		var vs []map[string]any
-		for n, id := range values {
+		for n, id := range attrs[name] {
 			vs = append(vs, map[string]any{"name": n, "display_name": n, "dbid": id})
 		}
-		return map[string]any{"name": name, "display_name": name, "dbid": "1", "values": vs}
+		doc = append(doc, map[string]any{"name": name, "display_name": name, "dbid": "1", "values": vs})
 	}
-	b, _ := json.Marshal([]any{attr("MediaType", media), attr("DispositionCode", disposition)})
+	b, _ := json.Marshal(doc)
 	return string(b)
 }
 
@@ -561,21 +570,6 @@ func TestAttributesCommandRefusesARedirect(t *testing.T) {
 	assert.Contains(t, stderr.String(), "302 Found redirects to \""+elsewhere.URL+metadataPath+"\"")
 	assert.Empty(t, stdout.String())
 	assert.Zero(t, hits.Load(), "the other host gets nothing")
-}
-
-// attributesDoc is a metadata answer with the given attributes (name →
-// value name → dbid).
-func attributesDoc(attrs map[string]map[string]int64) string {
-	var doc []map[string]any
-	for name, values := range attrs {
-		var vs []map[string]any
-		for n, id := range values {
-			vs = append(vs, map[string]any{"name": n, "display_name": n, "dbid": id})
-		}
-		doc = append(doc, map[string]any{"name": name, "display_name": name, "dbid": "1", "values": vs})
-	}
-	b, _ := json.Marshal(doc)
-	return string(b)
 }
 
 // gatherAttributeValues gathers caddy_ucs_attribute_values from reg.
