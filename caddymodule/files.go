@@ -108,8 +108,10 @@ func (f *ForwardSink) checkDeadLetterOutside() error {
 		return nil
 	}
 	through := ""
-	if abs, _ := filepath.Abs(f.DeadLetter); abs != dl {
-		through = fmt.Sprintf(" (through a symbolic link: it is %q)", dl)
+	absDL, _ := filepath.Abs(f.DeadLetter)
+	absSpool, _ := filepath.Abs(f.Spool)
+	if absDL != dl || absSpool != spool {
+		through = fmt.Sprintf(" (through a symbolic link: it is %q, in %q)", dl, spool)
 	}
 	return fmt.Errorf("ucs: forward dead_letter %q is inside the spool directory %q%s, whose files the spool owns "+
 		"(its record files are read back as events at every start): name a file outside it, "+
