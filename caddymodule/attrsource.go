@@ -134,9 +134,6 @@ func (s *attrSet) build(fetched []normalize.Attribute) (*normalize.Normalizer, e
 			return nil, fmt.Errorf("ucs: %w", err)
 		}
 		opts.Attributes = t
-		for _, a := range attrs {
-			metricAttributeValues.WithLabelValues(a.Name).Set(float64(len(a.Values)))
-		}
 	}
 	n, err := normalize.New(opts)
 	if err != nil {
@@ -186,7 +183,7 @@ func newAttrSet(tenant string, files []string, mapping map[string]string, values
 		if err != nil {
 			return nil, err
 		}
-		s.norm.Store(n)
+		s.store(n)
 		return s, nil
 	}
 	r, key, err := acquireRefresher(from, tenant)
@@ -199,7 +196,7 @@ func newAttrSet(tenant string, files []string, mapping map[string]string, values
 	r.mu.Lock()
 	n, err := s.build(r.cur.Load().attrs)
 	if err == nil {
-		s.norm.Store(n)
+		s.store(n)
 		s.subID = r.subscribeLocked(s.rebuild)
 	}
 	r.mu.Unlock()
@@ -218,16 +215,26 @@ func (s *attrSet) rebuild(attrs []normalize.Attribute) {
 			zap.String("tenant", s.tenant), zap.Error(err))
 		return
 	}
+	s.store(n)
+}
+
+// store swaps in a new normaliser and its attribute_values series.
+func (s *attrSet) store(n *normalize.Normalizer) {
 	s.norm.Store(n)
+	attributeValueSeries.publish(s, n.Options().Attributes.Sizes())
 }
 
 func (s *attrSet) release() {
-	if s == nil || s.from == nil {
+	if s == nil {
 		return
 	}
-	s.from.unsubscribe(s.subID)
-	_, _ = refreshers.Delete(s.fromKey)
-	s.from = nil
+	if s.from != nil {
+		// Unsubscribed first: no rebuild publishes after the series go.
+		s.from.unsubscribe(s.subID)
+		_, _ = refreshers.Delete(s.fromKey)
+		s.from = nil
+	}
+	attributeValueSeries.publish(s, nil)
 }
 
 // attributesLogger is the refreshers' logger: Caddy's default logger, as a
@@ -358,7 +365,15 @@ func newRefresher(from *AttributesFrom, tenant string) *refresher {
 	if tenant != "" {
 		r.headers.Set(tenantHeader, tenant)
 	}
-	r.client = &http.Client{Timeout: r.timeout, Transport: transportWith(from.tlsConfig)}
+	r.client = &http.Client{
+		Timeout:   r.timeout,
+		Transport: transportWith(from.tlsConfig),
+		// The fetch carries the operator's headers (Authorization, API
+		// keys) to the URL the operator named and nowhere else: a redirect
+		// is not followed but fails the fetch (see fetch), as the forward
+		// sink's do.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	return r
 }
 
@@ -489,6 +504,10 @@ func (r *refresher) fetch() (changed bool, err error) {
 		next.at = time.Now()
 		r.cur.Store(&next)
 		return false, nil
+	}
+	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode/100 == 3 {
+		return false, fmt.Errorf("GET %s: status %s redirects to %q, which is not followed (the fetch's headers go only to the configured URL): configure the URL the UCS should be read from",
+			r.endpoint(), resp.Status, loc)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return false, fmt.Errorf("GET %s: status %s", r.endpoint(), resp.Status)

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -83,14 +86,21 @@ func (u *fakeUCS) count() int {
 // metadata is a metadata answer with a MediaType and a DispositionCode
 // attribute of the given values (name → dbid).
 func metadata(media, disposition map[string]int64) string {
-	attr := func(name string, values map[string]int64) map[string]any {
+	return attributesDoc(map[string]map[string]int64{"MediaType": media, "DispositionCode": disposition})
+}
+
+// attributesDoc is a metadata answer with the given attributes (name →
+// value name → dbid), in name order.
+func attributesDoc(attrs map[string]map[string]int64) string {
+	var doc []map[string]any
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
 		var vs []map[string]any
-		for n, id := range values {
+		for n, id := range attrs[name] {
 			vs = append(vs, map[string]any{"name": n, "display_name": n, "dbid": id})
 		}
-		return map[string]any{"name": name, "display_name": name, "dbid": "1", "values": vs}
+		doc = append(doc, map[string]any{"name": name, "display_name": name, "dbid": "1", "values": vs})
 	}
-	b, _ := json.Marshal([]any{attr("MediaType", media), attr("DispositionCode", disposition)})
+	b, _ := json.Marshal(doc)
 	return string(b)
 }
 
@@ -512,4 +522,129 @@ func TestNormalizeCommandTakesATenantFromTheConfig(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	assert.Equal(t, 2, runNormalize(normalizeFlags{tenant: "202"}, body, nil, &stdout, &stderr))
 	assert.Contains(t, stderr.String(), "--tenant needs --config")
+}
+
+// redirectingUCS answers the metadata with status, pointing Location at
+// another server, which records every request it gets.
+func redirectingUCS(t *testing.T, status int) (ucs, elsewhere *httptest.Server, hits *atomic.Int64) {
+	hits = new(atomic.Int64)
+	elsewhere = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte(metadata(map[string]int64{"email": 6666}, map[string]int64{"resolved": 6666})))
+	}))
+	t.Cleanup(elsewhere.Close)
+	ucs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", elsewhere.URL+metadataPath)
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(ucs.Close)
+	return ucs, elsewhere, hits
+}
+
+func TestAttributeFetchRefusesRedirectsAndKeepsTheLastGoodTables(t *testing.T) {
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			good := newFakeUCS(t, metaV1)
+			r := newRefresher(&AttributesFrom{URL: good.srv.URL, Timeout: caddy.Duration(time.Second),
+				Headers: map[string][]string{"Authorization": {"Basic SECRET123"}, "X-Api-Key": {"KEY456"}}}, "")
+			_, err := r.fetch()
+			require.NoError(t, err)
+			last := r.cur.Load()
+
+			redirecting, elsewhere, hits := redirectingUCS(t, status)
+			r.url = redirecting.URL
+			_, err = r.refresh()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "redirects to \""+elsewhere.URL+metadataPath+"\"")
+			assert.Contains(t, err.Error(), redirecting.URL+metadataPath, "the error names the URL fetched")
+			assert.Same(t, last, r.cur.Load(), "the last good tables are kept")
+			assert.Zero(t, hits.Load(), "nothing, and no header, goes to the host the operator did not name")
+		})
+	}
+}
+
+func TestAttributesCommandRefusesARedirect(t *testing.T) {
+	redirecting, elsewhere, hits := redirectingUCS(t, http.StatusFound)
+	var stdout, stderr bytes.Buffer
+	code := runAttributes(attributesFlags{from: redirecting.URL, headers: []string{"X-Api-Key: KEY456"}, timeout: time.Second}, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "302 Found redirects to \""+elsewhere.URL+metadataPath+"\"")
+	assert.Empty(t, stdout.String())
+	assert.Zero(t, hits.Load(), "the other host gets nothing")
+}
+
+// gatherAttributeValues gathers caddy_ucs_attribute_values from reg.
+func gatherAttributeValues(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "caddy_ucs_attribute_values" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "attribute" {
+					got[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return got
+}
+
+func TestAttributeValueSeriesAreTheConfiguredAttributesOfTheLiveTables(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	require.NoError(t, registerMetrics(reg))
+	served := map[string]map[string]int64{
+		"MediaType":       {"voice": 1001, "email": 1003},
+		"DispositionCode": {"resolved": 2101},
+		"Kind\aType":      {"survey": 3001},
+		"Media\aType":     {"fax": 9001}, // served, backing no key
+		"Unmapped19":      {"a": 1, "b": 2, "c": 3},
+	}
+	ucs := newFakeUCS(t, attributesDoc(served))
+	startCaddy(t, fmt.Sprintf(`
+	ucs {
+		business_attribute Task.type "Kind%sType"
+		business_attributes_from %s {
+			refresh 1s
+			cache %s
+		}
+	}
+	respond 404`, "\a", ucs.srv.URL, filepath.Join(t.TempDir(), "c.json")))
+
+	assert.Equal(t, map[string]float64{"MediaType": 2, "DispositionCode": 1, `Kind\aType`: 1}, gatherAttributeValues(t, reg),
+		"one series per attribute backing a key, a control character escaped; no name only the UCS serves")
+
+	// The UCS stops serving DispositionCode: its series goes with the refresh.
+	delete(served, "DispositionCode")
+	ucs.set(attributesDoc(served), 0)
+	waitFor(t, "the refresh without DispositionCode", func() bool {
+		_, ok := gatherAttributeValues(t, reg)["DispositionCode"]
+		return !ok
+	})
+	assert.Equal(t, map[string]float64{"MediaType": 2, `Kind\aType`: 1}, gatherAttributeValues(t, reg))
+
+	// A reload to a config without tables: every series goes with the old tables.
+	startCaddy(t, "ucs\nrespond 404")
+	assert.Empty(t, gatherAttributeValues(t, reg))
+}
+
+func TestAttributeLabelsNeverHoldAControlCharacter(t *testing.T) {
+	tests := []struct{ name, label string }{
+		{"MediaType", "MediaType"},
+		{"Média Type", "Média Type"},
+		{"Media\aType", `Media\aType`},
+		{"Media\x00Type\n", `Media\x00Type\n`},
+		{"Media\u0085Type", `Media\u0085Type`},
+		{"Media\xffType", `Media\xffType`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.label, func(t *testing.T) {
+			assert.Equal(t, tt.label, labelValue(tt.name))
+		})
+	}
 }

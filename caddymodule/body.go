@@ -50,6 +50,16 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *[]byte) 
 	if coding != "" && coding != "identity" {
 		wireLimit = limit + limit/8 + 1024
 	}
+	if r.ContentLength > wireLimit {
+		// Refused before the first read: net/http answers a client that
+		// sent `Expect: 100-continue` with 100 at that read, inviting a
+		// body that could only be refused. The connection closes after
+		// the answer: the server would otherwise read the unread body (and
+		// invite it) to reuse the connection, as Caddy's body wrappers hide
+		// from it that nothing was read.
+		w.Header().Set("Connection", "close")
+		return errTooLarge(limit)
+	}
 	src := io.Reader(http.MaxBytesReader(w, body, wireLimit))
 	// A decoder reports a body cut short on the wire as a truncated stream:
 	// wire tells the two apart, so a client that sent less than it announced

@@ -97,17 +97,21 @@ func errBadID(name, why string) *requestError {
 	return &requestError{http.StatusBadRequest, exInvalidParameter, "bad_" + name, name + " " + why, nil}
 }
 
-// errEncodedSlash refuses a call's path with an encoded slash
-// (%2F) in an id (where is "service_id", "task_id", "state_id" or
-// "customer_id") or elsewhere ("path"):
-// an id cannot contain '/', and a servlet container would map the decoded
-// path to another resource or refuse it.
-func errEncodedSlash(where string) *requestError {
-	msg := where + " cannot contain '/': the path holds an encoded slash (%2F)"
-	if where == "path" {
-		msg = "the path holds an encoded slash (%2F), which no Context Services path has"
+// errEncodedDelimiter refuses a call's path with an encoded slash (%2F)
+// or semicolon (%3B) in an id (where is "service_id", "task_id",
+// "state_id" or "customer_id") or elsewhere ("path"): an id cannot contain
+// either, and a servlet container would map the decoded path to another
+// resource (cutting `e1;x` to `e1`) or refuse it.
+func errEncodedDelimiter(where, encoded string) *requestError {
+	char, name, reason := "/", "slash", "encoded_slash"
+	if encoded == "%3B" {
+		char, name, reason = ";", "semicolon", "encoded_semicolon"
 	}
-	return &requestError{http.StatusBadRequest, exInvalidParameter, "encoded_slash", msg, nil}
+	msg := where + " cannot contain '" + char + "': the path holds an encoded " + name + " (" + encoded + ")"
+	if where == "path" {
+		msg = "the path holds an encoded " + name + " (" + encoded + "), which no Context Services path has"
+	}
+	return &requestError{http.StatusBadRequest, exInvalidParameter, reason, msg, nil}
 }
 
 func errTooLarge(limit int64) *requestError {

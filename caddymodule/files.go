@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,16 +65,41 @@ func spoolOpenError(err error) error {
 // (`cursor*.jsonl`) and `.lock` are its state, so a dead letter among them
 // could be replayed, or overwrite them. The default,
 // `<spool>/dead-letter.jsonl`, is the one file inside that the spool keeps
-// apart; naming it explicitly is allowed.
+// apart; naming it explicitly is allowed. Both paths are compared with the
+// links of their existing parts resolved: a dead letter reached through a
+// link to the spool directory is inside it all the same, follow_symlinks
+// or not. Without follow_symlinks, the directory holding the spool or the
+// dead letter must not be a link either.
 func (f *ForwardSink) checkDeadLetter() error {
-	if f.Spool == "" || f.DeadLetter == "" {
+	if f.Spool == "" {
 		return nil
 	}
-	spool, err := filepath.Abs(f.Spool)
+	if f.DeadLetter != "" {
+		if err := f.checkDeadLetterOutside(); err != nil {
+			return err
+		}
+	}
+	if f.FollowSymlinks {
+		return nil
+	}
+	for _, o := range []struct{ option, path string }{{"spool", f.Spool}, {"dead_letter", f.DeadLetter}} {
+		if o.path == "" {
+			continue
+		}
+		if dir, ok := symlinkedParent(o.path); ok {
+			return fmt.Errorf("ucs: forward %s %q: its directory %q is a symbolic link, which is refused "+
+				"(follow_symlinks in the forward block allows it)", o.option, o.path, dir)
+		}
+	}
+	return nil
+}
+
+func (f *ForwardSink) checkDeadLetterOutside() error {
+	spool, err := resolvePath(f.Spool)
 	if err != nil {
 		return nil // provisioning reports it
 	}
-	dl, err := filepath.Abs(f.DeadLetter)
+	dl, err := resolvePath(f.DeadLetter)
 	if err != nil || dl == filepath.Join(spool, "dead-letter.jsonl") {
 		return nil
 	}
@@ -81,7 +107,71 @@ func (f *ForwardSink) checkDeadLetter() error {
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return nil
 	}
-	return fmt.Errorf("ucs: forward dead_letter %q is inside the spool directory %q, whose files the spool owns "+
+	through := ""
+	absDL, _ := filepath.Abs(f.DeadLetter)
+	absSpool, _ := filepath.Abs(f.Spool)
+	if absDL != dl || absSpool != spool {
+		through = fmt.Sprintf(" (through a symbolic link: it is %q, in %q)", dl, spool)
+	}
+	return fmt.Errorf("ucs: forward dead_letter %q is inside the spool directory %q%s, whose files the spool owns "+
 		"(its record files are read back as events at every start): name a file outside it, "+
-		"or leave dead_letter out for the default <spool>/dead-letter.jsonl", f.DeadLetter, f.Spool)
+		"or leave dead_letter out for the default <spool>/dead-letter.jsonl", f.DeadLetter, f.Spool, through)
+}
+
+// resolvePath is p made absolute, with the symbolic links of its longest
+// existing prefix resolved (a link to a file not created yet included) and
+// the rest as written.
+func resolvePath(p string) (string, error) { return resolveLinks(p, 0) }
+
+// maxLinkHops bounds resolveLinks' hops through links to missing targets,
+// as the kernel bounds a lookup's.
+const maxLinkHops = 40
+
+func resolveLinks(p string, hops int) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for dir := abs; ; {
+		fi, err := os.Lstat(dir)
+		if err == nil {
+			real, err := filepath.EvalSymlinks(dir)
+			if errors.Is(err, fs.ErrNotExist) && fi.Mode()&os.ModeSymlink != 0 && hops < maxLinkHops {
+				// A link to what does not exist yet: where it will be created.
+				var target string
+				if target, err = os.Readlink(dir); err == nil {
+					if !filepath.IsAbs(target) {
+						target = filepath.Join(filepath.Dir(dir), target)
+					}
+					real, err = resolveLinks(target, hops+1)
+				}
+			}
+			if err != nil {
+				return "", err
+			}
+			return filepath.Join(append([]string{real}, rest...)...), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return abs, nil
+		}
+		rest = append([]string{filepath.Base(dir)}, rest...)
+		dir = parent
+	}
+}
+
+// symlinkedParent reports the directory holding p when it is a symbolic
+// link.
+func symlinkedParent(p string) (string, bool) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", false
+	}
+	dir := filepath.Dir(abs)
+	fi, err := os.Lstat(dir)
+	return dir, err == nil && fi.Mode()&os.ModeSymlink != 0
 }

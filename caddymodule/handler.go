@@ -525,8 +525,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	op := int(m.op)
-	if m.encodedSlash != "" {
-		return h.fail(w, repl, op, errEncodedSlash(m.encodedSlash))
+	if m.encodedAt != "" {
+		return h.fail(w, repl, op, errEncodedDelimiter(m.encodedAt, m.encoded))
 	}
 	if m.op != normalize.OpServiceStart {
 		if rerr := checkServiceID(m.sid); rerr != nil {

@@ -619,3 +619,42 @@ func TestABodyCutShortByTheClientIsABadRequestNotABadEncoding(t *testing.T) {
 		})
 	}
 }
+
+func TestABodyAnnouncedOverMaxBodyIsRefusedWithoutInvitingIt(t *testing.T) {
+	rec := newRecorder(t)
+	startCaddy(t, "ucs {\nmax_body 1KiB\n}\nreverse_proxy "+rec.addr())
+	tests := []struct {
+		name          string
+		header        string
+		contentLength int
+		want          int
+	}{
+		{"over max_body: 413 at once, no 100 Continue", "", 1025, http.StatusRequestEntityTooLarge},
+		{"gzip far over max_body on the wire: 413 at once", "Content-Encoding: gzip\r\n", 1 << 20, http.StatusRequestEntityTooLarge},
+		{"within max_body: the body is invited", "", 1024, http.StatusContinue},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", "localhost:9080")
+			require.NoError(t, err)
+			defer conn.Close()
+			// Headers only: a gateway that invites the body first answers 100 and then waits for it.
+			_, err = fmt.Fprintf(conn, "POST /genesys/1/cs/services/42/tasks/7/end HTTP/1.1\r\nHost: localhost:9080\r\n"+
+				"Expect: 100-continue\r\n%sContent-Length: %d\r\n\r\n", tt.header, tt.contentLength)
+			require.NoError(t, err)
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			assert.Equal(t, tt.want, resp.StatusCode, "the first answer")
+			if tt.want == http.StatusRequestEntityTooLarge {
+				b, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				assert.Contains(t, string(b), exPayloadTooLarge)
+			}
+		})
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Zero(t, rec.calls, "nothing reaches the upstream")
+}

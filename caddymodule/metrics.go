@@ -3,7 +3,12 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -91,7 +96,7 @@ var (
 	}, tablesAge)
 	metricAttributeValues = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "attribute_values",
-		Help: "Values of each business attribute in the tables last built (any tenant).",
+		Help: "Values of each business attribute that backs a key's table (the configured and default names), in the tables last built (any tenant).",
 	}, []string{"attribute"})
 	attributeRefreshOK          = metricAttributeRefresh.WithLabelValues("ok")
 	attributeRefreshNotModified = metricAttributeRefresh.WithLabelValues("not_modified")
@@ -207,3 +212,56 @@ func isTimeout(err error) bool {
 
 func journalOnSync(d time.Duration) { metricFsync.Observe(d.Seconds()) }
 func journalOnWrite(n int)          { metricJournalBytes.Add(float64(n)) }
+
+// attributeValueSeries keeps caddy_ucs_attribute_values to the attributes
+// the live tables use: a series goes when the last set of tables using its
+// attribute is rebuilt without it (a refresh) or released (a reload), so
+// the label set stays the configured attribute names.
+var attributeValueSeries = seriesHolders{bySet: map[*attrSet][]string{}, holders: map[string]int{}}
+
+type seriesHolders struct {
+	mu      sync.Mutex
+	bySet   map[*attrSet][]string // the labels each set holds
+	holders map[string]int        // label → how many sets hold it
+}
+
+// publish replaces the series s holds with sizes (attribute → values;
+// nil: none).
+func (h *seriesHolders) publish(s *attrSet, sizes map[string]int) {
+	values := make(map[string]int, len(sizes))
+	for name, n := range sizes {
+		label := labelValue(name)
+		values[label] = max(values[label], n)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// The new series first: one both versions hold never disappears.
+	labels := make([]string, 0, len(values))
+	for label, n := range values {
+		labels = append(labels, label)
+		h.holders[label]++
+		metricAttributeValues.WithLabelValues(label).Set(float64(n))
+	}
+	for _, label := range h.bySet[s] {
+		if h.holders[label]--; h.holders[label] == 0 {
+			delete(h.holders, label)
+			metricAttributeValues.DeleteLabelValues(label)
+		}
+	}
+	if len(labels) == 0 {
+		delete(h.bySet, s)
+		return
+	}
+	h.bySet[s] = labels
+}
+
+// labelValue is name as a label value with control characters and invalid
+// UTF-8 escaped as in a Go string literal: the exposition format escapes
+// only `\`, `"` and line feeds, and the client refuses invalid UTF-8.
+func labelValue(name string) string {
+	if utf8.ValidString(name) && strings.IndexFunc(name, unicode.IsControl) < 0 {
+		return name
+	}
+	q := strconv.Quote(name)
+	return q[1 : len(q)-1]
+}

@@ -300,3 +300,33 @@ func TestAPathIdOfEachOperationIsChecked(t *testing.T) {
 	}
 	assert.Empty(t, ucs.received(), "nothing reaches the upstream")
 }
+
+func TestAnEmptyBodyIsAnEmptyEventButNeverAnInventedExtension(t *testing.T) {
+	ucs := newUCSServer(t)
+	ucs.set(answerByPath)
+	tester := startCaddy(t, `
+	ucs {
+		forward `+ucs.url()+`
+	}
+	respond 404`)
+	for _, c := range opCalls {
+		for _, body := range []string{"", "  \r\n", "// nothing here\n"} {
+			t.Run(c.op.String()+"/"+strings.TrimSpace(body), func(t *testing.T) {
+				before := len(ucs.received())
+				empty := c
+				empty.loose = body
+				if c.op != normalize.OpExtensionUpdate {
+					sendRelayed(t, tester, ucs, empty)
+					return
+				}
+				resp, b := send(t, tester, empty)
+				assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+				var eb errorBody
+				require.NoError(t, json.Unmarshal(b, &eb), "body %q", b)
+				assert.Equal(t, exInvalidJSON, eb.Exception)
+				assert.Contains(t, eb.Message, "the body is empty")
+				assert.Len(t, ucs.received(), before, "no extension is sent the UCS would store as {}")
+			})
+		}
+	}
+}

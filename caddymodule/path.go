@@ -19,8 +19,10 @@ import (
 // (see callPattern) on the path cleaned the same way and hands the event on
 // under the canonical path, `{base_path}/` and the call's segments.
 //
-// An id never contains `/`: a call's path whose segments hold an encoded
-// slash (`42%2Ftasks%2F7`) is refused with 400.
+// An id never contains `/` or `;`: a call's path whose segments hold an
+// encoded slash (`42%2Ftasks%2F7`) or semicolon (`e1%3Bx`, which a servlet
+// container that decodes before cutting path parameters reads as `e1`) is
+// refused with 400, whatever the operation.
 
 // maxCallSegs is the most segments a call has after the base path
 // (services/{sid}/tasks/{id}/extensions/{name}/merge).
@@ -37,9 +39,10 @@ type callMatch struct {
 	path string
 	// rewritten is set when the path was not already canonical.
 	rewritten bool
-	// encodedSlash names where an encoded slash sits in a path that is the
-	// call once decoded: "service_id", the id's name, or "path"; "" for none.
-	encodedSlash string
+	// encodedAt names where an encoded delimiter (encoded: "%2F" or
+	// "%3B") sits in a path that is the call once decoded: "service_id",
+	// the id's name, or "path"; "" for none.
+	encodedAt, encoded string
 }
 
 // callShape is what matchSegments found: the operation and where its ids
@@ -178,17 +181,18 @@ func isCleanPath(p string) bool {
 	return true
 }
 
-// pathPart is one segment of a cleaned path; fromEncoded marks a part that
-// an encoded slash split off a raw segment.
+// pathPart is one segment of a cleaned path; encoded is the encoded
+// delimiter ("%2F", "%3B") that split it off or cut it short, "" for none.
 type pathPart struct {
-	text        string
-	fromEncoded bool
+	text    string
+	encoded string
 }
 
 // matchUnclean cleans the escaped path as a servlet container does, then
 // matches it.
 func (h *Handler) matchUnclean(method, escaped string) callMatch {
 	var parts []pathPart
+	pathEncoded := "" // an encoded delimiter anywhere, even in a dropped segment
 	for raw := range strings.SplitSeq(escaped, "/") {
 		raw, _, _ = strings.Cut(raw, ";") // path parameters
 		seg, err := url.PathUnescape(raw)
@@ -204,13 +208,26 @@ func (h *Handler) matchUnclean(method, escaped string) callMatch {
 			}
 			continue
 		}
-		if !strings.Contains(seg, "/") {
+		if !strings.ContainsAny(seg, "/;") {
 			parts = append(parts, pathPart{text: seg})
 			continue
 		}
+		// Any ';' here was %3B (a literal one was cut above). Matched as a
+		// container that decodes first would map it: cut there.
+		slash := strings.Contains(seg, "/")
 		for sub := range strings.SplitSeq(seg, "/") {
+			enc := ""
+			if slash {
+				enc = "%2F"
+			}
+			if head, _, cut := strings.Cut(sub, ";"); cut {
+				sub, enc = head, "%3B"
+			}
+			if pathEncoded == "" {
+				pathEncoded = enc
+			}
 			if sub != "" {
-				parts = append(parts, pathPart{text: sub, fromEncoded: true})
+				parts = append(parts, pathPart{text: sub, encoded: enc})
 			}
 		}
 	}
@@ -236,16 +253,12 @@ func (h *Handler) matchUnclean(method, escaped string) callMatch {
 	m := callMatch{op: c.op, ok: true, sid: at(seg, c.sidAt), id: at(seg, c.idAt), idName: c.idName,
 		path: h.canonicalPath(seg), rewritten: true}
 	switch {
-	case c.sidAt >= 0 && call[c.sidAt].fromEncoded:
-		m.encodedSlash = "service_id"
-	case c.idAt >= 0 && call[c.idAt].fromEncoded:
-		m.encodedSlash = c.idName
-	default:
-		for _, p := range parts {
-			if p.fromEncoded {
-				m.encodedSlash = "path"
-			}
-		}
+	case c.sidAt >= 0 && call[c.sidAt].encoded != "":
+		m.encodedAt, m.encoded = "service_id", call[c.sidAt].encoded
+	case c.idAt >= 0 && call[c.idAt].encoded != "":
+		m.encodedAt, m.encoded = c.idName, call[c.idAt].encoded
+	case pathEncoded != "":
+		m.encodedAt, m.encoded = "path", pathEncoded
 	}
 	return m
 }

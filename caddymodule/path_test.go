@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -36,6 +37,10 @@ func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
 		{"POST", "/genesys/1/cs/services/42%2Ftasks%2F7/end", "42", "7", true, true, "service_id"},
 		{"POST", "/genesys/1/cs/services/42/tasks/7%2fend", "42", "7", true, true, "task_id"},
 		{"POST", "/genesys%2F1/cs/services/42/tasks/7/end", "42", "7", true, true, "path"},
+		{"POST", "/genesys/1/cs/services/42%3Bx/tasks/7/end", "42", "7", true, true, "service_id"},
+		{"POST", "/genesys/1/cs/services/42/tasks/7%3bx/end", "42", "7", true, true, "task_id"},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end%3Bx", "42", "7", true, true, "path"},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end/%3Bx", "42", "7", true, true, "path"},
 		{"POST", "/genesys/1/cs/services//tasks//end", "", "", false, false, ""},
 		{"GET", "/genesys/1/cs/services/42/tasks/7/end", "", "", false, false, ""},
 		{"GET", "//genesys/1/cs/services/42/tasks/7/end", "", "", false, false, ""},
@@ -54,7 +59,7 @@ func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
 			assert.Equal(t, tt.sid, m.sid)
 			assert.Equal(t, tt.tid, m.id)
 			assert.Equal(t, tt.rewritten, m.rewritten)
-			assert.Equal(t, tt.encoded, m.encodedSlash)
+			assert.Equal(t, tt.encoded, m.encodedAt)
 		})
 	}
 }
@@ -173,7 +178,7 @@ func TestPathsTheUCSMapsToCompleteTaskAreNormalisedAndSentCanonical(t *testing.T
 	}
 }
 
-func TestAnEncodedSlashInAnIdIsRefused(t *testing.T) {
+func TestAnEncodedSlashOrSemicolonInACallsPathIsRefused(t *testing.T) {
 	rec := newRecorder(t)
 	tester := startCaddy(t, "ucs\nreverse_proxy "+rec.addr())
 	tests := []struct{ name, path, message string }{
@@ -183,10 +188,20 @@ func TestAnEncodedSlashInAnIdIsRefused(t *testing.T) {
 			"task_id cannot contain '/': the path holds an encoded slash (%2F)"},
 		{"before the ids", "/genesys%2F1/cs/services/42/tasks/7/end",
 			"the path holds an encoded slash (%2F), which no Context Services path has"},
+		{"a semicolon in service_id", "/genesys/1/cs/services/42%3Bx/tasks/7/end",
+			"service_id cannot contain ';': the path holds an encoded semicolon (%3B)"},
+		{"a semicolon after end", "/genesys/1/cs/services/42/tasks/7/end%3Bx",
+			"the path holds an encoded semicolon (%3B), which no Context Services path has"},
+		{"a semicolon in an extension name", "PUT /genesys/1/cs/services/42/extensions/e1%3Bx",
+			"the path holds an encoded semicolon (%3B), which no Context Services path has"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, b := post(t, tester, "http://localhost:9080"+tt.path, []byte(`{a: 1}`))
+			method, path, put := strings.Cut(tt.path, " ")
+			if !put {
+				method, path = http.MethodPost, tt.path
+			}
+			resp, b := send(t, tester, opCall{method: method, path: path, loose: `{a: 1}`})
 			assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 			var eb errorBody
 			require.NoError(t, json.Unmarshal(b, &eb), "body %q", b)
@@ -197,4 +212,34 @@ func TestAnEncodedSlashInAnIdIsRefused(t *testing.T) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	assert.Zero(t, rec.calls, "nothing reaches the upstream")
+}
+
+func TestAnEncodedSemicolonInASegmentOfEveryOperationIsFound(t *testing.T) {
+	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath), ops: parseOperations(nil)}
+	tests := []struct {
+		method, path string
+		op           normalize.Operation
+		encodedAt    string
+	}{
+		{"POST", "/genesys/1/cs/services/start%3Bx", normalize.OpServiceStart, "path"},
+		{"POST", "/genesys/1/cs/services/42/end%3Bx", normalize.OpServiceEnd, "path"},
+		{"POST", "/genesys/1/cs/services/42%3B7/end", normalize.OpServiceEnd, "service_id"},
+		{"POST", "/genesys/1/cs/services/42/states/start%3B", normalize.OpStateStart, "path"},
+		{"POST", "/genesys/1/cs/services/42/states/3%3Bx/end", normalize.OpStateEnd, "state_id"},
+		{"POST", "/genesys/1/cs/services/42/states%3Bx/transition", normalize.OpStateTransition, "path"},
+		{"POST", "/genesys/1/cs/services/42/tasks%3Bx/start", normalize.OpTaskStart, "path"},
+		{"POST", "/genesys/1/cs/services/42/tasks/7/end%3Bx", normalize.OpTaskEnd, "path"},
+		{"POST", "/genesys/1/cs/customers/c-1%3Bx/services/42", normalize.OpServiceAssociate, "customer_id"},
+		{"PUT", "/genesys/1/cs/services/42/extensions/e1%3Bx", normalize.OpExtensionUpdate, "path"},
+		{"PUT", "/genesys/1/cs/services/42/tasks/7/extensions/e1%3Bx/merge", normalize.OpExtensionUpdate, "path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			m := h.match(httptest.NewRequest(tt.method, tt.path, nil))
+			require.True(t, m.ok, "the call as a container that decodes first would map it")
+			assert.Equal(t, tt.op, m.op)
+			assert.Equal(t, tt.encodedAt, m.encodedAt)
+			assert.Equal(t, "%3B", m.encoded)
+		})
+	}
 }

@@ -262,9 +262,11 @@ func parseWhere(s string) (func(upstream.DeadLetter) bool, error) {
 		class := int(v[0] - '0')
 		return func(d upstream.DeadLetter) bool { return d.Status/100 == class }, nil
 	}
+	// Exactly three digits: `status=4` selecting nothing (or meaning 4xx to
+	// the operator) must not pass silently.
 	code, err := strconv.Atoi(v)
-	if err != nil || code < 0 || code > 999 {
-		return nil, fmt.Errorf("%q: want a status such as 400 or a class such as 4xx", s)
+	if err != nil || len(v) != 3 || code < 100 || code > 599 {
+		return nil, fmt.Errorf("%q: want a status of three digits such as 400, or a class such as 4xx", s)
 	}
 	return func(d upstream.DeadLetter) bool { return d.Status == code }, nil
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
 // TestSpoolStatusReadsALiveSpool runs `caddy ucs spool status` on the spool of a running Caddy
@@ -172,4 +174,44 @@ func TestResendNeedsToKnowTheSpool(t *testing.T) {
 	errOut.Reset()
 	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: "http://127.0.0.1:1", where: "code=1", fileOnly: true}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "--where")
+}
+
+func TestWhereTakesAThreeDigitStatusOrAClass(t *testing.T) {
+	tests := []struct {
+		where     string
+		ok        bool
+		picks404  bool
+		picks500  bool
+		wantError string
+	}{
+		{"", true, true, true, ""},
+		{"status=404", true, true, false, ""},
+		{"status=4xx", true, true, false, ""},
+		{"status=5xx", true, false, true, ""},
+		{"status=4", false, false, false, "three digits"},
+		{"status=40", false, false, false, "three digits"},
+		{"status=0404", false, false, false, "three digits"},
+		{"status=+40", false, false, false, "three digits"},
+		{"status=099", false, false, false, "three digits"},
+		{"status=600", false, false, false, "three digits"},
+		{"status=6xx", false, false, false, "three digits"},
+		{"code=404", false, false, false, "only status="},
+	}
+	for _, tt := range tests {
+		t.Run(tt.where, func(t *testing.T) {
+			pick, err := parseWhere(tt.where)
+			if !tt.ok {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantError)
+				assert.Contains(t, err.Error(), tt.where, "the error names the filter")
+				return
+			}
+			require.NoError(t, err)
+			if pick == nil {
+				return // "" selects everything
+			}
+			assert.Equal(t, tt.picks404, pick(upstream.DeadLetter{Status: 404}))
+			assert.Equal(t, tt.picks500, pick(upstream.DeadLetter{Status: 500}))
+		})
+	}
 }

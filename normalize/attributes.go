@@ -225,6 +225,27 @@ func (t *Tables) Attribute(key string) string {
 	return ""
 }
 
+// Sizes returns the name of each Business Attribute that backs a key's
+// table (a configured or default mapping, never a name only the loaded
+// metadata holds) and the number of names in its largest table; nil for no
+// table.
+func (t *Tables) Sizes() map[string]int {
+	if t == nil {
+		return nil
+	}
+	var sizes map[string]int
+	for _, tb := range t.byKey {
+		if tb == nil {
+			continue
+		}
+		if sizes == nil {
+			sizes = map[string]int{}
+		}
+		sizes[tb.attribute] = max(sizes[tb.attribute], len(tb.exact))
+	}
+	return sizes
+}
+
 // Lookup returns the dbid for name in key's table (exact match, then,
 // with caseInsensitive, ignoring case and surrounding white space).
 func (t *Tables) Lookup(key, name string, caseInsensitive bool) (int64, bool) {

@@ -275,3 +275,19 @@ func TestTablesTakeTheGenesysResourceKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestSizesNameOnlyTheAttributesBackingAKey(t *testing.T) {
+	attrs := []Attribute{
+		{Name: "MediaType", Values: []AttributeValue{{Name: "voice", DBID: 1}, {Name: "email", DBID: 2}}},
+		{Name: "DispositionCode", Values: []AttributeValue{{Name: "resolved", DBID: 3}}},
+		{Name: "Unmapped", Values: []AttributeValue{{Name: "x", DBID: 4}}},
+	}
+	tables, err := NewTables(TableConfig{
+		Attributes: attrs,
+		// Task.disposition's inline table is larger than the attribute's.
+		Inline: map[string][]AttributeValue{"Task.disposition": {{Name: "a", DBID: 5}, {Name: "b", DBID: 6}, {Name: "c", DBID: 7}}},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"MediaType": 2, "DispositionCode": 3}, tables.Sizes())
+	assert.Nil(t, (*Tables)(nil).Sizes())
+}

@@ -35,10 +35,13 @@ func (n *Normalizer) event(op Operation, dst, src []byte, receivedAt time.Time, 
 }
 
 // extension normalises an extension update: any JSON object or array,
-// repaired, no field rules, no timestamp.
+// repaired, no field rules, no timestamp. An empty body is an error, not
+// {}: the body is the extension's data, which the server stores as sent.
 func (n *Normalizer) extension(dst, src []byte, rep *Report) ([]byte, error) {
 	start := len(dst)
-	out, err := n.value(dst, src, rep)
+	sc := scratchPool.Get().(*scratch)
+	out, err := n.scan(dst, src, rep, sc, false, true)
+	sc.release()
 	if err != nil {
 		return dst, err
 	}
@@ -50,7 +53,7 @@ func (n *Normalizer) extension(dst, src []byte, rep *Report) ([]byte, error) {
 }
 
 func (n *Normalizer) rewriteEvent(dst, src []byte, sc *scratch, ef *eventFields, receivedAt time.Time, rep *Report) ([]byte, error) {
-	b, err := n.scan(sc.out[:0], src, rep, sc, true)
+	b, err := n.scan(sc.out[:0], src, rep, sc, true, false)
 	sc.out = b[:0]
 	if err != nil {
 		return dst, err
@@ -146,7 +149,7 @@ func (n *Normalizer) applyObject(dst []byte, rule *fieldRule, v, src []byte, rec
 	// no report).
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	b, err := n.scan(sc.out[:0], v, nil, sc, true)
+	b, err := n.scan(sc.out[:0], v, nil, sc, true, false)
 	sc.out = b[:0]
 	if err != nil {
 		return dst, err

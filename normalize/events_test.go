@@ -171,7 +171,8 @@ func TestExtensionUpdatesAreRepairedWithoutFieldRules(t *testing.T) {
 	runEventCases(t, OpExtensionUpdate, Options{Attributes: loadTestTables(t)}, []eventCase{
 		{"an object: repaired, no timestamp, names kept", `{media_type: email, 'price': 25 000, timestamp: null,}`, `{"media_type":"email","price":25000,"timestamp":null}`, 0},
 		{"an array: repaired", `[{a: 1}, {a: True}]`, `[{"a":1},{"a":true}]`, 0},
-		{"an empty body is an empty object", ``, `{}`, 0},
+		{"an empty body is refused: the body is the data", ``, `the body is empty`, KindSyntax},
+		{"a comment-only body is refused", "// nothing\n/* at all */ ", `the body is empty`, KindSyntax},
 		{"a string is refused", `"x"`, `an extension is a JSON object or array, got a string`, KindNotObject},
 		{"cut off is refused", `[{"a":1}`, ``, KindTruncated},
 	})
@@ -253,5 +254,30 @@ func TestGoldenEventBodies(t *testing.T) {
 	}
 	for op := range NumOperations {
 		assert.True(t, covered[op], "no golden pair for %s", op)
+	}
+}
+
+func TestAnEmptyBodyIsAnEmptyEventForEveryOperationButExtensionUpdate(t *testing.T) {
+	n := newTestNormalizer(t, Options{})
+	// Every event but an extension update is an object whose fields are
+	// optional: an empty one is that event with only the receive time.
+	want := `{` + fixedStamp + `}`
+	for op := range NumOperations {
+		for _, body := range []string{"", " \r\n\t", "# nothing\n", "/* nothing */"} {
+			t.Run(op.String()+"/"+body, func(t *testing.T) {
+				var rep Report
+				out, err := n.Event(op, nil, []byte(body), receivedAt, &rep)
+				if op == OpExtensionUpdate {
+					var e *Error
+					require.ErrorAs(t, err, &e)
+					assert.Equal(t, KindSyntax, e.Kind)
+					assert.Equal(t, "the body is empty (nothing but white space and comments)", e.Msg)
+					return
+				}
+				require.NoError(t, err)
+				assert.Equal(t, want, string(out))
+				assert.Equal(t, 1, rep.Counts[RepairEmptyBody], "counted as the empty_body repair")
+			})
+		}
 	}
 }

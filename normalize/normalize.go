@@ -108,7 +108,8 @@ func (n *Normalizer) TaskEnd(dst, src []byte, receivedAt time.Time, rep *Report)
 // Event normalises the body of one operation: Value, then that event
 // type's field rules (the top level must be an object), or for an
 // extension update only Value (an object or an array, no rules, no
-// timestamp). receivedAt, dst, rep and the error are as for TaskEnd.
+// timestamp, and an empty body is a KindSyntax error where the events make
+// it {}). receivedAt, dst, rep and the error are as for TaskEnd.
 func (n *Normalizer) Event(op Operation, dst, src []byte, receivedAt time.Time, rep *Report) ([]byte, error) {
 	return n.event(op, dst, src, receivedAt, rep)
 }

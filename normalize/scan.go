@@ -86,6 +86,9 @@ type scanner struct {
 	maxDepth int
 	sc       *scratch
 	keepTop  bool // keep the top-level object's members in sc.top
+	// noEmpty refuses a body with no value instead of making it {}: an
+	// extension update's body is the data, which is never invented.
+	noEmpty bool
 
 	state    int
 	sawComma bool   // a ',' was consumed and no value or key has followed yet
@@ -101,7 +104,7 @@ type scanner struct {
 // value is Value: one pass of the scanner over src, output appended to dst.
 func (n *Normalizer) value(dst, src []byte, rep *Report) ([]byte, error) {
 	sc := scratchPool.Get().(*scratch)
-	out, err := n.scan(dst, src, rep, sc, false)
+	out, err := n.scan(dst, src, rep, sc, false, false)
 	sc.release()
 	return out, err
 }
@@ -110,7 +113,7 @@ func (n *Normalizer) value(dst, src []byte, rep *Report) ([]byte, error) {
 // the members of a top-level object are left in sc.top (output spans, in
 // output order, duplicates flagged), so that the Task End layer finds its
 // fields without walking the output again.
-func (n *Normalizer) scan(dst, src []byte, rep *Report, sc *scratch, keepTop bool) ([]byte, error) {
+func (n *Normalizer) scan(dst, src []byte, rep *Report, sc *scratch, keepTop, noEmpty bool) ([]byte, error) {
 	s := scanner{
 		src:      src,
 		dst:      dst,
@@ -118,6 +121,7 @@ func (n *Normalizer) scan(dst, src []byte, rep *Report, sc *scratch, keepTop boo
 		maxDepth: n.opts.MaxDepth,
 		sc:       sc,
 		keepTop:  keepTop,
+		noEmpty:  noEmpty,
 	}
 	if s.maxDepth <= 0 {
 		s.maxDepth = DefaultMaxDepth
@@ -267,6 +271,9 @@ func (s *scanner) eof() error {
 			"input ends before the closing \""+closer+"\" of the "+what+" opened at "+s.at(f.open))
 	}
 	if !s.topDone {
+		if s.noEmpty {
+			return s.errorf(KindSyntax, len(s.src), "the body is empty (nothing but white space and comments)")
+		}
 		s.repair(RepairEmptyBody, 0)
 		s.dst = append(s.dst, '{', '}')
 	}
