@@ -1,5 +1,7 @@
 package normalize
 
+import "bytes"
+
 // Bare tokens: anything at a value or key position that does not start with
 // a quote or a bracket. A bare value runs to ',' '}' ']' '{' '[', the end
 // of the line, a comment after white space, or a quote that opens the next
@@ -23,8 +25,8 @@ var bareStop = func() (t [256]bool) {
 // bareRun scans the bare token at s.i and returns its end offset; s.i is
 // set to it. A comment starts inside a bare token only after white space,
 // so `http://host/x` is one word; straight after a complete number or
-// literal (`25/*EUR*/`, `True//checked`) it starts one too, since no word
-// reading of those is meant.
+// literal (`25/*EUR*/`, `True//checked`) or an elision (`.../* more */`) it
+// starts one too, since no word reading of those is meant.
 func (s *scanner) bareRun(key bool) int {
 	src := s.src
 	start := s.i
@@ -65,7 +67,7 @@ func (s *scanner) bareRun(key bool) int {
 			if c == '/' && (i+1 >= len(src) || src[i+1] != '/' && src[i+1] != '*') || i == start {
 				break
 			}
-			if spaceBefore(src, i) {
+			if spaceBefore(src, i) || elisionBefore(src, start, i) {
 				s.i = i
 				return i
 			}
@@ -103,6 +105,62 @@ func (s *scanner) memberAt(i int, from *int) bool {
 	return k < len(s.src) && s.src[k] == ':'
 }
 
+// Elisions: `...` or `…` standing for content that a document's example
+// left out. The body is then not the whole event, so it must not be
+// recorded as one: an elision is refused wherever white space or a comment
+// touches it. A comment opener straight after one starts a comment
+// (elisionBefore), and a bare value is refused when an elision stands in it
+// alone or among numbers and literals (`[1 2 ...]`, elidedAt). In a
+// sentence of words (`wait ... what`) it is text.
+
+// elisionBefore reports whether src[start:i], a bare token's text so far,
+// ends with an elision that is not glued to the text before it.
+func elisionBefore(src []byte, start, i int) bool {
+	for _, e := range [...]string{"...", "\u2026"} {
+		j := i - len(e)
+		if j >= start && string(src[j:i]) == e && (j == start || spaceBefore(src, j)) {
+			return true
+		}
+	}
+	return false
+}
+
+// elidedAt returns the offset in w, a trimmed bare token, of an elision
+// that stands in it alone or among numbers and literals, or -1.
+func elidedAt(w []byte) int {
+	if !bytes.Contains(w, []byte("...")) && !bytes.Contains(w, []byte("\u2026")) {
+		return -1 // the common case: a word without one, looked at once
+	}
+	at := -1
+	ok := eachToken(w, func(t []byte, i int) bool {
+		switch {
+		case string(t) == "..." || string(t) == "\u2026":
+			if at < 0 {
+				at = i
+			}
+			return true
+		default:
+			return isNumber(t) || literal(t) != ""
+		}
+	})
+	if !ok {
+		return -1
+	}
+	return at
+}
+
+// elided is the error for the elision in w, a bare token at input offset off.
+func (s *scanner) elided(w []byte, off int) error {
+	at := elidedAt(w)
+	e := w[at:]
+	if e[0] == '.' {
+		e = e[:len("...")]
+	} else {
+		e = e[:len("\u2026")]
+	}
+	return s.errorf(KindSyntax, off+at, "\""+string(e)+"\" stands for left-out content; send the whole value")
+}
+
 // completeValue reports whether w, a bare token's text, is a whole number
 // or literal, strict or loose.
 func completeValue(w []byte) bool {
@@ -134,10 +192,8 @@ func (s *scanner) bareValue() error {
 		s.dst = append(s.dst, lit...)
 	case s.grouped(w, start):
 	case s.split(w, start):
-	case string(w) == "..." || string(w) == "\u2026":
-		// Elided content, as in a document's example: the body is not
-		// the whole event, so it must not be recorded as one.
-		return s.errorf(KindSyntax, start, "\""+string(w)+"\" stands for left-out content; send the whole value")
+	case elidedAt(w) >= 0:
+		return s.elided(w, start)
 	default:
 		if looksNumeric(w) {
 			s.repair(RepairNonJSONNumber, start)

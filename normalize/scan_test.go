@@ -610,7 +610,7 @@ func TestUnsureLooseFormsAreRejected(t *testing.T) {
 	runRejectTable(t, []rejectCase{
 		{`{"a":2]`, KindSyntax, 6},                         // mismatched closer: may be truncation
 		{`[{"b":2]`, KindSyntax, 7},                        // mismatched closer
-		{`{"a":1, ...}`, KindSyntax, 11},                   // elided member
+		{`{"a":1, ...}`, KindSyntax, 8},                    // elided member
 		{`[1, ...]`, KindSyntax, 4},                        // elided element
 		{"[1, \u2026]", KindSyntax, 4},                     // elided element (ellipsis character)
 		{`{"a": "x" + "y"}`, KindSyntax, 9},                // string concatenation
