@@ -1,7 +1,11 @@
 package normalize
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -139,6 +143,7 @@ func TestMissingCommaAfterAStringInAnArrayIsInserted(t *testing.T) {
 		{`["x" 3]`, `["x",3]`, RepairComma},
 		{`["a)" true]`, `["a)",true]`, RepairComma},
 		{`["x" 3, 4]`, `["x",3,4]`, RepairComma},
+		{`["x" 3 "y"]`, `["x",3,"y"]`, RepairComma},
 		{`["x" -1.5e3 ]`, `["x",-1.5e3]`, RepairComma},
 		{`["x" None]`, `["x",null]`, RepairComma},
 		{"['x' 3 // n\n]", `["x",3]`, RepairComma},
@@ -203,4 +208,38 @@ func TestRootWithoutBracesStaysRefused(t *testing.T) {
 	_, err = n.TaskEnd(nil, []byte("a: 1\nb: 2"), receivedAt, nil)
 	require.True(t, errors.As(err, &e))
 	assert.Equal(t, KindMultipleValues, e.Kind)
+}
+
+// refusal is a golden refusal: what TaskEnd answers a body that must not
+// be recorded, as testdata/golden/refused/*.out.json holds it.
+type refusal struct {
+	Kind    string `json:"kind"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Message string `json:"message"`
+}
+
+// TestGoldenRefusals runs every testdata/golden/refused/*.in.json through
+// TaskEnd and compares the error with *.out.json: these bodies are refused,
+// never recorded with data the client did not send.
+func TestGoldenRefusals(t *testing.T) {
+	ins, err := filepath.Glob("testdata/golden/refused/*.in.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, ins)
+	n := newTestNormalizer(t, Options{Attributes: loadTestTables(t)})
+	for _, inPath := range ins {
+		name := strings.TrimSuffix(filepath.Base(inPath), ".in.json")
+		t.Run(name, func(t *testing.T) {
+			in, err := os.ReadFile(inPath)
+			require.NoError(t, err)
+			raw, err := os.ReadFile(strings.TrimSuffix(inPath, ".in.json") + ".out.json")
+			require.NoError(t, err)
+			var want refusal
+			require.NoError(t, json.Unmarshal(raw, &want))
+			out, err := n.TaskEnd(nil, in, receivedAt, nil)
+			var e *Error
+			require.True(t, errors.As(err, &e), "want a refusal, got %s", out)
+			assert.Equal(t, want, refusal{Kind: e.Kind.String(), Line: e.Line, Column: e.Column, Message: e.Msg})
+		})
+	}
 }

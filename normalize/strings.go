@@ -322,7 +322,9 @@ func (s *scanner) separatorBefore(body, i int) int {
 
 // elementAt reports whether src[k:] is a number or literal, strict or
 // loose (`3`, `-1.5`, `true`, `None`), that ends where an array element
-// ends: spaces, then ',' ']', a line break, a comment or the end of input.
+// ends: spaces, then ',' ']', a line break, a comment or the end of input;
+// or white space and a string that closes on the same line (the next
+// element, a comma left out again: `["x" 3 "y"]`).
 func elementAt(src []byte, k int) bool {
 	e := k
 	for e < len(src) && !bareStop[src[e]] && src[e] != ' ' && src[e] != '\t' {
@@ -332,8 +334,17 @@ func elementAt(src []byte, k int) bool {
 		return false
 	}
 	n := skipBlanks(src, e)
-	return n >= len(src) || src[n] == ',' || src[n] == ']' || src[n] == '\n' || src[n] == '\r' || src[n] == '#' ||
-		src[n] == '/' && n+1 < len(src) && (src[n+1] == '/' || src[n+1] == '*')
+	if n >= len(src) {
+		return true
+	}
+	switch src[n] {
+	case ',', ']', '\n', '\r', '#':
+		return true
+	case '/':
+		return n+1 < len(src) && (src[n+1] == '/' || src[n+1] == '*')
+	}
+	_, ok := quotedEnd(src, n)
+	return ok && n > e // `["6" 2" tall"]`: a quote glued to the number is text
 }
 
 // quotedEnd returns the offset of the last byte of the quote that closes
