@@ -3,9 +3,6 @@ package normalize
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -76,19 +73,13 @@ func TestQuotedKeyMissingItsClosingQuoteGetsItsValue(t *testing.T) {
 }
 
 func TestKeyWhoseTextEndsInAColonKeepsIt(t *testing.T) {
-	n := newValueNormalizer(t, Options{})
-	rows := []struct{ in, want string }{
+	runOutputTable(t, []outputCase{
 		{`{"note:":"x"}`, `{"note:":"x"}`}, // strict
 		{`{"a:" "b"}`, `{"a:":"b"}`},       // a colon left out after the key
 		{`{"a:"1}`, `{"a:":1}`},            // no string after the quote
 		{`{O'Brien: 1}`, `{"O'Brien":1}`},  // an apostrophe inside a key is text
 		{`{a "b"}`, `{"a":"b"}`},           // a quote after white space opens the value
-	}
-	for _, row := range rows {
-		out, err := n.Value(nil, []byte(row.in), nil)
-		require.NoError(t, err, row.in)
-		assert.Equal(t, row.want, string(out), row.in)
-	}
+	})
 }
 
 func TestConcatenationIsRefusedWhateverSurroundsThePlus(t *testing.T) {
@@ -123,19 +114,13 @@ func TestMissingClosingQuoteBeforeTheNextKeyIsRepaired(t *testing.T) {
 }
 
 func TestCommaInsideAStringBeforeTextStaysText(t *testing.T) {
-	n := newValueNormalizer(t, Options{})
-	rows := []struct{ in, want string }{
+	runOutputTable(t, []outputCase{
 		{`{"a":"x,y","b":1}`, `{"a":"x,y","b":1}`},           // strict
 		{`{"a":"x,","b":1}`, `{"a":"x,","b":1}`},             // strict: the quote after the comma closes
 		{`{"a":"say, "hi" now"}`, `{"a":"say, \"hi\" now"}`}, // no ':' after the quoted word
 		{`["ok,"next",1]`, `["ok,\"next",1]`},                // no key in an array
 		{`{"a":"x,\"b\":1"}`, `{"a":"x,\"b\":1"}`},           // escaped quotes are text
-	}
-	for _, row := range rows {
-		out, err := n.Value(nil, []byte(row.in), nil)
-		require.NoError(t, err, row.in)
-		assert.Equal(t, row.want, string(out), row.in)
-	}
+	})
 }
 
 func TestMissingCommaAfterAStringInAnArrayIsInserted(t *testing.T) {
@@ -223,23 +208,13 @@ type refusal struct {
 // TaskEnd and compares the error with *.out.json: these bodies are refused,
 // never recorded with data the client did not send.
 func TestGoldenRefusals(t *testing.T) {
-	ins, err := filepath.Glob("testdata/golden/refused/*.in.json")
-	require.NoError(t, err)
-	require.NotEmpty(t, ins)
 	n := newTestNormalizer(t, Options{Attributes: loadTestTables(t)})
-	for _, inPath := range ins {
-		name := strings.TrimSuffix(filepath.Base(inPath), ".in.json")
-		t.Run(name, func(t *testing.T) {
-			in, err := os.ReadFile(inPath)
-			require.NoError(t, err)
-			raw, err := os.ReadFile(strings.TrimSuffix(inPath, ".in.json") + ".out.json")
-			require.NoError(t, err)
-			var want refusal
-			require.NoError(t, json.Unmarshal(raw, &want))
-			out, err := n.TaskEnd(nil, in, receivedAt, nil)
-			var e *Error
-			require.True(t, errors.As(err, &e), "want a refusal, got %s", out)
-			assert.Equal(t, want, refusal{Kind: e.Kind.String(), Line: e.Line, Column: e.Column, Message: e.Msg})
-		})
-	}
+	eachGoldenPair(t, "testdata/golden/refused/*.in.json", func(t *testing.T, in, raw []byte) {
+		var want refusal
+		require.NoError(t, json.Unmarshal(raw, &want))
+		out, err := n.TaskEnd(nil, in, receivedAt, nil)
+		var e *Error
+		require.True(t, errors.As(err, &e), "want a refusal, got %s", out)
+		assert.Equal(t, want, refusal{Kind: e.Kind.String(), Line: e.Line, Column: e.Column, Message: e.Msg})
+	})
 }

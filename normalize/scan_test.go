@@ -413,6 +413,20 @@ func TestHasSpecialFindsEveryByteThatNeedsACloserLook(t *testing.T) {
 	}
 }
 
+// outputCase is one row: input and the output it must give, whatever it
+// repairs.
+type outputCase struct{ in, want string }
+
+func runOutputTable(t *testing.T, rows []outputCase) {
+	t.Helper()
+	n := newValueNormalizer(t, Options{})
+	for _, row := range rows {
+		out, err := n.Value(nil, []byte(row.in), nil)
+		require.NoError(t, err, row.in)
+		assert.Equal(t, row.want, string(out), row.in)
+	}
+}
+
 // rejectCase is one row of input that no repair makes sure: the error kind
 // and the byte offset it names.
 type rejectCase struct {
