@@ -69,14 +69,22 @@ func TestQuotedKeyMissingItsClosingQuoteGetsItsValue(t *testing.T) {
 		{`{"note:"late"}`, `{"note":"late"}`, RepairQuotes},
 		{`{"a":1,"note:"late", "b":2}`, `{"a":1,"note":"late","b":2}`, RepairQuotes},
 		{`{'note:'late'}`, `{"note":"late"}`, RepairQuotes},
+		{`{"note: "late"}`, `{"note":"late"}`, RepairQuotes},
+	})
+}
+
+func TestQuotedKeyHoldingAColonWithNoColonAfterItIsRefused(t *testing.T) {
+	runRejectTable(t, []rejectCase{
+		{`{"note: {"a":1}}`, KindSyntax, 1},
+		{`{"a":1, "note: 5" }`, KindSyntax, 8},
+		{`{"a:b" 1}`, KindSyntax, 1},
 	})
 }
 
 func TestKeyWhoseTextEndsInAColonKeepsIt(t *testing.T) {
 	runOutputTable(t, []outputCase{
 		{`{"note:":"x"}`, `{"note:":"x"}`}, // strict
-		{`{"a:" "b"}`, `{"a:":"b"}`},       // a colon left out after the key
-		{`{"a:"1}`, `{"a:":1}`},            // no string after the quote
+		{`{"a:" : "b"}`, `{"a:":"b"}`},     // white space before the colon
 		{`{O'Brien: 1}`, `{"O'Brien":1}`},  // an apostrophe inside a key is text
 		{`{a "b"}`, `{"a":"b"}`},           // a quote after white space opens the value
 	})
@@ -110,6 +118,9 @@ func TestMissingClosingQuoteBeforeTheNextKeyIsRepaired(t *testing.T) {
 		{`{"a":"ok,"b":2,"c":"z,"d":4}`, `{"a":"ok","b":2,"c":"z","d":4}`, RepairQuotes},
 		{"{'note':'ok,'next':1}", `{"note":"ok","next":1}`, RepairQuotes},
 		{`{"a":{"note":"ok,"next" : [1]}}`, `{"a":{"note":"ok","next":[1]}}`, RepairQuotes},
+		{"{\"note\":\"ok,\n  \"next\":1}", `{"note":"ok","next":1}`, RepairQuotes},
+		{"{\"note\":\"ok,\t\"next\":1}", `{"note":"ok","next":1}`, RepairQuotes},
+		{"{\"note\":\"a\tb,\r\n\t\"next\":1}", `{"note":"a\tb","next":1}`, RepairQuotes},
 	})
 }
 
@@ -129,6 +140,9 @@ func TestMissingCommaAfterAStringInAnArrayIsInserted(t *testing.T) {
 		{`["a)" true]`, `["a)",true]`, RepairComma},
 		{`["x" 3, 4]`, `["x",3,4]`, RepairComma},
 		{`["x" 3 "y"]`, `["x",3,"y"]`, RepairComma},
+		{`["x" {"a":1}]`, `["x",{"a":1}]`, RepairComma},
+		{`["x" [1]]`, `["x",[1]]`, RepairComma},
+		{`["the list "[1, 2]" here"]`, `["the list ",[1,2]," here"]`, RepairComma}, // structure never becomes text
 		{`["x" -1.5e3 ]`, `["x",-1.5e3]`, RepairComma},
 		{`["x" None]`, `["x",null]`, RepairComma},
 		{"['x' 3 // n\n]", `["x",3]`, RepairComma},

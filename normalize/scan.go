@@ -585,18 +585,23 @@ func (s *scanner) strayKeyQuote(w []byte, start int) []byte {
 }
 
 // quotedKeyEnd ends a quoted key that the colon does not follow at once.
-// When the key's text ends with ':' and its closing quote is glued to a
-// string that closes on the same line (`{"note:"late"}`), the key's
-// closing quote was left out: the colon inside is the separator and the
-// quote opens the value.
+// When the key's text ends with ':' (spaces may follow it) and its closing
+// quote is glued to a string that closes on the same line
+// (`{"note:"late"}`, `{"note: "late"}`), the key's closing quote was left
+// out: the colon inside is the separator and the quote opens the value.
+// Any other key that holds a ':' and has no ':' after it is refused.
 func (s *scanner) quotedKeyEnd() error {
 	src := s.src
 	m := &s.sc.members[len(s.sc.members)-1]
 	body := s.dst[m.key+1 : len(s.dst)-1]
-	if len(body) > 1 && body[len(body)-1] == ':' && s.i < len(src) && !gapAfterQuote(src[s.i]) {
+	c := len(body) - 1
+	for c > 0 && (body[c] == ' ' || body[c] == '\t') {
+		c--
+	}
+	if c > 0 && body[c] == ':' && s.i < len(src) && !gapAfterQuote(src[s.i]) {
 		if _, ok := quotedEnd(src, s.i-1); ok {
 			s.repair(RepairQuotes, s.i-1)
-			s.dst = append(s.dst[:len(s.dst)-len(`:"`)], '"')
+			s.dst = append(s.dst[:m.key+1+c], '"')
 			if err := s.endKey(false); err != nil {
 				return err
 			}
@@ -604,6 +609,15 @@ func (s *scanner) quotedKeyEnd() error {
 			s.dst = append(s.dst, ':')
 			s.state = stValue
 			return nil
+		}
+	}
+	if bytes.IndexByte(body, ':') >= 0 {
+		if k := gapEnd(src, s.i); k >= len(src) || src[k] != ':' {
+			// `{"note: {"a":1}}`: the colon inside may be the separator
+			// of a key whose closing quote was left out, and no reading
+			// is sure.
+			return s.errorf(KindSyntax, m.off, "the key "+string(s.dst[m.key:])+
+				" holds a \":\" and no \":\" follows it; close the key before its \":\"")
 		}
 	}
 	return s.endKey(false)

@@ -92,9 +92,16 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 					return s.concatenation(i + 1)
 				}
 				if p := s.separatorBefore(open+openLen, i); p >= 0 {
-					// The string ends before the separator.
+					// The string ends before the separator. A tab or line
+					// break after it was written escaped (two bytes): take
+					// back what was written from p on.
 					s.repair(RepairQuotes, p)
-					dst = append(dst, src[run:p]...)
+					if p < run {
+						dst = dst[:len(dst)-(run-p)-bytes.Count(src[p:run], []byte("\t"))-
+							bytes.Count(src[p:run], []byte("\n"))-bytes.Count(src[p:run], []byte("\r"))]
+					} else {
+						dst = append(dst, src[run:p]...)
+					}
 					s.dst = append(dst, '"')
 					s.i = p
 					return nil
@@ -230,8 +237,10 @@ const (
 // is ',' '}' ']' ':', a line break, a comment, the end of input, or the
 // next member's quoted key and its ':' (a comma left out). In an array or
 // on the top level, the next element's quoted string followed by ',' ']',
-// a line break or the end counts too. A '+' is a concatenation, which no
-// reading makes sure. Anything else makes it an inner quote.
+// a line break or the end counts too, and so does an opening bracket or a
+// number or literal that ends an element (elementAt). A '+' is a
+// concatenation, which no reading makes sure. Anything else makes it an
+// inner quote.
 func (s *scanner) closes(j int) int {
 	src := s.src
 	if j >= len(src) || closesAtOnce[src[j]] && s.closerFits(src[j]) {
@@ -271,8 +280,9 @@ func (s *scanner) closes(j int) int {
 	default:
 		e, ok := quotedEnd(src, k)
 		if !ok {
-			if f := s.top(); (f == nil || !f.obj) && e == k && elementAt(src, k) {
-				// `["x" 3]`: the next element, a comma left out.
+			if f := s.top(); (f == nil || !f.obj) && e == k && (src[k] == '{' || src[k] == '[' || elementAt(src, k)) {
+				// `["x" 3]`, `["x" {"a":1}]`: the next element, a comma
+				// left out. Structure never becomes text.
 				return quoteCloses
 			}
 			return quoteInner
@@ -293,8 +303,8 @@ func (s *scanner) closes(j int) int {
 
 // separatorBefore says whether the quote at src[i], inside a string value
 // of an object whose text starts at body, opens the next member's key
-// after a closing quote left out: a ',' ends the text before it (spaces
-// or tabs between), and a quoted key and its ':' follow on the same line,
+// after a closing quote left out: a ',' ends the text before it (white
+// space between), and a quoted key and its ':' follow on the same line,
 // as in `{"note":"ok,"next":1}`. It returns the offset of that ',', where
 // the string ends, or -1. Strict input never gets here: its closing quote
 // is followed by what closes accepts.
@@ -304,7 +314,7 @@ func (s *scanner) separatorBefore(body, i int) int {
 	}
 	src := s.src
 	p := i - 1
-	for p >= body && (src[p] == ' ' || src[p] == '\t') {
+	for p >= body && (src[p] == ' ' || src[p] == '\t' || src[p] == '\n' || src[p] == '\r') {
 		p--
 	}
 	if p < body || src[p] != ',' {
