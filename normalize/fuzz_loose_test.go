@@ -14,7 +14,8 @@ import (
 // triple-quoted and bare keys and values, inner quotes, grouped numbers,
 // comments straight after values, Unicode spaces, control characters,
 // missing commas and colons, elisions, keys with a stray closing quote,
-// concatenations), and records what it wrote as structure: the keys, and
+// concatenations, string values missing their closing quote before the
+// next key), and records what it wrote as structure: the keys, and
 // the objects and arrays. The text it writes (words, strings, comments)
 // never holds a bracket, a colon, a '+', an elision or an '@', so any of
 // them inside an output string is structure, a separator, an operator, an
@@ -170,14 +171,32 @@ func (g *looseGen) object(depth int) {
 	g.b.WriteString("{")
 	g.space()
 	n := int(g.next() % 5)
+	unclosed := false // the last value's closing quote was left out
 	for i := 0; i < n; i++ {
-		if i > 0 {
+		switch {
+		case unclosed:
+			// The quote that the value lacks opens this key.
+			w := g.word()
+			g.keys[w]++
+			g.b.WriteString(w + `"`)
+		case i > 0:
 			g.sep()
+			g.key()
+		default:
+			g.key()
 		}
-		g.key()
 		g.space()
 		g.b.WriteString(":")
 		g.space()
+		unclosed = i < n-1 && g.next()%8 == 0
+		if unclosed {
+			// A string value whose closing quote was left out before the
+			// next member's key: `"ok, "next":`.
+			g.b.WriteString(`"` + g.word() + ",")
+			g.space()
+			g.b.WriteString(`"`)
+			continue
+		}
 		g.value(depth)
 		g.space()
 	}
