@@ -1,7 +1,5 @@
 package normalize
 
-import "bytes"
-
 // Bare tokens: anything at a value or key position that does not start with
 // a quote or a bracket. A bare value runs to ',' '}' ']' '{' '[', the end
 // of the line, a comment after white space, or a quote that opens the next
@@ -128,8 +126,21 @@ func elisionBefore(src []byte, start, i int) bool {
 // elidedAt returns the offset in w, a trimmed bare token, of an elision
 // that stands in it alone or among numbers and literals, or -1.
 func elidedAt(w []byte) int {
-	if !bytes.Contains(w, []byte("...")) && !bytes.Contains(w, []byte("\u2026")) {
-		return -1 // the common case: a word without one, looked at once
+	// The common case, a word, is ruled out by its first byte (each part
+	// must be an elision, a number or a literal) or by having no '.' and
+	// no 0xE2 (the first byte of …), without a call.
+	if len(w) < len("...") || !elidedStart[w[0]] {
+		return -1
+	}
+	dots := false
+	for _, c := range w {
+		if c == '.' || c == 0xE2 {
+			dots = true
+			break
+		}
+	}
+	if !dots {
+		return -1
 	}
 	at := -1
 	ok := eachToken(w, func(t []byte, i int) bool {
@@ -148,6 +159,15 @@ func elidedAt(w []byte) int {
 	}
 	return at
 }
+
+// elidedStart marks the bytes that an elision, a number or a literal
+// (strict or loose) starts with.
+var elidedStart = func() (t [256]bool) {
+	for _, c := range []byte("0123456789-.tTfFnNu\xE2") {
+		t[c] = true
+	}
+	return t
+}()
 
 // elided is the error for the elision in w, a bare token at input offset off.
 func (s *scanner) elided(w []byte, off int) error {

@@ -536,7 +536,9 @@ func (s *scanner) key(c byte) error {
 	if elidedAt(w) >= 0 {
 		return s.elided(w, start)
 	}
-	w = s.strayKeyQuote(w, start)
+	if last := w[len(w)-1]; s.i < len(s.src) && s.src[s.i] == '"' || last == '\'' || last == 0x99 || last == 0x9D {
+		w = s.strayKeyQuote(w, start) // only a key that may have one pays the call
+	}
 	var err error
 	s.dst = append(s.dst, '"')
 	s.dst, err = s.escape(s.dst, w, start)
@@ -592,6 +594,9 @@ func (s *scanner) strayKeyQuote(w []byte, start int) []byte {
 // Any other key that holds a ':' and has no ':' after it is refused.
 func (s *scanner) quotedKeyEnd() error {
 	src := s.src
+	if s.i < len(src) && src[s.i] == ':' {
+		return s.endKey(false) // `'a':`: nothing is left out
+	}
 	m := &s.sc.members[len(s.sc.members)-1]
 	body := s.dst[m.key+1 : len(s.dst)-1]
 	c := len(body) - 1
