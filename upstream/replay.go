@@ -192,12 +192,22 @@ func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error, 
 
 // backoff is the wait before retry number attempt: exponential from MinBackoff, capped at
 // MaxBackoff, with the upper half jittered so that lanes and gateways do not retry in step; an
-// upstream's Retry-After wins when it is longer.
+// upstream's Retry-After wins when it is longer. Any attempt count gives a wait within
+// [MaxBackoff/2, MaxBackoff] once the doubling reaches the cap: the doubling stops there, so no
+// count of failures, however long the outage, can overflow it.
 func (s *Spool) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	p := s.policy.Load()
 	d := p.MaxBackoff
-	if shift := attempt - 1; shift >= 0 && shift < 40 && p.MinBackoff<<shift < p.MaxBackoff {
-		d = p.MinBackoff << shift
+	if attempt >= 1 {
+		d = p.MinBackoff
+		for n := 1; n < attempt && d < p.MaxBackoff; n++ {
+			if d > p.MaxBackoff/2 {
+				d = p.MaxBackoff // doubling would pass the cap (or overflow)
+				break
+			}
+			d *= 2
+		}
+		d = min(d, p.MaxBackoff)
 	}
 	d = d/2 + rand.N(d/2+1)
 	return max(d, retryAfter)
