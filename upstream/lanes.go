@@ -3,6 +3,8 @@ package upstream
 import (
 	"container/heap"
 	"encoding/json"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -78,6 +80,7 @@ type checkpoint struct {
 // scheduler is the replay worker's state; only the worker goroutine touches it.
 type scheduler struct {
 	s       *Spool
+	reader  *logReader
 	window  []*pending // records read and not yet behind the mark, in log order, from head
 	head    int
 	lanes   map[string]*lane
@@ -90,6 +93,8 @@ type scheduler struct {
 	inFlight int // sent and not yet on disk as finished
 	sending  int // deliveries in progress
 	results  chan attemptResult
+	dead     chan struct{} // closed when the scheduler is abandoned: its deliveries' results are dropped
+	progress bool          // a position line was written
 
 	markSeg  *segment // the low-water mark: every record before it is finished
 	markOff  int64
@@ -107,12 +112,59 @@ type scheduler struct {
 	lagFlight    int
 }
 
-// run is the replay worker.
+// run is the replay worker. A panic in it (or in a delivery it started) is a bug, but it must not
+// take the process down with it: the worker is recovered, logged with its stack, counted, and
+// started again from the durable position after a backoff. Records finished since the last
+// position line are sent again, as after a crash.
 func (s *Spool) run() {
 	defer close(s.done)
-	sc := &scheduler{
-		s:     s,
-		lanes: map[string]*lane{},
+	start := s.start
+	for restarts := 0; ; {
+		sc := s.newScheduler(start)
+		crash := sc.loop()
+		if crash == nil {
+			return
+		}
+		if sc.progress {
+			restarts = 0
+		}
+		restarts++
+		s.logger.Error("spool replay worker panicked; restarting it from the durable position",
+			zap.String("dir", s.dir), zap.Int("restarts_in_a_row", restarts),
+			zap.Any("panic", crash.value), zap.ByteString("stack", crash.stack))
+		if s.onRestart != nil {
+			s.onRestart()
+		}
+		sc.abandon()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(s.backoff(restarts, 0)):
+			}
+			var err error
+			if start, err = s.durablePosition(); err == nil {
+				break
+			}
+			restarts++
+			s.logger.Error("reading the spool cursor to restart the replay failed; retrying",
+				zap.String("dir", s.dir), zap.Error(err))
+		}
+	}
+}
+
+// workerPanic is a recovered panic of the replay worker and where it happened.
+type workerPanic struct {
+	value any
+	stack []byte
+}
+
+// newScheduler sets up the worker's state to replay from start.
+func (s *Spool) newScheduler(start resumePoint) *scheduler {
+	return &scheduler{
+		s:      s,
+		reader: s.records.newReader(start.seg, start.off),
+		lanes:  map[string]*lane{},
 		ready: laneQueue{
 			less: func(a, b *lane) bool { return a.headSeq() < b.headSeq() },
 			at:   func(l *lane) *int { return &l.readyAt },
@@ -121,18 +173,32 @@ func (s *Spool) run() {
 			less: func(a, b *lane) bool { return a.retryAt.Before(b.retryAt) },
 			at:   func(l *lane) *int { return &l.pausedAt },
 		},
-		resumed: s.start.done,
-		markSeg: s.start.seg,
-		markOff: s.start.off,
+		resumed: start.done,
+		markSeg: start.seg,
+		markOff: start.off,
 		results: make(chan attemptResult, 64),
+		dead:    make(chan struct{}),
 		ckptIn:  make(chan *checkpoint, 1),
 		ckptOut: make(chan *checkpoint, 1),
 	}
+}
+
+// loop runs the scheduler until the spool closes (nil) or it panics (the panic).
+func (sc *scheduler) loop() (crash *workerPanic) {
+	defer func() {
+		if v := recover(); v != nil {
+			crash, _ = v.(*workerPanic) // a delivery's panic, re-raised by finish with its own stack
+			if crash == nil {
+				crash = &workerPanic{value: v, stack: debug.Stack()}
+			}
+		}
+	}()
+	s := sc.s
 	go sc.checkpointer()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		now := time.Now()
+		now := s.now()
 		s.mu.Lock()
 		br := s.breaker // one look per pass: reading and sending decide on the same state
 		s.mu.Unlock()
@@ -140,7 +206,12 @@ func (s *Spool) run() {
 		sc.dispatch(now, br)
 		sc.checkpoint()
 		sc.reportLag(now)
-		timer.Reset(sc.nextWake(now))
+		wait := sc.nextWake(now)
+		skipped := time.Duration(0)
+		if s.tune.skipWaits {
+			skipped, wait = wait, min(wait, 100*time.Microsecond)
+		}
+		timer.Reset(wait)
 		select {
 		case r := <-sc.results:
 			sc.finish(r)
@@ -148,12 +219,28 @@ func (s *Spool) run() {
 			sc.synced(c)
 		case <-s.wake:
 		case <-timer.C:
+			s.skew.Add(int64(skipped))
 		case <-s.ctx.Done():
 			sc.shutdown()
-			return
+			return nil
 		}
 	}
 }
+
+// abandon ends a scheduler that panicked: its deliveries in flight are let go (their results are
+// dropped, the records stay in the log), and the position lines being written are waited for and
+// applied, so the depth counts only what the durable position still holds.
+func (sc *scheduler) abandon() {
+	close(sc.dead)
+	sc.reader.close()
+	close(sc.ckptIn)
+	for c := range sc.ckptOut {
+		sc.synced(c)
+	}
+}
+
+// now is the replay's clock: the wall clock, moved on by the waits a test skipped.
+func (s *Spool) now() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
 
 // fill reads the records stored since the last pass into the window and their lanes.
 func (sc *scheduler) fill(now time.Time, outage bool) {
@@ -178,7 +265,7 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 			// the records stored meanwhile are read once it answers again.
 			return
 		}
-		rec, seg, end, ok, err := sc.s.reader.next()
+		rec, seg, end, ok, err := sc.reader.next()
 		if err != nil {
 			sc.readFailures++
 			sc.readAt = now.Add(sc.s.backoff(sc.readFailures, 0))
@@ -286,17 +373,33 @@ func (sc *scheduler) send(l *lane, probe bool) {
 	sc.inFlight++
 	sc.sending++
 	go func(p *pending, rec []byte, tries retryState) {
-		sc.results <- sc.s.attempt(p, rec, tries, probe)
+		var r attemptResult
+		defer func() {
+			if v := recover(); v != nil {
+				r = attemptResult{p: p, panicked: &workerPanic{value: v, stack: debug.Stack()}}
+			}
+			select {
+			case sc.results <- r:
+			case <-sc.dead:
+			}
+		}()
+		r = sc.s.attempt(p, rec, tries, probe)
 	}(p, p.rec, p.tries.clone())
 }
 
 // finish applies one delivery's result.
 func (sc *scheduler) finish(r attemptResult) {
+	if r.panicked != nil {
+		panic(r.panicked) // the worker restarts as after its own panic
+	}
+	if sc.s.tune.onFinish != nil {
+		sc.s.tune.onFinish()
+	}
 	sc.sending--
 	p, l := r.p, r.p.lane
 	l.busy = false
 	p.tries = r.tries
-	now := time.Now()
+	now := sc.s.now()
 	switch r.how {
 	case delivered, deadLettered:
 		p.done, p.how = true, r.how
@@ -385,17 +488,35 @@ func (sc *scheduler) checkpoint() {
 func (sc *scheduler) checkpointer() {
 	s := sc.s
 	for c := range sc.ckptIn {
-		if c.err = s.cursors.Append(c.line); c.err == nil {
-			s.records.removeBefore(c.mark)
-		}
+		c.err = s.writePosition(c)
 		sc.ckptOut <- c
 	}
 	close(sc.ckptOut)
 }
 
+// writePosition appends a position line and removes the files behind its mark. A panic there is
+// the line's failure, not the process's end.
+func (s *Spool) writePosition(c *checkpoint) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logger.Error("writing the spool cursor panicked", zap.String("dir", s.dir),
+				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			err = fmt.Errorf("panic: %v", v)
+		}
+	}()
+	if err := s.cursors.Append(c.line); err != nil {
+		return err
+	}
+	s.records.removeBefore(c.mark)
+	return nil
+}
+
 // synced releases the records a written position line covers.
 func (sc *scheduler) synced(c *checkpoint) {
 	sc.ckptBusy = false
+	if c.err == nil {
+		sc.progress = true
+	}
 	if c.err != nil {
 		sc.s.logger.Error("writing the spool cursor failed; a restart may resend delivered events",
 			zap.String("path", sc.s.cursors.Path()), zap.Error(c.err))
@@ -422,7 +543,8 @@ func (sc *scheduler) nextWake(now time.Time) time.Duration {
 		next = sc.s.breaker.probeAt
 	}
 	sc.s.mu.Unlock()
-	if sc.head < len(sc.window) && now.Add(lagEvery).Before(next) {
+	// A test skipping waits jumps from event to event, not from one lag report to the next.
+	if sc.head < len(sc.window) && !sc.s.tune.skipWaits && now.Add(lagEvery).Before(next) {
 		next = now.Add(lagEvery)
 	}
 	return max(next.Sub(now), 0)
@@ -468,7 +590,7 @@ func (sc *scheduler) acceptedAt(p *pending) time.Time {
 // shutdown lets the deliveries in flight end (the closed context abandons them), records what
 // finished, and stops the checkpointer.
 func (sc *scheduler) shutdown() {
-	defer sc.s.reader.close()
+	defer sc.reader.close()
 	for sc.sending > 0 || sc.ckptBusy {
 		select {
 		case r := <-sc.results:

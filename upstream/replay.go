@@ -57,6 +57,7 @@ type attemptResult struct {
 	unavailable bool // no answer, or 502/503/504: counts towards the breaker
 	answered    bool // the upstream answered with something other than unavailability (any status)
 	probe       bool
+	panicked    *workerPanic // the attempt panicked; the worker restarts
 }
 
 // maxStatuses bounds the statuses a dead-letter line lists; the count says how many there were.
@@ -106,7 +107,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 		return r
 	}
 	r.answered = true
-	now := time.Now()
+	now := s.now()
 	t := &r.tries
 	t.count++
 	if t.first.IsZero() {

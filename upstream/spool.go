@@ -141,12 +141,19 @@ type SpoolOptions struct {
 	// OnLag reports the records in flight and the age of the oldest record waiting (0 when none),
 	// after changes and every second while records wait.
 	OnLag func(inFlight int, oldest time.Duration)
+	// OnRestart is called from the replay worker after it recovered from a panic, before it
+	// restarts from the durable position.
+	OnRestart func()
 }
 
 // spoolTuning is what only tests and benchmarks change.
 type spoolTuning struct {
 	segmentSize    int64 // record file rotation size; tests make it small
 	syncEachRecord bool  // the group-commit benchmark's baseline (see appendLogOptions)
+	// skipWaits makes the replay's clock jump over each wait of its worker instead of sleeping
+	// through it (after 100µs of real time): a day of backoffs passes in seconds.
+	skipWaits bool
+	onFinish  func() // called by the worker before it applies each delivery's result
 }
 
 // Spool is the store-and-forward sink: events go straight to the upstream while it answers, and to
@@ -161,13 +168,15 @@ type Spool struct {
 	onReplayed func()
 	onDead     func()
 	onLag      func(int, time.Duration)
+	onRestart  func()
+	tune       spoolTuning
+	skew       atomic.Int64 // nanoseconds the replay's clock is ahead of the wall clock (tune.skipWaits)
 
 	records *appendLog
 	cursors *appendLog
 	dead    *appendLog
 	lock    *os.File
-	reader  *logReader // owned by the replay worker
-	start   resumePoint
+	start   resumePoint // where the replay worker starts
 
 	mu         sync.Mutex
 	maxBytes   int64          // guarded by mu
@@ -241,6 +250,8 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		onReplayed: opts.OnReplayed,
 		onDead:     opts.OnDeadLetter,
 		onLag:      opts.OnLag,
+		onRestart:  opts.OnRestart,
+		tune:       tune,
 		lanes:      map[string]int{},
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
@@ -314,12 +325,42 @@ func lockError(dir string, err error) error {
 		"another forward sink of this one): one owner per directory: %w", dir, err)
 }
 
-// resume positions the reader at the durable low-water mark, removes the files finished before it
+// resume positions the replay at the durable low-water mark, removes the files finished before it
 // and counts what is left, per lane.
 func (s *Spool) resume() error {
+	start, err := s.durablePosition()
+	if err != nil {
+		return err
+	}
+	s.records.removeBefore(start.seg)
+	counter := s.records.newReader(start.seg, start.off)
+	err = eachWaiting(counter, start.done, func(rec []byte, lane string, _ time.Time) {
+		s.depth++
+		s.depthBytes += int64(len(rec) + 1)
+		s.lanes[lane]++
+	})
+	counter.close()
+	if err != nil {
+		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
+	}
+	s.start = start
+	if s.depth > 0 {
+		s.outage.start = time.Now()
+		s.logger.Warn("spool holds undelivered events; replaying them",
+			zap.String("dir", s.dir), zap.Int("records", s.depth), zap.Int64("bytes", s.depthBytes),
+			zap.Int("lanes", len(s.lanes)))
+	}
+	if s.onDepth != nil {
+		s.onDepth(s.depth, s.depthBytes)
+	}
+	return nil
+}
+
+// durablePosition reads where the last position line on disk says the replay stands.
+func (s *Spool) durablePosition() (resumePoint, error) {
 	pos, found, err := lastPosition(s.cursors)
 	if err != nil {
-		return &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
+		return resumePoint{}, &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
 	}
 	seg, off := s.records.first(), int64(0)
 	if found {
@@ -336,31 +377,7 @@ func (s *Spool) resume() error {
 		off = seg.size
 	}
 	s.records.segMu.Unlock()
-	s.records.removeBefore(seg)
-	done := s.records.finished(pos.Done)
-
-	counter := s.records.newReader(seg, off)
-	err = eachWaiting(counter, done, func(rec []byte, lane string, _ time.Time) {
-		s.depth++
-		s.depthBytes += int64(len(rec) + 1)
-		s.lanes[lane]++
-	})
-	counter.close()
-	if err != nil {
-		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
-	}
-	s.reader = s.records.newReader(seg, off)
-	s.start = resumePoint{seg: seg, off: off, done: done}
-	if s.depth > 0 {
-		s.outage.start = time.Now()
-		s.logger.Warn("spool holds undelivered events; replaying them",
-			zap.String("dir", s.dir), zap.Int("records", s.depth), zap.Int64("bytes", s.depthBytes),
-			zap.Int("lanes", len(s.lanes)))
-	}
-	if s.onDepth != nil {
-		s.onDepth(s.depth, s.depthBytes)
-	}
-	return nil
+	return resumePoint{seg: seg, off: off, done: s.records.finished(pos.Done)}, nil
 }
 
 // Submit delivers one event. When nothing of its lane is waiting in the spool and the upstream is
@@ -508,10 +525,10 @@ func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
 	switch {
 	case b.open && probe:
 		b.probes++
-		b.probeAt = time.Now().Add(s.backoff(b.probes+1, retryAfter))
+		b.probeAt = s.now().Add(s.backoff(b.probes+1, retryAfter))
 	case !b.open && b.streak >= breakerThreshold:
 		b.open, b.probes = true, 0
-		b.probeAt = time.Now().Add(s.backoff(1, retryAfter))
+		b.probeAt = s.now().Add(s.backoff(1, retryAfter))
 		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
 			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
 	}
