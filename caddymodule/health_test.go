@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -93,4 +94,34 @@ func TestHealthIsOffByDefault(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "the path goes down the route")
+}
+
+// TestHealthCountsASpoolStillDrainingAfterAReloadMovedIt: a reload points spool elsewhere while the
+// old directory holds events; until they are delivered, health counts them.
+func TestHealthCountsASpoolStillDrainingAfterAReloadMovedIt(t *testing.T) {
+	fastReplay(t)
+	ucs := newUCSServer(t)
+	ucs.stop()
+	parent := t.TempDir()
+	old, _ := forwardHandler(t, ucs.url(), filepath.Join(parent, "old"))
+	for n := range 40 {
+		require.Equal(t, http.StatusNoContent, serveEvent(t, old, fmt.Sprintf(`{"n":%d}`, n)))
+	}
+	moved, _ := forwardHandler(t, ucs.url(), filepath.Join(parent, "new"))
+	require.NoError(t, old.Cleanup())
+	require.Equal(t, http.StatusNoContent, serveEvent(t, moved, `{"n":40}`), "spooled behind the outage")
+
+	health := func() map[string]any {
+		w := httptest.NewRecorder()
+		require.NoError(t, moved.serveHealth(w, httptest.NewRequest(http.MethodGet, healthURL, nil)))
+		var a map[string]any
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &a), w.Body.String())
+		return a
+	}
+	a := health()
+	assert.Equal(t, 41.0, a["spool_records"], "the draining directory's 40 events and the configured one's")
+	assert.Positive(t, a["spool_bytes"])
+
+	ucs.restart()
+	require.Eventually(t, func() bool { return health()["spool_records"] == 0.0 }, 20*time.Second, 5*time.Millisecond)
 }
