@@ -81,11 +81,13 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 	if found {
 		seg, off, _ = recs.resolve(pos.logCursor)
 	}
-	done := recs.finished(pos.Done)
-	lanes := map[string]*LaneLoad{}
-	r := recs.newReader(seg, off)
-	defer r.close()
-	err = eachWaiting(r, done, func(rec []byte, lane string, at time.Time) {
+	start := resumePoint{seg: seg, off: off, done: recs.finished(pos.Done), rules: recs.resolveRules(pos.Moved)}
+	var lanes map[string]*LaneLoad
+	reset := func() {
+		*st = SpoolStatus{Dir: dir, DeadPath: deadLetter, TopLanes: []LaneLoad{}}
+		lanes = map[string]*LaneLoad{}
+	}
+	err = countWaiting(recs, &start, reset, func(rec []byte, lane string, at time.Time) {
 		st.Records++
 		st.Bytes += int64(len(rec) + 1)
 		if st.Oldest == nil || at.Before(*st.Oldest) {
@@ -141,19 +143,49 @@ func (l *appendLog) finished(cs []logCursor) map[recordPos]bool {
 	return done
 }
 
-// eachWaiting calls fn with each record from r on that is not finished (in done), with its lane
-// and acceptance time: what a replay resuming there would send.
-func eachWaiting(r *logReader, done map[recordPos]bool, fn func(rec []byte, lane string, at time.Time)) error {
+// eachWaiting calls fn with each record from r on that start does not count as finished, with
+// its lane, acceptance time and place: what a replay resuming there would send.
+func eachWaiting(r *logReader, start *resumePoint, fn func(rec []byte, lane string, at time.Time, seg *segment, off, end int64)) error {
 	for {
 		rec, seg, end, ok, err := r.next()
 		if err != nil || !ok {
 			return err
 		}
-		if done[recordPos{seg, end - int64(len(rec)) - 1}] {
+		off := end - int64(len(rec)) - 1
+		if start.done[recordPos{seg, off}] {
 			continue
 		}
 		lane, at := recordMeta(rec)
-		fn(rec, lane, at)
+		if len(start.rules) > 0 && movedBy(start.rules, lane, seg, off) {
+			continue
+		}
+		fn(rec, lane, at, seg, off, end)
+	}
+}
+
+// countWaiting calls reset, then fn with each record the replay would send from start. When it
+// finds the copies of a park that no position line records, it adds the park's rule to start and
+// reads again (see park.go).
+func countWaiting(l *appendLog, start *resumePoint, reset func(), fn func(rec []byte, lane string, at time.Time)) error {
+	for {
+		if reset != nil {
+			reset()
+		}
+		groups := map[parkRange]*parkGroup{}
+		r := l.newReader(start.seg, start.off)
+		err := eachWaiting(r, start, func(rec []byte, lane string, at time.Time, seg *segment, off, end int64) {
+			noteParked(groups, rec, lane, seg, off, end)
+			fn(rec, lane, at)
+		})
+		r.close()
+		if err != nil {
+			return err
+		}
+		extra := l.unfinishedParks(groups, start.rules)
+		if len(extra) == 0 {
+			return nil
+		}
+		start.rules = append(start.rules, extra...)
 	}
 }
 
@@ -170,7 +202,7 @@ func readOnlyLog(path string) (*appendLog, error) {
 		return nil, err
 	}
 	for _, name := range rotated {
-		l.segs = append(l.segs, &segment{name: name, size: -1})
+		l.segs = append(l.segs, &segment{name: name, size: -1, ord: uint64(len(l.segs))})
 	}
 	if n := len(rotated); n > 0 {
 		l.newest = rotated[n-1]
@@ -181,7 +213,7 @@ func readOnlyLog(path string) (*appendLog, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	l.segs = append(l.segs, &segment{name: base, active: true, size: size})
+	l.segs = append(l.segs, &segment{name: base, active: true, size: size, ord: uint64(len(l.segs))})
 	return l, nil
 }
 

@@ -1,10 +1,12 @@
 package upstream
 
 import (
+	"bytes"
 	"container/heap"
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -64,6 +66,9 @@ type lane struct {
 	retryAt  time.Time  // paused until then; zero when not paused
 	outage   bool       // paused by unavailability: resumes when the breaker closes
 	pausedAt int        // index in the paused heap, or -1
+	// parking: its records are being moved to the tail (park.go); parkWanted: they will be once
+	// its delivery in flight ends. Either keeps it from sending.
+	parking, parkWanted bool
 }
 
 // headSeq is the read order of the lane's head record.
@@ -99,9 +104,15 @@ type scheduler struct {
 	markSeg  *segment // the low-water mark: every record before it is finished
 	markOff  int64
 	unsynced []*pending // finished, in no position line yet
-	ckptBusy bool
-	ckptIn   chan *checkpoint
-	ckptOut  chan *checkpoint
+
+	doneBehind   int        // finished records in the window after the mark
+	rules        []parkRule // parks the mark has not passed yet (park.go)
+	rulesChanged bool       // a rule came since the last position line
+	parkBusy     bool       // a park is running; nothing is read meanwhile
+	parkOut      chan parkResult
+	ckptBusy     bool
+	ckptIn       chan *checkpoint
+	ckptOut      chan *checkpoint
 
 	slab []pending // entries for the next records read
 
@@ -144,6 +155,10 @@ func (s *Spool) run() {
 			}
 			var err error
 			if start, err = s.durablePosition(); err == nil {
+				// Only to find the parks that no position line records (see park.go).
+				err = countWaiting(s.records, &start, nil, func([]byte, string, time.Time) {})
+			}
+			if err == nil {
 				break
 			}
 			restarts++
@@ -174,6 +189,8 @@ func (s *Spool) newScheduler(start resumePoint) *scheduler {
 			at:   func(l *lane) *int { return &l.pausedAt },
 		},
 		resumed: start.done,
+		rules:   start.rules,
+		parkOut: make(chan parkResult, 1),
 		markSeg: start.seg,
 		markOff: start.off,
 		results: make(chan attemptResult, 64),
@@ -205,6 +222,7 @@ func (sc *scheduler) loop() (crash *workerPanic) {
 		sc.fill(now, br.open)
 		sc.dispatch(now, br)
 		sc.checkpoint()
+		sc.maybePark(br)
 		sc.reportLag(now)
 		wait := sc.nextWake(now)
 		skipped := time.Duration(0)
@@ -217,6 +235,8 @@ func (sc *scheduler) loop() (crash *workerPanic) {
 			sc.finish(r)
 		case c := <-sc.ckptOut:
 			sc.synced(c)
+		case r := <-sc.parkOut:
+			sc.parked(r)
 		case <-s.wake:
 		case <-timer.C:
 			s.skew.Add(int64(skipped))
@@ -232,6 +252,9 @@ func (sc *scheduler) loop() (crash *workerPanic) {
 // applied, so the depth counts only what the durable position still holds.
 func (sc *scheduler) abandon() {
 	close(sc.dead)
+	if sc.parkBusy {
+		<-sc.parkOut // its copies are on disk or not; the restart finds which from the log
+	}
 	sc.reader.close()
 	close(sc.ckptIn)
 	for c := range sc.ckptOut {
@@ -244,7 +267,7 @@ func (s *Spool) now() time.Time { return time.Now().Add(time.Duration(s.skew.Loa
 
 // fill reads the records stored since the last pass into the window and their lanes.
 func (sc *scheduler) fill(now time.Time, outage bool) {
-	if now.Before(sc.readAt) || now.Before(sc.quietUntil) {
+	if now.Before(sc.readAt) || now.Before(sc.quietUntil) || sc.parkBusy {
 		return
 	}
 	read, ready := 0, sc.ready.Len()
@@ -257,7 +280,7 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		}
 	}()
 	for range fillBatch {
-		if len(sc.window)-sc.head >= maxWindow {
+		if len(sc.window)-sc.head >= maxWindow || sc.doneBehind >= maxBehind {
 			return
 		}
 		if outage && sc.ready.Len() > 0 {
@@ -284,9 +307,20 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		if sc.resumed[recordPos{seg, p.off}] {
 			delete(sc.resumed, recordPos{seg, p.off})
 			p.done = true // finished before the restart; only the mark has to pass it
+			sc.doneBehind++
 			continue
 		}
 		key := recordLane(rec)
+		if len(sc.rules) > 0 && movedBy(sc.rules, key, seg, p.off) {
+			p.done, p.how = true, moved // its copy is further on
+			sc.doneBehind++
+			continue
+		}
+		if bytes.Contains(rec, parkKey) {
+			if _, mark, ok := splitParked(rec); ok && mark.Tries != nil {
+				p.tries = retryState{count: mark.Tries.Count, first: mark.Tries.First, statuses: mark.Tries.Statuses}
+			}
+		}
 		l := sc.lanes[key]
 		if l == nil {
 			l = &lane{key: key, pausedAt: -1, readyAt: -1}
@@ -317,7 +351,7 @@ func (sc *scheduler) newPending() *pending {
 // lanes allow: the low-water mark then keeps up, the list of finished records after it stays
 // short, and the oldest waiting event is the next to go.
 func (sc *scheduler) markReady(l *lane) {
-	if l.readyAt >= 0 || l.busy || len(l.queue) == 0 || !l.retryAt.IsZero() {
+	if l.readyAt >= 0 || l.busy || len(l.queue) == 0 || !l.retryAt.IsZero() || l.parking || l.parkWanted {
 		return
 	}
 	heap.Push(&sc.ready, l)
@@ -411,6 +445,7 @@ func (sc *scheduler) finish(r attemptResult) {
 			l.queue = nil
 		}
 		l.failures = 0
+		sc.doneBehind++
 		sc.unsynced = append(sc.unsynced, p) // keeps its in-flight place until on disk
 		sc.markReady(l)
 	case retry:
@@ -457,7 +492,7 @@ func (sc *scheduler) breakerClosed(probe bool) {
 // checkpoint moves the mark over the finished records at the head of the window and hands a
 // position line to the checkpointer, unless it is still writing the last one.
 func (sc *scheduler) checkpoint() {
-	if sc.ckptBusy || len(sc.unsynced) == 0 {
+	if sc.ckptBusy || len(sc.unsynced) == 0 && !sc.rulesChanged {
 		return
 	}
 	for sc.head < len(sc.window) && sc.window[sc.head].done {
@@ -465,7 +500,13 @@ func (sc *scheduler) checkpoint() {
 		sc.markSeg, sc.markOff = p.seg, p.end
 		sc.window[sc.head] = nil
 		sc.head++
+		sc.doneBehind--
 	}
+	// A rule the mark has passed finishes nothing after it.
+	sc.rules = slices.DeleteFunc(sc.rules, func(r parkRule) bool {
+		return !posBefore(sc.markSeg, sc.markOff, r.beforeSeg, r.beforeOff)
+	})
+	sc.rulesChanged = false
 	if sc.head > 1024 && sc.head*2 > len(sc.window) {
 		sc.window = append([]*pending(nil), sc.window[sc.head:]...)
 		sc.head = 0
@@ -473,9 +514,16 @@ func (sc *scheduler) checkpoint() {
 	log := sc.s.records
 	pos := spoolPosition{logCursor: log.cursor(sc.markSeg, sc.markOff)}
 	for _, p := range sc.window[sc.head:] {
-		if p.done {
+		if p.done && p.how != moved {
 			pos.Done = append(pos.Done, log.cursor(p.seg, p.off))
 		}
+	}
+	// Finished before a restart and not read again yet: still finished.
+	for rp := range sc.resumed {
+		pos.Done = append(pos.Done, log.cursor(rp.seg, rp.off))
+	}
+	for _, r := range sc.rules {
+		pos.Moved = append(pos.Moved, r.durable)
 	}
 	line, _ := json.Marshal(pos) // plain strings and numbers: cannot fail
 	sc.ckptBusy = true
@@ -591,12 +639,14 @@ func (sc *scheduler) acceptedAt(p *pending) time.Time {
 // finished, and stops the checkpointer.
 func (sc *scheduler) shutdown() {
 	defer sc.reader.close()
-	for sc.sending > 0 || sc.ckptBusy {
+	for sc.sending > 0 || sc.ckptBusy || sc.parkBusy {
 		select {
 		case r := <-sc.results:
 			sc.finish(r)
 		case c := <-sc.ckptOut:
 			sc.synced(c)
+		case r := <-sc.parkOut:
+			sc.parked(r)
 		}
 	}
 	sc.checkpoint()

@@ -138,6 +138,14 @@ func (r *logReader) next() (rec []byte, seg *segment, end int64, ok bool, err er
 	}
 }
 
+// pos is the position of the next record next will return.
+func (r *logReader) pos() (*segment, int64) {
+	if r.oneOff {
+		return r.seg, r.off + int64(bytes.IndexByte(r.buf, '\n')+1)
+	}
+	return r.seg, r.off
+}
+
 // fill reads more of the current segment after buf, or moves to the next segment when the current
 // one is finished. n is the number of bytes read; more reports whether calling again may progress.
 func (r *logReader) fill() (n int, more bool, err error) {

@@ -34,6 +34,7 @@ const (
 	delivered                   // the upstream answered 2xx
 	deadLettered                // the record is in the dead letter
 	retry                       // try again after the lane's backoff
+	moved                       // copied to the tail by a park (park.go); the copy is sent
 )
 
 // retryState is what a record's earlier non-final answers were.
@@ -218,7 +219,8 @@ func (s *Spool) backoff(attempt int, retryAfter time.Duration) time.Duration {
 // are finished too (delivered or dead-lettered out of order), each named by its start.
 type spoolPosition struct {
 	logCursor
-	Done []logCursor `json:"done,omitempty"`
+	Done  []logCursor `json:"done,omitempty"`
+	Moved []parkRange `json:"moved,omitempty"` // records finished by parks (park.go)
 }
 
 // lastPosition returns the last position written to the cursor log: the last complete line of its

@@ -179,18 +179,21 @@ type Spool struct {
 	start   resumePoint // where the replay worker starts
 
 	mu         sync.Mutex
-	maxBytes   int64          // guarded by mu
-	depth      int            // records stored or being stored, not yet finished; guarded by mu
-	depthBytes int64          // their bytes, with framing; guarded by mu
-	lanes      map[string]int // depth per lane; guarded by mu
-	closed     bool           // guarded by mu
-	outage     outageStats    // guarded by mu
-	breaker    breaker        // guarded by mu
-	drain      rateMeter      // bytes finished per second; guarded by mu
-	refusing   bool           // the last event needing room was refused as full, and nothing drained since; guarded by mu
-	oldestAge  atomic.Int64   // nanoseconds; the age of the oldest waiting record, set by the replay worker
-	quiet      atomic.Bool    // the worker reads new records on its own timer: a store need not wake it
-	submits    sync.WaitGroup // Submits in progress; Add only under mu while !closed
+	maxBytes   int64           // guarded by mu
+	depth      int             // records stored or being stored, not yet finished; guarded by mu
+	depthBytes int64           // their bytes, with framing; guarded by mu
+	lanes      map[string]int  // depth per lane; guarded by mu
+	appending  map[string]int  // Appends in progress per lane; guarded by mu
+	parking    map[string]bool // lanes being parked (park.go): their stores wait; guarded by mu
+	parkCond   *sync.Cond      // on mu: a lane's Appends ended, or its park did
+	closed     bool            // guarded by mu
+	outage     outageStats     // guarded by mu
+	breaker    breaker         // guarded by mu
+	drain      rateMeter       // bytes finished per second; guarded by mu
+	refusing   bool            // the last event needing room was refused as full, and nothing drained since; guarded by mu
+	oldestAge  atomic.Int64    // nanoseconds; the age of the oldest waiting record, set by the replay worker
+	quiet      atomic.Bool     // the worker reads new records on its own timer: a store need not wake it
+	submits    sync.WaitGroup  // Submits in progress; Add only under mu while !closed
 
 	wake      chan struct{} // capacity 1: a record was stored, or the breaker changed
 	ctx       context.Context
@@ -220,9 +223,10 @@ type breaker struct {
 // resumePoint is where the replay starts: the durable low-water mark and the records after it that
 // were already finished.
 type resumePoint struct {
-	seg  *segment
-	off  int64
-	done map[recordPos]bool
+	seg   *segment
+	off   int64
+	done  map[recordPos]bool
+	rules []parkRule
 }
 
 // recordPos names a record by its segment and start offset.
@@ -253,9 +257,12 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		onRestart:  opts.OnRestart,
 		tune:       tune,
 		lanes:      map[string]int{},
+		appending:  map[string]int{},
+		parking:    map[string]bool{},
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
+	s.parkCond = sync.NewCond(&s.mu)
 	s.fwd.Store(opts.Forwarder)
 	s.SetReplayPolicy(opts.Replay)
 	if s.logger == nil {
@@ -333,13 +340,12 @@ func (s *Spool) resume() error {
 		return err
 	}
 	s.records.removeBefore(start.seg)
-	counter := s.records.newReader(start.seg, start.off)
-	err = eachWaiting(counter, start.done, func(rec []byte, lane string, _ time.Time) {
+	reset := func() { s.depth, s.depthBytes, s.lanes = 0, 0, map[string]int{} }
+	err = countWaiting(s.records, &start, reset, func(rec []byte, lane string, _ time.Time) {
 		s.depth++
 		s.depthBytes += int64(len(rec) + 1)
 		s.lanes[lane]++
 	})
-	counter.close()
 	if err != nil {
 		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
 	}
@@ -377,7 +383,7 @@ func (s *Spool) durablePosition() (resumePoint, error) {
 		off = seg.size
 	}
 	s.records.segMu.Unlock()
-	return resumePoint{seg: seg, off: off, done: s.records.finished(pos.Done)}, nil
+	return resumePoint{seg: seg, off: off, done: s.records.finished(pos.Done), rules: s.records.resolveRules(pos.Moved)}, nil
 }
 
 // Submit delivers one event. When nothing of its lane is waiting in the spool and the upstream is
@@ -429,6 +435,9 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	size := int64(len(*p) + 1)
 
 	s.mu.Lock()
+	for len(s.parking) > 0 && s.parking[o.lane] {
+		s.parkCond.Wait() // its waiting records are being moved to the tail: this one goes after them
+	}
 	if s.depthBytes+size > s.maxBytes {
 		records, bytes, maxBytes := s.depth, s.depthBytes, s.maxBytes
 		retryAfter := s.refillTime(s.depthBytes + size - s.maxBytes)
@@ -451,11 +460,18 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	s.depth++
 	s.depthBytes += size
 	s.lanes[o.lane]++
+	s.appending[o.lane]++
 	s.mu.Unlock()
 
 	err := s.records.Append(*p)
 
 	s.mu.Lock()
+	if s.appending[o.lane]--; s.appending[o.lane] == 0 {
+		delete(s.appending, o.lane)
+		if len(s.parking) > 0 {
+			s.parkCond.Broadcast()
+		}
+	}
 	if err != nil {
 		s.depth--
 		s.depthBytes -= size
