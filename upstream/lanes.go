@@ -49,7 +49,8 @@ type pending struct {
 	seg      *segment
 	off, end int64     // the record's bytes in seg, end is past its '\n'
 	lane     *lane     // nil for a record already finished before a restart
-	rec      []byte    // the record, or nil: read again when sent
+	rec      []byte    // the record, or nil: read again when sent; the start of a long line
+	long     bool      // a line longer than MaxSpoolLine: dead-lettered with its start, never read whole
 	at       time.Time // accepted_at, read when first needed (the oldest waiting record's age)
 	done     bool      // delivered or dead-lettered
 	how      outcome
@@ -156,7 +157,7 @@ func (s *Spool) run() {
 			var err error
 			if start, err = s.durablePosition(); err == nil {
 				// Only to find the parks that no position line records (see park.go).
-				err = countWaiting(s.records, &start, nil, func([]byte, string, time.Time) {})
+				err = countWaiting(s.records, &start, nil, func(*waiting) {})
 			}
 			if err == nil {
 				break
@@ -302,7 +303,7 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		read++
 		sc.seq++
 		p := sc.newPending()
-		*p = pending{seq: sc.seq, seg: seg, off: end - int64(len(rec)) - 1, end: end}
+		*p = pending{seq: sc.seq, seg: seg, off: end - sc.reader.recordLen(rec) - 1, end: end, long: sc.reader.long > 0}
 		sc.window = append(sc.window, p)
 		if sc.resumed[recordPos{seg, p.off}] {
 			delete(sc.resumed, recordPos{seg, p.off})
@@ -326,7 +327,8 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 			l = &lane{key: key, pausedAt: -1, readyAt: -1}
 			sc.lanes[key] = l
 		}
-		if len(l.queue) < cacheDepth && sc.cached+int64(len(rec)) <= maxCached {
+		if p.long || len(l.queue) < cacheDepth && sc.cached+int64(len(rec)) <= maxCached {
+			// A line too long to read is never read again: its start is all it is sent with.
 			p.rec = append([]byte(nil), rec...)
 			sc.cached += int64(len(rec))
 		}

@@ -137,15 +137,21 @@ func splitParked(rec []byte) (orig []byte, mark parkMark, ok bool) {
 	return append(rec[:i:i], '}'), mark, true
 }
 
-// appendParked appends the copy of rec (a record, with or without a mark) carrying mark.
-func appendParked(dst, rec []byte, mark parkMark) []byte {
+// appendParked appends the copy of rec (a record of lane, with or without a mark) carrying mark.
+// A line that is not a record, or the start of one too long to read (long), is wrapped in one
+// that carries it as a string: every copy has its mark, and such a line goes to the dead letter
+// in its turn all the same.
+func appendParked(dst, rec []byte, lane string, long bool, mark parkMark) []byte {
 	orig, _, _ := splitParked(rec)
 	m, _ := json.Marshal(mark) // plain values: cannot fail
-	if len(orig) == 0 || orig[len(orig)-1] != '}' {
-		// Not a record (a damaged line): copied as it is, to be dead-lettered in its turn.
-		return append(dst, orig...)
+	if long || len(orig) < 2 || orig[0] != '{' || orig[len(orig)-1] != '}' {
+		dst = append(dst, `{"lane":`...)
+		dst = appendJSONString(dst, lane)
+		dst = append(dst, `,"unreadable":`...)
+		dst = appendJSONString(dst, string(orig))
+	} else {
+		dst = append(dst, orig[:len(orig)-1]...)
 	}
-	dst = append(dst, orig[:len(orig)-1]...)
 	dst = append(dst, `,"parked":`...)
 	dst = append(dst, m...)
 	return append(dst, '}')
@@ -269,12 +275,13 @@ func (s *Spool) park(job *parkJob) parkResult {
 	type place struct {
 		seg      *segment
 		off, end int64
-		rec      []byte
+		rec      []byte // nil: read from the file
+		long     bool   // rec is the start of a line too long to read
 		tries    retryState
 	}
 	var places []place
 	for _, p := range job.queue {
-		places = append(places, place{seg: p.seg, off: p.off, end: p.end, rec: p.rec, tries: p.tries})
+		places = append(places, place{seg: p.seg, off: p.off, end: p.end, rec: p.rec, long: p.long, tries: p.tries})
 	}
 	r := s.records.newReader(job.fromSeg, job.fromOff)
 	for {
@@ -284,12 +291,19 @@ func (s *Spool) park(job *parkJob) parkResult {
 			res.err = err
 			return res
 		}
-		off := end - int64(len(rec)) - 1
-		if !ok || !posBefore(seg, off, endSeg, endOff) {
+		if !ok {
+			break
+		}
+		off := end - r.recordLen(rec) - 1
+		if !posBefore(seg, off, endSeg, endOff) {
 			break
 		}
 		if recordLane(rec) == lane && !movedBy(job.rules, lane, seg, off) {
-			places = append(places, place{seg: seg, off: off, end: end})
+			pl := place{seg: seg, off: off, end: end}
+			if r.long > 0 {
+				pl.rec, pl.long = append([]byte(nil), rec...), true
+			}
+			places = append(places, pl)
 		}
 	}
 	r.close()
@@ -324,8 +338,8 @@ func (s *Spool) park(job *parkJob) parkResult {
 		if pl.tries.count > 0 {
 			mark.Tries = &parkTries{Count: pl.tries.count, First: pl.tries.first, Statuses: pl.tries.statuses}
 		}
-		cp := appendParked(nil, rec, mark)
-		grown += int64(len(cp) - len(rec))
+		cp := appendParked(nil, rec, lane, pl.long, mark)
+		grown += int64(len(cp)+1) - (pl.end - pl.off)
 		batch = append(batch, cp)
 		if batchBytes += len(cp); batchBytes >= parkChunk {
 			if res.err = flush(); res.err != nil {
@@ -365,14 +379,15 @@ type parkGroup struct {
 }
 
 // noteParked records a copy's mark seen while counting, for unfinishedParks.
-func noteParked(groups map[parkRange]*parkGroup, rec []byte, lane string, seg *segment, off, end int64) {
-	if !bytes.Contains(rec, parkKey) {
+func noteParked(groups map[parkRange]*parkGroup, w *waiting) {
+	if w.long || !bytes.Contains(w.rec, parkKey) {
 		return
 	}
-	_, mark, ok := splitParked(rec)
+	_, mark, ok := splitParked(w.rec)
 	if !ok {
 		return
 	}
+	lane, seg, off, end := w.lane, w.seg, w.off, w.end
 	key := parkRange{Lane: lane, Before: mark.Before}
 	g := groups[key]
 	if g == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
@@ -68,6 +69,12 @@ const maxStatuses = 32
 // kept in memory: it is read again from its file.
 func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) attemptResult {
 	r := attemptResult{p: p, tries: tries, probe: probe}
+	if p.long {
+		err := fmt.Errorf("%w: a line of %d bytes, longer than %d: only its first %d bytes are kept",
+			errUnreadableRecord, p.end-p.off-1, MaxSpoolLine, len(rec))
+		r.how = s.deadLetter(rec, 0, nil, err, r.tries)
+		return r
+	}
 	if rec == nil {
 		var err error
 		if rec, err = s.records.readRecord(p.seg, p.off, p.end); err != nil {

@@ -341,10 +341,10 @@ func (s *Spool) resume() error {
 	}
 	s.records.removeBefore(start.seg)
 	reset := func() { s.depth, s.depthBytes, s.lanes = 0, 0, map[string]int{} }
-	err = countWaiting(s.records, &start, reset, func(rec []byte, lane string, _ time.Time) {
+	err = countWaiting(s.records, &start, reset, func(w *waiting) {
 		s.depth++
-		s.depthBytes += int64(len(rec) + 1)
-		s.lanes[lane]++
+		s.depthBytes += w.end - w.off
+		s.lanes[w.lane]++
 	})
 	if err != nil {
 		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
