@@ -447,6 +447,7 @@ func (sc *scheduler) finish(r attemptResult) {
 			l.queue = nil
 		}
 		l.failures = 0
+		l.parkWanted = false // it moved: whether it holds the mark is judged again
 		sc.doneBehind++
 		sc.unsynced = append(sc.unsynced, p) // keeps its in-flight place until on disk
 		sc.markReady(l)

@@ -192,8 +192,7 @@ func (sc *scheduler) maybePark(br breaker) {
 	if l == nil || l.parking {
 		return
 	}
-	stuck := !l.retryAt.IsZero() && l.failures >= parkFailures
-	if !stuck && sc.doneBehind < parkForce {
+	if l.failures < parkFailures && sc.doneBehind < parkForce {
 		return
 	}
 	if l.busy {
