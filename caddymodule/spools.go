@@ -98,7 +98,7 @@ func openSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, bool, err
 			},
 			OnReplayed:   func() { metricSpoolReplayed.WithLabelValues(labels...).Inc() },
 			OnDeadLetter: func() { metricSpoolDeadLettered.WithLabelValues(labels...).Inc() },
-			OnRestart: func() { metricSpoolWorkerRestarts.WithLabelValues(labels...).Inc() },
+			OnRestart:    func() { metricSpoolWorkerRestarts.WithLabelValues(labels...).Inc() },
 			OnLag: func(inFlight int, oldest time.Duration) {
 				metricSpoolInFlight.WithLabelValues(labels...).Set(float64(inFlight))
 				metricSpoolOldestAge.WithLabelValues(labels...).Set(oldest.Seconds())

@@ -196,4 +196,3 @@ func TestOneStuckServiceCostsOnlyItsOwnRecords(t *testing.T) {
 		"the record files behind the stuck service's records are removed")
 	t.Logf("spool directory: peak %d bytes, now %d bytes, of which %d the stuck service's records", peak, dirSize(t, dir), stuckBytes)
 }
-
