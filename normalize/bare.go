@@ -103,13 +103,20 @@ func (s *scanner) memberAt(i int, from *int) bool {
 		*from = len(s.src)
 		return false
 	}
-	j, ok := quotedEnd(s.src, i)
+	src := s.src
+	j, ok := quotedEnd(src, i)
 	*from = j
 	if !ok {
 		return false
 	}
-	k := skipBlanks(s.src, j+1)
-	return k < len(s.src) && s.src[k] == ':'
+	if i > 0 && spaceLenBefore(src[:i]) == 0 && (spaceLen(src[i+1:j]) > 0 || bytes.IndexByte(src[i+1:j], ',') >= 0) {
+		// Glued to the word, this quote is the word's stray closing quote
+		// (`late" , note": 1`): a key from it would start with white space
+		// or hold the ',' between two members.
+		return false
+	}
+	k := skipBlanks(src, j+1)
+	return k < len(src) && src[k] == ':'
 }
 
 // Elisions: `...` or `…` standing for content that a document's example

@@ -208,6 +208,14 @@ func TestUnquotedValueEndingWithAStrayQuoteIsRepaired(t *testing.T) {
 		{`{"a": true"}`, `{"a":"true"}`, RepairQuotes}, // its opening quote left out: a string
 		{"{\"a\": late\u201d}", `{"a":"late"}`, RepairQuotes},
 		{`{note":late"}`, `{"note":"late"}`, RepairQuotes},
+		// The stray quote never opens a key that would start with white
+		// space or hold the ',' between two members.
+		{`{"a": late" /*c*/ , note": 1}`, `{"a":"late","note":1}`, RepairQuotes},
+		{`{"a": late", "b": 1}`, `{"a":"late","b":1}`, RepairQuotes},
+	})
+	runOutputTable(t, []outputCase{
+		{`{"a": hello "b": 2}`, `{"a":"hello","b":2}`}, // a quote after white space opens the next key
+		{`{"a": hello"b": 2}`, `{"a":"hello","b":2}`},  // ... and one glued to the word, when the key is plain
 	})
 }
 
