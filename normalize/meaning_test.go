@@ -186,6 +186,8 @@ func TestPlusGluedInsideAWordOrAsASignIsText(t *testing.T) {
 		{`[1, +5]`, `[1,"+5"]`, RepairNonJSONNumber},
 		{`{"tel": +1 555 0100}`, `{"tel":"+1 555 0100"}`, RepairBareWord},
 		{`{"a": x+y}`, `{"a":"x+y"}`, RepairBareWord},
+		{`{"rating": 18+}`, `{"rating":"18+"}`, RepairNonJSONNumber},
+		{"[C++\nJava]", `["C++","Java"]`, RepairBareWord}, // a '+' at a line's end is the word's
 		{`{C++: 1}`, `{"C++":1}`, RepairUnquotedKey},
 	})
 	runOutputTable(t, []outputCase{
