@@ -239,10 +239,13 @@ func (s *scanner) bareValue() error {
 				return s.plusOperator(offsetIn(s.src, w) + p)
 			}
 		}
-		if n := strayValueQuote(w); n > 0 {
-			// `{"a":late"}`: the opening quote was left out.
-			s.repair(RepairQuotes, offsetIn(s.src, w)+len(w)-n)
-			w = w[:len(w)-n]
+		if n := len(w); n > 1 && (w[n-1] == '"' || w[n-1] == 0x9D) {
+			// Only a word that may end in a stray quote pays the call.
+			if n := strayValueQuote(w); n > 0 {
+				// `{"a":late"}`: the opening quote was left out.
+				s.repair(RepairQuotes, offsetIn(s.src, w)+len(w)-n)
+				w = w[:len(w)-n]
+			}
 		}
 		if looksNumeric(w) {
 			s.repair(RepairNonJSONNumber, start)
