@@ -22,7 +22,7 @@ import (
 //	cursor.jsonl[, cursor-<T>]   an appendLog of replay positions; its last line is the durable position
 //	dead-letter.jsonl            records the upstream rejected (unless configured elsewhere)
 //
-// The record log is the only copy of an event; the replay's lanes (lanes.go) are a scheduling view
+// The record log is the only copy of an event; the replay's lanes (scheduler.go) are a scheduling view
 // of it. Records of one lane (the service id) are sent one at a time in acceptance order; records
 // of different lanes go concurrently, so deliveries finish out of order. The durable position is
 // therefore a low-water mark, the position before which every record is delivered or
@@ -71,10 +71,6 @@ const (
 	deadLetterFileName  = "dead-letter.jsonl"
 	neverPrune          = math.MaxInt
 	spoolRecordOverhead = 512 // a guess at the record framing, to size the encode buffer once
-	// breakerThreshold is how many deliveries in a row, direct or replayed, must fail for
-	// unavailability before the spool treats the upstream as down: then new events are stored
-	// without a direct attempt, and the replay sends one probe at a time.
-	breakerThreshold = 3
 )
 
 // ReplayPolicy says how the replay delivers the spooled records. The zero value of each field
@@ -210,16 +206,6 @@ type outageStats struct {
 	start        time.Time
 	replayed     int
 	deadLettered int
-}
-
-// breaker tells "the upstream is down" from "one delivery failed": after breakerThreshold
-// deliveries in a row failed for unavailability it opens; while open, Submit stores without a
-// direct attempt and the replay sends one probe at a time, at probeAt. Any answer closes it.
-type breaker struct {
-	open    bool
-	streak  int       // deliveries in a row that failed for unavailability
-	probes  int       // failed probes since it opened
-	probeAt time.Time // when the replay may send the next probe
 }
 
 // resumePoint is where the replay starts: the durable low-water mark and the records after it that
@@ -518,41 +504,6 @@ func (s *Spool) refillTime(bytes int64) time.Duration {
 	return min(max(d, time.Second), maxRetryAfter)
 }
 
-// answered records that the upstream answered a delivery: it is up. closed reports that this
-// closed an open breaker.
-func (s *Spool) answered() (closed bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.breaker.streak = 0
-	if !s.breaker.open {
-		return false
-	}
-	s.breaker.open = false
-	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
-		zap.Int("failed_probes", s.breaker.probes))
-	return true
-}
-
-// unavailable records a delivery that failed for unavailability; probe says it was the replay's
-// probe while the breaker was open. It reports whether the breaker is open.
-func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := &s.breaker
-	b.streak++
-	switch {
-	case b.open && probe:
-		b.probes++
-		b.probeAt = s.now().Add(s.backoff(b.probes+1, retryAfter))
-	case !b.open && b.streak >= breakerThreshold:
-		b.open, b.probes = true, 0
-		b.probeAt = s.now().Add(s.backoff(1, retryAfter))
-		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
-			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
-	}
-	return b.open
-}
-
 // SetForwarder makes f deliver the events from now on, direct and replayed: a config reload that
 // changed the upstream URLs or the timeout keeps the spool and its records. A delivery in flight
 // finishes with the Forwarder it started with.
@@ -627,37 +578,4 @@ func (s *Spool) Close() error {
 		s.closeErr = errors.Join(s.records.Close(), s.cursors.Close(), s.dead.Close(), s.lock.Close())
 	})
 	return s.closeErr
-}
-
-// rateMeter counts bytes per second over the last len(buckets) seconds.
-type rateMeter struct {
-	buckets [10]int64
-	last    int64 // the Unix second of the newest bucket
-}
-
-func (m *rateMeter) add(now time.Time, n int64) {
-	m.advance(now.Unix())
-	m.buckets[m.last%int64(len(m.buckets))] += n
-}
-
-// rate is the mean over the full seconds of the window, in bytes per second.
-func (m *rateMeter) rate(now time.Time) float64 {
-	m.advance(now.Unix())
-	var sum int64
-	for i, b := range m.buckets {
-		if int64(i) != m.last%int64(len(m.buckets)) { // the current second is not over
-			sum += b
-		}
-	}
-	return float64(sum) / float64(len(m.buckets)-1)
-}
-
-func (m *rateMeter) advance(sec int64) {
-	if sec <= m.last {
-		return
-	}
-	for s := m.last + 1; s <= sec && s <= m.last+int64(len(m.buckets)); s++ {
-		m.buckets[s%int64(len(m.buckets))] = 0
-	}
-	m.last = sec
 }
