@@ -49,3 +49,19 @@ func SpoolPath(dir string, f SpoolFile) string {
 func IsSpoolRecordFile(name string) bool {
 	return wal.IsFileOf(SpoolPath("", SpoolRecords), name)
 }
+
+// SpoolActiveOffset returns where the last position on disk of the spool in dir stands, when it
+// is in the active record file: the offset there before which every record is finished. ok is
+// false when there is no position, it cannot be read, or it names a rotated file. It reads the
+// cursor log as InspectSpool does, without taking the directory.
+func SpoolActiveOffset(dir string) (off int64, ok bool) {
+	l, err := wal.OpenReadOnly(SpoolPath(dir, SpoolCursor))
+	if err != nil {
+		return 0, false
+	}
+	pos, found, err := lastPosition(l)
+	if err != nil || !found || pos.File != "" {
+		return 0, false
+	}
+	return pos.Offset, true
+}
