@@ -15,11 +15,11 @@ import (
 	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
-// Store and forward. The spool directory holds:
+// Store and forward. The spool directory holds (names spelled by SpoolPath only):
 //
 //	.lock                        exclusive lock: one owner per directory
-//	spool.jsonl, spool-<T>.jsonl the records (an appendLog), in acceptance order
-//	cursor.jsonl[, cursor-<T>]   an appendLog of replay positions; its last line is the durable position
+//	spool.jsonl, spool-<T>.jsonl the records (a wal.Log), in acceptance order
+//	cursor.jsonl[, cursor-<T>]   a wal.Log of replay positions; its last line is the durable position
 //	dead-letter.jsonl            records the upstream rejected (unless configured elsewhere)
 //
 // The record log is the only copy of an event; the replay's lanes (scheduler.go) are a scheduling view
