@@ -49,8 +49,9 @@ var ErrClosed = errors.New("log is closed")
 // hold. Compact JSON never contains one, so this is a programming error, not a storage failure.
 var ErrNewlineInRecord = errors.New("record contains a newline")
 
-// StorageError is a failed write, sync, rotation or open of the log; the HTTP layer answers 503
-// StorageException. Err is the underlying error (e.g. a *os.PathError wrapping syscall.ENOSPC).
+// StorageError is a failed write, sync, rotation or open of the log: the record is not stored,
+// and the caller may say so and be retried. Err is the underlying error (e.g. a *os.PathError
+// wrapping syscall.ENOSPC).
 type StorageError struct {
 	Op   string // "open", "write", "sync", "truncate", "rotate", "append", "close"
 	Path string // the active file
