@@ -13,6 +13,7 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -329,4 +330,25 @@ func TestEveryRelativeLinkOfTheDocsReachesAFileAndAHeading(t *testing.T) {
 		}
 	}
 	require.Greater(t, links, 20, "the link reader found too few links to be reading them")
+}
+
+// caddyfileBlock matches a fenced caddyfile block and its text.
+var caddyfileBlock = regexp.MustCompile("(?ms)^```caddyfile\\n(.*?)^```")
+
+func TestEveryWholeCaddyfileOfTheReadmeAdapts(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	require.NotNil(t, adapter)
+	sites := 0
+	for _, m := range caddyfileBlock.FindAllStringSubmatch(string(raw), -1) {
+		if !strings.HasPrefix(m[1], "http://") {
+			continue // a fragment, not a whole Caddyfile
+		}
+		sites++
+		_, warnings, err := adapter.Adapt([]byte(m[1]), nil)
+		assert.NoErrorf(t, err, "the README's Caddyfile does not adapt:\n%s", m[1])
+		assert.Emptyf(t, warnings, "the README's Caddyfile adapts with warnings:\n%s", m[1])
+	}
+	require.GreaterOrEqual(t, sites, 3, "a whole Caddyfile for each sink")
 }
