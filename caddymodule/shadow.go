@@ -247,7 +247,7 @@ func (h *Handler) serveShadow(w http.ResponseWriter, r *http.Request, next caddy
 
 	sw := &shadowWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err := next.ServeHTTP(sw, r)
-	h.judge(&c, sw, r.Context().Err() != nil)
+	h.judge(&c, sw)
 	putBuf(&bodyPool, in)
 	putBuf(&outPool, out)
 	return err
@@ -255,7 +255,7 @@ func (h *Handler) serveShadow(w http.ResponseWriter, r *http.Request, next caddy
 
 // judge classifies the call, counts it, warns of a would-break and
 // records it when it is to be recorded.
-func (h *Handler) judge(c *shadowCall, sw *shadowWriter, clientGone bool) {
+func (h *Handler) judge(c *shadowCall, sw *shadowWriter) {
 	gw := gatewaySame
 	switch {
 	case c.rerr != nil && c.rerr.reason == "too_large":
@@ -267,7 +267,9 @@ func (h *Handler) judge(c *shadowCall, sw *shadowWriter, clientGone bool) {
 	}
 	up := upstreamNone
 	switch {
-	case sw.status == 0 || (clientGone && sw.status < 200):
+	case sw.status == 0:
+		// No answer: the upstream could not be reached (reverse_proxy
+		// returned the error), or the client went away before it answered.
 	case sw.status >= 500:
 		up = upstream5xx
 	case sw.status >= 400:
