@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -213,8 +215,11 @@ func (h *Handler) serveShadow(w http.ResponseWriter, r *http.Request, next caddy
 		}
 	}
 
-	raw, over, readErr := passOriginal(r, wireLimit(h.MaxBody, contentCoding(r.Header)))
-	c.original = raw
+	ob, over, readErr := passOriginal(r, wireLimit(h.MaxBody, contentCoding(r.Header)))
+	if ob != nil {
+		c.original = *ob.buf
+		defer ob.release()
+	}
 	in, out := bodyPool.Get().(*[]byte), outPool.Get().(*[]byte)
 	switch {
 	case rerr != nil:
@@ -223,7 +228,7 @@ func (h *Handler) serveShadow(w http.ResponseWriter, r *http.Request, next caddy
 	case readErr != nil:
 		rerr = errBodyRead(readErr)
 	default:
-		rerr = decodeCopy(w, r, raw, h.MaxBody, in)
+		rerr = decodeCopy(w, r, ob, h.MaxBody, in)
 	}
 	if rerr == nil {
 		c.original = *in
@@ -245,11 +250,15 @@ func (h *Handler) serveShadow(w http.ResponseWriter, r *http.Request, next caddy
 		metricRejections.WithLabelValues(rerr.reason, operationLabels[op]).Inc()
 	}
 
-	sw := &shadowWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	sw := shadowWriterPool.Get().(*shadowWriter)
+	sw.ResponseWriter = w
 	err := next.ServeHTTP(sw, r)
 	h.judge(&c, sw)
 	putBuf(&bodyPool, in)
 	putBuf(&outPool, out)
+	// The route is done with the writer once it returned.
+	*sw = shadowWriter{capture: sw.capture[:0]}
+	shadowWriterPool.Put(sw)
 	return err
 }
 
@@ -408,30 +417,41 @@ func cutText(b []byte, limit int) (string, bool) {
 	return string(b), cut
 }
 
-// decodeCopy decodes a copy of the body, as inline mode reads it (content
-// coding, legacy charset, max_body), into *in; the request keeps its body.
-func decodeCopy(w http.ResponseWriter, r *http.Request, raw []byte, limit int64, in *[]byte) *requestError {
-	body := r.Body
-	r.Body = io.NopCloser(bytes.NewReader(raw))
+// decodeCopy decodes a copy of the body as it arrived, as inline mode
+// reads it (content coding, legacy charset, max_body), into *in; the
+// request keeps its body.
+func decodeCopy(w http.ResponseWriter, r *http.Request, ob *originalBody, limit int64, in *[]byte) *requestError {
+	if ob == nil {
+		body := r.Body
+		defer func() { r.Body = body }()
+		r.Body = http.NoBody
+		return readBody(w, r, limit, in)
+	}
+	r.Body = bytesBody{&ob.raw}
 	rerr := readBody(w, r, limit, in)
-	r.Body = body
+	ob.raw.Reset(*ob.buf)
+	r.Body = ob
 	return rerr
 }
+
+// bytesBody is a request body over a bytes.Reader; pointer-shaped, so
+// making it an io.ReadCloser allocates nothing.
+type bytesBody struct{ *bytes.Reader }
+
+func (bytesBody) Close() error { return nil }
 
 // passOriginal reads the request body as it arrived, up to limit+1 bytes,
 // and gives the request a body that yields exactly the same bytes (and
 // the same read error) to the rest of the route: a body over the limit
 // goes on whole, the rest streamed from the client, not buffered. The
-// framing (Content-Length or chunked) is untouched.
-func passOriginal(r *http.Request, limit int64) (raw []byte, over bool, err error) {
+// framing (Content-Length or chunked) is untouched. It returns nil for a
+// request without a body, which keeps its body as it is.
+func passOriginal(r *http.Request, limit int64) (ob *originalBody, over bool, err error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, false, nil
 	}
-	size := int64(512)
-	if r.ContentLength >= 0 {
-		size = min(r.ContentLength, limit) + 1 // +1: room for the read that sees EOF
-	}
-	b := make([]byte, 0, size)
+	p := bodyPool.Get().(*[]byte)
+	b := (*p)[:0]
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
@@ -446,7 +466,8 @@ func passOriginal(r *http.Request, limit int64) (raw []byte, over bool, err erro
 		if err == io.EOF {
 			err = nil
 			if len(b) == 0 {
-				return b, false, nil // nothing to replay; the body stays as it is
+				putBuf(&bodyPool, p)
+				return nil, false, nil
 			}
 			break
 		}
@@ -454,7 +475,9 @@ func passOriginal(r *http.Request, limit int64) (raw []byte, over bool, err erro
 			break
 		}
 	}
-	ob := &originalBody{orig: r.Body}
+	*p = b
+	ob = &originalBody{buf: p, orig: r.Body}
+	ob.refs.Store(2) // the handler and the route's reader
 	ob.raw.Reset(b)
 	switch {
 	case over:
@@ -463,16 +486,22 @@ func passOriginal(r *http.Request, limit int64) (raw []byte, over bool, err erro
 		ob.rest = errReader{err}
 	}
 	r.Body = ob
-	return b, over, err
+	return ob, over, err
 }
 
 // originalBody is the request body as it arrived: the bytes the handler
 // read, then what it did not read (a body over max_body) or the error that
-// stopped it.
+// stopped it. Its pooled buffer goes back once both the handler and the
+// reader are done with it: net/http's transport may still read a request
+// body after the exchange returned (see bodyLease). A body never closed
+// leaves the buffer to the GC.
 type originalBody struct {
-	raw  bytes.Reader
-	rest io.Reader // nil: EOF after raw
-	orig io.Closer
+	raw    bytes.Reader
+	buf    *[]byte
+	rest   io.Reader // nil: EOF after raw
+	orig   io.Closer
+	refs   atomic.Int32
+	closed atomic.Bool
 }
 
 func (b *originalBody) Read(p []byte) (int, error) {
@@ -485,7 +514,21 @@ func (b *originalBody) Read(p []byte) (int, error) {
 	return b.rest.Read(p)
 }
 
-func (b *originalBody) Close() error { return b.orig.Close() }
+func (b *originalBody) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	err := b.orig.Close()
+	b.release()
+	return err
+}
+
+// release drops one of the two uses of the buffer.
+func (b *originalBody) release() {
+	if b.refs.Add(-1) == 0 {
+		putBuf(&bodyPool, b.buf)
+	}
+}
 
 type errReader struct{ err error }
 
@@ -496,6 +539,8 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // body. Flush, hijacking and trailers go through to the real writer
 // (ResponseWriterWrapper.Unwrap for http.ResponseController; trailers are
 // headers).
+var shadowWriterPool = sync.Pool{New: func() any { return new(shadowWriter) }}
+
 type shadowWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	status  int // the final status; 0 until one is written

@@ -98,6 +98,7 @@ type shadowJournal struct {
 	opts   upstream.JournalOptions
 	logs   *liveCore
 	logger *zap.Logger
+	retry  time.Duration // shadowRetry when it opened
 
 	queue  chan []byte
 	queued atomic.Int64 // bytes in queue
@@ -127,6 +128,7 @@ func acquireShadowJournal(absPath string, opts upstream.JournalOptions, logger *
 			path:   absPath,
 			logs:   logs,
 			logger: zap.New(logs).Named(cmp.Or(logger.Name(), "http.handlers.ucs") + ".shadow"),
+			retry:  shadowRetry,
 			queue:  make(chan []byte, shadowQueueLen),
 			stop:   make(chan struct{}),
 			exited: make(chan struct{}),
@@ -209,7 +211,7 @@ func (s *shadowJournal) run() {
 					s.logger.Error("shadow: the journal cannot be opened; its records are dropped while it cannot, calls are not affected",
 						zap.String("path", s.path), zap.Error(err))
 				}
-				nextTry = time.Now().Add(shadowRetry)
+				nextTry = time.Now().Add(s.retry)
 				if isClosed(s.stop) {
 					break
 				}
