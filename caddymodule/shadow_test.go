@@ -590,3 +590,61 @@ func TestAFullShadowQueueDropsAndCountsAndNeverBlocks(t *testing.T) {
 	// The writer holds one record while it waits to retry, the queue four.
 	assert.Equal(t, float64(calls-1-4), scrape(t, "caddy_ucs_shadow_dropped_total")-dropped)
 }
+
+// TestShadowJournalRecordsWhatItMustAndCutsWhatIsLong checks the journal's
+// rules: refused calls are recorded whatever the sample (0 % here), the
+// others are not; a body that is not UTF-8 is kept as base64; a body over
+// max_record is cut and flagged; the file is 0600 and rotates at max_size.
+func TestShadowJournalRecordsWhatItMustAndCutsWhatIsLong(t *testing.T) {
+	ucs := newWireRecorder(t, nil)
+	dir := filepath.Join(t.TempDir(), "shadow")
+	journal := filepath.Join(dir, "shadow.jsonl")
+	tester := startCaddy(t, `
+	ucs {
+		invalid_utf8 reject
+		shadow {
+			journal `+journal+`
+			sample 0%
+			max_record 100B
+			max_size 2KiB
+			keep 2
+		}
+	}
+	reverse_proxy `+ucs.addr())
+	long := `{"note":"` + strings.Repeat("é", 200) + `"` // refused: truncated
+	bodies := []string{`{"a":1}`}                        // the same: not recorded
+	for i := range 12 {
+		bodies = append(bodies, fmt.Sprintf("[%d]", i)) // refused: not an object
+	}
+	bodies = append(bodies, "{\"a\":\"caf\xe9\"}", long) // last, so rotation keeps them
+	for _, body := range bodies {
+		resp, _ := post(t, tester, taskEndURL, []byte(body))
+		assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	}
+	byReason := map[string]shadowRecord{}
+	require.Eventually(t, func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "shadow*.jsonl"))
+		for _, f := range files {
+			for _, r := range readShadowJournal(t, f) {
+				require.NotNil(t, r.Rejection, "only refused calls are recorded at sample 0%%: %+v", r)
+				byReason[r.Rejection.Reason] = r
+			}
+		}
+		return byReason["truncated"].Operation != "" && byReason["invalid_utf8"].Operation != ""
+	}, 10*time.Second, 10*time.Millisecond)
+	files, err := filepath.Glob(filepath.Join(dir, "shadow*.jsonl"))
+	require.NoError(t, err)
+	assert.Greater(t, len(files), 1, "the journal rotated at max_size")
+	assert.LessOrEqual(t, len(files), 3, "one active file and keep 2 rotated ones")
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), f)
+	}
+	binary := byReason["invalid_utf8"]
+	assert.Empty(t, binary.Original)
+	assert.Equal(t, []byte("{\"a\":\"caf\xe9\"}"), binary.OriginalBase64)
+	cut := byReason["truncated"]
+	assert.True(t, cut.Truncated)
+	assert.Equal(t, long[:99], cut.Original, "cut at 100 bytes on a character boundary")
+}
