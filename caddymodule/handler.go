@@ -57,7 +57,7 @@ var now = time.Now
 //	{http.ucs.service_id}  the service id of the path ("" when not a call)
 //	{http.ucs.task_id}     the task id of the path, as sent ("" when none)
 //	{http.ucs.outcome}     passed, forwarded, journaled, relayed, spooled,
-//	                       rejected or error
+//	                       rejected, error or shadowed
 //	{http.ucs.repairs}     the number of repairs made to the body
 //	{http.ucs.exception}   the exception name of an error answer, e.g.
 //	                       InvalidJsonException ("" otherwise)

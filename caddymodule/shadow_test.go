@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -647,4 +648,72 @@ func TestShadowJournalRecordsWhatItMustAndCutsWhatIsLong(t *testing.T) {
 	cut := byReason["truncated"]
 	assert.True(t, cut.Truncated)
 	assert.Equal(t, long[:99], cut.Original, "cut at 100 bytes on a character boundary")
+}
+
+// hijackRecorder is a ResponseWriter that can be hijacked and flushed, as
+// net/http's is.
+type hijackRecorder struct {
+	*httptest.ResponseRecorder
+	hijacked bool
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h.hijacked = true
+	return nil, nil, nil
+}
+
+// TestShadowWriterKeepsFlushAndHijackAndCapturesOnlyErrorBodies checks the
+// writer on its own: http.ResponseController reaches the real writer's
+// Flush and Hijack, ReadFrom and Write pass every byte on, and only the
+// first 4 KiB of a 4xx or 5xx body is kept.
+func TestShadowWriterKeepsFlushAndHijackAndCapturesOnlyErrorBodies(t *testing.T) {
+	tests := []struct {
+		name        string
+		status      int // 0: no WriteHeader, the first Write is a 200
+		readFrom    bool
+		wantCapture int
+	}{
+		{"200 by Write", 0, false, 0},
+		{"201 by ReadFrom", 201, true, 0},
+		{"400 by Write", 400, false, maxShadowCapture},
+		{"502 by ReadFrom", 502, true, maxShadowCapture},
+	}
+	body := bytes.Repeat([]byte("x"), 3*maxShadowCapture)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			real := &hijackRecorder{ResponseRecorder: httptest.NewRecorder()}
+			sw := &shadowWriter{}
+			sw.ResponseWriter = real
+			rc := http.NewResponseController(sw)
+			sw.WriteHeader(http.StatusContinue) // interim: not the status
+			if tt.status != 0 {
+				sw.WriteHeader(tt.status)
+			}
+			if tt.readFrom {
+				_, err := sw.ReadFrom(bytes.NewReader(body))
+				require.NoError(t, err)
+			} else {
+				for i := 0; i < len(body); i += 1000 {
+					_, err := sw.Write(body[i:min(i+1000, len(body))])
+					require.NoError(t, err)
+				}
+			}
+			require.NoError(t, rc.Flush())
+			_, _, err := rc.Hijack()
+			require.NoError(t, err)
+			assert.True(t, real.hijacked)
+			assert.True(t, real.Flushed)
+			assert.Equal(t, body, real.Body.Bytes())
+			assert.Equal(t, max(tt.status, 200), sw.status)
+			assert.Len(t, sw.capture, tt.wantCapture)
+		})
+	}
+}
+
+// BenchmarkServeHTTPShadow is BenchmarkServeHTTPNextSink in shadow mode,
+// with a journal at the default sample: the original body passed on, a
+// copy normalised, the answer's status noted and the verdict counted.
+func BenchmarkServeHTTPShadow(b *testing.B) {
+	benchServeHTTP(b, &Handler{BusinessAttributes: []string{attrsFile},
+		Shadow: &ShadowMode{Journal: filepath.Join(b.TempDir(), "shadow.jsonl")}})
 }

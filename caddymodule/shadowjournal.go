@@ -197,11 +197,13 @@ func (s *shadowJournal) run() {
 	}()
 	for line := range s.queue {
 		s.queued.Add(-int64(len(line)))
-		for j == nil {
+		// After a failed open, wait to retry; once stopping, retry no more.
+		for j == nil && (nextTry.IsZero() || !isClosed(s.stop)) {
 			if wait := time.Until(nextTry); wait > 0 {
 				select {
 				case <-time.After(wait):
 				case <-s.stop:
+					continue
 				}
 			}
 			var err error
@@ -212,9 +214,6 @@ func (s *shadowJournal) run() {
 						zap.String("path", s.path), zap.Error(err))
 				}
 				nextTry = time.Now().Add(s.retry)
-				if isClosed(s.stop) {
-					break
-				}
 			} else if !nextTry.IsZero() {
 				s.logger.Info("shadow: the journal is open again", zap.String("path", s.path))
 				nextTry = time.Time{}
