@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -341,6 +342,8 @@ func TestShadowVerdictsAgainstAUCSThatRefusesLooseJSON(t *testing.T) {
 		{"a strict body is the same and accepted", `{"interaction_id":"0000CSS0FXZUP6UR","media_type":1003}`, 204, "same", "2xx", "neither"},
 		{"an unknown attribute name is a would-break", `{"interaction_id":"0000CSS0FXZUP6UR","media_type":"pigeon"}`, 204, "rejected", "2xx", "would_break"},
 	}
+	bareWords := scrape(t, `caddy_ucs_repairs_total{kind="bare_word",operation="task.end"}`)
+	unknownNames := scrape(t, `caddy_ucs_rejections_total{operation="task.end",reason="unknown_name"}`)
 	var want []string
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -351,6 +354,9 @@ func TestShadowVerdictsAgainstAUCSThatRefusesLooseJSON(t *testing.T) {
 			want = append(want, tt.verdict)
 		})
 	}
+	// The repair and rejection counters count shadow calls too.
+	assert.Equal(t, 1.0, scrape(t, `caddy_ucs_repairs_total{kind="bare_word",operation="task.end"}`)-bareWords)
+	assert.Equal(t, 1.0, scrape(t, `caddy_ucs_rejections_total{operation="task.end",reason="unknown_name"}`)-unknownNames)
 	var recs []shadowRecord
 	require.Eventually(t, func() bool { recs = readShadowJournal(t, journal); return len(recs) == len(want) }, 10*time.Second, 10*time.Millisecond)
 	fix, same, brk := recs[0], recs[1], recs[2]
@@ -495,6 +501,19 @@ func TestValidateRefusesShadowWithASink(t *testing.T) {
 			assert.Contains(t, err.Error(), "Caddyfile:5", "the line of the option")
 		})
 	}
+	t.Run("caddy validate, the binary", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("builds the binary; skipped with -short")
+		}
+		dir := t.TempDir()
+		bin := buildCaddy(t, dir)
+		cfg := filepath.Join(dir, "Caddyfile")
+		require.NoError(t, os.WriteFile(cfg, []byte(":8080 {\n\tucs {\n\t\tforward http://ucs:8080\n\t\tshadow\n\t}\n}\n"), 0o600))
+		out, err := exec.Command(bin, "validate", "--config", cfg, "--adapter", "caddyfile").CombinedOutput()
+		require.Error(t, err, "%s", out)
+		assert.Contains(t, string(out), "shadow cannot be combined with forward")
+		assert.Contains(t, string(out), "Caddyfile:4")
+	})
 	for _, sink := range []string{`"forward":{"urls":["http://ucs:8080"]}`, `"local":{"path":"/tmp/ucs-validate.jsonl"}`} {
 		t.Run("JSON: "+sink, func(t *testing.T) {
 			cfg := `{"apps":{"http":{"servers":{"s":{"listen":[":8080"],"routes":[{"handle":[{"handler":"ucs","shadow":{},` + sink + `}]}]}}}}}`
@@ -655,6 +674,13 @@ func TestShadowJournalRecordsWhatItMustAndCutsWhatIsLong(t *testing.T) {
 type hijackRecorder struct {
 	*httptest.ResponseRecorder
 	hijacked bool
+}
+
+// WriteHeader sends a 1xx on, not as the final status, as net/http does.
+func (h *hijackRecorder) WriteHeader(code int) {
+	if code >= 200 {
+		h.ResponseRecorder.WriteHeader(code)
+	}
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
