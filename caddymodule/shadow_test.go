@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -527,45 +528,91 @@ func TestValidateRefusesShadowWithASink(t *testing.T) {
 }
 
 // TestShadowReloadUnderLoadLosesAndDoublesNothing reloads the config
-// several times while callers keep posting: every call reaches the
-// upstream exactly once and gets its answer.
+// (sample changing, the journal kept) while 8 clients keep posting: every
+// call answered 204 reached the upstream exactly once, none more than once
+// (a call whose connection a reload closed may have reached it or not),
+// and the journal holds no call twice.
 func TestShadowReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
+	const clients, reloads = 8, 6
 	idRe := regexp.MustCompile(`id: '([^']+)'`)
 	ucs := newWireRecorder(t, nil)
 	journal := filepath.Join(t.TempDir(), "shadow.jsonl")
-	site := func(sample string) string {
+	site := func(i int) string {
 		return `
 	ucs {
 		shadow {
 			journal ` + journal + `
-			sample ` + sample + `
+			sample ` + []string{"100%", "50%"}[i%2] + `
 		}
 	}
 	reverse_proxy ` + ucs.addr()
 	}
-	tester := startCaddy(t, site("100%"))
-	l := startLoad(tester.Client, taskEndURL, 64)
-	for i := range 5 {
-		l.waitAcked(t, int64(50*(i+1)))
-		loadSite(t, site([]string{"50%", "100%"}[i%2]))
+	startCaddy(t, site(0))
+
+	var mu sync.Mutex
+	status := map[string]int{} // call id → status; 0 when the call failed
+	var answered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 30 * time.Second}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("c%d-%d", c, i)
+				code := 0
+				resp, err := client.Post(taskEndURL, "application/json", strings.NewReader(fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", 64))))
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
+					answered.Add(1)
+				}
+				mu.Lock()
+				status[id] = code
+				mu.Unlock()
+			}
+		})
 	}
-	acked := l.stop()
+	waitAnswered := func(n int64) {
+		require.Eventually(t, func() bool { return answered.Load() >= n }, time.Minute, 5*time.Millisecond)
+	}
+	for i := range reloads {
+		waitAnswered(int64(40 * (i + 1)))
+		loadSite(t, site(i+1))
+	}
+	waitAnswered(int64(40 * (reloads + 1)))
+	close(stop)
+	wg.Wait()
+
 	seen := map[string]int{}
 	for _, r := range ucs.take() {
 		if m := idRe.FindSubmatch(r.Body); m != nil {
 			seen[string(m[1])]++
 		}
 	}
-	for _, id := range acked {
-		assert.Equal(t, 1, seen[id], "call %s reached the upstream once", id)
+	failed := 0
+	for id, code := range status {
+		switch code {
+		case http.StatusNoContent:
+			assert.Equal(t, 1, seen[id], "call %s answered 204 reached the upstream once", id)
+		case 0:
+			failed++
+			assert.LessOrEqual(t, seen[id], 1, "failed call %s reached the upstream more than once", id)
+		default:
+			t.Errorf("call %s answered %d", id, code)
+		}
 	}
-	for id, n := range seen {
-		assert.LessOrEqual(t, n, 1, "call %s reached the upstream %d times", id, n)
+	for id := range seen {
+		assert.Contains(t, status, id, "the upstream received a call nobody sent")
 	}
-	assert.GreaterOrEqual(t, len(acked), 250)
-	// The journal's records are each one call, none written twice.
-	require.Eventually(t, func() bool { return len(readShadowJournal(t, journal)) > 0 }, 10*time.Second, 10*time.Millisecond)
+	assert.Less(t, failed, len(status)/10, "calls failed by the reloads: %d of %d", failed, len(status))
 	lines := map[string]int{}
+	require.Eventually(t, func() bool { return len(readShadowJournal(t, journal)) > 0 }, 10*time.Second, 10*time.Millisecond)
 	for _, r := range readShadowJournal(t, journal) {
 		if m := idRe.FindStringSubmatch(r.Original); m != nil {
 			lines[m[1]]++
