@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,14 +23,15 @@ func (*rewindBody) Close() error { return nil }
 // read, normalise (the seed body: loose JSON with business-attribute names)
 // and replace the body; the next handler reads and closes it.
 func BenchmarkServeHTTPNextSink(b *testing.B) {
-	benchServeHTTP(b, &Handler{BusinessAttributes: []string{attrsFile}})
+	for _, body := range e2eBodies(b) {
+		b.Run(body.name, func(b *testing.B) {
+			benchServeHTTP(b, &Handler{BusinessAttributes: []string{attrsFile}}, body.body)
+		})
+	}
 }
 
-// benchServeHTTP runs h on the seed body, as BenchmarkServeHTTPNextSink
-// says.
-func benchServeHTTP(b *testing.B, h *Handler) {
-	seed, err := os.ReadFile(seedFile)
-	require.NoError(b, err)
+// benchServeHTTP runs h on seed, as BenchmarkServeHTTPNextSink says.
+func benchServeHTTP(b *testing.B, h *Handler, seed []byte) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	require.NoError(b, h.Provision(ctx))

@@ -1,12 +1,14 @@
 package caddymodule
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -221,6 +223,7 @@ func (h *Handler) serveShadow(w http.ResponseWriter, r *http.Request, next caddy
 		defer ob.release()
 	}
 	in, out := bodyPool.Get().(*[]byte), outPool.Get().(*[]byte)
+	var body []byte
 	switch {
 	case rerr != nil:
 	case over:
@@ -228,11 +231,11 @@ func (h *Handler) serveShadow(w http.ResponseWriter, r *http.Request, next caddy
 	case readErr != nil:
 		rerr = errBodyRead(readErr)
 	default:
-		rerr = decodeCopy(w, r, ob, h.MaxBody, in)
+		body, rerr = decodeCopy(w, r, ob, h.MaxBody, in)
 	}
 	if rerr == nil {
-		c.original = *in
-		strict, took, err := normalizeEvent(set, m.op, (*out)[:0], *in, receivedAt, &c.rep)
+		c.original = body
+		strict, took, err := normalizeEvent(set, m.op, (*out)[:0], body, receivedAt, &c.rep)
 		*out = strict
 		if err != nil {
 			rerr = errFromNormalize(err)
@@ -417,21 +420,31 @@ func cutText(b []byte, limit int) (string, bool) {
 	return string(b), cut
 }
 
-// decodeCopy decodes a copy of the body as it arrived, as inline mode
-// reads it (content coding, legacy charset, max_body), into *in; the
-// request keeps its body.
-func decodeCopy(w http.ResponseWriter, r *http.Request, ob *originalBody, limit int64, in *[]byte) *requestError {
+// decodeCopy returns the body as inline mode reads it (content coding,
+// legacy charset, max_body): the bytes as they arrived when neither
+// applies, else a decoded copy in *in; the request keeps its body.
+func decodeCopy(w http.ResponseWriter, r *http.Request, ob *originalBody, limit int64, in *[]byte) ([]byte, *requestError) {
 	if ob == nil {
 		body := r.Body
 		defer func() { r.Body = body }()
 		r.Body = http.NoBody
-		return readBody(w, r, limit, in)
+		rerr := readBody(w, r, limit, in)
+		return *in, rerr
+	}
+	if coding := contentCoding(r.Header); coding == "" || coding == "identity" {
+		legacy, rerr := declaredCharset(r.Header.Get("Content-Type"))
+		if rerr != nil {
+			return nil, rerr
+		}
+		if !legacy { // passOriginal bounded it by limit already
+			return *ob.buf, nil
+		}
 	}
 	r.Body = bytesBody{&ob.raw}
 	rerr := readBody(w, r, limit, in)
 	ob.raw.Reset(*ob.buf)
 	r.Body = ob
-	return rerr
+	return *in, rerr
 }
 
 // bytesBody is a request body over a bytes.Reader; pointer-shaped, so
@@ -537,8 +550,8 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // shadowWriter passes the route's answer through unchanged, as it is
 // written, and notes its status and, for a 4xx or 5xx, up to 4 KiB of its
 // body. Flush, hijacking and trailers go through to the real writer
-// (ResponseWriterWrapper.Unwrap for http.ResponseController; trailers are
-// headers).
+// (Unwrap for http.ResponseController, Flush and Hijack for the type
+// assertions; trailers are headers).
 var shadowWriterPool = sync.Pool{New: func() any { return new(shadowWriter) }}
 
 type shadowWriter struct {
@@ -569,6 +582,19 @@ func (w *shadowWriter) ReadFrom(r io.Reader) (int64, error) {
 		return io.Copy(writerOnly{w}, r)
 	}
 	return w.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// Flush and Hijack serve the handlers that assert http.Flusher and
+// http.Hijacker instead of using http.ResponseController.
+func (w *shadowWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK // a flush sends the header
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *shadowWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 
 func (w *shadowWriter) note(p []byte) {

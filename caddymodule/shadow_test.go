@@ -774,6 +774,10 @@ func TestShadowWriterKeepsFlushAndHijackAndCapturesOnlyErrorBodies(t *testing.T)
 			require.NoError(t, rc.Flush())
 			_, _, err := rc.Hijack()
 			require.NoError(t, err)
+			var asserted http.ResponseWriter = sw
+			asserted.(http.Flusher).Flush()
+			_, _, err = asserted.(http.Hijacker).Hijack()
+			require.NoError(t, err)
 			assert.True(t, real.hijacked)
 			assert.True(t, real.Flushed)
 			assert.Equal(t, body, real.Body.Bytes())
@@ -787,6 +791,10 @@ func TestShadowWriterKeepsFlushAndHijackAndCapturesOnlyErrorBodies(t *testing.T)
 // with a journal at the default sample: the original body passed on, a
 // copy normalised, the answer's status noted and the verdict counted.
 func BenchmarkServeHTTPShadow(b *testing.B) {
-	benchServeHTTP(b, &Handler{BusinessAttributes: []string{attrsFile},
-		Shadow: &ShadowMode{Journal: filepath.Join(b.TempDir(), "shadow.jsonl")}})
+	for _, body := range e2eBodies(b) {
+		b.Run(body.name, func(b *testing.B) {
+			benchServeHTTP(b, &Handler{BusinessAttributes: []string{attrsFile},
+				Shadow: &ShadowMode{Journal: filepath.Join(b.TempDir(), "shadow.jsonl")}}, body.body)
+		})
+	}
 }
