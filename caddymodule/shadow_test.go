@@ -624,9 +624,9 @@ func TestShadowReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
 }
 
 // TestAFullShadowQueueDropsAndCountsAndNeverBlocks points the journal at a
-// directory that cannot be written (a regular file stands where the
-// directory should be: the tests may run as root, whom a mode of 0500
-// does not stop). The writer waits to retry, the queue fills, and every
+// directory that cannot be created (a regular file stands where the
+// directory should be; see also the test with a directory of mode 0500,
+// which runs the handler without a server). The writer waits to retry, the queue fills, and every
 // call still goes through at once; the records beyond the queue are
 // dropped and counted.
 func TestAFullShadowQueueDropsAndCountsAndNeverBlocks(t *testing.T) {
@@ -652,6 +652,13 @@ func TestAFullShadowQueueDropsAndCountsAndNeverBlocks(t *testing.T) {
 		resp, _ := post(t, tester, taskEndURL, []byte(`[`+fmt.Sprint(i)+`]`))
 		assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 		assert.Less(t, time.Since(start), 2*time.Second, "call %d waited", i)
+		if i == 0 {
+			// The writer takes the first record and waits to retry the open.
+			require.Eventually(t, func() bool {
+				sj := openSinkOf(shadowJournals, filepath.Join(blocked, "shadow.jsonl"))
+				return sj != nil && len(sj.(*shadowJournal).queue) == 0
+			}, 5*time.Second, time.Millisecond)
+		}
 	}
 	assert.Len(t, ucs.take(), calls)
 	// The writer holds one record while it waits to retry, the queue four.
