@@ -373,7 +373,8 @@ func (h *Handler) shadowRecord(c *shadowCall, gw, up int, sw *shadowWriter) *sha
 	if rec.Original, cut = cutText(c.original, h.shadow.maxRecord); rec.Original == "" && len(c.original) > 0 {
 		// Not UTF-8 (a body that could not be decoded, or invalid UTF-8 left
 		// for the normaliser to replace): the bytes, base64.
-		b := c.original[:min(len(c.original), h.shadow.maxRecord)]
+		// A copy: the writer encodes it after the pooled buffer went back.
+		b := bytes.Clone(c.original[:min(len(c.original), h.shadow.maxRecord)])
 		rec.OriginalBase64, cut = b, len(c.original) > len(b)
 	}
 	rec.Truncated = cut

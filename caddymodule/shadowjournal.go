@@ -100,8 +100,8 @@ type shadowJournal struct {
 	logger *zap.Logger
 	retry  time.Duration // shadowRetry when it opened
 
-	queue  chan []byte
-	queued atomic.Int64 // bytes in queue
+	queue  chan *shadowRecord // encoded by the writer, off the request path
+	queued atomic.Int64       // bytes of the bodies in queue
 	stop   chan struct{}
 	exited chan struct{}
 }
@@ -129,7 +129,7 @@ func acquireShadowJournal(absPath string, opts upstream.JournalOptions, logger *
 			logs:   logs,
 			logger: zap.New(logs).Named(cmp.Or(logger.Name(), "http.handlers.ucs") + ".shadow"),
 			retry:  shadowRetry,
-			queue:  make(chan []byte, shadowQueueLen),
+			queue:  make(chan *shadowRecord, shadowQueueLen),
 			stop:   make(chan struct{}),
 			exited: make(chan struct{}),
 		}
@@ -154,27 +154,23 @@ func (h *Handler) offerShadowRecord(rec *shadowRecord) {
 		s = acquireShadowJournal(h.shadow.key, h.shadow.opts, h.logger)
 	}
 	defer func() { _ = shadowJournals.release(h.shadow.key, s) }()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(rec); err != nil {
-		h.logger.Error("shadow: a journal record could not be encoded", zap.Error(err))
-		metricShadowDropped.Inc()
-		return
-	}
-	line := bytes.TrimSuffix(buf.Bytes(), []byte("\n")) // the journal adds the newline
-	n := int64(len(line))
+	n := rec.size()
 	if s.queued.Add(n) > shadowQueueBytes {
 		s.queued.Add(-n)
 		metricShadowDropped.Inc()
 		return
 	}
 	select {
-	case s.queue <- line:
+	case s.queue <- rec:
 	default:
 		s.queued.Add(-n)
 		metricShadowDropped.Inc()
 	}
+}
+
+// size is what a queued record holds, roughly: its bodies.
+func (r *shadowRecord) size() int64 {
+	return int64(len(r.Original) + len(r.OriginalBase64) + len(r.Strict) + 512)
 }
 
 // run is the writer: it appends each queued record, opening the journal
@@ -195,8 +191,11 @@ func (s *shadowJournal) run() {
 			}
 		}
 	}()
-	for line := range s.queue {
-		s.queued.Add(-int64(len(line)))
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for rec := range s.queue {
+		s.queued.Add(-rec.size())
 		// After a failed open, wait to retry; once stopping, retry no more.
 		for j == nil && (nextTry.IsZero() || !isClosed(s.stop)) {
 			if wait := time.Until(nextTry); wait > 0 {
@@ -223,6 +222,13 @@ func (s *shadowJournal) run() {
 			metricShadowDropped.Inc()
 			continue
 		}
+		buf.Reset()
+		if err := enc.Encode(rec); err != nil {
+			s.logger.Error("shadow: a journal record could not be encoded", zap.Error(err))
+			metricShadowDropped.Inc()
+			continue
+		}
+		line := bytes.TrimSuffix(buf.Bytes(), []byte("\n")) // the journal adds the newline
 		if err := j.Append(line); err != nil {
 			metricShadowDropped.Inc()
 			if appendErr == nil {
