@@ -471,6 +471,16 @@ func (sc *scheduler) finish(r attemptResult) {
 		// to come back later.
 		sc.breakerClosed(r.probe)
 	}
+	if r.how == retry && l.parkWanted {
+		// Its attempt ended without moving it: it is parked now if parking is still allowed.
+		// If not (the breaker opened, a park of another lane runs), it is a paused lane like
+		// any other: marked, it would be in no queue and never sent, nor probed, again.
+		l.parkWanted = false
+		sc.s.mu.Lock()
+		br := sc.s.breaker
+		sc.s.mu.Unlock()
+		sc.maybePark(br)
+	}
 }
 
 // breakerClosed records an answer from the upstream; when it closes an open breaker, the lanes

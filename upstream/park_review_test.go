@@ -1,0 +1,118 @@
+package upstream
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// writeLaneBacklog writes a spool file holding first's event 0, then events of others lanes
+// (others×events of them, interleaved), as a process stopped during an outage leaves it.
+func writeLaneBacklog(t *testing.T, dir, first string, others, events int) {
+	t.Helper()
+	at := time.Now().UTC()
+	rec := func(buf []byte, lane string, n int) []byte {
+		req := laneRequest(lane, n)
+		return append(appendSpoolRecord(buf, at, outbound{method: http.MethodPost, path: req.Path,
+			header: req.Header, body: req.Body, lane: lane}), '\n')
+	}
+	buf := rec(nil, first, 0)
+	for n := range events {
+		for l := range others {
+			buf = rec(buf, "svc"+strconv.Itoa(l), n)
+		}
+	}
+	require.NoError(t, os.MkdirAll(dir, dirPerm))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, spoolFileName), buf, filePerm))
+}
+
+// gateUCS holds the first request of one lane until released, then answers it 503 with a
+// Retry-After; everything else goes to ucs.
+type gateUCS struct {
+	ucs        *laneUCS
+	lane       string
+	retryAfter string
+	entered    chan struct{}
+	release    chan struct{}
+	once       sync.Once
+	first      atomic.Bool
+}
+
+func (u *gateUCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.Contains(r.URL.Path, "/services/"+u.lane+"/") && u.first.CompareAndSwap(false, true) {
+		u.once.Do(func() { close(u.entered) })
+		<-u.release
+		w.Header().Set("Retry-After", u.retryAfter)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	u.ucs.ServeHTTP(w, r)
+}
+
+// TestALaneDueForParkingWhoseAttemptOpensTheBreakerIsProbedAgain: the lane holding the mark is
+// due for parking while its delivery is in flight (it will be parked when the attempt ends); the
+// attempt fails and opens the breaker, so no park may start. The lane must go on as any paused
+// lane does: probed, and delivered once the UCS is back. It was left in no queue, so nothing
+// was ever probed again.
+func TestALaneDueForParkingWhoseAttemptOpensTheBreakerIsProbedAgain(t *testing.T) {
+	const others, events = 41, 100 // parkForce records finish behind the stuck lane's head
+	dir := t.TempDir()
+	writeLaneBacklog(t, dir, "stuck", others, events)
+	inner, _ := newLaneUCS(t, 0)
+	ucs := &gateUCS{ucs: inner, lane: "stuck", retryAfter: "1", entered: make(chan struct{}), release: make(chan struct{})}
+	srv := httptest.NewServer(ucs)
+	t.Cleanup(srv.Close)
+	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) {
+		o.Forwarder = newTestForwarder(t, time.Minute, srv.URL) // the held attempt does not time out
+	})
+	t.Cleanup(func() {
+		select {
+		case <-ucs.release:
+		default:
+			close(ucs.release)
+		}
+	})
+
+	<-ucs.entered // the stuck lane's head is in flight
+	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == 1 }, 20*time.Second, time.Millisecond,
+		"every other service drains behind the stuck lane's head")
+	require.GreaterOrEqual(t, others*events, parkForce)
+
+	// The UCS goes down: two direct attempts fail (the full spool refuses them), and the stuck
+	// lane's answer is the third failure in a row.
+	inner.down.Store(true)
+	s.SetMaxBytes(1)
+	for n := range 2 {
+		_, err := s.Submit(context.Background(), laneRequest("new"+strconv.Itoa(n), 0))
+		require.ErrorIs(t, err, ErrSpoolFull)
+	}
+	close(ucs.release)
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.breaker.open
+	}, 10*time.Second, time.Millisecond, "three failures in a row open the breaker")
+
+	inner.down.Store(false)
+	s.SetMaxBytes(0)
+	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == 0 }, 20*time.Second, 2*time.Millisecond,
+		"the stuck lane is probed and its event delivered once the UCS is back")
+	var stuck []int
+	for _, ev := range inner.received() {
+		if ev.Lane == "stuck" {
+			stuck = append(stuck, ev.N)
+		}
+	}
+	assert.Equal(t, []int{0}, stuck)
+}
