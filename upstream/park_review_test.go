@@ -116,3 +116,30 @@ func TestALaneDueForParkingWhoseAttemptOpensTheBreakerIsProbedAgain(t *testing.T
 	}
 	assert.Equal(t, []int{0}, stuck)
 }
+
+// TestAProbeIsNeverSentToALaneWhoseRecordsWereJustParked: a park leaves its lane empty until the
+// worker reads the copies at the tail, and back in the paused queue while its last backoff runs.
+// If the breaker opens meanwhile and no lane is ready, the probe goes to the lane that waited
+// longest: it must not be the empty one (sending its head panicked, restarting the worker).
+func TestAProbeIsNeverSentToALaneWhoseRecordsWereJustParked(t *testing.T) {
+	ucs, srv := newLaneUCS(t, 0)
+	ucs.down.Store(true)
+	s := openTestSpool(t, t.TempDir(), srv.URL, nil)
+	sc := s.newScheduler(resumePoint{seg: s.records.First()})
+	t.Cleanup(sc.reader.Close)
+	now := s.now()
+
+	l := &lane{key: "svc0", readyAt: -1, pausedAt: -1, failures: parkFailures, retryAt: now.Add(time.Minute), parking: true}
+	sc.lanes[l.key] = l
+	sc.parkBusy = true
+	sc.parked(parkResult{job: &parkJob{lane: l}, ok: true})
+	require.Empty(t, l.queue, "its copies are not read yet")
+
+	require.NotPanics(t, func() { sc.dispatch(now, breaker{open: true, probeAt: now}) })
+	assert.Zero(t, sc.sending, "nothing to probe")
+
+	// Its copies are read: it is a paused lane as before, probed in its turn.
+	l.queue = []*pending{{seq: 1, lane: l}}
+	sc.markReady(l)
+	assert.True(t, l.readyAt >= 0 || l.pausedAt >= 0, "queued to be sent")
+}

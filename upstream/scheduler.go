@@ -379,11 +379,24 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 		}
 		if l := sc.popReady(); l != nil {
 			sc.send(l, true)
-		} else if sc.paused.Len() > 0 {
-			// Every lane waits out its backoff: the probe goes to the one that waited longest.
+			return
+		}
+		// Every lane waits out its backoff: the probe goes to the one that waited longest. A
+		// lane just parked waits with nothing to send until its copies are read: it keeps its
+		// backoff.
+		var empty []*lane
+		for sc.paused.Len() > 0 {
 			l := heap.Pop(&sc.paused).(*lane)
+			if len(l.queue) == 0 {
+				empty = append(empty, l)
+				continue
+			}
 			l.retryAt, l.outage = time.Time{}, false
 			sc.send(l, true)
+			break
+		}
+		for _, l := range empty {
+			heap.Push(&sc.paused, l)
 		}
 		return
 	}
