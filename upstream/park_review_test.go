@@ -143,3 +143,49 @@ func TestAProbeIsNeverSentToALaneWhoseRecordsWereJustParked(t *testing.T) {
 	sc.markReady(l)
 	assert.True(t, l.readyAt >= 0 || l.pausedAt >= 0, "queued to be sent")
 }
+
+// TestAParkThatPanicsRestartsTheWorkerAndSendsEachEventOnceInOrder: a park panics once its
+// copies are on disk. Like a panic of the worker or of a delivery, it must not take the process
+// down: the worker restarts from the durable position, finds the copies no position line records,
+// and every event arrives once, in order.
+func TestAParkThatPanicsRestartsTheWorkerAndSendsEachEventOnceInOrder(t *testing.T) {
+	const others, events = 41, 100
+	dir := t.TempDir()
+	writeLaneBacklog(t, dir, "stuck", others, events)
+	inner, _ := newLaneUCS(t, 0)
+	ucs := &switchUCS{ucs: inner, stuck: map[string]bool{"stuck": true}}
+	srv := httptest.NewServer(ucs)
+	t.Cleanup(srv.Close)
+	var parks, restarts atomic.Int32
+	s := openTunedSpool(t, dir, srv.URL, spoolTuning{onPark: func() {
+		if parks.Add(1) == 1 {
+			panic("injected: a bug in the park")
+		}
+	}}, func(o *SpoolOptions) {
+		o.OnRestart = func() { restarts.Add(1) }
+	})
+	require.Eventually(t, func() bool { return parks.Load() >= 1 && restarts.Load() >= 1 }, 20*time.Second,
+		time.Millisecond, "the stuck lane is parked, and the park panics")
+
+	ucs.mu.Lock()
+	delete(ucs.stuck, "stuck")
+	ucs.mu.Unlock()
+	waitDrained(t, s)
+	got := inner.received()
+	var stuck []int
+	for _, ev := range got {
+		if ev.Lane == "stuck" {
+			stuck = append(stuck, ev.N)
+		}
+	}
+	assert.Equal(t, []int{0}, stuck, "once")
+	next := map[string]int{}
+	for _, ev := range got {
+		if ev.N >= next[ev.Lane] { // a first delivery (a restart may send some again)
+			require.Equal(t, next[ev.Lane], ev.N, "lane %s in order", ev.Lane)
+			next[ev.Lane]++
+		}
+	}
+	assert.Len(t, next, others+1)
+	assert.Equal(t, int32(1), restarts.Load())
+}
