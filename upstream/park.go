@@ -46,7 +46,7 @@ const (
 	// bounds a position line to about maxBehind entries (~60 bytes each) whatever a lane does.
 	maxBehind = 2 * parkForce
 	// maxParkRules bounds the rules a position line carries; past it no lane is parked until
-	// the mark passes some.
+	// the mark passes some, unless reading has stopped (maxBehind).
 	maxParkRules = 256
 	// parkChunk bounds the copied record bytes held in memory at once during a park.
 	parkChunk = 4 << 20
@@ -179,7 +179,10 @@ type parkResult struct {
 
 // maybePark parks the lane holding the mark when it is stuck and enough waits behind it.
 func (sc *scheduler) maybePark(br breaker) {
-	if sc.parkBusy || br.open || sc.doneBehind < parkBehind || len(sc.rules) >= maxParkRules {
+	// Past maxParkRules, a park is still made when reading has stopped behind the mark
+	// (maxBehind): the mark may be held for good by a lane before every rule's end, and a
+	// longer position line is better than a spool that never reads again.
+	if sc.parkBusy || br.open || sc.doneBehind < parkBehind || len(sc.rules) >= maxParkRules && sc.doneBehind < maxBehind {
 		return
 	}
 	var l *lane

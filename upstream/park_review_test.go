@@ -15,6 +15,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // writeLaneBacklog writes a spool file holding first's event 0, then events of others lanes
@@ -188,4 +191,62 @@ func TestAParkThatPanicsRestartsTheWorkerAndSendsEachEventOnceInOrder(t *testing
 	}
 	assert.Len(t, next, others+1)
 	assert.Equal(t, int32(1), restarts.Load())
+}
+
+// TestMoreStuckServicesThanParkRulesDoNotStopTheReading: more services than maxParkRules are
+// answered 429 with an hour's Retry-After, their events first in the spool. Each is parked in turn
+// while the mark holds at the first of them, until no rule is left; the next one then holds the
+// mark for good. Reading must not stop behind it (maxBehind) for good: an event stored after
+// that, behind its service's waiting events, arrives too.
+func TestMoreStuckServicesThanParkRulesDoNotStopTheReading(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 10 000 deliveries: skipped with -short")
+	}
+	const stuck, others, long = maxParkRules + 4, 41, 3000
+	events := maxBehind/others + 40
+	dir := t.TempDir()
+	at := time.Now().UTC()
+	var buf []byte
+	rec := func(lane string, n int) {
+		req := laneRequest(lane, n)
+		buf = append(appendSpoolRecord(buf, at, outbound{method: http.MethodPost, path: req.Path,
+			header: req.Header, body: req.Body, lane: lane}), '\n')
+	}
+	ucs, srv := newLaneUCS(t, 0)
+	for l := range stuck {
+		lane := "stuck" + strconv.Itoa(l)
+		ucs.hold[lane] = http.StatusTooManyRequests // an answer: the breaker stays closed
+		rec(lane, 0)
+	}
+	for n := range events {
+		for l := range others {
+			rec("svc"+strconv.Itoa(l), n)
+		}
+	}
+	for n := range long { // one service with a long queue: still waiting when the rules run out
+		rec("long", n)
+	}
+	require.NoError(t, os.MkdirAll(dir, dirPerm))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, spoolFileName), buf, filePerm))
+	core, logs := observer.New(zapcore.InfoLevel)
+	s := openTestSpool(t, dir, srv.URL, func(o *SpoolOptions) {
+		o.Replay.MaxAttempts, o.Replay.MaxRetryAge = 1<<30, 1000*time.Hour // never dead-lettered
+		o.Logger = zap.New(core)
+	})
+
+	require.Eventually(t, func() bool {
+		return logs.FilterMessage(parkedMsg).Len() >= maxParkRules && len(ucs.received()) >= maxBehind+others
+	}, time.Minute, 5*time.Millisecond, "the stuck services are parked until no rule is left, and maxBehind events finished behind them")
+	resp, err := s.Submit(context.Background(), laneRequest("long", long))
+	require.NoError(t, err)
+	require.True(t, resp.Spooled, "queued behind the service's waiting events")
+	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == stuck }, 30*time.Second, 5*time.Millisecond,
+		"every other service's events arrive, the one stored last too")
+	next := map[string]int{}
+	for _, ev := range ucs.received() {
+		require.Equal(t, next[ev.Lane], ev.N, "lane %s in order, once", ev.Lane)
+		next[ev.Lane]++
+	}
+	assert.Equal(t, long+1, next["long"])
+	assert.Len(t, next, others+1)
 }
