@@ -250,3 +250,55 @@ func TestMoreStuckServicesThanParkRulesDoNotStopTheReading(t *testing.T) {
 	assert.Equal(t, long+1, next["long"])
 	assert.Len(t, next, others+1)
 }
+
+// retryLaterUCS answers 503 with a Retry-After of one second to the services in stuck, and hands
+// the rest to ucs.
+type retryLaterUCS struct {
+	ucs   *laneUCS
+	stuck map[string]bool
+}
+
+func (u *retryLaterUCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for lane := range u.stuck {
+		if strings.Contains(r.URL.Path, "/services/"+lane+"/") {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+	}
+	u.ucs.ServeHTTP(w, r)
+}
+
+// TestTheOutageProbeDoesNotKeepGoingToTheStuckServices: a few services still answer 503 when
+// the UCS is back, and their events are the oldest. The probe must reach a service that answers,
+// which closes the breaker: the others drain. It went to the oldest waiting event, one of the
+// stuck services' (each due again by the time of the next probe), for as long as they failed.
+func TestTheOutageProbeDoesNotKeepGoingToTheStuckServices(t *testing.T) {
+	const stuck, others, events = 3, 5, 4
+	inner, _ := newLaneUCS(t, 0)
+	ucs := &retryLaterUCS{ucs: inner, stuck: map[string]bool{}}
+	for l := range stuck {
+		ucs.stuck["stuck"+strconv.Itoa(l)] = true
+	}
+	srv := httptest.NewServer(ucs)
+	t.Cleanup(srv.Close)
+	inner.down.Store(true)
+	s := openTestSpool(t, t.TempDir(), srv.URL, nil)
+	for l := range stuck {
+		lane := "stuck" + strconv.Itoa(l)
+		resp, err := s.Submit(context.Background(), laneRequest(lane, 0))
+		require.NoError(t, err)
+		require.True(t, resp.Spooled)
+	}
+	spoolLanes(t, s, others, events)
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.breaker.open
+	}, 10*time.Second, time.Millisecond, "the outage opens the breaker")
+
+	inner.down.Store(false) // back, but for the stuck services
+	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == stuck }, 10*time.Second, 5*time.Millisecond,
+		"a probe reaches a service that answers, and the others drain")
+	checkLanes(t, inner.received(), others, events)
+}
