@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/heap"
 	"encoding/json"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -45,7 +46,7 @@ const (
 	// bounds a position line to about maxBehind entries (~60 bytes each) whatever a lane does.
 	maxBehind = 2 * parkForce
 	// maxParkRules bounds the rules a position line carries; past it no lane is parked until
-	// the mark passes some.
+	// the mark passes some, unless reading has stopped (maxBehind).
 	maxParkRules = 256
 	// parkChunk bounds the copied record bytes held in memory at once during a park.
 	parkChunk = 4 << 20
@@ -172,11 +173,16 @@ type parkResult struct {
 	moved int   // records copied
 	ok    bool  // every copy is on disk: the rule finishes the originals
 	err   error // why not
+	// panicked: the park panicked; the worker restarts
+	panicked *workerPanic
 }
 
 // maybePark parks the lane holding the mark when it is stuck and enough waits behind it.
 func (sc *scheduler) maybePark(br breaker) {
-	if sc.parkBusy || br.open || sc.doneBehind < parkBehind || len(sc.rules) >= maxParkRules {
+	// Past maxParkRules, a park is still made when reading has stopped behind the mark
+	// (maxBehind): the mark may be held for good by a lane before every rule's end, and a
+	// longer position line is better than a spool that never reads again.
+	if sc.parkBusy || br.open || sc.doneBehind < parkBehind || len(sc.rules) >= maxParkRules && sc.doneBehind < maxBehind {
 		return
 	}
 	var l *lane
@@ -208,14 +214,25 @@ func (sc *scheduler) maybePark(br breaker) {
 	job := &parkJob{lane: l, queue: append([]*pending(nil), l.queue...), fromSeg: seg, fromOff: off,
 		rules: append([]parkRule(nil), sc.rules...)}
 	go func() {
-		r := sc.s.park(job)
-		sc.parkOut <- r
+		var r parkResult
+		defer func() {
+			if v := recover(); v != nil {
+				// A bug, which must not take the process down: the worker re-raises it and
+				// restarts, and the restart finds from the log whether the copies are all there.
+				r = parkResult{job: job, panicked: &workerPanic{value: v, stack: debug.Stack()}}
+			}
+			sc.parkOut <- r
+		}()
+		r = sc.s.park(job)
 	}()
 }
 
 // parked applies a park's outcome.
 func (sc *scheduler) parked(r parkResult) {
 	sc.parkBusy = false
+	if r.panicked != nil {
+		panic(r.panicked) // the worker restarts as after its own panic
+	}
 	l := r.job.lane
 	l.parking, l.parkWanted = false, false
 	if r.rule.beforeSeg != nil {
@@ -347,6 +364,9 @@ func (s *Spool) park(job *parkJob) parkResult {
 		res.err = flush()
 	}
 	if res.err == nil {
+		if s.tune.onPark != nil {
+			s.tune.onPark()
+		}
 		res.ok = true
 		res.rule = parkRule{lane: lane, beforeSeg: endSeg, beforeOff: endOff,
 			durable: parkRange{Lane: lane, Before: before}}

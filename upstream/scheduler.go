@@ -286,9 +286,11 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		if len(sc.window)-sc.head >= maxWindow || sc.doneBehind >= maxBehind {
 			return
 		}
-		if outage && sc.ready.Len() > 0 {
-			// Only probes go out while the upstream is down, and a lane is ready to send one:
-			// the records stored meanwhile are read once it answers again.
+		if outage && sc.freshReady() {
+			// Only probes go out while the upstream is down, and a lane that has not failed is
+			// ready to send one: the records stored meanwhile are read once it answers again.
+			// Lanes that keep failing (services still down when the UCS is back) do not stop
+			// the reading, or the others' records would never be read nor probed.
 			return
 		}
 		rec, seg, end, ok, err := sc.reader.Next()
@@ -377,13 +379,26 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 		if sc.sending > 0 || now.Before(probeAt) || sc.inFlight >= limit {
 			return
 		}
-		if l := sc.popReady(); l != nil {
+		if l := sc.popProbe(); l != nil {
 			sc.send(l, true)
-		} else if sc.paused.Len() > 0 {
-			// Every lane waits out its backoff: the probe goes to the one that waited longest.
+			return
+		}
+		// Every lane waits out its backoff: the probe goes to the one that waited longest. A
+		// lane just parked waits with nothing to send until its copies are read: it keeps its
+		// backoff.
+		var empty []*lane
+		for sc.paused.Len() > 0 {
 			l := heap.Pop(&sc.paused).(*lane)
+			if len(l.queue) == 0 {
+				empty = append(empty, l)
+				continue
+			}
 			l.retryAt, l.outage = time.Time{}, false
 			sc.send(l, true)
+			break
+		}
+		for _, l := range empty {
+			heap.Push(&sc.paused, l)
 		}
 		return
 	}
@@ -402,6 +417,34 @@ func (sc *scheduler) popReady() *lane {
 		return nil
 	}
 	return heap.Pop(&sc.ready).(*lane)
+}
+
+// freshReady reports whether a ready lane has not failed since it last delivered.
+func (sc *scheduler) freshReady() bool {
+	for _, l := range sc.ready.lanes {
+		if l.failures == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// popProbe takes the ready lane the outage probe goes to: the one that failed the fewest times
+// in a row, the oldest head record first among equals. The lanes that hold the oldest records are
+// often those of services still failing when the UCS is back: probed first every time (each is
+// due again by the next probe), they kept the breaker open for every other service.
+func (sc *scheduler) popProbe() *lane {
+	if sc.ready.Len() == 0 {
+		return nil
+	}
+	best := 0
+	for i, l := range sc.ready.lanes {
+		b := sc.ready.lanes[best]
+		if l.failures < b.failures || l.failures == b.failures && l.headSeq() < b.headSeq() {
+			best = i
+		}
+	}
+	return heap.Remove(&sc.ready, best).(*lane)
 }
 
 // send starts the delivery of l's head record.
@@ -470,6 +513,16 @@ func (sc *scheduler) finish(r attemptResult) {
 		// The UCS answered (any status but 502/503/504): it is up, even if this answer asks
 		// to come back later.
 		sc.breakerClosed(r.probe)
+	}
+	if r.how == retry && l.parkWanted {
+		// Its attempt ended without moving it: it is parked now if parking is still allowed.
+		// If not (the breaker opened, a park of another lane runs), it is a paused lane like
+		// any other: marked, it would be in no queue and never sent, nor probed, again.
+		l.parkWanted = false
+		sc.s.mu.Lock()
+		br := sc.s.breaker
+		sc.s.mu.Unlock()
+		sc.maybePark(br)
 	}
 }
 

@@ -147,6 +147,7 @@ type spoolTuning struct {
 	// through it (after 100µs of real time): a day of backoffs passes in seconds.
 	skipWaits bool
 	onFinish  func() // called by the worker before it applies each delivery's result
+	onPark    func() // called by a park once its copies are on disk, before it reports
 }
 
 // Spool is the store-and-forward sink: events go straight to the upstream while it answers, and to
