@@ -168,7 +168,7 @@ func TestPathsTheUCSMapsToCompleteTaskAreNormalisedAndSentCanonical(t *testing.T
 		tester := startCaddy(t, sink.site)
 		for _, f := range forms {
 			t.Run(sink.name+"/"+f.name, func(t *testing.T) {
-				resp, _ := post(t, tester, "http://localhost:9080"+f.path+"?x=1", []byte(loose), "Content-Type", "text/plain")
+				resp, _ := post(t, tester, caddyURL+f.path+"?x=1", []byte(loose), "Content-Type", "text/plain")
 				assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 				path, body := sink.seen()
 				assert.Equal(t, canonical, path)
