@@ -146,7 +146,7 @@ func TestTaskIDRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
-			got, rerr := parseTaskID(tt.id)
+			got, rerr := parseID32("task_id", tt.id)
 			assert.Equal(t, tt.ok, rerr == nil)
 			assert.Equal(t, tt.want, got)
 		})

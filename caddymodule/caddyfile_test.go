@@ -349,7 +349,8 @@ func TestTablesThatDoNotLoadFailProvisioning(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := tt.h.newNormalizer()
+			err := tt.h.buildSets()
+			tt.h.releaseSets()
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.err)
 		})
