@@ -28,6 +28,7 @@ func adaptRoute(handlers string) string {
 }
 
 func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		caddyfile string
@@ -212,6 +213,7 @@ func assertAdapts(t *testing.T, caddyfile, wantJSON string) {
 }
 
 func TestCaddyfileErrorsNameTheOption(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		input string
@@ -291,6 +293,7 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 }
 
 func TestJSONConfigErrorsNameTheOption(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		h    Handler
@@ -337,6 +340,7 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 }
 
 func TestTablesThatDoNotLoadFailProvisioning(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		h    Handler
@@ -358,6 +362,7 @@ func TestTablesThatDoNotLoadFailProvisioning(t *testing.T) {
 }
 
 func TestSizesParse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want int64
@@ -383,6 +388,7 @@ func TestSizesParse(t *testing.T) {
 }
 
 func TestSizesThatDoNotParseAreRefused(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{"", "MiB", "-1", "1 2", "1.2.3KB", "1 parsec", "99999999999999999999", "9999999999GiB"} {
 		t.Run(in, func(t *testing.T) {
 			_, err := parseSize(in)

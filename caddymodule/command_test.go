@@ -17,6 +17,7 @@ import (
 const seedFile = "../testdata/ivr-task-end.json"
 
 func TestNormalizeCommandPrintsTheStrictBodyAndItsRepairs(t *testing.T) {
+	t.Parallel()
 	seed, err := os.ReadFile(seedFile)
 	require.NoError(t, err)
 	n, err := normalize.New(normalize.Options{Attributes: attributeTables(t)})
@@ -41,6 +42,7 @@ func TestNormalizeCommandPrintsTheStrictBodyAndItsRepairs(t *testing.T) {
 }
 
 func TestNormalizeCommandReadsStdin(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	code := runNormalize(normalizeFlags{now: "2026-03-04T05:06:07.891Z"}, "-", strings.NewReader(`{"a":1,"timestamp":null}`), &stdout, &stderr)
 	assert.Equal(t, 0, code, stderr.String())
@@ -48,6 +50,7 @@ func TestNormalizeCommandReadsStdin(t *testing.T) {
 }
 
 func TestNormalizeCommandDryRunsAnyEventType(t *testing.T) {
+	t.Parallel()
 	n, err := normalize.New(normalize.Options{Attributes: attributeTables(t)})
 	require.NoError(t, err)
 	tests := []struct {
@@ -79,6 +82,7 @@ func TestNormalizeCommandDryRunsAnyEventType(t *testing.T) {
 }
 
 func TestNormalizeCommandExitsWithStatus1OnABodyTheServerRejects(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	tests := []struct {
 		name  string
@@ -107,6 +111,7 @@ func TestNormalizeCommandExitsWithStatus1OnABodyTheServerRejects(t *testing.T) {
 }
 
 func TestNormalizeCommandExitsWithStatus2OnAUsageError(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		flags normalizeFlags

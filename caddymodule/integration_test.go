@@ -31,7 +31,8 @@ import (
 )
 
 // All caddytest tests live in this one package: caddytest runs one Caddy
-// per process, so no test that loads a config calls t.Parallel. Its ports
+// per process, so no test that loads a config calls t.Parallel (the tests
+// that need neither the server nor a package-level hook do). Its ports
 // are picked free when the test binary starts (caddytest's default 2999 and
 // 9080 are one pair for the whole machine: two test runs at once would load
 // their configs into each other's server).

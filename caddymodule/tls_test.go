@@ -254,6 +254,7 @@ func TestDeadLetterResendTakesTheTLSFlags(t *testing.T) {
 }
 
 func TestTLSOptionsAdaptToReverseProxysTLSObject(t *testing.T) {
+	t.Parallel()
 	pki := testpki.New(t, "UCS test CA")
 	options := fmt.Sprintf(`tls_trusted_ca_certs %s
 			tls_client_auth %s %s
@@ -283,6 +284,7 @@ func TestTLSOptionsAdaptToReverseProxysTLSObject(t *testing.T) {
 }
 
 func TestTLSOptionErrorsNameTheOptionAndTheLine(t *testing.T) {
+	t.Parallel()
 	pki := testpki.New(t, "UCS test CA")
 	tests := []struct {
 		name    string
