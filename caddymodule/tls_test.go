@@ -132,9 +132,11 @@ func TestSpooledEventsWaitOnTLSAndAreDeliveredOnceTheCAIsConfigured(t *testing.T
 	for i, s := range ucs.received() {
 		assert.Equal(t, i, s.n(), "in the order they were accepted")
 	}
-	st, err = upstream.InspectSpool(dir, "", 10, time.Now())
-	require.NoError(t, err)
-	assert.Zero(t, st.Records)
+	// The UCS has the events before the replay records them done.
+	require.Eventually(t, func() bool {
+		st, err = upstream.InspectSpool(dir, "", 10, time.Now())
+		return err == nil && st.Records == 0
+	}, 10*time.Second, 10*time.Millisecond, "the spool empties once the UCS has the events")
 	assert.Zero(t, st.Dead)
 }
 
