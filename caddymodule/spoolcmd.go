@@ -47,7 +47,7 @@ takes no lock and writes nothing, so it is safe while Caddy owns the spool.
 --json prints one JSON object for monitoring scripts.`,
 		Args: cobra.ExactArgs(1),
 	}
-	status.RunE = runCommand(status, "", func(fl caddycmd.Flags) int {
+	status.RunE = runCommand(status, "the spool could not be read", func(fl caddycmd.Flags) int {
 		return runSpoolStatus(fl.Arg(0), deadLetter, top, asJSON, time.Now(), status.OutOrStdout(), status.ErrOrStderr())
 	})
 	status.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
@@ -68,7 +68,7 @@ func newDeadLetterCommand() *cobra.Command {
 		Short: "Print one line per dead-lettered event: time, status, the UCS's message, method and path",
 		Args:  cobra.ExactArgs(1),
 	}
-	list.RunE = runCommand(list, "", func(fl caddycmd.Flags) int {
+	list.RunE = runCommand(list, "the dead letter could not be read", func(fl caddycmd.Flags) int {
 		return runDeadLetterList(fl.Arg(0), listJSON, list.OutOrStdout(), list.ErrOrStderr())
 	})
 	list.Flags().BoolVar(&listJSON, "json", false, "print the selected lines as they are in the file")
