@@ -131,3 +131,40 @@ func TestNormalizeCommandExitsWithStatus2OnAUsageError(t *testing.T) {
 		})
 	}
 }
+
+func TestUCSCommandsHandTheirExitStatusToCaddyInsteadOfExiting(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.json"), filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(good, []byte(`{a: 1}`), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte(`[`), 0o600))
+	tests := []struct {
+		name string
+		args []string
+		err  string // "" for success
+	}{
+		{"a body the server accepts", []string{"--now", "2026-03-04T05:06:07Z", good}, ""},
+		{"a body the server would refuse exits 1 with a logged error", []string{bad}, "the body would be refused"},
+		{"a usage error exits 2", []string{"--operation", "state.begin", bad}, "exiting with status 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newNormalizeCommand()
+			var stdout, stderr bytes.Buffer
+			c.SetOut(&stdout)
+			c.SetErr(&stderr)
+			c.SetArgs(tt.args)
+
+			err := c.Execute()
+
+			if tt.err == "" {
+				require.NoError(t, err, stderr.String())
+				assert.False(t, c.SilenceErrors)
+				return
+			}
+			require.Error(t, err)
+			assert.Equal(t, tt.err, err.Error())
+			assert.True(t, c.SilenceErrors, "the run has said why on stderr; cobra adds nothing")
+			assert.NotEmpty(t, stderr.String())
+		})
+	}
+}
