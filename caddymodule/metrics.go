@@ -72,6 +72,8 @@ var (
 		"Spooled events the upstream accepted (2xx) on replay.")
 	metricSpoolDeadLettered = spoolCounter("spool_dead_lettered_total",
 		"Spooled events the upstream rejected on replay, written to the dead letter.")
+	metricSpoolWorkerRestarts = spoolCounter("spool_worker_restarts_total",
+		"Restarts of the spool's replay worker after it panicked (a bug: it resumed from the durable position).")
 	metricSpoolInFlight = spoolGauge("spool_in_flight",
 		"Spooled events sent by the replay and not yet recorded as finished.")
 	metricSpoolOldestAge = spoolGauge("spool_oldest_age_seconds",
@@ -107,7 +109,7 @@ var (
 		metricRequests, metricRejections, metricRepairs, metricMisses,
 		metricNormalize, metricFsync, metricJournalBytes,
 		metricSpoolRecords, metricSpoolBytes, metricSpoolReplayed, metricSpoolDeadLettered,
-		metricSpoolInFlight, metricSpoolOldestAge,
+		metricSpoolInFlight, metricSpoolOldestAge, metricSpoolWorkerRestarts,
 		metricUpstreamDuration, metricUpstreamResponses,
 	}
 

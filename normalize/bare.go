@@ -23,8 +23,8 @@ var bareStop = func() (t [256]bool) {
 // bareRun scans the bare token at s.i and returns its end offset; s.i is
 // set to it. A comment starts inside a bare token only after white space,
 // so `http://host/x` is one word; straight after a complete number or
-// literal (`25/*EUR*/`, `True//checked`) it starts one too, since no word
-// reading of those is meant.
+// literal (`25/*EUR*/`, `True//checked`) or an elision (`.../* more */`) it
+// starts one too, since no word reading of those is meant.
 func (s *scanner) bareRun(key bool) int {
 	src := s.src
 	start := s.i
@@ -65,7 +65,7 @@ func (s *scanner) bareRun(key bool) int {
 			if c == '/' && (i+1 >= len(src) || src[i+1] != '/' && src[i+1] != '*') || i == start {
 				break
 			}
-			if spaceBefore(src, i) {
+			if spaceBefore(src, i) || elisionBefore(src, start, i) {
 				s.i = i
 				return i
 			}
@@ -103,6 +103,84 @@ func (s *scanner) memberAt(i int, from *int) bool {
 	return k < len(s.src) && s.src[k] == ':'
 }
 
+// Elisions: `...` or `…` standing for content that a document's example
+// left out. The body is then not the whole event, so it must not be
+// recorded as one: an elision is refused wherever white space or a comment
+// touches it. A comment opener straight after one starts a comment
+// (elisionBefore), and a bare value is refused when an elision stands in it
+// alone or among numbers and literals (`[1 2 ...]`, elidedAt). In a
+// sentence of words (`wait ... what`) it is text.
+
+// elisionBefore reports whether src[start:i], a bare token's text so far,
+// ends with an elision that is not glued to the text before it.
+func elisionBefore(src []byte, start, i int) bool {
+	for _, e := range [...]string{"...", "\u2026"} {
+		j := i - len(e)
+		if j >= start && string(src[j:i]) == e && (j == start || spaceBefore(src, j)) {
+			return true
+		}
+	}
+	return false
+}
+
+// elidedAt returns the offset in w, a trimmed bare token, of an elision
+// that stands in it alone or among numbers and literals, or -1.
+func elidedAt(w []byte) int {
+	// The common case, a word, is ruled out by its first byte (each part
+	// must be an elision, a number or a literal) or by having no '.' and
+	// no 0xE2 (the first byte of …), without a call.
+	if len(w) < len("...") || !elidedStart[w[0]] {
+		return -1
+	}
+	dots := false
+	for _, c := range w {
+		if c == '.' || c == 0xE2 {
+			dots = true
+			break
+		}
+	}
+	if !dots {
+		return -1
+	}
+	at := -1
+	ok := eachToken(w, func(t []byte, i int) bool {
+		switch {
+		case string(t) == "..." || string(t) == "\u2026":
+			if at < 0 {
+				at = i
+			}
+			return true
+		default:
+			return isNumber(t) || literal(t) != ""
+		}
+	})
+	if !ok {
+		return -1
+	}
+	return at
+}
+
+// elidedStart marks the bytes that an elision, a number or a literal
+// (strict or loose) starts with.
+var elidedStart = func() (t [256]bool) {
+	for _, c := range []byte("0123456789-.tTfFnNu\xE2") {
+		t[c] = true
+	}
+	return t
+}()
+
+// elided is the error for the elision in w, a bare token at input offset off.
+func (s *scanner) elided(w []byte, off int) error {
+	at := elidedAt(w)
+	e := w[at:]
+	if e[0] == '.' {
+		e = e[:len("...")]
+	} else {
+		e = e[:len("\u2026")]
+	}
+	return s.errorf(KindSyntax, off+at, "\""+string(e)+"\" stands for left-out content; send the whole value")
+}
+
 // completeValue reports whether w, a bare token's text, is a whole number
 // or literal, strict or loose.
 func completeValue(w []byte) bool {
@@ -134,10 +212,8 @@ func (s *scanner) bareValue() error {
 		s.dst = append(s.dst, lit...)
 	case s.grouped(w, start):
 	case s.split(w, start):
-	case string(w) == "..." || string(w) == "\u2026":
-		// Elided content, as in a document's example: the body is not
-		// the whole event, so it must not be recorded as one.
-		return s.errorf(KindSyntax, start, "\""+string(w)+"\" stands for left-out content; send the whole value")
+	case elidedAt(w) >= 0:
+		return s.elided(w, start)
 	default:
 		if looksNumeric(w) {
 			s.repair(RepairNonJSONNumber, start)

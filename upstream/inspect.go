@@ -19,6 +19,8 @@ type SpoolStatus struct {
 	Dir       string     `json:"dir"`
 	Records   int        `json:"records"`             // events waiting for delivery
 	Bytes     int64      `json:"bytes"`               // their bytes, with framing
+	Corrupt   int        `json:"corrupt"`             // lines waiting that are not records (garbage, blank): the replay dead-letters them
+	TooLong   int        `json:"too_long"`            // lines longer than MaxSpoolLine, skipped unread (counted in Corrupt too)
 	Oldest    *time.Time `json:"oldest_accepted_at"`  // nil when empty
 	Newest    *time.Time `json:"newest_accepted_at"`  // nil when empty
 	OldestAge float64    `json:"oldest_age_seconds"`  // how far behind the upstream is; 0 when empty
@@ -32,7 +34,17 @@ type SpoolStatus struct {
 type LaneLoad struct {
 	Lane    string    `json:"lane"`
 	Records int       `json:"records"`
-	Oldest  time.Time `json:"oldest_accepted_at"`
+	Oldest  time.Time `json:"oldest_accepted_at"` // zero when none of its records says
+}
+
+// isRecord reports whether a line is a spool record: as the spool writes them, or one an older
+// version wrote that still decodes.
+func isRecord(line []byte) bool {
+	if _, ok := fastLane(line); ok {
+		return true
+	}
+	_, err := decodeSpoolRecord(line)
+	return err == nil
 }
 
 // InspectSpool reads the spool in dir as the replay would resume it: the records after the
@@ -81,25 +93,43 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 	if found {
 		seg, off, _ = recs.resolve(pos.logCursor)
 	}
-	done := recs.finished(pos.Done)
-	lanes := map[string]*LaneLoad{}
-	r := recs.newReader(seg, off)
-	defer r.close()
-	err = eachWaiting(r, done, func(rec []byte, lane string, at time.Time) {
+	start := resumePoint{seg: seg, off: off, done: recs.finished(pos.Done), rules: recs.resolveRules(pos.Moved)}
+	var lanes map[string]*LaneLoad
+	reset := func() {
+		*st = SpoolStatus{Dir: dir, DeadPath: deadLetter, TopLanes: []LaneLoad{}}
+		lanes = map[string]*LaneLoad{}
+	}
+	err = countWaiting(recs, &start, reset, func(w *waiting) {
+		switch {
+		case w.long:
+			st.TooLong++
+			st.Corrupt++
+			return
+		case !isRecord(w.rec):
+			st.Corrupt++
+			return
+		}
 		st.Records++
-		st.Bytes += int64(len(rec) + 1)
+		st.Bytes += w.end - w.off
+		l := lanes[w.lane]
+		if l == nil {
+			l = &LaneLoad{Lane: w.lane}
+			lanes[w.lane] = l
+		}
+		l.Records++
+		at := w.at
+		if at.IsZero() {
+			return // a record that does not say when it was accepted has no age
+		}
 		if st.Oldest == nil || at.Before(*st.Oldest) {
 			st.Oldest = &at
 		}
 		if st.Newest == nil || at.After(*st.Newest) {
 			st.Newest = &at
 		}
-		l := lanes[lane]
-		if l == nil {
-			l = &LaneLoad{Lane: lane, Oldest: at}
-			lanes[lane] = l
+		if l.Oldest.IsZero() || at.Before(l.Oldest) {
+			l.Oldest = at
 		}
-		l.Records++
 	})
 	if err != nil {
 		return nil, err
@@ -141,19 +171,61 @@ func (l *appendLog) finished(cs []logCursor) map[recordPos]bool {
 	return done
 }
 
-// eachWaiting calls fn with each record from r on that is not finished (in done), with its lane
-// and acceptance time: what a replay resuming there would send.
-func eachWaiting(r *logReader, done map[recordPos]bool, fn func(rec []byte, lane string, at time.Time)) error {
+// waiting is a record that a replay would send, as eachWaiting reads it.
+type waiting struct {
+	rec      []byte // valid until the next record is read; only the first bytes of a long line
+	lane     string
+	at       time.Time // when it was accepted; zero when the line does not say
+	seg      *segment
+	off, end int64 // its bytes in seg, end past its '\n'
+	long     bool  // longer than MaxSpoolLine: not read, rec is its start
+}
+
+// eachWaiting calls fn with each record from r on that start does not count as finished: what a
+// replay resuming there would send.
+func eachWaiting(r *logReader, start *resumePoint, fn func(w *waiting)) error {
+	var w waiting
 	for {
 		rec, seg, end, ok, err := r.next()
 		if err != nil || !ok {
 			return err
 		}
-		if done[recordPos{seg, end - int64(len(rec)) - 1}] {
+		off := end - r.recordLen(rec) - 1
+		if start.done[recordPos{seg, off}] {
 			continue
 		}
 		lane, at := recordMeta(rec)
-		fn(rec, lane, at)
+		if len(start.rules) > 0 && movedBy(start.rules, lane, seg, off) {
+			continue
+		}
+		w = waiting{rec: rec, lane: lane, at: at, seg: seg, off: off, end: end, long: r.long > 0}
+		fn(&w)
+	}
+}
+
+// countWaiting calls reset, then fn with each record the replay would send from start. When it
+// finds the copies of a park that no position line records, it adds the park's rule to start and
+// reads again (see park.go).
+func countWaiting(l *appendLog, start *resumePoint, reset func(), fn func(w *waiting)) error {
+	for {
+		if reset != nil {
+			reset()
+		}
+		groups := map[parkRange]*parkGroup{}
+		r := l.newReader(start.seg, start.off)
+		err := eachWaiting(r, start, func(w *waiting) {
+			noteParked(groups, w)
+			fn(w)
+		})
+		r.close()
+		if err != nil {
+			return err
+		}
+		extra := l.unfinishedParks(groups, start.rules)
+		if len(extra) == 0 {
+			return nil
+		}
+		start.rules = append(start.rules, extra...)
 	}
 }
 
@@ -170,7 +242,7 @@ func readOnlyLog(path string) (*appendLog, error) {
 		return nil, err
 	}
 	for _, name := range rotated {
-		l.segs = append(l.segs, &segment{name: name, size: -1})
+		l.segs = append(l.segs, &segment{name: name, size: -1, ord: uint64(len(l.segs))})
 	}
 	if n := len(rotated); n > 0 {
 		l.newest = rotated[n-1]
@@ -181,7 +253,7 @@ func readOnlyLog(path string) (*appendLog, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	l.segs = append(l.segs, &segment{name: base, active: true, size: size})
+	l.segs = append(l.segs, &segment{name: base, active: true, size: size, ord: uint64(len(l.segs))})
 	return l, nil
 }
 

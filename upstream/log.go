@@ -128,6 +128,7 @@ type segment struct {
 	name   string // base name in the log's directory
 	size   int64  // complete bytes; -1 for a rotated file found at open (complete up to its end)
 	active bool
+	ord    uint64 // grows with each file: positions compare by (ord, offset); never changes
 }
 
 // batch is one group commit: the records framed back to back and the outcome for their waiters.
@@ -184,9 +185,9 @@ func openAppendLog(path string, opts appendLogOptions) (*appendLog, error) {
 		l.newest = rotated[n-1]
 	}
 	for _, name := range rotated {
-		l.segs = append(l.segs, &segment{name: name, size: -1})
+		l.segs = append(l.segs, &segment{name: name, size: -1, ord: uint64(len(l.segs))})
 	}
-	l.segs = append(l.segs, &segment{name: base, active: true})
+	l.segs = append(l.segs, &segment{name: base, active: true, ord: uint64(len(l.segs))})
 	if err := l.openActive(-1, "torn last record cut off"); err != nil {
 		return nil, err
 	}
@@ -224,6 +225,51 @@ func (l *appendLog) Append(rec []byte) error {
 		return nil
 	}
 	return b.err
+}
+
+// appendAll appends the records as Append does, in their order, sharing one batch (and fsync,
+// unless rotation splits it). written is how many of them are on disk, a prefix; err says why the
+// rest are not.
+func (l *appendLog) appendAll(recs [][]byte) (written int, err error) {
+	for _, rec := range recs {
+		if bytes.IndexByte(rec, '\n') >= 0 {
+			return 0, ErrNewlineInRecord
+		}
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, &StorageError{Op: "append", Path: l.path, Err: ErrClosed}
+	}
+	b := l.fill
+	first := len(b.ends)
+	for _, rec := range recs {
+		b.buf = append(append(b.buf, rec...), '\n')
+		b.ends = append(b.ends, len(b.buf))
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	<-b.done
+	written = min(max(b.ok-first, 0), len(recs))
+	if written == len(recs) {
+		return written, nil
+	}
+	return written, b.err
+}
+
+// end returns the position just past the last complete record: every Append that returned
+// before the call is before it.
+func (l *appendLog) end() (*segment, int64) {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	seg := l.segs[len(l.segs)-1]
+	return seg, seg.size
 }
 
 // Close waits for the records already appended to be written (or failed), then closes the file.
@@ -497,7 +543,7 @@ func (l *appendLog) rotate() error {
 	l.segMu.Lock()
 	old := l.segs[len(l.segs)-1]
 	old.name, old.active = filepath.Base(name), false
-	l.segs = append(l.segs, &segment{name: filepath.Base(l.path), active: true})
+	l.segs = append(l.segs, &segment{name: filepath.Base(l.path), active: true, ord: old.ord + 1})
 	l.newest = old.name
 	l.segMu.Unlock()
 	// openActive fsyncs the directory, which makes both the rename and the new file durable.

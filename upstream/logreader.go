@@ -16,8 +16,18 @@ import (
 // it; it is made durable as a logCursor, which names the file in a way that survives the rotation
 // of the active file (see cursor).
 
-// readChunk is how much a reader asks for at once; a longer record grows the buffer to fit.
+// readChunk is how much a reader asks for at once; a longer record grows the buffer to fit, up to
+// MaxSpoolLine.
 const readChunk = 256 << 10
+
+// MaxSpoolLine bounds a line of a spool's record files: a record the spool writes is far shorter
+// (the event, at most max_body, base64 at worst, and its headers), so a longer line is damage or
+// something written by hand. Readers do not load it: they report it, skip it, and the replay puts
+// its first bytes in the dead letter.
+const MaxSpoolLine = 64 << 20
+
+// longPrefix is how much of a line over MaxSpoolLine is kept: enough to recognise it.
+const longPrefix = 4 << 10
 
 // logCursor is a durable reader position. File names a rotated file; when the position is in the
 // active file, File is empty and After holds the newest rotated name at the time, so the position
@@ -37,6 +47,8 @@ type logReader struct {
 	off    int64  // file offset of buf[0]
 	buf    []byte // bytes read from seg at off, not yet returned
 	oneOff bool   // a record was returned from buf; buf[0] is the start of the next one
+	long   int64  // the length of the line last returned when only its prefix was (see MaxSpoolLine); else 0
+	prefix []byte // that prefix
 	f      File   // seg's file, kept open while the reader is in seg (a rotation renames it, the
 	// descriptor stays valid); nil until first needed
 }
@@ -120,10 +132,14 @@ func (r *logReader) next() (rec []byte, seg *segment, end int64, ok bool, err er
 		r.buf = r.buf[i+1:]
 		r.oneOff = false
 	}
+	r.long = 0
 	for {
 		if i := bytes.IndexByte(r.buf, '\n'); i >= 0 {
 			r.oneOff = true
 			return r.buf[:i], r.seg, r.off + int64(i+1), true, nil
+		}
+		if len(r.buf) > MaxSpoolLine {
+			return r.skipLong()
 		}
 		n, more, err := r.fill()
 		if err != nil {
@@ -136,6 +152,73 @@ func (r *logReader) next() (rec []byte, seg *segment, end int64, ok bool, err er
 			return nil, nil, 0, false, nil
 		}
 	}
+}
+
+// recordLen is the length of the record next returned last, rec: its full length when only its
+// prefix was returned.
+func (r *logReader) recordLen(rec []byte) int64 {
+	if r.long > 0 {
+		return r.long
+	}
+	return int64(len(rec))
+}
+
+// skipLong passes over the line starting at buf[0], longer than MaxSpoolLine, reading it a chunk
+// at a time into the same buffer: it returns the line's first longPrefix bytes, and r.long is
+// its length. A line the active file does not complete yet is not returned (ok is false).
+func (r *logReader) skipLong() (rec []byte, seg *segment, end int64, ok bool, err error) {
+	start := r.off
+	r.prefix = append(r.prefix[:0], r.buf[:longPrefix]...)
+	pos := r.off + int64(len(r.buf))
+	chunk := r.buf[:readChunk]
+	for {
+		r.l.segMu.Lock()
+		limit, active := r.seg.size, r.seg.active
+		r.l.segMu.Unlock()
+		want := int64(len(chunk))
+		if limit >= 0 {
+			want = min(want, limit-pos)
+		}
+		n := 0
+		if want > 0 {
+			n, err = r.f.ReadAt(chunk[:want], pos)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, nil, 0, false, err
+			}
+		}
+		if i := bytes.IndexByte(chunk[:n], '\n'); i >= 0 {
+			end = pos + int64(i) + 1
+			rest := append(make([]byte, 0, readChunk), chunk[i+1:n]...) // drop the large buffer
+			r.buf, r.off, r.oneOff = rest, end, false
+			r.long = end - start - 1
+			r.l.logger.Warn("log line is longer than the bound; skipped without reading it",
+				zap.String("path", r.seg.name), zap.Int64("offset", start), zap.Int64("bytes", r.long),
+				zap.Int("bound", MaxSpoolLine))
+			return r.prefix, r.seg, end, true, nil
+		}
+		if n == 0 {
+			// The end of what there is: the active file has not completed the line yet, or a
+			// rotated one ends inside it; fill goes on from the line's start.
+			r.buf = r.buf[:0]
+			if active {
+				return nil, nil, 0, false, nil
+			}
+			r.l.logger.Warn("log file ends inside a line longer than the bound; skipping it",
+				zap.String("path", r.seg.name), zap.Int64("offset", start))
+			r.buf = make([]byte, 0, readChunk)
+			r.off = pos
+			return r.next()
+		}
+		pos += int64(n)
+	}
+}
+
+// pos is the position of the next record next will return.
+func (r *logReader) pos() (*segment, int64) {
+	if r.oneOff {
+		return r.seg, r.off + int64(bytes.IndexByte(r.buf, '\n')+1)
+	}
+	return r.seg, r.off
 }
 
 // fill reads more of the current segment after buf, or moves to the next segment when the current
@@ -173,6 +256,7 @@ func (r *logReader) fill() (n int, more bool, err error) {
 	if len(r.buf) >= readChunk {
 		want = len(r.buf) // a long record: double the window each time
 	}
+	want = min(want, MaxSpoolLine+1-len(r.buf)) // past the bound, next skips the line
 	if limit >= 0 {
 		want = int(min(int64(want), limit-from))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
@@ -34,6 +35,7 @@ const (
 	delivered                   // the upstream answered 2xx
 	deadLettered                // the record is in the dead letter
 	retry                       // try again after the lane's backoff
+	moved                       // copied to the tail by a park (park.go); the copy is sent
 )
 
 // retryState is what a record's earlier non-final answers were.
@@ -57,6 +59,7 @@ type attemptResult struct {
 	unavailable bool // no answer, or 502/503/504: counts towards the breaker
 	answered    bool // the upstream answered with something other than unavailability (any status)
 	probe       bool
+	panicked    *workerPanic // the attempt panicked; the worker restarts
 }
 
 // maxStatuses bounds the statuses a dead-letter line lists; the count says how many there were.
@@ -66,6 +69,12 @@ const maxStatuses = 32
 // kept in memory: it is read again from its file.
 func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) attemptResult {
 	r := attemptResult{p: p, tries: tries, probe: probe}
+	if p.long {
+		err := fmt.Errorf("%w: a line of %d bytes, longer than %d: only its first %d bytes are kept",
+			errUnreadableRecord, p.end-p.off-1, MaxSpoolLine, len(rec))
+		r.how = s.deadLetter(rec, 0, nil, err, r.tries)
+		return r
+	}
 	if rec == nil {
 		var err error
 		if rec, err = s.records.readRecord(p.seg, p.off, p.end); err != nil {
@@ -106,7 +115,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 		return r
 	}
 	r.answered = true
-	now := time.Now()
+	now := s.now()
 	t := &r.tries
 	t.count++
 	if t.first.IsZero() {
@@ -192,12 +201,22 @@ func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error, 
 
 // backoff is the wait before retry number attempt: exponential from MinBackoff, capped at
 // MaxBackoff, with the upper half jittered so that lanes and gateways do not retry in step; an
-// upstream's Retry-After wins when it is longer.
+// upstream's Retry-After wins when it is longer. Any attempt count gives a wait within
+// [MaxBackoff/2, MaxBackoff] once the doubling reaches the cap: the doubling stops there, so no
+// count of failures, however long the outage, can overflow it.
 func (s *Spool) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	p := s.policy.Load()
 	d := p.MaxBackoff
-	if shift := attempt - 1; shift >= 0 && shift < 40 && p.MinBackoff<<shift < p.MaxBackoff {
-		d = p.MinBackoff << shift
+	if attempt >= 1 {
+		d = p.MinBackoff
+		for n := 1; n < attempt && d < p.MaxBackoff; n++ {
+			if d > p.MaxBackoff/2 {
+				d = p.MaxBackoff // doubling would pass the cap (or overflow)
+				break
+			}
+			d *= 2
+		}
+		d = min(d, p.MaxBackoff)
 	}
 	d = d/2 + rand.N(d/2+1)
 	return max(d, retryAfter)
@@ -207,7 +226,8 @@ func (s *Spool) backoff(attempt int, retryAfter time.Duration) time.Duration {
 // are finished too (delivered or dead-lettered out of order), each named by its start.
 type spoolPosition struct {
 	logCursor
-	Done []logCursor `json:"done,omitempty"`
+	Done  []logCursor `json:"done,omitempty"`
+	Moved []parkRange `json:"moved,omitempty"` // records finished by parks (park.go)
 }
 
 // lastPosition returns the last position written to the cursor log: the last complete line of its

@@ -30,7 +30,9 @@ import (
 // starts at the mark and skips the listed records, so it resends only what was in flight or
 // finished after the last position line: a record holds its place in the in-flight window until a
 // position line covering it is on disk, which bounds those resends by the window
-// (SpoolOptions.Replay.Concurrency). Record files are deleted only behind the mark.
+// (SpoolOptions.Replay.Concurrency). Record files are deleted only behind the mark. A lane that
+// holds the mark while the others deliver is parked (park.go): its records move to the tail, so
+// neither the position lines nor the files it keeps grow with the other lanes' traffic.
 
 // ErrSpoolFull is what a *SpoolFullError is: storing the event would take the spool past its
 // bound. The caller answers 503 with the error's Retry-After, so the client retries instead of
@@ -141,12 +143,19 @@ type SpoolOptions struct {
 	// OnLag reports the records in flight and the age of the oldest record waiting (0 when none),
 	// after changes and every second while records wait.
 	OnLag func(inFlight int, oldest time.Duration)
+	// OnRestart is called from the replay worker after it recovered from a panic, before it
+	// restarts from the durable position.
+	OnRestart func()
 }
 
 // spoolTuning is what only tests and benchmarks change.
 type spoolTuning struct {
 	segmentSize    int64 // record file rotation size; tests make it small
 	syncEachRecord bool  // the group-commit benchmark's baseline (see appendLogOptions)
+	// skipWaits makes the replay's clock jump over each wait of its worker instead of sleeping
+	// through it (after 100µs of real time): a day of backoffs passes in seconds.
+	skipWaits bool
+	onFinish  func() // called by the worker before it applies each delivery's result
 }
 
 // Spool is the store-and-forward sink: events go straight to the upstream while it answers, and to
@@ -161,27 +170,32 @@ type Spool struct {
 	onReplayed func()
 	onDead     func()
 	onLag      func(int, time.Duration)
+	onRestart  func()
+	tune       spoolTuning
+	skew       atomic.Int64 // nanoseconds the replay's clock is ahead of the wall clock (tune.skipWaits)
 
 	records *appendLog
 	cursors *appendLog
 	dead    *appendLog
 	lock    *os.File
-	reader  *logReader // owned by the replay worker
-	start   resumePoint
+	start   resumePoint // where the replay worker starts
 
 	mu         sync.Mutex
-	maxBytes   int64          // guarded by mu
-	depth      int            // records stored or being stored, not yet finished; guarded by mu
-	depthBytes int64          // their bytes, with framing; guarded by mu
-	lanes      map[string]int // depth per lane; guarded by mu
-	closed     bool           // guarded by mu
-	outage     outageStats    // guarded by mu
-	breaker    breaker        // guarded by mu
-	drain      rateMeter      // bytes finished per second; guarded by mu
-	refusing   bool           // the last event needing room was refused as full, and nothing drained since; guarded by mu
-	oldestAge  atomic.Int64   // nanoseconds; the age of the oldest waiting record, set by the replay worker
-	quiet      atomic.Bool    // the worker reads new records on its own timer: a store need not wake it
-	submits    sync.WaitGroup // Submits in progress; Add only under mu while !closed
+	maxBytes   int64           // guarded by mu
+	depth      int             // records stored or being stored, not yet finished; guarded by mu
+	depthBytes int64           // their bytes, with framing; guarded by mu
+	lanes      map[string]int  // depth per lane; guarded by mu
+	appending  map[string]int  // Appends in progress per lane; guarded by mu
+	parking    map[string]bool // lanes being parked (park.go): their stores wait; guarded by mu
+	parkCond   *sync.Cond      // on mu: a lane's Appends ended, or its park did
+	closed     bool            // guarded by mu
+	outage     outageStats     // guarded by mu
+	breaker    breaker         // guarded by mu
+	drain      rateMeter       // bytes finished per second; guarded by mu
+	refusing   bool            // the last event needing room was refused as full, and nothing drained since; guarded by mu
+	oldestAge  atomic.Int64    // nanoseconds; the age of the oldest waiting record, set by the replay worker
+	quiet      atomic.Bool     // the worker reads new records on its own timer: a store need not wake it
+	submits    sync.WaitGroup  // Submits in progress; Add only under mu while !closed
 
 	wake      chan struct{} // capacity 1: a record was stored, or the breaker changed
 	ctx       context.Context
@@ -211,9 +225,10 @@ type breaker struct {
 // resumePoint is where the replay starts: the durable low-water mark and the records after it that
 // were already finished.
 type resumePoint struct {
-	seg  *segment
-	off  int64
-	done map[recordPos]bool
+	seg   *segment
+	off   int64
+	done  map[recordPos]bool
+	rules []parkRule
 }
 
 // recordPos names a record by its segment and start offset.
@@ -241,10 +256,15 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		onReplayed: opts.OnReplayed,
 		onDead:     opts.OnDeadLetter,
 		onLag:      opts.OnLag,
+		onRestart:  opts.OnRestart,
+		tune:       tune,
 		lanes:      map[string]int{},
+		appending:  map[string]int{},
+		parking:    map[string]bool{},
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
+	s.parkCond = sync.NewCond(&s.mu)
 	s.fwd.Store(opts.Forwarder)
 	s.SetReplayPolicy(opts.Replay)
 	if s.logger == nil {
@@ -314,12 +334,41 @@ func lockError(dir string, err error) error {
 		"another forward sink of this one): one owner per directory: %w", dir, err)
 }
 
-// resume positions the reader at the durable low-water mark, removes the files finished before it
+// resume positions the replay at the durable low-water mark, removes the files finished before it
 // and counts what is left, per lane.
 func (s *Spool) resume() error {
+	start, err := s.durablePosition()
+	if err != nil {
+		return err
+	}
+	s.records.removeBefore(start.seg)
+	reset := func() { s.depth, s.depthBytes, s.lanes = 0, 0, map[string]int{} }
+	err = countWaiting(s.records, &start, reset, func(w *waiting) {
+		s.depth++
+		s.depthBytes += w.end - w.off
+		s.lanes[w.lane]++
+	})
+	if err != nil {
+		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
+	}
+	s.start = start
+	if s.depth > 0 {
+		s.outage.start = time.Now()
+		s.logger.Warn("spool holds undelivered events; replaying them",
+			zap.String("dir", s.dir), zap.Int("records", s.depth), zap.Int64("bytes", s.depthBytes),
+			zap.Int("lanes", len(s.lanes)))
+	}
+	if s.onDepth != nil {
+		s.onDepth(s.depth, s.depthBytes)
+	}
+	return nil
+}
+
+// durablePosition reads where the last position line on disk says the replay stands.
+func (s *Spool) durablePosition() (resumePoint, error) {
 	pos, found, err := lastPosition(s.cursors)
 	if err != nil {
-		return &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
+		return resumePoint{}, &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
 	}
 	seg, off := s.records.first(), int64(0)
 	if found {
@@ -336,31 +385,7 @@ func (s *Spool) resume() error {
 		off = seg.size
 	}
 	s.records.segMu.Unlock()
-	s.records.removeBefore(seg)
-	done := s.records.finished(pos.Done)
-
-	counter := s.records.newReader(seg, off)
-	err = eachWaiting(counter, done, func(rec []byte, lane string, _ time.Time) {
-		s.depth++
-		s.depthBytes += int64(len(rec) + 1)
-		s.lanes[lane]++
-	})
-	counter.close()
-	if err != nil {
-		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
-	}
-	s.reader = s.records.newReader(seg, off)
-	s.start = resumePoint{seg: seg, off: off, done: done}
-	if s.depth > 0 {
-		s.outage.start = time.Now()
-		s.logger.Warn("spool holds undelivered events; replaying them",
-			zap.String("dir", s.dir), zap.Int("records", s.depth), zap.Int64("bytes", s.depthBytes),
-			zap.Int("lanes", len(s.lanes)))
-	}
-	if s.onDepth != nil {
-		s.onDepth(s.depth, s.depthBytes)
-	}
-	return nil
+	return resumePoint{seg: seg, off: off, done: s.records.finished(pos.Done), rules: s.records.resolveRules(pos.Moved)}, nil
 }
 
 // Submit delivers one event. When nothing of its lane is waiting in the spool and the upstream is
@@ -412,6 +437,9 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	size := int64(len(*p) + 1)
 
 	s.mu.Lock()
+	for len(s.parking) > 0 && s.parking[o.lane] {
+		s.parkCond.Wait() // its waiting records are being moved to the tail: this one goes after them
+	}
 	if s.depthBytes+size > s.maxBytes {
 		records, bytes, maxBytes := s.depth, s.depthBytes, s.maxBytes
 		retryAfter := s.refillTime(s.depthBytes + size - s.maxBytes)
@@ -434,11 +462,18 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	s.depth++
 	s.depthBytes += size
 	s.lanes[o.lane]++
+	s.appending[o.lane]++
 	s.mu.Unlock()
 
 	err := s.records.Append(*p)
 
 	s.mu.Lock()
+	if s.appending[o.lane]--; s.appending[o.lane] == 0 {
+		delete(s.appending, o.lane)
+		if len(s.parking) > 0 {
+			s.parkCond.Broadcast()
+		}
+	}
 	if err != nil {
 		s.depth--
 		s.depthBytes -= size
@@ -508,10 +543,10 @@ func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
 	switch {
 	case b.open && probe:
 		b.probes++
-		b.probeAt = time.Now().Add(s.backoff(b.probes+1, retryAfter))
+		b.probeAt = s.now().Add(s.backoff(b.probes+1, retryAfter))
 	case !b.open && b.streak >= breakerThreshold:
 		b.open, b.probes = true, 0
-		b.probeAt = time.Now().Add(s.backoff(1, retryAfter))
+		b.probeAt = s.now().Add(s.backoff(1, retryAfter))
 		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
 			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
 	}
