@@ -167,6 +167,7 @@ func startE2E(tb testing.TB) *e2eEnv {
 		LoadRequestTimeout: 30 * time.Second,
 		TestRequestTimeout: 30 * time.Second,
 	})
+	newSitePort(tb)
 	tester.InitServer(siteConfig(globalOptions, site), "caddyfile")
 
 	tr := &http.Transport{

@@ -19,8 +19,6 @@ import (
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
-var healthURL = caddyURL + "/genesys/1/cs/ucs/health"
-
 // getHealth reads the health answer.
 func getHealth(t *testing.T, client *http.Client) (int, map[string]any) {
 	t.Helper()

@@ -32,10 +32,10 @@ import (
 
 // All caddytest tests live in this one package: caddytest runs one Caddy
 // per process, so no test that loads a config calls t.Parallel (the tests
-// that need neither the server nor a package-level hook do). Its ports
-// are picked free when the test binary starts (caddytest's default 2999 and
-// 9080 are one pair for the whole machine: two test runs at once would load
-// their configs into each other's server).
+// that need neither the server nor a package-level hook do). Its ports are
+// picked free, not caddytest's default 2999 and 9080: those are one pair for
+// the whole machine, and two test runs at once would load their configs into
+// each other's server.
 
 // testNow is the handler clock in every test.
 var testNow = time.Date(2026, 3, 4, 5, 6, 7, 891_000_000, time.UTC)
@@ -70,15 +70,36 @@ func runMain(m *testing.M) int {
 	return code
 }
 
-// The test Caddy's ports, free when the test binary started.
-var adminPort, httpPort, httpsPort = freePorts3()
+// The test Caddy's admin and https ports, free when the test binary started.
+var adminPort, httpsPort int
 
+// The test Caddy's site: set by useSitePort, read by the tests.
 var (
-	// caddyHost is the test Caddy's site, as clients name it.
-	caddyHost = "localhost:" + strconv.Itoa(httpPort)
-	// caddyURL is the base URL of the test Caddy's site.
-	caddyURL = "http://" + caddyHost
+	// caddyHost is the site as clients name it, caddyURL its base URL.
+	caddyHost, caddyURL string
+	// globalOptions are the global options of every test config.
+	globalOptions string
+	taskEndURL    string
+	healthURL     string
+)
 
+func init() {
+	p := freePorts(3)
+	adminPort, httpsPort = p[0], p[1]
+	useSitePort(p[2])
+}
+
+// newSitePort gives the config about to load a site port of its own, free
+// now: the previous test's server, shutting down during the load, shares
+// no listener with it and so can take none of its connections (a reload on
+// one port lets it accept one and then drop it, which a loaded machine
+// shows). A reload within one test keeps its port.
+func newSitePort(tb testing.TB) { useSitePort(freePort(tb)) }
+
+// useSitePort points the site variables at port.
+func useSitePort(port int) {
+	caddyHost = "localhost:" + strconv.Itoa(port)
+	caddyURL = "http://" + caddyHost
 	globalOptions = fmt.Sprintf(`{
 	admin localhost:%d
 	skip_install_trust
@@ -86,15 +107,15 @@ var (
 	https_port %d
 	grace_period 1ns
 }
-`, adminPort, httpPort, httpsPort)
-
+`, adminPort, port, httpsPort)
 	taskEndURL = caddyURL + "/genesys/1/cs/services/42/tasks/7/end"
-)
+	healthURL = caddyURL + "/genesys/1/cs/ucs/health"
+}
 
-// freePorts3 is three distinct loopback ports free now: all three listeners
-// are open at once, so the kernel cannot hand out one port twice.
-func freePorts3() (a, b, c int) {
-	var ports [3]int
+// freePorts is n distinct loopback ports free now: the listeners are open
+// at once, so the kernel cannot hand out one port twice.
+func freePorts(n int) []int {
+	ports := make([]int, n)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -103,7 +124,7 @@ func freePorts3() (a, b, c int) {
 		defer l.Close()
 		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	return ports[0], ports[1], ports[2]
+	return ports
 }
 
 // siteConfig is the whole Caddyfile of one site block on the test Caddy's
@@ -112,13 +133,16 @@ func siteConfig(global, site string) string {
 	return global + "\n" + caddyURL + " {\n" + site + "\n}\n"
 }
 
-// startCaddy loads a Caddyfile site block (on caddyURL) into the test Caddy.
+// startCaddy loads a Caddyfile site block into the test Caddy, on a new
+// caddyURL.
 func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	t.Helper()
+	newSitePort(t)
 	return startCaddyWith(t, globalOptions, site)
 }
 
-// startCaddyWith is startCaddy with other global options.
+// startCaddyWith is startCaddy with other global options, on the current
+// caddyURL.
 func startCaddyWith(t *testing.T, global, site string) *caddytest.Tester {
 	t.Helper()
 	if testing.Short() {

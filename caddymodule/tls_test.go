@@ -36,6 +36,7 @@ func newTLSUCS(t *testing.T, pki *testpki.PKI, requireClientCert bool) (*ucsServ
 func startCaddyLogging(t *testing.T, site string) (*caddytest.Tester, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "caddy.log")
+	newSitePort(t)
 	global := strings.Replace(globalOptions, "grace_period 1ns\n",
 		"grace_period 1ns\n\tlog {\n\t\toutput file "+path+"\n\t\tformat json\n\t}\n", 1)
 	return startCaddyWith(t, global, site), path
