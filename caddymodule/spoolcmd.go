@@ -210,7 +210,7 @@ func runDeadLetterResend(ctx context.Context, path string, f resendFlags, stdout
 		dir := f.spool
 		if dir == "" {
 			dir = filepath.Dir(path)
-			if _, err := os.Stat(filepath.Join(dir, ".lock")); errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Stat(upstream.SpoolPath(dir, upstream.SpoolLock)); errors.Is(err, fs.ErrNotExist) {
 				fmt.Fprintf(stderr, "no spool lock next to %s: pass --spool <dir> (the spool whose dead letter this is) or --file-only\n", path)
 				return 2
 			}

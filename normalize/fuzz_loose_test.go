@@ -14,12 +14,15 @@ import (
 // triple-quoted and bare keys and values, inner quotes, grouped numbers,
 // comments straight after values, Unicode spaces, control characters,
 // missing commas and colons, elisions, keys with a stray closing quote,
-// concatenations, string values missing their closing quote before the
-// next key), and records what it wrote as structure: the keys, and
-// the objects and arrays. The text it writes (words, strings, comments)
-// never holds a bracket, a colon, a '+', an elision or an '@', so any of
-// them inside an output string is structure, a separator, an operator, an
-// elision or a comment (each comment holds an '@') that became text.
+// concatenations of strings, words and numbers, string values missing their
+// closing quote before the next key, bare values with a stray closing
+// quote, keys and values with backslash-escaped quotes outside any string),
+// and records what it wrote as structure: the keys, and the objects and
+// arrays. The text it writes (words, strings, comments) never holds a
+// bracket, a colon, a '+', an elision, an '@' or a backslash, and never
+// ends with a double quote, so any of them inside an output string is
+// structure, a separator, an operator, an elision, a comment (each comment
+// holds an '@'), an escaped quote or a stray quote that became text.
 type looseGen struct {
 	in      []byte
 	pos     int
@@ -67,7 +70,11 @@ func (g *looseGen) space() {
 func (g *looseGen) key() {
 	w := g.word()
 	g.keys[w]++
-	switch g.next() % 9 {
+	switch g.next() % 10 {
+	case 9:
+		// Escaped as in a stringified body, in a body that may not be
+		// wholly so: `{\"a\": 1, "b": 2}`.
+		g.b.WriteString(`\"` + w + `\"`)
 	case 6, 7, 8:
 		// The opening quote left out: `note":`, `note':`, `note”:`.
 		g.b.WriteString(w + []string{`"`, "'", "\u201d"}[g.next()%3])
@@ -109,9 +116,42 @@ func (g *looseGen) gap() string {
 	return " " + g.comment()
 }
 
+// operand is one side of a '+' outside any string: a quoted string, a
+// number or a word (kind 0, 1, 2).
+func (g *looseGen) operand(kind byte) string {
+	switch kind {
+	case 0:
+		return `"` + g.word() + `"`
+	case 1:
+		return []string{"1", "25", "-1.5", "2e3", "0"}[g.next()%5]
+	}
+	return g.word()
+}
+
+// plusJoin writes two values joined by a '+' outside any string, in a form
+// that is always refused: a word or number then a quoted string (`a +
+// "b"`, `a+"b"`), two numbers (`1 + 2`, `1+2`, `1 +2`), or a '+' that stands
+// alone (`a + b`, `1 /*c*/ + 2`). A '+' glued to a word on one side only,
+// with a word or number on the other (`C++ x`, `a +b`, `18+` ⏎ `2`), is text
+// and is not written here.
+func (g *looseGen) plusJoin() {
+	left, right := g.next()%3, g.next()%3
+	if left == 0 {
+		left = 2 // a string then '+' is concat's form, written elsewhere
+	}
+	g1, g2 := g.gap(), g.gap()
+	if g1 == "" && g2 != "" && g2 != " " {
+		g2 = " " // `a+` at the end of a line is text (`C++`, `18+`)
+	}
+	if (g1 == "" || g2 == "") && !(left == 1 && right == 1) {
+		right = 0 // glued to one side: only a quoted string makes it a join
+	}
+	g.b.WriteString(g.operand(left) + g1 + "+" + g2 + g.operand(right))
+}
+
 func (g *looseGen) value(depth int) {
 	glued := true // a comment may touch the value and still be one
-	switch c := g.next() % 17; {
+	switch c := g.next() % 20; {
 	case c == 0 && depth < 4:
 		g.object(depth + 1)
 	case c == 1 && depth < 4:
@@ -130,6 +170,17 @@ func (g *looseGen) value(depth int) {
 	case c == 15:
 		// A concatenation: always refused, whatever stands around the '+'.
 		g.b.WriteString(`"` + g.word() + `"` + g.gap() + "+" + g.gap() + `"` + g.word() + `"`)
+	case c == 16:
+		g.plusJoin()
+		glued = false
+	case c == 17:
+		// Escaped as in a stringified body: `{"a":\"x\"}`.
+		g.b.WriteString(`\"` + g.word() + `\"`)
+	case c == 18:
+		// A bare word whose opening quote was left out: `late"`. A letter
+		// before the quote (after a digit it is an inch mark, text).
+		g.b.WriteString(g.word() + `x"`)
+		glued = false
 	case c == 5:
 		// Inner quotes, each followed by text, so no reading ends the
 		// string there.
@@ -273,14 +324,20 @@ func outputTexts(out []byte) (keys map[string]int, objects, arrays int, texts []
 // output string holds a bracket, and there are no more objects or arrays
 // than were written); and no output string holds what the input had
 // outside every string: a comment (an '@'), the colon between a key and
-// its value, the '+' of a concatenation, or an elision. Input with no sure
-// reading may be a 400.
+// its value, the '+' of a concatenation or a sum, an elision, a backslash
+// before a quote, or a bare value's stray closing quote (no output string
+// ends with '"'). Input with no sure reading may be a 400.
 func FuzzLooseStructure(f *testing.F) {
 	for _, seed := range []string{
 		"\x05\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f",
 		"\x04\x00\x05\x10\x20\x30\x05\x41\x42\x43\x44\x45\x07\x00\x01\x02\x03",
 		"\x03\x09\x13\x21\x00\x1e\x07\x08\x05\x10\x10\x10\x0a\x30\x31\x32",
 		"\x04\x03\x02\x05\x06\x07\x08\x09\x01\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99",
+		"\x01\x01\x01\x00\x00\x01\x01\x01\x10\x02\x00\x01\x01\x00\x01\x00\x02\x01\x01\x01\x01", // {a:b + "c"}
+		"\x01\x01\x01\x00\x00\x01\x01\x01\x10\x01\x01\x01\x01\x00\x01\x01\x01\x01\x01",         // {a:1 + 25}
+		"\xbb;\xecC}EES\xa7\\\x1e\xdeO\x9e\xbcV",                                               // {\"vg\":"o"}
+		"\x8b\x01\xe7\x8ad|.\b9s\xf1do\x14a\x16",                                               // {"w":\"hL\"}
+		"se\xbaNb`<\x05\x1f&$\xbf\xbf\x04\x95D",                                                // {u":jx"}
 	} {
 		f.Add([]byte(seed))
 	}
@@ -321,6 +378,12 @@ func FuzzLooseStructure(f *testing.F) {
 			}
 			if strings.Contains(v, "...") || strings.Contains(v, "\u2026") {
 				t.Fatalf("an elision became text %q\n in  %q\n out %s", v, in, out)
+			}
+			if strings.Contains(v, `\`) {
+				t.Fatalf("an escaped quote outside a string became text %q\n in  %q\n out %s", v, in, out)
+			}
+			if strings.HasSuffix(v, `"`) {
+				t.Fatalf("a stray closing quote became text %q\n in  %q\n out %s", v, in, out)
 			}
 		}
 		for k, c := range keys {

@@ -62,6 +62,9 @@ func FuzzValue(f *testing.F) {
 		`"the list [1, 2"] more"`,
 		`{\"interaction_id\":\"X\",\"disposition\":10}`,
 		`a: 1, b: 2`,
+		`{\"a\":"x", "b":\"y\", c\": 1}`,
+		`{"x": a + "b", "y": [1 /*c*/ + 2], "z": 1+2, "w": C++ +44}`,
+		`{"a":late", "b": 6", "c": late" /*c*/ , d": 1}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -110,6 +110,132 @@ func TestConcatenationIsRefusedWhateverSurroundsThePlus(t *testing.T) {
 	})
 }
 
+func TestQuoteEscapedWithABackslashOutsideAnyStringIsRefused(t *testing.T) {
+	// A body partly in its stringified form: read as text, the escaped
+	// quotes would become part of a key or value ({"\\":"a\":\"x"}).
+	runRejectTable(t, []rejectCase{
+		{`{\"a\":"x"}`, KindSyntax, 1},
+		{`{"a":\"x\"}`, KindSyntax, 5},
+		{`{"a": \"x"}`, KindSyntax, 6},
+		{`[\"a\", "b"]`, KindSyntax, 1},
+		{`{\"a\": 1, "b": 2}`, KindSyntax, 1},
+		{`{"a": 1, \"b\": 2}`, KindSyntax, 9},
+		{`{"a":1 \"b\":2}`, KindSyntax, 7},
+		{`{"a": x\"y}`, KindSyntax, 7},
+		{`{\'a\': 1}`, KindSyntax, 1},
+		{`{"a": O\'Brien}`, KindSyntax, 7},
+		{"{\"a\":1,\n\\\"b\\\":2}", KindSyntax, 8},
+	})
+	n := newValueNormalizer(t, Options{})
+	_, err := n.Value(nil, []byte(`{"a":\"x\"}`), nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `a quote escaped with a backslash (\") outside any string`)
+	assert.Contains(t, err.Error(), "line 1, column 6")
+}
+
+func TestBackslashThatEscapesNoQuoteOutsideAStringStaysText(t *testing.T) {
+	runOutputTable(t, []outputCase{
+		{`{"path": C:\dir "x"}`, `{"path":"C:\\dir \"x\""}`},
+		{`{"a": x\y}`, `{"a":"x\\y"}`},
+		{`{"a":"x\"y"}`, `{"a":"x\"y"}`}, // an escape inside a string keeps its meaning
+		{`[\"a\"]`, `["a"]`},             // the whole body escaped: unescaped once
+	})
+}
+
+func TestPlusJoiningTwoValuesIsRefused(t *testing.T) {
+	runRejectTable(t, []rejectCase{
+		{`{"x": a + "b"}`, KindSyntax, 8},
+		{`{"x": a+"b"}`, KindSyntax, 7},
+		{`{"x": a +"b"}`, KindSyntax, 8},
+		{`{"x": a+ "b"}`, KindSyntax, 7},
+		{`{"x": a +/*c*/ "b"}`, KindSyntax, 8},
+		{`{"x": a + 'b'}`, KindSyntax, 8},
+		{"{\"x\": a + \u201cb\u201d}", KindSyntax, 8},
+		{`{"x": 1 + "b"}`, KindSyntax, 8},
+		{`[1 /*c*/ + 2]`, KindSyntax, 9},
+		{`[1 /*c*/ +2]`, KindSyntax, 9},
+		{"[1\n+ 2]", KindSyntax, 3},
+		{"[1 // c\n+2]", KindSyntax, 8},
+		{`{"x": 1 + 2}`, KindSyntax, 8},
+		{`{"x": 1+2}`, KindSyntax, 7},
+		{`{"x": 1 +2}`, KindSyntax, 8},
+		{`{"x": 1+ 2}`, KindSyntax, 7},
+		{`{"x": -1.5+2e3}`, KindSyntax, 10},
+		{`[1 + 2]`, KindSyntax, 3},
+		{`{"x": true + 1}`, KindSyntax, 11},
+		{`{"x": a + b}`, KindSyntax, 8},
+		{`{"x": + 2}`, KindSyntax, 6},
+		{`{"x": a +}`, KindSyntax, 8},
+		{`{"x": a + "b": 1}`, KindSyntax, 8}, // the next member's key after it
+		{"{\"x\": a +\n\"b\": 1}", KindSyntax, 8},
+		{`{"x": [1] + [2]}`, KindSyntax, 10},
+		{`{"x": {} + 1}`, KindSyntax, 9},
+		{`{a + b: 1}`, KindSyntax, 3},
+		{`{a +: 1}`, KindSyntax, 3},
+		{`{"a":1} + {"b":2}`, KindSyntax, 8},
+	})
+}
+
+func TestPlusGluedInsideAWordOrAsASignIsText(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{note: call me at +44 20 7946 0000}`, `{"note":"call me at +44 20 7946 0000"}`, RepairBareWord},
+		{`{"a": C++ developer}`, `{"a":"C++ developer"}`, RepairBareWord},
+		{`{"a": C++}`, `{"a":"C++"}`, RepairBareWord},
+		{`{"blood": A+}`, `{"blood":"A+"}`, RepairBareWord},
+		{`{"a": +5}`, `{"a":"+5"}`, RepairNonJSONNumber},
+		{`[1, +5]`, `[1,"+5"]`, RepairNonJSONNumber},
+		{`{"tel": +1 555 0100}`, `{"tel":"+1 555 0100"}`, RepairBareWord},
+		{`{"a": x+y}`, `{"a":"x+y"}`, RepairBareWord},
+		{`{"rating": 18+}`, `{"rating":"18+"}`, RepairNonJSONNumber},
+		{"[C++\nJava]", `["C++","Java"]`, RepairBareWord}, // a '+' at a line's end is the word's
+		{`{C++: 1}`, `{"C++":1}`, RepairUnquotedKey},
+	})
+	runOutputTable(t, []outputCase{
+		{`{"a":1e+5}`, `{"a":1e+5}`},       // an exponent's sign
+		{`{"a":"1 + 2"}`, `{"a":"1 + 2"}`}, // quoted: text, whatever it says
+	})
+}
+
+func TestUnquotedValueEndingWithAStrayQuoteIsRepaired(t *testing.T) {
+	runRepairTable(t, []repairCase{
+		{`{"a":late"}`, `{"a":"late"}`, RepairQuotes},
+		{`{"a":late", "b":1}`, `{"a":"late","b":1}`, RepairQuotes},
+		{`{"a": late" }`, `{"a":"late"}`, RepairQuotes},
+		{"{\"a\": late\"\n}", `{"a":"late"}`, RepairQuotes},
+		{"{\"a\": late\" // c\n}", `{"a":"late"}`, RepairQuotes},
+		{`{"a": late" "b": 1}`, `{"a":"late","b":1}`, RepairQuotes},
+		{`{"a": see you later"}`, `{"a":"see you later"}`, RepairQuotes},
+		{`[late"]`, `["late"]`, RepairQuotes},
+		{`[late", 1]`, `["late",1]`, RepairQuotes},
+		{`{"a": true"}`, `{"a":"true"}`, RepairQuotes}, // its opening quote left out: a string
+		{"{\"a\": late\u201d}", `{"a":"late"}`, RepairQuotes},
+		{`{note":late"}`, `{"note":"late"}`, RepairQuotes},
+		// The stray quote never opens a key that would start with white
+		// space or hold the ',' between two members.
+		{`{"a": late" /*c*/ , note": 1}`, `{"a":"late","note":1}`, RepairQuotes},
+		{`{"a": late", "b": 1}`, `{"a":"late","b":1}`, RepairQuotes},
+	})
+	runOutputTable(t, []outputCase{
+		{`{"a": hello "b": 2}`, `{"a":"hello","b":2}`}, // a quote after white space opens the next key
+		{`{"a": hello"b": 2}`, `{"a":"hello","b":2}`},  // ... and one glued to the word, when the key is plain
+	})
+}
+
+func TestQuoteAtTheEndOfAnUnquotedValueThatIsNotStrayStaysText(t *testing.T) {
+	runOutputTable(t, []outputCase{
+		{`{"a": 6"}`, `{"a":"6\""}`},                  // an inch mark
+		{`{"a": 6", "b": 1}`, `{"a":"6\"","b":1}`},    // never the key `", "`
+		{`{"h": 5'11"}`, `{"h":"5'11\""}`},            // feet and inches
+		{`{"a": 6" 2" tall}`, `{"a":"6\" 2\" tall"}`}, // never the key `" 2"`
+		{`[6" 2" tall]`, `["6\" 2\" tall"]`},
+		{`{"a": say "hi"}`, `{"a":"say \"hi\""}`},         // other quotes in it: inner quotes
+		{`{"a": the students'}`, `{"a":"the students'"}`}, // an apostrophe is text
+		{"{\"a\": it\u2019s}", "{\"a\":\"it\u2019s\"}"},
+		{`{"a":1"b":2}`, `{"a":1,"b":2}`}, // a glued quote that opens the next key
+		{`[1"x"]`, `[1,"x"]`},             // ... or the next element
+	})
+}
+
 func TestMissingClosingQuoteBeforeTheNextKeyIsRepaired(t *testing.T) {
 	runRepairTable(t, []repairCase{
 		{`{"note":"ok,"next":1}`, `{"note":"ok","next":1}`, RepairQuotes},

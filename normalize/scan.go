@@ -100,6 +100,7 @@ type scanner struct {
 	bareKey  bool   // the key that just ended was unquoted
 	multiOff int    // input offset of a second top-level value found by split
 	escaped  bool   // the last string written may contain a backslash
+	plus     bool   // the last bare token that bareRun read holds a '+'
 	cur      *frame // innermost open frame (cached top of sc.stack), nil on the top level
 }
 
@@ -214,6 +215,21 @@ func (s *scanner) repair(kind RepairKind, off int) {
 // string the client meant is not sure, so it is never guessed.
 func (s *scanner) concatenation(off int) error {
 	return s.errorf(KindSyntax, off, "a string concatenation (\"a\" + \"b\") is not JSON; send the joined string")
+}
+
+// plusOperator is the error for a '+' at off that joins two values outside
+// any string (`1 + 2`, `a + "b"`): a sum or a concatenation, which no
+// reading makes sure.
+func (s *scanner) plusOperator(off int) error {
+	return s.errorf(KindSyntax, off, "a \"+\" between values (a sum or a concatenation) is not JSON; send the one value meant")
+}
+
+// escapedQuote is the error for the backslash at off, outside any string,
+// before a quote: part of a body sent in its stringified form. Read as
+// text it would put the escaped quotes into a key or value.
+func (s *scanner) escapedQuote(off int) error {
+	return s.errorf(KindSyntax, off, "a quote escaped with a backslash (\\"+string(s.src[off+1])+
+		") outside any string: the body is partly stringified; send it unescaped, or wholly escaped")
 }
 
 func (s *scanner) errorf(kind ErrorKind, off int, msg string) error {
@@ -445,6 +461,10 @@ func (s *scanner) after(c byte) error {
 			// concatenation that str refuses when the '+' comes first.
 			return s.concatenation(s.i)
 		}
+		// A number, literal or closer, then '+' (`[1 /*c*/ + 2]`,
+		// `1` ⏎ `+2`): a sum or a concatenation, never the start of the
+		// next element, whatever white space or comment stands between.
+		return s.plusOperator(s.i)
 	}
 	if f == nil {
 		return s.errorf(KindMultipleValues, s.i,
@@ -539,9 +559,17 @@ func (s *scanner) key(c byte) error {
 	s.beginMember()
 	start := s.i
 	end := s.bareRun(true)
+	if escapedQuoteAt(s.src, end) {
+		return s.escapedQuote(end - 1)
+	}
 	w := s.trimCounted(s.src[start:end], start)
 	if elidedAt(w) >= 0 {
 		return s.elided(w, start)
+	}
+	if s.plus {
+		if p := plusAt(w); p >= 0 {
+			return s.plusOperator(offsetIn(s.src, w) + p)
+		}
 	}
 	if last := w[len(w)-1]; s.i < len(s.src) && s.src[s.i] == '"' || last == '\'' || last == 0x99 || last == 0x9D {
 		w = s.strayKeyQuote(w, start) // only a key that may have one pays the call

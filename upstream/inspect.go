@@ -1,16 +1,14 @@
 package upstream
 
 import (
-	"bytes"
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // SpoolStatus is what a spool directory holds, read without taking the directory: it is safe while
@@ -53,7 +51,7 @@ func isRecord(line []byte) bool {
 // again, a few times.
 func InspectSpool(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, error) {
 	if deadLetter == "" {
-		deadLetter = filepath.Join(dir, deadLetterFileName)
+		deadLetter = SpoolPath(dir, SpoolDeadLetter)
 	}
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, err
@@ -77,11 +75,11 @@ var errRotatedMeanwhile = errors.New("the spool rotated while it was read; try a
 
 func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, error) {
 	st := &SpoolStatus{Dir: dir, DeadPath: deadLetter, TopLanes: []LaneLoad{}}
-	recs, err := readOnlyLog(filepath.Join(dir, spoolFileName))
+	recs, err := wal.OpenReadOnly(SpoolPath(dir, SpoolRecords))
 	if err != nil {
 		return nil, err
 	}
-	curs, err := readOnlyLog(filepath.Join(dir, cursorFileName))
+	curs, err := wal.OpenReadOnly(SpoolPath(dir, SpoolCursor))
 	if err != nil {
 		return nil, err
 	}
@@ -89,11 +87,11 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 	if err != nil {
 		return nil, err
 	}
-	seg, off := recs.first(), int64(0)
+	seg, off := recs.First(), int64(0)
 	if found {
-		seg, off, _ = recs.resolve(pos.logCursor)
+		seg, off, _ = recs.Resolve(pos.Cursor)
 	}
-	start := resumePoint{seg: seg, off: off, done: recs.finished(pos.Done), rules: recs.resolveRules(pos.Moved)}
+	start := resumePoint{seg: seg, off: off, done: finished(recs, pos.Done), rules: resolveRules(recs, pos.Moved)}
 	var lanes map[string]*LaneLoad
 	reset := func() {
 		*st = SpoolStatus{Dir: dir, DeadPath: deadLetter, TopLanes: []LaneLoad{}}
@@ -148,12 +146,12 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 		return strings.Compare(a.Lane, b.Lane)
 	})
 	st.TopLanes = st.TopLanes[:min(len(st.TopLanes), max(top, 0))]
-	if st.Dead, err = countLines(deadLetter); err != nil {
+	if st.Dead, err = wal.CountRecords(deadLetter); err != nil {
 		return nil, err
 	}
-	if after, err := recs.rotatedFiles(); err != nil {
+	if stale, err := recs.Stale(); err != nil {
 		return nil, err
-	} else if n := len(recs.segs) - 1; len(after) > 0 && (n == 0 || after[len(after)-1] != recs.segs[n-1].name) {
+	} else if stale {
 		return nil, errRotatedMeanwhile
 	}
 	return st, nil
@@ -161,10 +159,10 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 
 // finished resolves the records a position line lists as finished after its mark; those whose
 // file is gone are finished anyway.
-func (l *appendLog) finished(cs []logCursor) map[recordPos]bool {
+func finished(l *wal.Log, cs []wal.Cursor) map[recordPos]bool {
 	done := make(map[recordPos]bool, len(cs))
 	for _, c := range cs {
-		if seg, off, ok := l.resolve(c); ok {
+		if seg, off, ok := l.Resolve(c); ok {
 			done[recordPos{seg, off}] = true
 		}
 	}
@@ -176,21 +174,21 @@ type waiting struct {
 	rec      []byte // valid until the next record is read; only the first bytes of a long line
 	lane     string
 	at       time.Time // when it was accepted; zero when the line does not say
-	seg      *segment
+	seg      *wal.Segment
 	off, end int64 // its bytes in seg, end past its '\n'
 	long     bool  // longer than MaxSpoolLine: not read, rec is its start
 }
 
 // eachWaiting calls fn with each record from r on that start does not count as finished: what a
 // replay resuming there would send.
-func eachWaiting(r *logReader, start *resumePoint, fn func(w *waiting)) error {
+func eachWaiting(r *wal.Reader, start *resumePoint, fn func(w *waiting)) error {
 	var w waiting
 	for {
-		rec, seg, end, ok, err := r.next()
+		rec, seg, end, ok, err := r.Next()
 		if err != nil || !ok {
 			return err
 		}
-		off := end - r.recordLen(rec) - 1
+		off := end - r.RecordLen(rec) - 1
 		if start.done[recordPos{seg, off}] {
 			continue
 		}
@@ -198,7 +196,7 @@ func eachWaiting(r *logReader, start *resumePoint, fn func(w *waiting)) error {
 		if len(start.rules) > 0 && movedBy(start.rules, lane, seg, off) {
 			continue
 		}
-		w = waiting{rec: rec, lane: lane, at: at, seg: seg, off: off, end: end, long: r.long > 0}
+		w = waiting{rec: rec, lane: lane, at: at, seg: seg, off: off, end: end, long: r.Long()}
 		fn(&w)
 	}
 }
@@ -206,77 +204,25 @@ func eachWaiting(r *logReader, start *resumePoint, fn func(w *waiting)) error {
 // countWaiting calls reset, then fn with each record the replay would send from start. When it
 // finds the copies of a park that no position line records, it adds the park's rule to start and
 // reads again (see park.go).
-func countWaiting(l *appendLog, start *resumePoint, reset func(), fn func(w *waiting)) error {
+func countWaiting(l *wal.Log, start *resumePoint, reset func(), fn func(w *waiting)) error {
 	for {
 		if reset != nil {
 			reset()
 		}
 		groups := map[parkRange]*parkGroup{}
-		r := l.newReader(start.seg, start.off)
+		r := l.NewReader(start.seg, start.off)
 		err := eachWaiting(r, start, func(w *waiting) {
 			noteParked(groups, w)
 			fn(w)
 		})
-		r.close()
+		r.Close()
 		if err != nil {
 			return err
 		}
-		extra := l.unfinishedParks(groups, start.rules)
+		extra := unfinishedParks(l, groups, start.rules)
 		if len(extra) == 0 {
 			return nil
 		}
 		start.rules = append(start.rules, extra...)
 	}
-}
-
-// readOnlyLog describes the files of the log whose active file is path as a reader sees them,
-// without opening it for writing: nothing is created, repaired or locked. The active file counts as
-// complete up to its last '\n'.
-func readOnlyLog(path string) (*appendLog, error) {
-	l := &appendLog{path: path, dir: filepath.Dir(path), fs: OSFileSystem(), logger: zap.NewNop()}
-	base := filepath.Base(path)
-	l.ext = filepath.Ext(base)
-	l.stem = strings.TrimSuffix(base, l.ext)
-	rotated, err := l.rotatedFiles()
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range rotated {
-		l.segs = append(l.segs, &segment{name: name, size: -1, ord: uint64(len(l.segs))})
-	}
-	if n := len(rotated); n > 0 {
-		l.newest = rotated[n-1]
-	}
-	var size int64
-	if fi, err := os.Stat(path); err == nil {
-		size = fi.Size()
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	l.segs = append(l.segs, &segment{name: base, active: true, size: size, ord: uint64(len(l.segs))})
-	return l, nil
-}
-
-// countLines counts the complete lines of the log at path and its rotated files; a missing file
-// counts 0.
-func countLines(path string) (int, error) {
-	l, err := readOnlyLog(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, s := range l.segs {
-		b, err := os.ReadFile(filepath.Join(l.dir, s.name))
-		if errors.Is(err, fs.ErrNotExist) && s.active {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		n += bytes.Count(b, []byte{'\n'})
-	}
-	return n, nil
 }

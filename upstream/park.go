@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // Parking a stuck lane. The durable position is a low-water mark plus the records finished after
@@ -53,9 +55,9 @@ const (
 // park (from is nil: from the start), or copies left by a park that failed half-way.
 type parkRule struct {
 	lane       string
-	fromSeg    *segment // nil: from the start of the log
+	fromSeg    *wal.Segment // nil: from the start of the log
 	fromOff    int64
-	beforeSeg  *segment
+	beforeSeg  *wal.Segment
 	beforeOff  int64
 	durable    parkRange // the rule as position lines hold it
 	incomplete bool      // copies of a failed park, not originals
@@ -63,14 +65,14 @@ type parkRule struct {
 
 // parkRange is a parkRule in a position line.
 type parkRange struct {
-	Lane   string     `json:"lane"`
-	From   *logCursor `json:"from,omitempty"`
-	Before logCursor  `json:"before"`
+	Lane   string      `json:"lane"`
+	From   *wal.Cursor `json:"from,omitempty"`
+	Before wal.Cursor  `json:"before"`
 }
 
 // parkMark is what a copy carries, after its record's last member, as "parked".
 type parkMark struct {
-	Before logCursor  `json:"before"`
+	Before wal.Cursor `json:"before"`
 	N      int        `json:"n"`
 	Of     int        `json:"of"`
 	Tries  *parkTries `json:"tries,omitempty"`
@@ -87,19 +89,14 @@ type parkTries struct {
 // parkKey starts a copy's mark: it is the record's last member.
 var parkKey = []byte(`,"parked":{"before":`)
 
-// posBefore reports whether position (a, aOff) is before (b, bOff).
-func posBefore(a *segment, aOff int64, b *segment, bOff int64) bool {
-	return a.ord < b.ord || a.ord == b.ord && aOff < bOff
-}
-
 // covers reports whether the rule finishes the record of lane at (seg, off).
-func (r *parkRule) covers(lane string, seg *segment, off int64) bool {
-	return lane == r.lane && posBefore(seg, off, r.beforeSeg, r.beforeOff) &&
-		(r.fromSeg == nil || !posBefore(seg, off, r.fromSeg, r.fromOff))
+func (r *parkRule) covers(lane string, seg *wal.Segment, off int64) bool {
+	return lane == r.lane && wal.Before(seg, off, r.beforeSeg, r.beforeOff) &&
+		(r.fromSeg == nil || !wal.Before(seg, off, r.fromSeg, r.fromOff))
 }
 
 // movedBy reports whether one of rules finishes the record of lane at (seg, off).
-func movedBy(rules []parkRule, lane string, seg *segment, off int64) bool {
+func movedBy(rules []parkRule, lane string, seg *wal.Segment, off int64) bool {
 	for i := range rules {
 		if rules[i].covers(lane, seg, off) {
 			return true
@@ -109,13 +106,13 @@ func movedBy(rules []parkRule, lane string, seg *segment, off int64) bool {
 }
 
 // resolveRules turns the rules of a position line into positions in l.
-func (l *appendLog) resolveRules(rs []parkRange) []parkRule {
+func resolveRules(l *wal.Log, rs []parkRange) []parkRule {
 	out := make([]parkRule, 0, len(rs))
 	for _, r := range rs {
 		pr := parkRule{lane: r.Lane, durable: r}
-		pr.beforeSeg, pr.beforeOff, _ = l.resolve(r.Before)
+		pr.beforeSeg, pr.beforeOff, _ = l.Resolve(r.Before)
 		if r.From != nil {
-			pr.fromSeg, pr.fromOff, _ = l.resolve(*r.From)
+			pr.fromSeg, pr.fromOff, _ = l.Resolve(*r.From)
 			pr.incomplete = true
 		}
 		out = append(out, pr)
@@ -162,7 +159,7 @@ func appendParked(dst, rec []byte, lane string, long bool, mark parkMark) []byte
 type parkJob struct {
 	lane    *lane
 	queue   []*pending
-	fromSeg *segment
+	fromSeg *wal.Segment
 	fromOff int64
 	rules   []parkRule
 }
@@ -207,7 +204,7 @@ func (sc *scheduler) maybePark(br breaker) {
 	}
 	l.parking = true
 	sc.parkBusy = true
-	seg, off := sc.reader.pos()
+	seg, off := sc.reader.Pos()
 	job := &parkJob{lane: l, queue: append([]*pending(nil), l.queue...), fromSeg: seg, fromOff: off,
 		rules: append([]parkRule(nil), sc.rules...)}
 	go func() {
@@ -257,7 +254,7 @@ func (s *Spool) park(job *parkJob) parkResult {
 		s.parkCond.Wait()
 	}
 	s.mu.Unlock()
-	endSeg, endOff := s.records.end()
+	endSeg, endOff := s.records.End()
 	res := parkResult{job: job}
 	var grown int64
 	defer func() {
@@ -272,7 +269,7 @@ func (s *Spool) park(job *parkJob) parkResult {
 
 	// Where the lane's records are: those the worker read, then those after its reading up to E.
 	type place struct {
-		seg      *segment
+		seg      *wal.Segment
 		off, end int64
 		rec      []byte // nil: read from the file
 		long     bool   // rec is the start of a line too long to read
@@ -282,33 +279,33 @@ func (s *Spool) park(job *parkJob) parkResult {
 	for _, p := range job.queue {
 		places = append(places, place{seg: p.seg, off: p.off, end: p.end, rec: p.rec, long: p.long, tries: p.tries})
 	}
-	r := s.records.newReader(job.fromSeg, job.fromOff)
+	r := s.records.NewReader(job.fromSeg, job.fromOff)
 	for {
-		rec, seg, end, ok, err := r.next()
+		rec, seg, end, ok, err := r.Next()
 		if err != nil {
-			r.close()
+			r.Close()
 			res.err = err
 			return res
 		}
 		if !ok {
 			break
 		}
-		off := end - r.recordLen(rec) - 1
-		if !posBefore(seg, off, endSeg, endOff) {
+		off := end - r.RecordLen(rec) - 1
+		if !wal.Before(seg, off, endSeg, endOff) {
 			break
 		}
 		if recordLane(rec) == lane && !movedBy(job.rules, lane, seg, off) {
 			pl := place{seg: seg, off: off, end: end}
-			if r.long > 0 {
+			if r.Long() {
 				pl.rec, pl.long = append([]byte(nil), rec...), true
 			}
 			places = append(places, pl)
 		}
 	}
-	r.close()
+	r.Close()
 
-	before := s.records.cursor(endSeg, endOff)
-	var firstSeg *segment
+	before := s.records.Cursor(endSeg, endOff)
+	var firstSeg *wal.Segment
 	var firstOff int64
 	var batch [][]byte
 	var batchBytes int
@@ -317,9 +314,9 @@ func (s *Spool) park(job *parkJob) parkResult {
 			return nil
 		}
 		if firstSeg == nil {
-			firstSeg, firstOff = s.records.end()
+			firstSeg, firstOff = s.records.End()
 		}
-		n, err := s.records.appendAll(batch)
+		n, err := s.records.AppendAll(batch)
 		res.moved += n
 		batch, batchBytes = batch[:0], 0
 		return err
@@ -328,7 +325,7 @@ func (s *Spool) park(job *parkJob) parkResult {
 		rec := pl.rec
 		if rec == nil {
 			var err error
-			if rec, err = s.records.readRecord(pl.seg, pl.off, pl.end); err != nil {
+			if rec, err = s.records.ReadRecord(pl.seg, pl.off, pl.end); err != nil {
 				res.err = err
 				break
 			}
@@ -359,11 +356,11 @@ func (s *Spool) park(job *parkJob) parkResult {
 		// Some copies are on disk and the originals stay: a rule drops the copies. Nothing of
 		// the lane is appended until it is in force, so the copies are all of the lane there is
 		// between their start and the end now.
-		stopSeg, stopOff := s.records.end()
-		from := s.records.cursor(firstSeg, firstOff)
+		stopSeg, stopOff := s.records.End()
+		from := s.records.Cursor(firstSeg, firstOff)
 		res.rule = parkRule{lane: lane, fromSeg: firstSeg, fromOff: firstOff, beforeSeg: stopSeg,
 			beforeOff: stopOff, incomplete: true,
-			durable: parkRange{Lane: lane, From: &from, Before: s.records.cursor(stopSeg, stopOff)}}
+			durable: parkRange{Lane: lane, From: &from, Before: s.records.Cursor(stopSeg, stopOff)}}
 	}
 	return res
 }
@@ -371,9 +368,9 @@ func (s *Spool) park(job *parkJob) parkResult {
 // parkGroup is what a reading of the log saw of one park's copies.
 type parkGroup struct {
 	lane              string
-	before            logCursor
+	before            wal.Cursor
 	first, last       bool
-	firstSeg, lastSeg *segment
+	firstSeg, lastSeg *wal.Segment
 	firstOff, lastEnd int64
 }
 
@@ -405,16 +402,16 @@ func noteParked(groups map[parkRange]*parkGroup, w *waiting) {
 // unfinishedParks turns the copies of parks that no position line records into rules: a complete
 // group finishes its originals; a group whose first copy is there but not its last (the park
 // failed or the process died during it) is dropped, and its originals stay.
-func (l *appendLog) unfinishedParks(groups map[parkRange]*parkGroup, known []parkRule) []parkRule {
+func unfinishedParks(l *wal.Log, groups map[parkRange]*parkGroup, known []parkRule) []parkRule {
 	var out []parkRule
 	for key, g := range groups {
 		var r parkRule
 		switch {
 		case g.last:
 			r = parkRule{lane: g.lane, durable: key}
-			r.beforeSeg, r.beforeOff, _ = l.resolve(g.before)
+			r.beforeSeg, r.beforeOff, _ = l.Resolve(g.before)
 		case g.first:
-			from, before := l.cursor(g.firstSeg, g.firstOff), l.cursor(g.lastSeg, g.lastEnd)
+			from, before := l.Cursor(g.firstSeg, g.firstOff), l.Cursor(g.lastSeg, g.lastEnd)
 			r = parkRule{lane: g.lane, fromSeg: g.firstSeg, fromOff: g.firstOff, beforeSeg: g.lastSeg,
 				beforeOff: g.lastEnd, incomplete: true, durable: parkRange{Lane: g.lane, From: &from, Before: before}}
 		default:

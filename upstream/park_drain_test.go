@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -32,7 +34,7 @@ func writeBacklog(t testing.TB, dir string, lanes, events int, fileSize int) int
 	var buf []byte
 	var total int64
 	flush := func() {
-		path := filepath.Join(dir, "spool-"+name.Format(rotatedLayout)+".jsonl")
+		path := wal.RotatedPath(filepath.Join(dir, spoolFileName), name)
 		require.NoError(t, os.WriteFile(path, buf, filePerm))
 		total += int64(len(buf))
 		buf, name = buf[:0], name.Add(time.Millisecond)

@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // switchUCS answers 503 to the services in stuck, and hands the rest to ucs.
@@ -109,7 +111,7 @@ func writeParkState(t *testing.T, dir string, copied int) {
 			}
 		}
 	}
-	before := logCursor{Offset: int64(len(buf))}
+	before := wal.Cursor{Offset: int64(len(buf))}
 	var copies []byte
 	for n, rec := range as[:copied] {
 		copies = append(appendParked(copies, rec, "a", false, parkMark{Before: before, N: n, Of: len(as)}), '\n')

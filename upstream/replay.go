@@ -5,16 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // The replay rule, for one record and one attempt:
@@ -77,7 +76,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 	}
 	if rec == nil {
 		var err error
-		if rec, err = s.records.readRecord(p.seg, p.off, p.end); err != nil {
+		if rec, err = s.records.ReadRecord(p.seg, p.off, p.end); err != nil {
 			s.logger.Error("reading a spooled record failed; retrying", zap.String("dir", s.dir), zap.Error(err))
 			r.how = retry
 			return r
@@ -225,50 +224,26 @@ func (s *Spool) backoff(attempt int, retryAfter time.Duration) time.Duration {
 // spoolPosition is one line of the cursor log: the low-water mark, and the records after it that
 // are finished too (delivered or dead-lettered out of order), each named by its start.
 type spoolPosition struct {
-	logCursor
-	Done  []logCursor `json:"done,omitempty"`
-	Moved []parkRange `json:"moved,omitempty"` // records finished by parks (park.go)
+	wal.Cursor
+	Done  []wal.Cursor `json:"done,omitempty"`
+	Moved []parkRange  `json:"moved,omitempty"` // records finished by parks (park.go)
 }
 
 // lastPosition returns the last position written to the cursor log: the last complete line of its
 // active file or, when that is empty (just rotated), of the newest rotated one. found is false
 // when no position was ever written.
-func lastPosition(l *appendLog) (pos spoolPosition, found bool, err error) {
-	rotated, err := l.rotatedFiles()
-	if err != nil {
-		return pos, false, err
+func lastPosition(l *wal.Log) (pos spoolPosition, found bool, err error) {
+	// The cursor log is small (it rotates at 1 MiB): LastRecord reads it whole.
+	found, err = l.LastRecord(func(line []byte) bool {
+		var p spoolPosition
+		if json.Unmarshal(line, &p) != nil {
+			return false
+		}
+		pos = p
+		return true
+	})
+	if err != nil || !found {
+		return spoolPosition{}, false, err
 	}
-	files := []string{l.Path()}
-	for i := len(rotated) - 1; i >= 0; i-- {
-		files = append(files, filepath.Join(l.dir, rotated[i]))
-	}
-	for _, path := range files {
-		f, err := l.fs.OpenFile(path, os.O_RDONLY, 0)
-		if errors.Is(err, fs.ErrNotExist) && path == l.Path() {
-			continue // never written (a spool read without being opened): no position yet
-		}
-		if err != nil {
-			return pos, false, err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			_ = f.Close()
-			return pos, false, err
-		}
-		// The cursor log is small (it rotates at 1 MiB): read it whole.
-		buf := make([]byte, fi.Size())
-		_, err = f.ReadAt(buf, 0)
-		_ = f.Close()
-		if err != nil {
-			return pos, false, err
-		}
-		lines := bytes.Split(bytes.TrimSuffix(buf, []byte("\n")), []byte("\n"))
-		for i := len(lines) - 1; i >= 0; i-- {
-			var p spoolPosition
-			if json.Unmarshal(lines[i], &p) == nil {
-				return p, true, nil
-			}
-		}
-	}
-	return spoolPosition{}, false, nil
+	return pos, true, nil
 }

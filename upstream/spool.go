@@ -4,25 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
-// Store and forward. The spool directory holds:
+// Store and forward. The spool directory holds (names spelled by SpoolPath only):
 //
 //	.lock                        exclusive lock: one owner per directory
-//	spool.jsonl, spool-<T>.jsonl the records (an appendLog), in acceptance order
-//	cursor.jsonl[, cursor-<T>]   an appendLog of replay positions; its last line is the durable position
+//	spool.jsonl, spool-<T>.jsonl the records (a wal.Log), in acceptance order
+//	cursor.jsonl[, cursor-<T>]   a wal.Log of replay positions; its last line is the durable position
 //	dead-letter.jsonl            records the upstream rejected (unless configured elsewhere)
 //
-// The record log is the only copy of an event; the replay's lanes (lanes.go) are a scheduling view
+// The record log is the only copy of an event; the replay's lanes (scheduler.go) are a scheduling view
 // of it. Records of one lane (the service id) are sent one at a time in acceptance order; records
 // of different lanes go concurrently, so deliveries finish out of order. The durable position is
 // therefore a low-water mark, the position before which every record is delivered or
@@ -65,16 +65,7 @@ const (
 const (
 	defaultSegmentSize  = 16 << 20
 	cursorLogMaxSize    = 1 << 20
-	spoolFileName       = "spool.jsonl"
-	cursorFileName      = "cursor.jsonl"
-	lockFileName        = ".lock"
-	deadLetterFileName  = "dead-letter.jsonl"
-	neverPrune          = math.MaxInt
 	spoolRecordOverhead = 512 // a guess at the record framing, to size the encode buffer once
-	// breakerThreshold is how many deliveries in a row, direct or replayed, must fail for
-	// unavailability before the spool treats the upstream as down: then new events are stored
-	// without a direct attempt, and the replay sends one probe at a time.
-	breakerThreshold = 3
 )
 
 // ReplayPolicy says how the replay delivers the spooled records. The zero value of each field
@@ -130,7 +121,7 @@ type SpoolOptions struct {
 	Logger *zap.Logger
 	// FS is the file system of the record, cursor and dead-letter logs; nil means the operating
 	// system. Tests inject faults through it.
-	FS FileSystem
+	FS wal.FileSystem
 	// Replay is how the replay delivers; see ReplayPolicy.
 	Replay ReplayPolicy
 
@@ -151,7 +142,7 @@ type SpoolOptions struct {
 // spoolTuning is what only tests and benchmarks change.
 type spoolTuning struct {
 	segmentSize    int64 // record file rotation size; tests make it small
-	syncEachRecord bool  // the group-commit benchmark's baseline (see appendLogOptions)
+	syncEachRecord bool  // the group-commit benchmark's baseline (see wal.Options.SyncEachRecord)
 	// skipWaits makes the replay's clock jump over each wait of its worker instead of sleeping
 	// through it (after 100µs of real time): a day of backoffs passes in seconds.
 	skipWaits bool
@@ -174,9 +165,9 @@ type Spool struct {
 	tune       spoolTuning
 	skew       atomic.Int64 // nanoseconds the replay's clock is ahead of the wall clock (tune.skipWaits)
 
-	records *appendLog
-	cursors *appendLog
-	dead    *appendLog
+	records *wal.Log
+	cursors *wal.Log
+	dead    *wal.Log
 	lock    *os.File
 	start   resumePoint // where the replay worker starts
 
@@ -212,20 +203,10 @@ type outageStats struct {
 	deadLettered int
 }
 
-// breaker tells "the upstream is down" from "one delivery failed": after breakerThreshold
-// deliveries in a row failed for unavailability it opens; while open, Submit stores without a
-// direct attempt and the replay sends one probe at a time, at probeAt. Any answer closes it.
-type breaker struct {
-	open    bool
-	streak  int       // deliveries in a row that failed for unavailability
-	probes  int       // failed probes since it opened
-	probeAt time.Time // when the replay may send the next probe
-}
-
 // resumePoint is where the replay starts: the durable low-water mark and the records after it that
 // were already finished.
 type resumePoint struct {
-	seg   *segment
+	seg   *wal.Segment
 	off   int64
 	done  map[recordPos]bool
 	rules []parkRule
@@ -233,7 +214,7 @@ type resumePoint struct {
 
 // recordPos names a record by its segment and start offset.
 type recordPos struct {
-	seg *segment
+	seg *wal.Segment
 	off int64
 }
 
@@ -279,20 +260,19 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 	}
 	deadLetter := opts.DeadLetter
 	if deadLetter == "" {
-		deadLetter = filepath.Join(opts.Dir, deadLetterFileName)
+		deadLetter = SpoolPath(opts.Dir, SpoolDeadLetter)
 	}
 
 	if err := os.MkdirAll(opts.Dir, dirPerm); err != nil {
 		return nil, &StorageError{Op: "open", Path: opts.Dir, Err: err}
 	}
-	lockPath := filepath.Join(opts.Dir, lockFileName)
-	lock, err := lockDir(lockPath)
+	lock, err := wal.LockDir(SpoolPath(opts.Dir, SpoolLock))
 	if err != nil {
 		return nil, lockError(opts.Dir, err)
 	}
 	s.lock = lock
 	fail := func(err error) (*Spool, error) {
-		for _, l := range []*appendLog{s.records, s.cursors, s.dead} {
+		for _, l := range []*wal.Log{s.records, s.cursors, s.dead} {
 			if l != nil {
 				_ = l.Close()
 			}
@@ -300,20 +280,20 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		_ = s.lock.Close()
 		return nil, err
 	}
-	logOpts := appendLogOptions{Logger: s.logger, FS: opts.FS}
+	logOpts := wal.Options{Logger: s.logger, FS: opts.FS}
 	recOpts := logOpts
-	recOpts.MaxSize, recOpts.Keep, recOpts.syncEachRecord = segmentSize, neverPrune, tune.syncEachRecord
-	if s.records, err = openAppendLog(filepath.Join(opts.Dir, spoolFileName), recOpts); err != nil {
+	recOpts.MaxSize, recOpts.Keep, recOpts.SyncEachRecord = segmentSize, wal.KeepAll, tune.syncEachRecord
+	if s.records, err = wal.Open(SpoolPath(opts.Dir, SpoolRecords), recOpts); err != nil {
 		return fail(err)
 	}
 	curOpts := logOpts
 	curOpts.MaxSize, curOpts.Keep = cursorLogMaxSize, 1
-	if s.cursors, err = openAppendLog(filepath.Join(opts.Dir, cursorFileName), curOpts); err != nil {
+	if s.cursors, err = wal.Open(SpoolPath(opts.Dir, SpoolCursor), curOpts); err != nil {
 		return fail(err)
 	}
 	deadOpts := logOpts
-	deadOpts.Keep = neverPrune // rejected events are the operator's to remove
-	if s.dead, err = openAppendLog(deadLetter, deadOpts); err != nil {
+	deadOpts.Keep = wal.KeepAll // rejected events are the operator's to remove
+	if s.dead, err = wal.Open(deadLetter, deadOpts); err != nil {
 		return fail(err)
 	}
 	if err := s.resume(); err != nil {
@@ -328,7 +308,7 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 // denied, a read-only file system), which is reported as the storage error it is.
 func lockError(dir string, err error) error {
 	if !errors.Is(err, ErrDirLocked) {
-		return &StorageError{Op: "lock", Path: filepath.Join(dir, lockFileName), Err: err}
+		return &StorageError{Op: "lock", Path: SpoolPath(dir, SpoolLock), Err: err}
 	}
 	return fmt.Errorf("spool directory %s is in use by another spool (another process, or "+
 		"another forward sink of this one): one owner per directory: %w", dir, err)
@@ -341,7 +321,7 @@ func (s *Spool) resume() error {
 	if err != nil {
 		return err
 	}
-	s.records.removeBefore(start.seg)
+	s.records.RemoveBefore(start.seg)
 	reset := func() { s.depth, s.depthBytes, s.lanes = 0, 0, map[string]int{} }
 	err = countWaiting(s.records, &start, reset, func(w *waiting) {
 		s.depth++
@@ -370,22 +350,20 @@ func (s *Spool) durablePosition() (resumePoint, error) {
 	if err != nil {
 		return resumePoint{}, &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
 	}
-	seg, off := s.records.first(), int64(0)
+	seg, off := s.records.First(), int64(0)
 	if found {
 		var ok bool
-		if seg, off, ok = s.records.resolve(pos.logCursor); !ok {
+		if seg, off, ok = s.records.Resolve(pos.Cursor); !ok {
 			s.logger.Warn("spool cursor names a file that is gone; resuming at the next one",
 				zap.String("dir", s.dir), zap.String("file", pos.File))
 		}
 	}
-	s.records.segMu.Lock()
-	if seg.active && off > seg.size {
+	if end, past := s.records.ClampToEnd(seg, off); past {
 		s.logger.Warn("spool cursor is past the end of the spool; resuming at its end",
-			zap.String("dir", s.dir), zap.Int64("cursor", off), zap.Int64("size", seg.size))
-		off = seg.size
+			zap.String("dir", s.dir), zap.Int64("cursor", off), zap.Int64("size", end))
+		off = end
 	}
-	s.records.segMu.Unlock()
-	return resumePoint{seg: seg, off: off, done: s.records.finished(pos.Done), rules: s.records.resolveRules(pos.Moved)}, nil
+	return resumePoint{seg: seg, off: off, done: finished(s.records, pos.Done), rules: resolveRules(s.records, pos.Moved)}, nil
 }
 
 // Submit delivers one event. When nothing of its lane is waiting in the spool and the upstream is
@@ -518,41 +496,6 @@ func (s *Spool) refillTime(bytes int64) time.Duration {
 	return min(max(d, time.Second), maxRetryAfter)
 }
 
-// answered records that the upstream answered a delivery: it is up. closed reports that this
-// closed an open breaker.
-func (s *Spool) answered() (closed bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.breaker.streak = 0
-	if !s.breaker.open {
-		return false
-	}
-	s.breaker.open = false
-	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
-		zap.Int("failed_probes", s.breaker.probes))
-	return true
-}
-
-// unavailable records a delivery that failed for unavailability; probe says it was the replay's
-// probe while the breaker was open. It reports whether the breaker is open.
-func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := &s.breaker
-	b.streak++
-	switch {
-	case b.open && probe:
-		b.probes++
-		b.probeAt = s.now().Add(s.backoff(b.probes+1, retryAfter))
-	case !b.open && b.streak >= breakerThreshold:
-		b.open, b.probes = true, 0
-		b.probeAt = s.now().Add(s.backoff(1, retryAfter))
-		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
-			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
-	}
-	return b.open
-}
-
 // SetForwarder makes f deliver the events from now on, direct and replayed: a config reload that
 // changed the upstream URLs or the timeout keeps the spool and its records. A delivery in flight
 // finishes with the Forwarder it started with.
@@ -627,37 +570,4 @@ func (s *Spool) Close() error {
 		s.closeErr = errors.Join(s.records.Close(), s.cursors.Close(), s.dead.Close(), s.lock.Close())
 	})
 	return s.closeErr
-}
-
-// rateMeter counts bytes per second over the last len(buckets) seconds.
-type rateMeter struct {
-	buckets [10]int64
-	last    int64 // the Unix second of the newest bucket
-}
-
-func (m *rateMeter) add(now time.Time, n int64) {
-	m.advance(now.Unix())
-	m.buckets[m.last%int64(len(m.buckets))] += n
-}
-
-// rate is the mean over the full seconds of the window, in bytes per second.
-func (m *rateMeter) rate(now time.Time) float64 {
-	m.advance(now.Unix())
-	var sum int64
-	for i, b := range m.buckets {
-		if int64(i) != m.last%int64(len(m.buckets)) { // the current second is not over
-			sum += b
-		}
-	}
-	return float64(sum) / float64(len(m.buckets)-1)
-}
-
-func (m *rateMeter) advance(sec int64) {
-	if sec <= m.last {
-		return
-	}
-	for s := m.last + 1; s <= sec && s <= m.last+int64(len(m.buckets)); s++ {
-		m.buckets[s%int64(len(m.buckets))] = 0
-	}
-	m.last = sec
 }

@@ -1,4 +1,4 @@
-package upstream
+package wal
 
 import (
 	"bytes"
@@ -12,68 +12,66 @@ import (
 	"go.uber.org/zap"
 )
 
-// The spool reads its appendLog back in order with a logReader. A position is a segment and an offset in
-// it; it is made durable as a logCursor, which names the file in a way that survives the rotation
-// of the active file (see cursor).
+// A Reader reads a Log back in order. A position is a segment and an offset in it; it is made
+// durable as a Cursor, which names the file in a way that survives the rotation of the active file
+// (see Log.Cursor).
 
 // readChunk is how much a reader asks for at once; a longer record grows the buffer to fit, up to
-// MaxSpoolLine.
+// MaxLine.
 const readChunk = 256 << 10
 
-// MaxSpoolLine bounds a line of a spool's record files: a record the spool writes is far shorter
-// (the event, at most max_body, base64 at worst, and its headers), so a longer line is damage or
-// something written by hand. Readers do not load it: they report it, skip it, and the replay puts
-// its first bytes in the dead letter.
-const MaxSpoolLine = 64 << 20
+// MaxLine bounds a line a Reader loads: a longer line is damage or something written by hand.
+// Readers do not load it: they return its first bytes and its length (RecordLen, Long) and skip it.
+const MaxLine = 64 << 20
 
-// longPrefix is how much of a line over MaxSpoolLine is kept: enough to recognise it.
+// longPrefix is how much of a line over MaxLine is kept: enough to recognise it.
 const longPrefix = 4 << 10
 
-// logCursor is a durable reader position. File names a rotated file; when the position is in the
-// active file, File is empty and After holds the newest rotated name at the time, so the position
+// Cursor is a durable reader position, stored as JSON by whoever keeps positions. File names a
+// rotated file; when the position is in the active file, File is empty and After holds the newest rotated name at the time, so the position
 // still resolves after the active file is rotated: it is then the oldest rotated file named after
 // After (rotated names only grow), or the active file if there is none.
-type logCursor struct {
+type Cursor struct {
 	File   string `json:"file,omitempty"`
 	After  string `json:"after,omitempty"`
 	Offset int64  `json:"offset"`
 }
 
-// logReader returns the complete records of an appendLog in order, across rotations. It is not safe
+// Reader returns the complete records of a Log in order, across rotations. It is not safe
 // for concurrent use; the log may be appended to concurrently.
-type logReader struct {
-	l      *appendLog
-	seg    *segment
+type Reader struct {
+	l      *Log
+	seg    *Segment
 	off    int64  // file offset of buf[0]
 	buf    []byte // bytes read from seg at off, not yet returned
 	oneOff bool   // a record was returned from buf; buf[0] is the start of the next one
-	long   int64  // the length of the line last returned when only its prefix was (see MaxSpoolLine); else 0
+	long   int64  // the length of the line last returned when only its prefix was (see MaxLine); else 0
 	prefix []byte // that prefix
 	f      File   // seg's file, kept open while the reader is in seg (a rotation renames it, the
 	// descriptor stays valid); nil until first needed
 }
 
-// close releases the reader's open file.
-func (r *logReader) close() {
+// Close releases the reader's open file.
+func (r *Reader) Close() {
 	if r.f != nil {
 		_ = r.f.Close()
 		r.f = nil
 	}
 }
 
-// cursor returns the durable form of position (seg, off).
-func (l *appendLog) cursor(seg *segment, off int64) logCursor {
+// Cursor returns the durable form of position (seg, off).
+func (l *Log) Cursor(seg *Segment, off int64) Cursor {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	if seg.active {
-		return logCursor{After: l.newest, Offset: off}
+		return Cursor{After: l.newest, Offset: off}
 	}
-	return logCursor{File: seg.name, Offset: off}
+	return Cursor{File: seg.name, Offset: off}
 }
 
-// resolve finds the segment a durable cursor points into. ok is false when the cursor names a
+// Resolve finds the segment a durable cursor points into. ok is false when the cursor names a
 // rotated file that is gone; the position is then the start of the next file.
-func (l *appendLog) resolve(c logCursor) (seg *segment, off int64, ok bool) {
+func (l *Log) Resolve(c Cursor) (seg *Segment, off int64, ok bool) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	for _, s := range l.segs {
@@ -89,16 +87,16 @@ func (l *appendLog) resolve(c logCursor) (seg *segment, off int64, ok bool) {
 	panic("unreachable: the active segment is always listed")
 }
 
-// first returns the oldest segment.
-func (l *appendLog) first() *segment {
+// First returns the oldest segment.
+func (l *Log) First() *Segment {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	return l.segs[0]
 }
 
-// removeBefore deletes the rotated files older than seg, which a reader has finished with. A
+// RemoveBefore deletes the rotated files older than seg, which a reader has finished with. A
 // failed removal is logged and retried at the next call: only disk space is at stake.
-func (l *appendLog) removeBefore(seg *segment) {
+func (l *Log) RemoveBefore(seg *Segment) {
 	l.segMu.Lock()
 	i := slices.Index(l.segs, seg)
 	var names []string
@@ -108,23 +106,23 @@ func (l *appendLog) removeBefore(seg *segment) {
 	l.segMu.Unlock()
 	for _, name := range names {
 		if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			l.logger.Warn("removing delivered log file failed", zap.String("path", name), zap.Error(err))
+			l.logger.Warn("removing a finished log file failed", zap.String("path", name), zap.Error(err))
 			continue
 		}
 		l.segMu.Lock()
-		l.segs = slices.DeleteFunc(l.segs, func(s *segment) bool { return !s.active && s.name == name })
+		l.segs = slices.DeleteFunc(l.segs, func(s *Segment) bool { return !s.active && s.name == name })
 		l.segMu.Unlock()
 	}
 }
 
-// newReader returns a reader at position (seg, off).
-func (l *appendLog) newReader(seg *segment, off int64) *logReader {
-	return &logReader{l: l, seg: seg, off: off}
+// NewReader returns a reader at position (seg, off).
+func (l *Log) NewReader(seg *Segment, off int64) *Reader {
+	return &Reader{l: l, seg: seg, off: off}
 }
 
-// next returns the next complete record without its '\n' and the position just past it. ok is false
+// Next returns the next complete record without its '\n' and the position just past it. ok is false
 // when no complete record is available yet. rec is valid until the next call.
-func (r *logReader) next() (rec []byte, seg *segment, end int64, ok bool, err error) {
+func (r *Reader) Next() (rec []byte, seg *Segment, end int64, ok bool, err error) {
 	if r.oneOff {
 		// Drop the record returned last time.
 		i := bytes.IndexByte(r.buf, '\n')
@@ -138,7 +136,7 @@ func (r *logReader) next() (rec []byte, seg *segment, end int64, ok bool, err er
 			r.oneOff = true
 			return r.buf[:i], r.seg, r.off + int64(i+1), true, nil
 		}
-		if len(r.buf) > MaxSpoolLine {
+		if len(r.buf) > MaxLine {
 			return r.skipLong()
 		}
 		n, more, err := r.fill()
@@ -154,19 +152,23 @@ func (r *logReader) next() (rec []byte, seg *segment, end int64, ok bool, err er
 	}
 }
 
-// recordLen is the length of the record next returned last, rec: its full length when only its
+// Long reports whether the record Next returned last was a line longer than MaxLine, of which
+// only the first bytes were returned.
+func (r *Reader) Long() bool { return r.long > 0 }
+
+// RecordLen is the length of the record Next returned last, rec: its full length when only its
 // prefix was returned.
-func (r *logReader) recordLen(rec []byte) int64 {
+func (r *Reader) RecordLen(rec []byte) int64 {
 	if r.long > 0 {
 		return r.long
 	}
 	return int64(len(rec))
 }
 
-// skipLong passes over the line starting at buf[0], longer than MaxSpoolLine, reading it a chunk
+// skipLong passes over the line starting at buf[0], longer than MaxLine, reading it a chunk
 // at a time into the same buffer: it returns the line's first longPrefix bytes, and r.long is
 // its length. A line the active file does not complete yet is not returned (ok is false).
-func (r *logReader) skipLong() (rec []byte, seg *segment, end int64, ok bool, err error) {
+func (r *Reader) skipLong() (rec []byte, seg *Segment, end int64, ok bool, err error) {
 	start := r.off
 	r.prefix = append(r.prefix[:0], r.buf[:longPrefix]...)
 	pos := r.off + int64(len(r.buf))
@@ -193,7 +195,7 @@ func (r *logReader) skipLong() (rec []byte, seg *segment, end int64, ok bool, er
 			r.long = end - start - 1
 			r.l.logger.Warn("log line is longer than the bound; skipped without reading it",
 				zap.String("path", r.seg.name), zap.Int64("offset", start), zap.Int64("bytes", r.long),
-				zap.Int("bound", MaxSpoolLine))
+				zap.Int("bound", MaxLine))
 			return r.prefix, r.seg, end, true, nil
 		}
 		if n == 0 {
@@ -207,14 +209,14 @@ func (r *logReader) skipLong() (rec []byte, seg *segment, end int64, ok bool, er
 				zap.String("path", r.seg.name), zap.Int64("offset", start))
 			r.buf = make([]byte, 0, readChunk)
 			r.off = pos
-			return r.next()
+			return r.Next()
 		}
 		pos += int64(n)
 	}
 }
 
-// pos is the position of the next record next will return.
-func (r *logReader) pos() (*segment, int64) {
+// Pos is the position of the next record Next will return.
+func (r *Reader) Pos() (*Segment, int64) {
 	if r.oneOff {
 		return r.seg, r.off + int64(bytes.IndexByte(r.buf, '\n')+1)
 	}
@@ -223,11 +225,11 @@ func (r *logReader) pos() (*segment, int64) {
 
 // fill reads more of the current segment after buf, or moves to the next segment when the current
 // one is finished. n is the number of bytes read; more reports whether calling again may progress.
-func (r *logReader) fill() (n int, more bool, err error) {
+func (r *Reader) fill() (n int, more bool, err error) {
 	l := r.l
 	l.segMu.Lock()
 	name, limit, active := r.seg.name, r.seg.size, r.seg.active
-	var next *segment
+	var next *Segment
 	if i := slices.Index(l.segs, r.seg); i >= 0 && i+1 < len(l.segs) {
 		next = l.segs[i+1]
 	}
@@ -256,7 +258,7 @@ func (r *logReader) fill() (n int, more bool, err error) {
 	if len(r.buf) >= readChunk {
 		want = len(r.buf) // a long record: double the window each time
 	}
-	want = min(want, MaxSpoolLine+1-len(r.buf)) // past the bound, next skips the line
+	want = min(want, MaxLine+1-len(r.buf)) // past the bound, next skips the line
 	if limit >= 0 {
 		want = int(min(int64(want), limit-from))
 	}
@@ -279,14 +281,14 @@ func (r *logReader) fill() (n int, more bool, err error) {
 		l.logger.Warn("log file ends inside a record; skipping its last bytes",
 			zap.String("path", name), zap.Int("bytes", len(r.buf)))
 	}
-	r.close()
+	r.Close()
 	r.seg, r.off, r.buf = next, 0, r.buf[:0]
 	return 0, true, nil
 }
 
-// readRecord reads the record at [off, end) of seg again, without its '\n': the replay keeps only
-// part of a large backlog in memory.
-func (l *appendLog) readRecord(seg *segment, off, end int64) ([]byte, error) {
+// ReadRecord reads the record at [off, end) of seg again, without its '\n', for a reader that keeps
+// only part of a large backlog in memory.
+func (l *Log) ReadRecord(seg *Segment, off, end int64) ([]byte, error) {
 	l.segMu.Lock()
 	// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
 	f, err := l.fs.OpenFile(filepath.Join(l.dir, seg.name), os.O_RDONLY, 0)
@@ -300,7 +302,7 @@ func (l *appendLog) readRecord(seg *segment, off, end int64) ([]byte, error) {
 		return nil, err
 	}
 	if len(buf) == 0 || buf[len(buf)-1] != '\n' {
-		return nil, errors.New("spool record changed on disk")
+		return nil, errors.New("log record changed on disk")
 	}
 	return buf[:len(buf)-1], nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // The replay's lanes: a scheduling view of the record log. The worker (run) reads the records in
@@ -46,7 +48,7 @@ const (
 // pending is one record of the window. Its fields are the worker's.
 type pending struct {
 	seq      uint64 // read order
-	seg      *segment
+	seg      *wal.Segment
 	off, end int64     // the record's bytes in seg, end is past its '\n'
 	lane     *lane     // nil for a record already finished before a restart
 	rec      []byte    // the record, or nil: read again when sent; the start of a long line
@@ -79,14 +81,14 @@ func (l *lane) headSeq() uint64 { return l.queue[0].seq }
 type checkpoint struct {
 	line   []byte
 	covers []*pending
-	mark   *segment // files before it are finished
+	mark   *wal.Segment // files before it are finished
 	err    error
 }
 
 // scheduler is the replay worker's state; only the worker goroutine touches it.
 type scheduler struct {
 	s       *Spool
-	reader  *logReader
+	reader  *wal.Reader
 	window  []*pending // records read and not yet behind the mark, in log order, from head
 	head    int
 	lanes   map[string]*lane
@@ -102,7 +104,7 @@ type scheduler struct {
 	dead     chan struct{} // closed when the scheduler is abandoned: its deliveries' results are dropped
 	progress bool          // a position line was written
 
-	markSeg  *segment // the low-water mark: every record before it is finished
+	markSeg  *wal.Segment // the low-water mark: every record before it is finished
 	markOff  int64
 	unsynced []*pending // finished, in no position line yet
 
@@ -179,7 +181,7 @@ type workerPanic struct {
 func (s *Spool) newScheduler(start resumePoint) *scheduler {
 	return &scheduler{
 		s:      s,
-		reader: s.records.newReader(start.seg, start.off),
+		reader: s.records.NewReader(start.seg, start.off),
 		lanes:  map[string]*lane{},
 		ready: laneQueue{
 			less: func(a, b *lane) bool { return a.headSeq() < b.headSeq() },
@@ -256,7 +258,7 @@ func (sc *scheduler) abandon() {
 	if sc.parkBusy {
 		<-sc.parkOut // its copies are on disk or not; the restart finds which from the log
 	}
-	sc.reader.close()
+	sc.reader.Close()
 	close(sc.ckptIn)
 	for c := range sc.ckptOut {
 		sc.synced(c)
@@ -289,7 +291,7 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 			// the records stored meanwhile are read once it answers again.
 			return
 		}
-		rec, seg, end, ok, err := sc.reader.next()
+		rec, seg, end, ok, err := sc.reader.Next()
 		if err != nil {
 			sc.readFailures++
 			sc.readAt = now.Add(sc.s.backoff(sc.readFailures, 0))
@@ -303,7 +305,7 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		read++
 		sc.seq++
 		p := sc.newPending()
-		*p = pending{seq: sc.seq, seg: seg, off: end - sc.reader.recordLen(rec) - 1, end: end, long: sc.reader.long > 0}
+		*p = pending{seq: sc.seq, seg: seg, off: end - sc.reader.RecordLen(rec) - 1, end: end, long: sc.reader.Long()}
 		sc.window = append(sc.window, p)
 		if sc.resumed[recordPos{seg, p.off}] {
 			delete(sc.resumed, recordPos{seg, p.off})
@@ -507,7 +509,7 @@ func (sc *scheduler) checkpoint() {
 	}
 	// A rule the mark has passed finishes nothing after it.
 	sc.rules = slices.DeleteFunc(sc.rules, func(r parkRule) bool {
-		return !posBefore(sc.markSeg, sc.markOff, r.beforeSeg, r.beforeOff)
+		return !wal.Before(sc.markSeg, sc.markOff, r.beforeSeg, r.beforeOff)
 	})
 	sc.rulesChanged = false
 	if sc.head > 1024 && sc.head*2 > len(sc.window) {
@@ -515,15 +517,15 @@ func (sc *scheduler) checkpoint() {
 		sc.head = 0
 	}
 	log := sc.s.records
-	pos := spoolPosition{logCursor: log.cursor(sc.markSeg, sc.markOff)}
+	pos := spoolPosition{Cursor: log.Cursor(sc.markSeg, sc.markOff)}
 	for _, p := range sc.window[sc.head:] {
 		if p.done && p.how != moved {
-			pos.Done = append(pos.Done, log.cursor(p.seg, p.off))
+			pos.Done = append(pos.Done, log.Cursor(p.seg, p.off))
 		}
 	}
 	// Finished before a restart and not read again yet: still finished.
 	for rp := range sc.resumed {
-		pos.Done = append(pos.Done, log.cursor(rp.seg, rp.off))
+		pos.Done = append(pos.Done, log.Cursor(rp.seg, rp.off))
 	}
 	for _, r := range sc.rules {
 		pos.Moved = append(pos.Moved, r.durable)
@@ -558,7 +560,7 @@ func (s *Spool) writePosition(c *checkpoint) (err error) {
 	if err := s.cursors.Append(c.line); err != nil {
 		return err
 	}
-	s.records.removeBefore(c.mark)
+	s.records.RemoveBefore(c.mark)
 	return nil
 }
 
@@ -630,7 +632,7 @@ func (sc *scheduler) acceptedAt(p *pending) time.Time {
 	rec := p.rec
 	if rec == nil {
 		var err error
-		if rec, err = sc.s.records.readRecord(p.seg, p.off, p.end); err != nil {
+		if rec, err = sc.s.records.ReadRecord(p.seg, p.off, p.end); err != nil {
 			return time.Time{}
 		}
 	}
@@ -641,7 +643,7 @@ func (sc *scheduler) acceptedAt(p *pending) time.Time {
 // shutdown lets the deliveries in flight end (the closed context abandons them), records what
 // finished, and stops the checkpointer.
 func (sc *scheduler) shutdown() {
-	defer sc.reader.close()
+	defer sc.reader.Close()
 	for sc.sending > 0 || sc.ckptBusy || sc.parkBusy {
 		select {
 		case r := <-sc.results:
