@@ -25,6 +25,7 @@ const (
 	outcomeRelayed   = "relayed"   // forward sink: the upstream's answer was relayed (any status)
 	outcomeSpooled   = "spooled"   // forward sink: stored in the spool for replay: 204
 	outcomeError     = "error"     // the gateway failed: 502/504 (upstream), 503 (storage, full spool)
+	outcomeShadowed  = "shadowed"  // shadow mode: handed down the route as it arrived, the verdict counted apart
 )
 
 // The collectors are created once per process and registered on every
@@ -33,7 +34,7 @@ const (
 var (
 	metricRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "requests_total",
-		Help: "Requests seen by the ucs handler, by outcome (passed, forwarded, journaled, relayed, spooled, rejected, error) and operation (task.end, …; none when passed).",
+		Help: "Requests seen by the ucs handler, by outcome (passed, forwarded, journaled, relayed, spooled, rejected, error, shadowed) and operation (task.end, …; none when passed).",
 	}, []string{"outcome", "operation"})
 	metricRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "rejections_total",
@@ -133,7 +134,7 @@ func init() {
 		operationLabels[op] = op.String()
 	}
 	operationLabels[opNone] = "none"
-	for _, o := range []string{outcomePassed, outcomeForwarded, outcomeJournaled, outcomeRelayed, outcomeSpooled, outcomeRejected, outcomeError} {
+	for _, o := range []string{outcomePassed, outcomeForwarded, outcomeJournaled, outcomeRelayed, outcomeSpooled, outcomeRejected, outcomeError, outcomeShadowed} {
 		var byOp [numOperationLabels]prometheus.Counter
 		for op, label := range operationLabels {
 			byOp[op] = metricRequests.WithLabelValues(o, label)
