@@ -1,20 +1,16 @@
 package caddymodule
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/ucsedge/caddy-ucs/normalize"
@@ -36,10 +32,10 @@ func newAttributesCommand() *cobra.Command {
 		Use:   "attributes --from <base URL> [--header 'Name: value']... [--tenant <ContactCenterId>] [--map <key>=<Attribute>]... [--ca <pem>]... [--cert <pem> --key <pem>] [--server-name <name>]",
 		Short: "Print the business-attribute tables a gateway would build from a UCS",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return exitWith(cmd, runAttributes(f, cmd.OutOrStdout(), cmd.ErrOrStderr()))
-		},
 	}
+	c.RunE = runCommand(c, "the UCS or its answer failed", func(caddycmd.Flags) int {
+		return runAttributes(f, c.OutOrStdout(), c.ErrOrStderr())
+	})
 	fl := c.Flags()
 	fl.StringVar(&f.from, "from", "", "the UCS base URL (GET <URL>/genesys/1/cs/metadata/business-attributes)")
 	fl.StringArrayVar(&f.headers, "header", nil, "a header to send, 'Name: value' ({env.*} placeholders); may repeat")
@@ -55,16 +51,15 @@ func newAttributesCommand() *cobra.Command {
 func runAttributes(f attributesFlags, stdout, stderr io.Writer) int {
 	from := &AttributesFrom{URL: f.from, Timeout: caddy.Duration(f.timeout)}
 	for _, h := range f.headers {
-		name, value, ok := strings.Cut(h, ":")
-		if !ok || strings.TrimSpace(name) == "" {
-			fmt.Fprintf(stderr, "--header %q: want 'Name: value'\n", h)
+		name, value, err := parseHeaderFlag(h)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
 			return 2
 		}
 		if from.Headers == nil {
 			from.Headers = map[string][]string{}
 		}
-		name = strings.TrimSpace(name)
-		from.Headers[name] = append(from.Headers[name], strings.TrimSpace(value))
+		from.Headers[name] = append(from.Headers[name], value)
 	}
 	var err error
 	if from.tlsConfig, err = f.tls.build(f.from); err != nil {
@@ -131,64 +126,6 @@ func printTables(w io.Writer, attrs []normalize.Attribute, tables *normalize.Tab
 	if len(unmapped) > 0 {
 		fmt.Fprintf(w, "keys without a table (names forwarded unchanged): %s\n", strings.Join(unmapped, ", "))
 	}
-}
-
-// loadHandlerConfig reads the first ucs handler of a Caddyfile or a JSON
-// config (`caddy ucs normalize --config`).
-func loadHandlerConfig(path string) (*Handler, error) {
-	body, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if filepath.Ext(path) != ".json" {
-		adapter := caddyconfig.GetAdapter("caddyfile")
-		if adapter == nil {
-			return nil, errors.New("the caddyfile adapter is not built in")
-		}
-		if body, _, err = adapter.Adapt(body, map[string]any{"filename": path}); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	var cfg any
-	if err := json.Unmarshal(body, &cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	raw := findUCSHandler(cfg)
-	if raw == nil {
-		return nil, fmt.Errorf("%s: no ucs handler in the config", path)
-	}
-	b, _ := json.Marshal(raw)
-	h := new(Handler)
-	if err := json.Unmarshal(b, h); err != nil {
-		return nil, fmt.Errorf("%s: the ucs handler: %w", path, err)
-	}
-	return h, nil
-}
-
-func findUCSHandler(v any) map[string]any {
-	switch x := v.(type) {
-	case map[string]any:
-		if x["handler"] == "ucs" {
-			return x
-		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys) // deterministic: apps, routes, …
-		for _, k := range keys {
-			if h := findUCSHandler(x[k]); h != nil {
-				return h
-			}
-		}
-	case []any:
-		for _, e := range x {
-			if h := findUCSHandler(e); h != nil {
-				return h
-			}
-		}
-	}
-	return nil
 }
 
 // tenantNormalizer picks a normaliser as a request with ContactCenterId:

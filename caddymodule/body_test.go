@@ -35,6 +35,7 @@ func deflated(t *testing.T, b []byte, zlibWrapped bool) []byte {
 }
 
 func TestReadBodyDecodesCodingsAndCharsets(t *testing.T) {
+	t.Parallel()
 	const text = `{"name":"José"}`
 	tests := []struct {
 		name   string
@@ -69,6 +70,7 @@ func TestReadBodyDecodesCodingsAndCharsets(t *testing.T) {
 }
 
 func TestReadBodyRefusals(t *testing.T) {
+	t.Parallel()
 	big := bytes.Repeat([]byte("a"), 101)
 	tests := []struct {
 		name   string
@@ -104,6 +106,7 @@ func TestReadBodyRefusals(t *testing.T) {
 }
 
 func TestServiceIDRule(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		id string
 		ok bool
@@ -128,6 +131,7 @@ func TestServiceIDRule(t *testing.T) {
 }
 
 func TestTaskIDRule(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		id   string
 		want int64
@@ -146,7 +150,7 @@ func TestTaskIDRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
-			got, rerr := parseTaskID(tt.id)
+			got, rerr := parseID32("task_id", tt.id)
 			assert.Equal(t, tt.ok, rerr == nil)
 			assert.Equal(t, tt.want, got)
 		})
@@ -154,6 +158,7 @@ func TestTaskIDRule(t *testing.T) {
 }
 
 func TestErrorBodyIsValidJSONForAnyMessage(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		msg  string
 		want string

@@ -5,7 +5,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -108,140 +107,158 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
-		opt := d.Val()
-		switch opt {
-		case "base_path":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			h.BasePath = v
-		case "operations":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.Errf("operations needs at least one operation: %s", normalize.OperationNames())
-			}
-			for _, name := range args {
-				if _, ok := normalize.ParseOperation(name); !ok {
-					return d.Errf("operations: unknown operation %q; the operations are %s", name, normalize.OperationNames())
-				}
-			}
-			h.Operations = append(h.Operations, args...)
-		case "business_attributes", "business_attribute", "attribute_values", "business_attributes_from":
-			if err := unmarshalAttrOption(d, &h.BusinessAttributes, &h.BusinessAttribute, &h.AttributeValues, &h.BusinessAttributesFrom); err != nil {
-				return err
-			}
-		case "tenant":
-			t := &Tenant{IDs: d.RemainingArgs()}
-			if len(t.IDs) == 0 {
-				return d.Errf("tenant needs at least one ContactCenterId (a tenant DBID or name)")
-			}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				switch d.Val() {
-				case "business_attributes", "business_attribute", "attribute_values", "business_attributes_from":
-					if err := unmarshalAttrOption(d, &t.BusinessAttributes, &t.BusinessAttribute, &t.AttributeValues, &t.BusinessAttributesFrom); err != nil {
-						return err
-					}
-				default:
-					return d.Errf("tenant %s: unknown option %q; a tenant takes business_attributes, business_attribute, attribute_values and business_attributes_from", t.IDs[0], d.Val())
-				}
-			}
-			if !t.hasTables() {
-				return d.Errf("tenant %s has no tables: give it business_attributes, attribute_values or business_attributes_from", t.IDs[0])
-			}
-			h.Tenants = append(h.Tenants, t)
-		case "unknown_names", "invalid_utf8", "errors":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			var allowed []string
-			switch opt {
-			case "unknown_names":
-				h.UnknownNames, allowed = v, []string{"reject", "pass"}
-			case "invalid_utf8":
-				h.InvalidUTF8, allowed = v, []string{"replace", "reject"}
-			default:
-				h.Errors, allowed = v, []string{"genesys", "caddy"}
-			}
-			if err := oneOf(opt, v, allowed...); err != nil {
-				return d.Err(err.Error())
-			}
-		case "case_insensitive_names":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.CaseInsensitiveNames = true
-		case "fill_defaults":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.FillDefaults = true
-		case "health":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.Health = true
-		case "max_body":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			n, err := parseSize(v)
-			if err != nil {
-				return d.Errf("max_body: %v", err)
-			}
-			if n == 0 {
-				return d.Errf("max_body must be more than 0")
-			}
-			h.MaxBody = n
-		case "max_depth":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return d.Errf("max_depth must be a positive whole number, got %q", v)
-			}
-			h.MaxDepth = n
-		case "local", "forward":
-			if set := h.sinkName(); set != "" {
-				return d.Errf("only one sink may be configured: %s is already set", set)
-			}
-			if h.Shadow != nil {
-				return d.Errf("%s cannot be combined with shadow: in shadow mode the call goes on down the route unchanged", opt)
-			}
-			var err error
-			if opt == "local" {
-				err = h.unmarshalLocal(d)
-			} else {
-				err = h.unmarshalForward(d)
-			}
-			if err != nil {
-				return err
-			}
-		case "shadow":
-			if err := h.unmarshalShadow(d); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unknown ucs option %q", opt)
+		if err := h.unmarshalOption(d); err != nil {
+			return err
+		}
+		// The checks Provision runs, here with this option's line: what
+		// passes the parser passes Provision's checks, and no check is
+		// written twice.
+		if err := h.checkOptions(); err != nil {
+			return d.Err(strings.TrimPrefix(err.Error(), "ucs: "))
 		}
 	}
 	return nil
 }
 
+// unmarshalOption parses one option of the ucs block, the dispenser on its
+// name.
+func (h *Handler) unmarshalOption(d *caddyfile.Dispenser) error {
+	var err error
+	switch opt := d.Val(); opt {
+	case "base_path":
+		h.BasePath, err = oneArg(d)
+	case "operations":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Errf("operations needs at least one operation: %s", normalize.OperationNames())
+		}
+		h.Operations = append(h.Operations, args...)
+	case "business_attributes", "business_attribute", "attribute_values", "business_attributes_from":
+		return unmarshalAttrOption(d, &h.BusinessAttributes, &h.BusinessAttribute, &h.AttributeValues, &h.BusinessAttributesFrom)
+	case "tenant":
+		return h.unmarshalTenant(d)
+	case "unknown_names":
+		h.UnknownNames, err = oneArg(d)
+	case "invalid_utf8":
+		h.InvalidUTF8, err = oneArg(d)
+	case "errors":
+		h.Errors, err = oneArg(d)
+	case "case_insensitive_names":
+		h.CaseInsensitiveNames, err = true, noArgs(d)
+	case "fill_defaults":
+		h.FillDefaults, err = true, noArgs(d)
+	case "health":
+		h.Health, err = true, noArgs(d)
+	case "max_body":
+		h.MaxBody, err = sizeArg(d, "max_body")
+	case "max_depth":
+		h.MaxDepth, err = positiveIntArg(d, "max_depth")
+	case "local", "forward":
+		if set := h.sinkName(); set != "" {
+			return d.Errf("only one sink may be configured: %s is already set", set)
+		}
+		if h.Shadow != nil {
+			return d.Errf("%s cannot be combined with shadow: in shadow mode the call goes on down the route unchanged", opt)
+		}
+		if opt == "local" {
+			return h.unmarshalLocal(d)
+		}
+		return h.unmarshalForward(d)
+	case "shadow":
+		return h.unmarshalShadow(d)
+	default:
+		return d.Errf("unknown ucs option %q", opt)
+	}
+	return err
+}
+
+func (h *Handler) unmarshalTenant(d *caddyfile.Dispenser) error {
+	t := &Tenant{IDs: d.RemainingArgs()}
+	if len(t.IDs) == 0 {
+		return d.Errf("tenant needs at least one ContactCenterId (a tenant DBID or name)")
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "business_attributes", "business_attribute", "attribute_values", "business_attributes_from":
+			if err := unmarshalAttrOption(d, &t.BusinessAttributes, &t.BusinessAttribute, &t.AttributeValues, &t.BusinessAttributesFrom); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("tenant %s: unknown option %q; a tenant takes business_attributes, business_attribute, attribute_values and business_attributes_from", t.IDs[0], d.Val())
+		}
+	}
+	h.Tenants = append(h.Tenants, t)
+	return nil
+}
+
+// The value shapes of the options: each reads the option's one value and
+// names the option in its error.
+
+// oneArg is the option's one value.
 func oneArg(d *caddyfile.Dispenser) (string, error) {
 	opt := d.Val()
-	if !d.NextArg() {
-		return "", d.Errf("%s needs a value", opt)
+	var v string
+	if d.AllArgs(&v) {
+		return v, nil
 	}
-	v := d.Val()
-	if d.NextArg() {
+	if d.NextArg() { // AllArgs stopped before a second value
 		return "", d.Errf("%s takes one value, got another: %q", opt, d.Val())
 	}
-	return v, nil
+	return "", d.Errf("%s needs a value", opt)
+}
+
+// noArgs refuses a value on a flag option.
+func noArgs(d *caddyfile.Dispenser) error {
+	if !d.AllArgs() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// sizeArg is a size of more than 0 bytes (see parseSize).
+func sizeArg(d *caddyfile.Dispenser, name string) (int64, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := parseSize(v)
+	if err != nil {
+		return 0, d.Errf("%s: %v", name, err)
+	}
+	if n == 0 {
+		return 0, d.Errf("%s must be more than 0", name)
+	}
+	return n, nil
+}
+
+// positiveIntArg is a whole number of at least 1.
+func positiveIntArg(d *caddyfile.Dispenser, name string) (int, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, d.Errf("%s must be a positive whole number, got %q", name, v)
+	}
+	return n, nil
+}
+
+// durationArg is a positive Caddy duration.
+func durationArg(d *caddyfile.Dispenser, name string) (caddy.Duration, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	return parsePositiveDuration(d, name, v)
+}
+
+func parsePositiveDuration(d *caddyfile.Dispenser, name, v string) (caddy.Duration, error) {
+	t, err := caddy.ParseDuration(v)
+	if err != nil || t <= 0 {
+		return 0, d.Errf("%s must be a positive duration such as 10s, got %q", name, v)
+	}
+	return caddy.Duration(t), nil
 }
 
 // unmarshalAttrOption parses one of the table options (at the top level or
@@ -256,14 +273,14 @@ func unmarshalAttrOption(d *caddyfile.Dispenser, files *[]string, mapping *map[s
 		}
 		*files = append(*files, args...)
 	case "business_attribute":
-		args := d.RemainingArgs()
-		if len(args) != 2 {
+		var field, attr string
+		if !d.AllArgs(&field, &attr) {
 			return d.Errf("business_attribute needs a field and an attribute name, e.g. business_attribute media_type MediaType")
 		}
 		if *mapping == nil {
 			*mapping = map[string]string{}
 		}
-		(*mapping)[args[0]] = args[1]
+		(*mapping)[field] = attr
 	case "attribute_values":
 		return unmarshalAttributeValues(d, values)
 	case "business_attributes_from":
@@ -289,43 +306,23 @@ func unmarshalAttributesFrom(d *caddyfile.Dispenser) (*AttributesFrom, error) {
 		return nil, d.Errf("business_attributes_from takes one base URL, got another: %q", d.Val())
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "refresh", "timeout":
-			v, err := oneArg(d)
-			if err != nil {
-				return nil, err
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil {
-				return nil, d.Errf("business_attributes_from %s: %v", opt, err)
-			}
-			if opt == "refresh" {
-				if dur < minAttributesRefresh {
-					return nil, d.Errf("business_attributes_from refresh must be at least 1s, got %s", v)
-				}
-				f.Refresh = caddy.Duration(dur)
-			} else {
-				if dur <= 0 {
-					return nil, d.Errf("business_attributes_from timeout must be positive, got %s", v)
-				}
-				f.Timeout = caddy.Duration(dur)
-			}
+		var err error
+		switch opt := d.Val(); opt {
+		case "refresh":
+			f.Refresh, err = durationArg(d, "business_attributes_from refresh")
+		case "timeout":
+			f.Timeout, err = durationArg(d, "business_attributes_from timeout")
 		case "cache":
-			v, err := oneArg(d)
-			if err != nil {
-				return nil, err
-			}
-			f.Cache = v
+			f.Cache, err = oneArg(d)
 		case "header":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
+			var name, value string
+			if !d.AllArgs(&name, &value) {
 				return nil, d.Errf("business_attributes_from header needs a name and a value, e.g. header Authorization \"Basic {env.UCS_AUTH}\"")
 			}
 			if f.Headers == nil {
 				f.Headers = map[string][]string{}
 			}
-			f.Headers[args[0]] = append(f.Headers[args[0]], args[1])
+			f.Headers[name] = append(f.Headers[name], value)
 		default:
 			ok, err := unmarshalTLSOption(d, "business_attributes_from", &f.TLS)
 			if err != nil {
@@ -335,19 +332,20 @@ func unmarshalAttributesFrom(d *caddyfile.Dispenser) (*AttributesFrom, error) {
 				return nil, d.Errf("business_attributes_from: unknown option %q; the options are refresh, cache, timeout, header, %s", opt, tlsOptionNames)
 			}
 		}
-	}
-	if err := f.check(""); err != nil {
-		return nil, d.Err(err.Error())
+		if err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
 }
 
 func unmarshalAttributeValues(d *caddyfile.Dispenser, all *map[string]map[string]int64) error {
-	if !d.NextArg() {
-		return d.Errf("attribute_values needs a field, e.g. attribute_values media_type { email 1003 }")
-	}
-	field := d.Val()
-	if d.NextArg() {
+	var field string
+	if !d.AllArgs(&field) {
+		if field == "" {
+			return d.Errf("attribute_values needs a field, e.g. attribute_values media_type { email 1003 }")
+		}
+		d.NextArg()
 		return d.Errf("attribute_values takes one field before its block, got another: %q", d.Val())
 	}
 	if *all == nil {
@@ -360,15 +358,13 @@ func unmarshalAttributeValues(d *caddyfile.Dispenser, all *map[string]map[string
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		if !d.NextArg() {
-			return d.Errf("attribute_values %s: %q needs a dbid", field, name)
-		}
-		id, err := strconv.ParseInt(d.Val(), 10, 64)
+		dbid, err := oneArg(d)
 		if err != nil {
-			return d.Errf("attribute_values %s: the dbid of %q must be an integer, got %q", field, name, d.Val())
+			return d.Errf("attribute_values %s: %q takes one dbid", field, name)
 		}
-		if d.NextArg() {
-			return d.Errf("attribute_values %s: %q takes one dbid, got another: %q", field, name, d.Val())
+		id, err := strconv.ParseInt(dbid, 10, 64)
+		if err != nil {
+			return d.Errf("attribute_values %s: the dbid of %q must be an integer, got %q", field, name, dbid)
 		}
 		if _, dup := values[name]; dup {
 			return d.Errf("attribute_values %s: %q is listed twice", field, name)
@@ -391,47 +387,21 @@ func (h *Handler) unmarshalLocal(d *caddyfile.Dispenser) error {
 		return d.Errf("local takes one file path, got another: %q", d.Val())
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
+		var err error
+		switch opt := d.Val(); opt {
 		case "fsync":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			if err := oneOf("local fsync", v, "always", "off"); err != nil {
-				return d.Err(err.Error())
-			}
-			l.Fsync = v
+			l.Fsync, err = oneArg(d)
 		case "max_size":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			n, err := parseSize(v)
-			if err != nil || n == 0 {
-				if err == nil {
-					err = fmt.Errorf("must be more than 0")
-				}
-				return d.Errf("local max_size: %v", err)
-			}
-			l.MaxSize = n
+			l.MaxSize, err = sizeArg(d, "local max_size")
 		case "keep":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return d.Errf("local keep must be a positive whole number, got %q", v)
-			}
-			l.Keep = n
+			l.Keep, err = positiveIntArg(d, "local keep")
 		case "follow_symlinks":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			l.FollowSymlinks = true
+			l.FollowSymlinks, err = true, noArgs(d)
 		default:
 			return d.Errf("unknown local option %q", opt)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	h.Local = l
@@ -456,84 +426,46 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 		return d.Errf("forward needs at least one upstream base URL, e.g. forward http://ucs.example.com:8080")
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
 		if ok, err := unmarshalTLSOption(d, "forward", &f.TLS); ok {
 			if err != nil {
 				return err
 			}
 			continue
 		}
-		if opt == "replay_backoff" {
-			args := d.RemainingArgs()
-			if len(args) != 2 {
+		var err error
+		switch opt := d.Val(); opt {
+		case "timeout":
+			f.Timeout, err = durationArg(d, "forward timeout")
+		case "max_retry_age":
+			f.MaxRetryAge, err = durationArg(d, "forward max_retry_age")
+		case "spool":
+			f.Spool, err = oneArg(d)
+		case "max_spool":
+			f.MaxSpool, err = sizeArg(d, "forward max_spool")
+		case "dead_letter":
+			f.DeadLetter, err = oneArg(d)
+		case "replay_concurrency":
+			f.ReplayConcurrency, err = positiveIntArg(d, "forward replay_concurrency")
+		case "max_attempts":
+			f.MaxAttempts, err = positiveIntArg(d, "forward max_attempts")
+		case "replay_backoff":
+			var lo, hi string
+			if !d.AllArgs(&lo, &hi) {
 				return d.Errf("forward replay_backoff needs two durations, <min> <max>, e.g. replay_backoff 250ms 30s")
 			}
-			var b [2]time.Duration
-			for i, a := range args {
-				t, err := caddy.ParseDuration(a)
-				if err != nil || t <= 0 {
-					return d.Errf("forward replay_backoff must be two positive durations such as 250ms 30s, got %q", a)
-				}
-				b[i] = t
+			b := new(Backoff)
+			if b.Min, err = parsePositiveDuration(d, "forward replay_backoff min", lo); err == nil {
+				b.Max, err = parsePositiveDuration(d, "forward replay_backoff max", hi)
 			}
-			f.ReplayBackoff = &Backoff{Min: caddy.Duration(b[0]), Max: caddy.Duration(b[1])}
-			continue
-		}
-		if opt == "follow_symlinks" {
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			f.FollowSymlinks = true
-			continue
-		}
-		switch opt {
-		case "timeout", "spool", "max_spool", "dead_letter", "replay_concurrency", "max_attempts", "max_retry_age":
+			f.ReplayBackoff = b
+		case "follow_symlinks":
+			f.FollowSymlinks, err = true, noArgs(d)
 		default:
 			return d.Errf("unknown forward option %q", opt)
 		}
-		v, err := oneArg(d)
 		if err != nil {
 			return err
 		}
-		switch opt {
-		case "timeout", "max_retry_age":
-			t, err := caddy.ParseDuration(v)
-			if err != nil || t <= 0 {
-				return d.Errf("forward %s must be a positive duration such as 10s, got %q", opt, v)
-			}
-			if opt == "timeout" {
-				f.Timeout = caddy.Duration(t)
-			} else {
-				f.MaxRetryAge = caddy.Duration(t)
-			}
-		case "spool":
-			f.Spool = v
-		case "max_spool":
-			n, err := parseSize(v)
-			if err != nil || n == 0 {
-				if err == nil {
-					err = fmt.Errorf("must be more than 0")
-				}
-				return d.Errf("forward max_spool: %v", err)
-			}
-			f.MaxSpool = n
-		case "dead_letter":
-			f.DeadLetter = v
-		case "replay_concurrency", "max_attempts":
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return d.Errf("forward %s must be a positive whole number, got %q", opt, v)
-			}
-			if opt == "replay_concurrency" {
-				f.ReplayConcurrency = n
-			} else {
-				f.MaxAttempts = n
-			}
-		}
-	}
-	// The same checks as the JSON config, with this line's position.
-	if err := f.check(); err != nil {
-		return d.Err(strings.TrimPrefix(err.Error(), "ucs: "))
 	}
 	h.Forward = f
 	return nil

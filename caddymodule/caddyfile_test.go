@@ -28,6 +28,7 @@ func adaptRoute(handlers string) string {
 }
 
 func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		caddyfile string
@@ -212,6 +213,7 @@ func assertAdapts(t *testing.T, caddyfile, wantJSON string) {
 }
 
 func TestCaddyfileErrorsNameTheOption(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		input string
@@ -235,7 +237,7 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 		{"forward zero timeout", "ucs {\n  forward http://a {\n    timeout 0s\n  }\n}", `forward timeout must be a positive duration`},
 		{"forward timeout without value", "ucs {\n  forward http://a {\n    timeout\n  }\n}", "timeout needs a value"},
 		{"forward bad max_spool", "ucs {\n  forward http://a {\n    spool s\n    max_spool huge\n  }\n}", `forward max_spool: "huge" is not a size`},
-		{"forward zero max_spool", "ucs {\n  forward http://a {\n    spool s\n    max_spool 0\n  }\n}", "forward max_spool: must be more than 0"},
+		{"forward zero max_spool", "ucs {\n  forward http://a {\n    spool s\n    max_spool 0\n  }\n}", "forward max_spool must be more than 0"},
 		{"forward max_spool without spool", "ucs {\n  forward http://a {\n    max_spool 1GiB\n  }\n}", "forward max_spool needs spool <dir>"},
 		{"forward dead_letter without spool", "ucs {\n  forward http://a {\n    dead_letter d.jsonl\n  }\n}", "forward dead_letter needs spool <dir>"},
 		{"forward replay_backoff with one value", "ucs {\n  forward http://a {\n    spool s\n    replay_backoff 1s\n  }\n}", "forward replay_backoff needs two durations"},
@@ -265,17 +267,19 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 		{"attributes_from without a URL", "ucs {\n  business_attributes_from\n}", "business_attributes_from needs the UCS base URL"},
 		{"attributes_from bad URL", "ucs {\n  business_attributes_from ucs:8080\n}", `business_attributes_from: "ucs:8080" is not an http(s) base URL`},
 		{"attributes_from refresh under 1s", "ucs {\n  business_attributes_from http://ucs {\n    refresh 500ms\n  }\n}", "refresh must be at least 1s, got 500ms"},
-		{"attributes_from bad timeout", "ucs {\n  business_attributes_from http://ucs {\n    timeout 0s\n  }\n}", "timeout must be positive"},
+		{"attributes_from bad timeout", "ucs {\n  business_attributes_from http://ucs {\n    timeout 0s\n  }\n}", "business_attributes_from timeout must be a positive duration"},
 		{"attributes_from header with one value", "ucs {\n  business_attributes_from http://ucs {\n    header Authorization\n  }\n}", "header needs a name and a value"},
 		{"attributes_from unknown option", "ucs {\n  business_attributes_from http://ucs {\n    every 1m\n  }\n}", `business_attributes_from: unknown option "every"`},
 		{"attributes_from twice", "ucs {\n  business_attributes_from http://a\n  business_attributes_from http://b\n}", "business_attributes_from is already set to http://a"},
 		{"tenant without an id", "ucs {\n  tenant {\n    business_attributes a.json\n  }\n}", "tenant needs at least one ContactCenterId"},
-		{"tenant without tables", "ucs {\n  tenant 101 {\n    business_attribute Task.type TT\n  }\n}", "tenant 101 has no tables"},
+		{"tenant without tables", "ucs {\n  tenant 101 {\n    business_attribute Task.type TT\n  }\n}", "tenant 101: has no tables"},
 		{"tenant unknown option", "ucs {\n  tenant 101 {\n    local a.jsonl\n  }\n}", `tenant 101: unknown option "local"`},
 		{"local without a path", "ucs {\n  local\n}", "local needs a file path"},
 		{"local unknown option", "ucs {\n  local a.jsonl {\n    rotate daily\n  }\n}", `unknown local option "rotate"`},
 		{"local bad fsync", "ucs {\n  local a.jsonl {\n    fsync sometimes\n  }\n}", `local fsync must be one of always, off, got "sometimes"`},
 		{"local bad max_size", "ucs {\n  local a.jsonl {\n    max_size big\n  }\n}", `local max_size: "big" is not a size`},
+		{"a check of Provision names the option's line", "ucs {\n  max_depth 3\n  unknown_names drop\n}", `unknown_names must be one of reject, pass, got "drop", at Testfile:3`},
+		{"a check of Provision names the line of the block's end", "ucs {\n  forward http://a {\n    dead_letter d.jsonl\n  }\n}", "forward dead_letter needs spool <dir>, at Testfile:4"},
 		{"local bad keep", "ucs {\n  local a.jsonl {\n    keep 0\n  }\n}", `local keep must be a positive whole number, got "0"`},
 	}
 	for _, tt := range tests {
@@ -289,6 +293,7 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 }
 
 func TestJSONConfigErrorsNameTheOption(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		h    Handler
@@ -335,6 +340,7 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 }
 
 func TestTablesThatDoNotLoadFailProvisioning(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		h    Handler
@@ -347,7 +353,8 @@ func TestTablesThatDoNotLoadFailProvisioning(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := tt.h.newNormalizer()
+			err := tt.h.buildSets()
+			tt.h.releaseSets()
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.err)
 		})
@@ -355,6 +362,7 @@ func TestTablesThatDoNotLoadFailProvisioning(t *testing.T) {
 }
 
 func TestSizesParse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want int64
@@ -380,6 +388,7 @@ func TestSizesParse(t *testing.T) {
 }
 
 func TestSizesThatDoNotParseAreRefused(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{"", "MiB", "-1", "1 2", "1.2.3KB", "1 parsec", "99999999999999999999", "9999999999GiB"} {
 		t.Run(in, func(t *testing.T) {
 			_, err := parseSize(in)

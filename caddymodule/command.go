@@ -1,14 +1,19 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -72,14 +77,14 @@ func newNormalizeCommand() *cobra.Command {
 		Use:   "normalize [--operation <name>] [--attributes <file> | --config <file> [--tenant <id>]] [--now <RFC 3339 time>] [<file>|-]",
 		Short: "Print the strict JSON the ucs handler makes of an event body (Task End by default)",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			in := "-"
-			if len(args) == 1 {
-				in = args[0]
-			}
-			return exitWith(cmd, runNormalize(f, in, os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()))
-		},
 	}
+	c.RunE = runCommand(c, "the body would be refused", func(fl caddycmd.Flags) int {
+		in := "-"
+		if fl.NArg() == 1 {
+			in = fl.Arg(0)
+		}
+		return runNormalize(f, in, os.Stdin, c.OutOrStdout(), c.ErrOrStderr())
+	})
 	fl := c.Flags()
 	fl.StringVar(&f.operation, "operation", "task.end", "the call whose event the body is: "+normalize.OperationNames())
 	fl.StringArrayVar(&f.attributes, "attributes", nil, "business-attributes metadata JSON file (may repeat)")
@@ -210,4 +215,87 @@ func runNormalize(f normalizeFlags, input string, stdin io.Reader, stdout, stder
 		return 2
 	}
 	return 0
+}
+
+// runCommand is the RunE of a ucs command, registered as Caddy's own
+// commands are (WrapCommandFuncForCobra, no os.Exit): run writes its output
+// and its reasons and returns the exit status. Cobra says nothing more once
+// run has spoken; a status of 1 must carry an error to exit 1 at all, and
+// Caddy logs it: failure says in a few words what failed.
+func runCommand(c *cobra.Command, failure string, run func(caddycmd.Flags) int) func(*cobra.Command, []string) error {
+	return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		code := run(fl)
+		c.SilenceErrors = code != 0
+		if code == 1 {
+			return 1, errors.New(failure)
+		}
+		return code, nil
+	})
+}
+
+// parseHeaderFlag reads a --header flag, 'Name: value', trimming both.
+func parseHeaderFlag(h string) (name, value string, err error) {
+	name, value, ok := strings.Cut(h, ":")
+	if !ok || strings.TrimSpace(name) == "" {
+		return "", "", fmt.Errorf("--header %q: want 'Name: value'", h)
+	}
+	return strings.TrimSpace(name), strings.TrimSpace(value), nil
+}
+
+// loadHandlerConfig reads the first ucs handler of a Caddyfile or a JSON
+// config (`caddy ucs normalize --config`).
+func loadHandlerConfig(path string) (*Handler, error) {
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Ext(path) != ".json" {
+		adapter := caddyconfig.GetAdapter("caddyfile")
+		if adapter == nil {
+			return nil, errors.New("the caddyfile adapter is not built in")
+		}
+		if body, _, err = adapter.Adapt(body, map[string]any{"filename": path}); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	var cfg any
+	if err := json.Unmarshal(body, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	raw := findUCSHandler(cfg)
+	if raw == nil {
+		return nil, fmt.Errorf("%s: no ucs handler in the config", path)
+	}
+	b, _ := json.Marshal(raw)
+	h := new(Handler)
+	if err := json.Unmarshal(b, h); err != nil {
+		return nil, fmt.Errorf("%s: the ucs handler: %w", path, err)
+	}
+	return h, nil
+}
+
+func findUCSHandler(v any) map[string]any {
+	switch x := v.(type) {
+	case map[string]any:
+		if x["handler"] == "ucs" {
+			return x
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // deterministic: apps, routes, …
+		for _, k := range keys {
+			if h := findUCSHandler(x[k]); h != nil {
+				return h
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if h := findUCSHandler(e); h != nil {
+				return h
+			}
+		}
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 const seedFile = "../testdata/ivr-task-end.json"
 
 func TestNormalizeCommandPrintsTheStrictBodyAndItsRepairs(t *testing.T) {
+	t.Parallel()
 	seed, err := os.ReadFile(seedFile)
 	require.NoError(t, err)
 	n, err := normalize.New(normalize.Options{Attributes: attributeTables(t)})
@@ -41,6 +42,7 @@ func TestNormalizeCommandPrintsTheStrictBodyAndItsRepairs(t *testing.T) {
 }
 
 func TestNormalizeCommandReadsStdin(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	code := runNormalize(normalizeFlags{now: "2026-03-04T05:06:07.891Z"}, "-", strings.NewReader(`{"a":1,"timestamp":null}`), &stdout, &stderr)
 	assert.Equal(t, 0, code, stderr.String())
@@ -48,6 +50,7 @@ func TestNormalizeCommandReadsStdin(t *testing.T) {
 }
 
 func TestNormalizeCommandDryRunsAnyEventType(t *testing.T) {
+	t.Parallel()
 	n, err := normalize.New(normalize.Options{Attributes: attributeTables(t)})
 	require.NoError(t, err)
 	tests := []struct {
@@ -79,6 +82,7 @@ func TestNormalizeCommandDryRunsAnyEventType(t *testing.T) {
 }
 
 func TestNormalizeCommandExitsWithStatus1OnABodyTheServerRejects(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	tests := []struct {
 		name  string
@@ -107,6 +111,7 @@ func TestNormalizeCommandExitsWithStatus1OnABodyTheServerRejects(t *testing.T) {
 }
 
 func TestNormalizeCommandExitsWithStatus2OnAUsageError(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		flags normalizeFlags
@@ -123,6 +128,43 @@ func TestNormalizeCommandExitsWithStatus2OnAUsageError(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			assert.Equal(t, 2, runNormalize(tt.flags, tt.input, nil, &stdout, &stderr))
 			assert.Contains(t, stderr.String(), tt.err)
+		})
+	}
+}
+
+func TestUCSCommandsHandTheirExitStatusToCaddyInsteadOfExiting(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.json"), filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(good, []byte(`{a: 1}`), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte(`[`), 0o600))
+	tests := []struct {
+		name string
+		args []string
+		err  string // "" for success
+	}{
+		{"a body the server accepts", []string{"--now", "2026-03-04T05:06:07Z", good}, ""},
+		{"a body the server would refuse exits 1 with a logged error", []string{bad}, "the body would be refused"},
+		{"a usage error exits 2", []string{"--operation", "state.begin", bad}, "exiting with status 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newNormalizeCommand()
+			var stdout, stderr bytes.Buffer
+			c.SetOut(&stdout)
+			c.SetErr(&stderr)
+			c.SetArgs(tt.args)
+
+			err := c.Execute()
+
+			if tt.err == "" {
+				require.NoError(t, err, stderr.String())
+				assert.False(t, c.SilenceErrors)
+				return
+			}
+			require.Error(t, err)
+			assert.Equal(t, tt.err, err.Error())
+			assert.True(t, c.SilenceErrors, "the run has said why on stderr; cobra adds nothing")
+			assert.NotEmpty(t, stderr.String())
 		})
 	}
 }

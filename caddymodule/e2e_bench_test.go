@@ -93,27 +93,10 @@ func strictTaskEnd600() []byte {
 	return []byte(b.String())
 }
 
-// The load tests listen on ports of their own, not the integration tests'
-// 2999/9080: a load test left running must not take calls from another
-// checkout's tests on the same machine (caddytest reaches Caddy by port).
-const (
-	e2eAdminPort = 3299
-	e2eHTTPPort  = 9380
-)
-
-var e2eGlobalOptions = fmt.Sprintf(`{
-	admin localhost:%d
-	skip_install_trust
-	http_port %d
-	https_port 9743
-	grace_period 1ns
-}
-`, e2eAdminPort, e2eHTTPPort)
-
 // e2eEnv is the running benchmark Caddy and its client.
 type e2eEnv struct {
 	client *http.Client
-	base   string // http://localhost:<e2eHTTPPort>
+	base   string // caddyURL
 }
 
 // startE2E loads the benchmark config into the test Caddy, in front of a
@@ -192,11 +175,12 @@ func startE2E(tb testing.TB) *e2eEnv {
 		local("/d1", "always.jsonl", "always")
 
 	tester := caddytest.NewTester(tb).WithDefaultOverrides(caddytest.Config{
-		AdminPort:          e2eAdminPort,
+		AdminPort:          adminPort,
 		LoadRequestTimeout: 30 * time.Second,
 		TestRequestTimeout: 30 * time.Second,
 	})
-	tester.InitServer(e2eGlobalOptions+"\nhttp://localhost:"+strconv.Itoa(e2eHTTPPort)+" {\n"+site+"\n}\n", "caddyfile")
+	newSitePort(tb)
+	tester.InitServer(siteConfig(globalOptions, site), "caddyfile")
 
 	tr := &http.Transport{
 		MaxIdleConns:        1024,
@@ -205,7 +189,7 @@ func startE2E(tb testing.TB) *e2eEnv {
 		DisableCompression:  true,
 	}
 	tb.Cleanup(tr.CloseIdleConnections)
-	return &e2eEnv{client: &http.Client{Transport: tr}, base: "http://localhost:" + strconv.Itoa(e2eHTTPPort)}
+	return &e2eEnv{client: &http.Client{Transport: tr}, base: caddyURL}
 }
 
 func (e *e2eEnv) url(pfx string) string {

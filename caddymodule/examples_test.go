@@ -23,7 +23,7 @@ func TestGenesysCompleteTaskExampleReachesTheUCSStrict(t *testing.T) {
 	golden, err := os.ReadFile("../testdata/genesys-complete-task.strict.json")
 	require.NoError(t, err)
 
-	resp, answer := post(t, tester, "http://localhost:9080/genesys/1/cs/services/95/tasks/3/end", body,
+	resp, answer := post(t, tester, caddyURL+"/genesys/1/cs/services/95/tasks/3/end", body,
 		"Content-Type", "application/json")
 	require.Equal(t, http.StatusNoContent, resp.StatusCode, "%s", answer)
 	assert.Empty(t, answer)
@@ -59,7 +59,7 @@ func TestGenesysStartTaskExampleReachesTheUCSStrictAndItsAnswerComesBack(t *test
 	golden, err := os.ReadFile("../normalize/testdata/golden/events/task.start-genesys-example.out.json")
 	require.NoError(t, err)
 
-	resp, answer := post(t, tester, "http://localhost:9080/genesys/1/cs/services/95/tasks/start", body)
+	resp, answer := post(t, tester, caddyURL+"/genesys/1/cs/services/95/tasks/start", body)
 	assert.Equal(t, http.StatusCreated, resp.StatusCode)
 	assert.Equal(t, `{"task_id":8}`, string(answer))
 	got := last(t, ucs)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,7 +30,7 @@ func BenchmarkForwardSink(b *testing.B) {
 	}))
 	defer ucs.Close()
 
-	ports := map[string]int{"forward": listenPort(b), "reverse_proxy": listenPort(b)}
+	ports := map[string]int{"forward": freePort(b), "reverse_proxy": freePort(b)}
 	cfg := fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -83,12 +82,4 @@ http://127.0.0.1:%d {
 			})
 		})
 	}
-}
-
-// listenPort is a free TCP port on the loopback interface.
-func listenPort(tb testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -27,14 +27,14 @@ func init() {
 
 // Defaults of the options; the field comments below repeat them for users.
 const (
-	DefaultBasePath      = "/genesys/1/cs"
-	DefaultMaxBody       = 1 << 20
-	DefaultJournalSize   = upstream.DefaultJournalMaxSize
-	DefaultJournalKeep   = upstream.DefaultJournalKeep
-	maxServiceIDLen      = 128
-	maxTaskID            = 2147483647
-	contentTypeJSONUTF8  = "application/json;charset=UTF-8"
-	contentTypeJSONError = "application/json"
+	DefaultBasePath     = "/genesys/1/cs"
+	DefaultMaxBody      = 1 << 20
+	DefaultJournalSize  = upstream.DefaultJournalMaxSize
+	DefaultJournalKeep  = upstream.DefaultJournalKeep
+	maxServiceIDLen     = 128
+	maxID32             = 2147483647 // task_id and state_id: a Java int
+	contentTypeJSONUTF8 = "application/json;charset=UTF-8"
+	contentTypeJSON     = "application/json" // error bodies and the health answer
 )
 
 // now is the handler's clock; tests replace it for deterministic timestamps.
@@ -189,34 +189,6 @@ type Handler struct {
 	shadow          shadowState
 }
 
-// LocalSink is the local journal: one line
-// `{"received_at":…,"operation":…,"service_id":…,"task_id":…,"event":{…}}`
-// per end event (`state_id` instead of `task_id` for state.end, neither for
-// service.end).
-type LocalSink struct {
-	// Path of the journal file, relative to Caddy's working directory or
-	// absolute. Required. Its directory is created if missing.
-	Path string `json:"path,omitempty"`
-
-	// Fsync is `always` (204 only after the fsync that covers the record;
-	// concurrent calls share one fsync) or `off` (204 once written: faster,
-	// loses the tail on power loss). Default: `always`.
-	Fsync string `json:"fsync,omitempty"`
-
-	// MaxSize rotates the file before it passes this many bytes.
-	// Default: 100 MiB (104857600).
-	MaxSize int64 `json:"max_size,omitempty"`
-
-	// Keep is how many rotated files are kept; older ones are deleted.
-	// Default: 10.
-	Keep int `json:"keep,omitempty"`
-
-	// FollowSymlinks lets the journal file be a symbolic link. Default:
-	// off, a link is refused at open (the torn-tail repair truncates the
-	// file, which through a link would be the file it points to).
-	FollowSymlinks bool `json:"follow_symlinks,omitempty"`
-}
-
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -300,82 +272,6 @@ func (h *Handler) normalizeOptions() normalize.Options {
 		opts.UnknownNames = normalize.UnknownPass
 	}
 	return opts
-}
-
-// buildSets loads (or fetches) the top-level and the tenants' tables and
-// builds their normalisers (also used by the `caddy ucs` commands, so both
-// apply the same rules). releaseSets undoes it.
-func (h *Handler) buildSets() error {
-	logger := h.logger
-	if logger == nil {
-		logger = zap.NewNop()
-	}
-	opts := h.normalizeOptions()
-	var err error
-	h.top, err = newAttrSet("", h.BusinessAttributes, h.BusinessAttribute, h.AttributeValues, h.BusinessAttributesFrom, opts, logger)
-	if err != nil {
-		return err
-	}
-	h.topHasTables = len(h.BusinessAttributes) > 0 || len(h.AttributeValues) > 0 || h.BusinessAttributesFrom != nil
-	h.tenants = nil
-	h.tenantByID = map[string]*attrSet{}
-	for _, t := range h.Tenants {
-		s, err := newAttrSet(t.IDs[0], t.BusinessAttributes, t.BusinessAttribute, t.AttributeValues, t.BusinessAttributesFrom, opts, logger)
-		if err != nil {
-			return fmt.Errorf("tenant %s: %w", t.IDs[0], err)
-		}
-		h.tenants = append(h.tenants, s)
-		for _, id := range t.IDs {
-			h.tenantByID[id] = s
-		}
-	}
-	return nil
-}
-
-func (h *Handler) releaseSets() {
-	h.top.release()
-	for _, s := range h.tenants {
-		s.release()
-	}
-}
-
-// newNormalizer builds the top-level normaliser from the options.
-func (h *Handler) newNormalizer() (*normalize.Normalizer, error) {
-	if err := h.buildSets(); err != nil {
-		h.releaseSets()
-		return nil, err
-	}
-	defer h.releaseSets()
-	return h.top.norm.Load(), nil
-}
-
-// tenantSet picks the tables of a request: its tenant's, else the top
-// level's; nil when the request names no tenant and there are no top-level
-// tables. No allocation.
-func (h *Handler) tenantSet(r *http.Request) *attrSet {
-	if len(h.tenants) == 0 {
-		return h.top
-	}
-	id := ""
-	if v := r.Header[tenantHeaderKey]; len(v) > 0 {
-		id = v[0]
-	}
-	if id != "" {
-		if s, ok := h.tenantByID[id]; ok {
-			return s
-		}
-		for i, t := range h.Tenants {
-			for _, tid := range t.IDs {
-				if strings.EqualFold(tid, strings.TrimSpace(id)) {
-					return h.tenants[i]
-				}
-			}
-		}
-	}
-	if h.topHasTables {
-		return h.top
-	}
-	return nil
 }
 
 // checkOptions rejects values no default can fix, naming the option.
@@ -687,7 +583,7 @@ func (h *Handler) fail(w http.ResponseWriter, repl *caddy.Replacer, op int, e *r
 	}
 	body := appendErrorBody(make([]byte, 0, 64+len(e.msg)), e)
 	hdr := w.Header()
-	hdr.Set("Content-Type", contentTypeJSONError)
+	hdr.Set("Content-Type", contentTypeJSON)
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.status)
 	_, _ = w.Write(body) // the client went away: nothing left to tell it

@@ -42,7 +42,7 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusServiceUnavailable
 	}
 	hdr := w.Header()
-	hdr.Set("Content-Type", contentTypeJSONError)
+	hdr.Set("Content-Type", contentTypeJSON)
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)

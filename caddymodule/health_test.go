@@ -19,8 +19,6 @@ import (
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
-const healthURL = "http://localhost:9080/genesys/1/cs/ucs/health"
-
 // getHealth reads the health answer.
 func getHealth(t *testing.T, client *http.Client) (int, map[string]any) {
 	t.Helper()

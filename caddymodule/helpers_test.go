@@ -23,9 +23,10 @@ import (
 // Helpers of the process tests, which build the real binary and run it, and
 // of the tests that look inside the stores of shared sinks.
 
-func freePort(t *testing.T) int {
+// freePort is a TCP port free now on the loopback interface.
+func freePort(tb testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	require.NoError(tb, err)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
@@ -119,15 +120,27 @@ func (l *load) stop() []string {
 	return l.acked
 }
 
-// buildCaddy builds the real binary (cmd/caddy) into dir.
-func buildCaddy(t *testing.T, dir string) string {
+// builtCaddy is the real binary, built by the first process test that
+// needs it into the test run's directory and shared by the others.
+var builtCaddy struct {
+	once sync.Once
+	path string
+	out  []byte
+	err  error
+}
+
+// buildCaddy returns the path of the real binary (cmd/caddy), building it
+// once per test run.
+func buildCaddy(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(dir, "caddy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	build.Dir = ".."
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
+	builtCaddy.once.Do(func() {
+		builtCaddy.path = filepath.Join(runDir, "caddy")
+		build := exec.Command("go", "build", "-o", builtCaddy.path, "./cmd/caddy")
+		build.Dir = ".."
+		builtCaddy.out, builtCaddy.err = build.CombinedOutput()
+	})
+	require.NoError(t, builtCaddy.err, "%s", builtCaddy.out)
+	return builtCaddy.path
 }
 
 func killHard(t *testing.T, cmd *exec.Cmd) {

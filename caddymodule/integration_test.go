@@ -31,14 +31,20 @@ import (
 )
 
 // All caddytest tests live in this one package: caddytest runs one Caddy
-// per process on fixed ports, so two packages would load configs into each
-// other's server. No test here calls t.Parallel.
+// per process, so no test that loads a config calls t.Parallel (the tests
+// that need neither the server nor a package-level hook do). Its ports are
+// picked free, not caddytest's default 2999 and 9080: those are one pair for
+// the whole machine, and two test runs at once would load their configs into
+// each other's server.
 
 // testNow is the handler clock in every test.
 var testNow = time.Date(2026, 3, 4, 5, 6, 7, 891_000_000, time.UTC)
 
 // attrsFile is the repository's sample business-attributes file.
 var attrsFile, _ = filepath.Abs("../testdata/business-attributes.json")
+
+// runDir is the test run's temporary directory, removed when it ends.
+var runDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -53,6 +59,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	runDir = dir
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	caddy.ConfigAutosavePath = filepath.Join(dir, "autosave.json")
@@ -63,24 +70,79 @@ func runMain(m *testing.M) int {
 	return code
 }
 
-const globalOptions = `{
-	admin localhost:2999
+// The test Caddy's admin and https ports, free when the test binary started.
+var adminPort, httpsPort int
+
+// The test Caddy's site: set by useSitePort, read by the tests.
+var (
+	// caddyHost is the site as clients name it, caddyURL its base URL.
+	caddyHost, caddyURL string
+	// globalOptions are the global options of every test config.
+	globalOptions string
+	taskEndURL    string
+	healthURL     string
+)
+
+func init() {
+	p := freePorts(3)
+	adminPort, httpsPort = p[0], p[1]
+	useSitePort(p[2])
+}
+
+// newSitePort gives the config about to load a site port of its own, free
+// now: the previous test's server, shutting down during the load, shares
+// no listener with it and so can take none of its connections (a reload on
+// one port lets it accept one and then drop it, which a loaded machine
+// shows). A reload within one test keeps its port.
+func newSitePort(tb testing.TB) { useSitePort(freePort(tb)) }
+
+// useSitePort points the site variables at port.
+func useSitePort(port int) {
+	caddyHost = "localhost:" + strconv.Itoa(port)
+	caddyURL = "http://" + caddyHost
+	globalOptions = fmt.Sprintf(`{
+	admin localhost:%d
 	skip_install_trust
-	http_port 9080
-	https_port 9443
+	http_port %d
+	https_port %d
 	grace_period 1ns
 }
-`
+`, adminPort, port, httpsPort)
+	taskEndURL = caddyURL + "/genesys/1/cs/services/42/tasks/7/end"
+	healthURL = caddyURL + "/genesys/1/cs/ucs/health"
+}
 
-const taskEndURL = "http://localhost:9080/genesys/1/cs/services/42/tasks/7/end"
+// freePorts is n distinct loopback ports free now: the listeners are open
+// at once, so the kernel cannot hand out one port twice.
+func freePorts(n int) []int {
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
 
-// startCaddy loads a Caddyfile site block (on :9080) into the test Caddy.
+// siteConfig is the whole Caddyfile of one site block on the test Caddy's
+// port, under the given global options.
+func siteConfig(global, site string) string {
+	return global + "\n" + caddyURL + " {\n" + site + "\n}\n"
+}
+
+// startCaddy loads a Caddyfile site block into the test Caddy, on a new
+// caddyURL.
 func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	t.Helper()
+	newSitePort(t)
 	return startCaddyWith(t, globalOptions, site)
 }
 
-// startCaddyWith is startCaddy with other global options.
+// startCaddyWith is startCaddy with other global options, on the current
+// caddyURL.
 func startCaddyWith(t *testing.T, global, site string) *caddytest.Tester {
 	t.Helper()
 	if testing.Short() {
@@ -88,10 +150,11 @@ func startCaddyWith(t *testing.T, global, site string) *caddytest.Tester {
 	}
 	// Generous timeouts: the machine running CI may be shared and loaded.
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
+		AdminPort:          adminPort,
 		LoadRequestTimeout: 30 * time.Second,
 		TestRequestTimeout: 30 * time.Second,
 	})
-	tester.InitServer(global+"\nhttp://localhost:9080 {\n"+site+"\n}\n", "caddyfile")
+	tester.InitServer(siteConfig(global, site), "caddyfile")
 	return tester
 }
 
@@ -215,15 +278,15 @@ func TestRefusedCallsGetTheGenesysErrorBody(t *testing.T) {
 			400, "InvalidFieldException", normalizeError(t, tableOpts, `{"session_id":{"a":1}}`), ""},
 		{"unknown business-attribute name", taskEndURL, []byte(`{"media_type":"pigeon"}`), nil,
 			400, "InvalidBusinessAttributeException", normalizeError(t, tableOpts, `{"media_type":"pigeon"}`), ""},
-		{"service id with a bad character", "http://localhost:9080/genesys/1/cs/services/a_b/tasks/7/end", []byte(`{}`), nil,
+		{"service id with a bad character", caddyURL + "/genesys/1/cs/services/a_b/tasks/7/end", []byte(`{}`), nil,
 			400, "InvalidParameterException", "service_id may only hold letters, digits and '-' (byte 2 is not one)", ""},
-		{"service id over 64 bits", "http://localhost:9080/genesys/1/cs/services/9223372036854775808/tasks/7/end", []byte(`{}`), nil,
+		{"service id over 64 bits", caddyURL + "/genesys/1/cs/services/9223372036854775808/tasks/7/end", []byte(`{}`), nil,
 			400, "InvalidParameterException", "service_id is a number that does not fit a signed 64-bit integer", ""},
-		{"service id over 128 characters", "http://localhost:9080/genesys/1/cs/services/" + strings.Repeat("a", 129) + "/tasks/7/end", []byte(`{}`), nil,
+		{"service id over 128 characters", caddyURL + "/genesys/1/cs/services/" + strings.Repeat("a", 129) + "/tasks/7/end", []byte(`{}`), nil,
 			400, "InvalidParameterException", "service_id is 129 characters long; the limit is 128", ""},
-		{"task id that is not a number", "http://localhost:9080/genesys/1/cs/services/42/tasks/x7/end", []byte(`{}`), nil,
+		{"task id that is not a number", caddyURL + "/genesys/1/cs/services/42/tasks/x7/end", []byte(`{}`), nil,
 			400, "InvalidParameterException", "task_id must be decimal digits only", ""},
-		{"task id over 32 bits", "http://localhost:9080/genesys/1/cs/services/42/tasks/2147483648/end", []byte(`{}`), nil,
+		{"task id over 32 bits", caddyURL + "/genesys/1/cs/services/42/tasks/2147483648/end", []byte(`{}`), nil,
 			400, "InvalidParameterException", "task_id must be at most 2147483647", ""},
 		{"body over max_body", taskEndURL, []byte(`{"a":"` + strings.Repeat("x", 1100) + `"}`), nil,
 			413, "PayloadTooLargeException", "the request body is larger than max_body (1024 bytes after decoding)", ""},
@@ -301,10 +364,10 @@ func TestOtherCallsPassThroughUntouched(t *testing.T) {
 		url    string
 	}{
 		{"another method on the task end path", http.MethodPut, taskEndURL},
-		{"task start, not among the operations", http.MethodPost, "http://localhost:9080/genesys/1/cs/services/42/tasks/start"},
-		{"another base path", http.MethodPost, "http://localhost:9080/other/services/42/tasks/7/end"},
-		{"service end, not among the operations", http.MethodPost, "http://localhost:9080/genesys/1/cs/services/42/end"},
-		{"an extension update, not among the operations", http.MethodPut, "http://localhost:9080/genesys/1/cs/services/42/extensions/Survey"},
+		{"task start, not among the operations", http.MethodPost, caddyURL + "/genesys/1/cs/services/42/tasks/start"},
+		{"another base path", http.MethodPost, caddyURL + "/other/services/42/tasks/7/end"},
+		{"service end, not among the operations", http.MethodPost, caddyURL + "/genesys/1/cs/services/42/end"},
+		{"an extension update, not among the operations", http.MethodPut, caddyURL + "/genesys/1/cs/services/42/extensions/Survey"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,7 +421,7 @@ func TestLocalSinkJournalsOneExactRecordBefore204(t *testing.T) {
 	body := `{"media_type":"email","session_id":"S1","car":"sedan"}`
 	want := strictOf(t, normalize.Options{Attributes: attributeTables(t)}, body)
 
-	resp, b := post(t, tester, "http://localhost:9080/genesys/1/cs/services/383-f9a62aec/tasks/2147483647/end", []byte(body))
+	resp, b := post(t, tester, caddyURL+"/genesys/1/cs/services/383-f9a62aec/tasks/2147483647/end", []byte(body))
 
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 	assert.Empty(t, b)
@@ -437,7 +500,7 @@ func TestCaddyErrorsModeHandsTheErrorToHandleErrors(t *testing.T) {
 		want string
 	}{
 		{"bad JSON", taskEndURL, `[1]`, "400 InvalidJsonException rejected: " + normalizeError(t, normalize.Options{}, `[1]`)},
-		{"bad task id", "http://localhost:9080/genesys/1/cs/services/42/tasks/-1/end", `{}`,
+		{"bad task id", caddyURL + "/genesys/1/cs/services/42/tasks/-1/end", `{}`,
 			"400 InvalidParameterException rejected: task_id must be decimal digits only"},
 	}
 	for _, tt := range tests {
@@ -473,10 +536,10 @@ func TestPlaceholdersReachLaterHandlers(t *testing.T) {
 		body string
 		want string
 	}{
-		{"journaled", "http://localhost:9080/genesys/1/cs/services/s-1/tasks/9/end", loose,
+		{"journaled", caddyURL + "/genesys/1/cs/services/s-1/tasks/9/end", loose,
 			"journaled|s-1|9|" + strconv.Itoa(rep.Total())},
-		{"rejected", "http://localhost:9080/genesys/1/cs/services/s-1/tasks/9/end", `[`, "rejected|s-1|9|"},
-		{"passed", "http://localhost:9080/genesys/1/cs/services/s-1", `{}`, "passed|||"},
+		{"rejected", caddyURL + "/genesys/1/cs/services/s-1/tasks/9/end", `[`, "rejected|s-1|9|"},
+		{"passed", caddyURL + "/genesys/1/cs/services/s-1", `{}`, "passed|||"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -489,7 +552,7 @@ func TestPlaceholdersReachLaterHandlers(t *testing.T) {
 // scrape reads one sample of the admin /metrics endpoint (0 if absent).
 func scrape(t *testing.T, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://localhost:2999/metrics")
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -523,8 +586,8 @@ func TestMetricsCountOutcomesRepairsAndJournalWrites(t *testing.T) {
 
 	post(t, tester, taskEndURL, []byte(`{a: 1}`))
 	post(t, tester, taskEndURL, []byte(`{"b": 2}`))
-	post(t, tester, "http://localhost:9080/genesys/1/cs/services/42/tasks/x/end", []byte(`{}`))
-	post(t, tester, "http://localhost:9080/elsewhere", []byte(`{}`))
+	post(t, tester, caddyURL+"/genesys/1/cs/services/42/tasks/x/end", []byte(`{}`))
+	post(t, tester, caddyURL+"/elsewhere", []byte(`{}`))
 
 	want := map[string]float64{
 		`caddy_ucs_requests_total{operation="task.end",outcome="journaled"}`:    2,
@@ -555,7 +618,7 @@ func TestReloadKeepsOneJournalWriter(t *testing.T) {
 	before := openSinkOf(journals, abs)
 	// A changed config with the same journal: Caddy provisions it before
 	// cleaning up the old one, so both share the open journal.
-	tester.InitServer(globalOptions+"\nhttp://localhost:9080 {\nucs {\nmax_depth 10\nlocal "+path+"\n}\nrespond 404\n}\n", "caddyfile")
+	tester.InitServer(siteConfig(globalOptions, "ucs {\nmax_depth 10\nlocal "+path+"\n}\nrespond 404"), "caddyfile")
 	post(t, tester, taskEndURL, []byte(`{"n":2}`))
 
 	assert.Same(t, before, openSinkOf(journals, abs), "one journal writer across the reload")
@@ -572,11 +635,11 @@ func TestReloadKeepsOneJournalWriter(t *testing.T) {
 // status and body of the answer.
 func postCutShort(t *testing.T, body []byte, contentLength int, header string) (int, []byte) {
 	t.Helper()
-	conn, err := net.Dial("tcp", "localhost:9080")
+	conn, err := net.Dial("tcp", caddyHost)
 	require.NoError(t, err)
 	defer conn.Close()
-	_, err = fmt.Fprintf(conn, "POST /genesys/1/cs/services/42/tasks/7/end HTTP/1.1\r\nHost: localhost:9080\r\n%sContent-Length: %d\r\n\r\n%s",
-		header, contentLength, body)
+	_, err = fmt.Fprintf(conn, "POST /genesys/1/cs/services/42/tasks/7/end HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s",
+		caddyHost, header, contentLength, body)
 	require.NoError(t, err)
 	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(30*time.Second)))
@@ -635,11 +698,11 @@ func TestABodyAnnouncedOverMaxBodyIsRefusedWithoutInvitingIt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", "localhost:9080")
+			conn, err := net.Dial("tcp", caddyHost)
 			require.NoError(t, err)
 			defer conn.Close()
 			// Headers only: a gateway that invites the body first answers 100 and then waits for it.
-			_, err = fmt.Fprintf(conn, "POST /genesys/1/cs/services/42/tasks/7/end HTTP/1.1\r\nHost: localhost:9080\r\n"+
+			_, err = fmt.Fprintf(conn, "POST /genesys/1/cs/services/42/tasks/7/end HTTP/1.1\r\nHost: "+caddyHost+"\r\n"+
 				"Expect: 100-continue\r\n%sContent-Length: %d\r\n\r\n", tt.header, tt.contentLength)
 			require.NoError(t, err)
 			require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))

@@ -9,6 +9,34 @@ import (
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
+// LocalSink is the local journal: one line
+// `{"received_at":…,"operation":…,"service_id":…,"task_id":…,"event":{…}}`
+// per end event (`state_id` instead of `task_id` for state.end, neither for
+// service.end).
+type LocalSink struct {
+	// Path of the journal file, relative to Caddy's working directory or
+	// absolute. Required. Its directory is created if missing.
+	Path string `json:"path,omitempty"`
+
+	// Fsync is `always` (204 only after the fsync that covers the record;
+	// concurrent calls share one fsync) or `off` (204 once written: faster,
+	// loses the tail on power loss). Default: `always`.
+	Fsync string `json:"fsync,omitempty"`
+
+	// MaxSize rotates the file before it passes this many bytes.
+	// Default: 100 MiB (104857600).
+	MaxSize int64 `json:"max_size,omitempty"`
+
+	// Keep is how many rotated files are kept; older ones are deleted.
+	// Default: 10.
+	Keep int `json:"keep,omitempty"`
+
+	// FollowSymlinks lets the journal file be a symbolic link. Default:
+	// off, a link is refused at open (the torn-tail repair truncates the
+	// file, which through a link would be the file it points to).
+	FollowSymlinks bool `json:"follow_symlinks,omitempty"`
+}
+
 // journals holds one open journal per absolute path across config reloads
 // (see sinkStore): Caddy provisions the new config before cleaning up the
 // old one, so both handlers share the writer, and the journal is closed when

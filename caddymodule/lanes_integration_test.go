@@ -48,7 +48,7 @@ func TestSpoolDrainsManyServicesConcurrentlyInOrder(t *testing.T) {
 		wg.Go(func() {
 			for k := range events {
 				for s := g; s < services; s += 8 {
-					url := fmt.Sprintf("http://localhost:9080/genesys/1/cs/services/%d/tasks/%d/end", 1000+s, k)
+					url := fmt.Sprintf(caddyURL+"/genesys/1/cs/services/%d/tasks/%d/end", 1000+s, k)
 					resp, _ := post(t, tester, url, fmt.Appendf(nil, "{svc: %d, k: %d, pad: '%s'}", s, k, strings.Repeat("x", 200)))
 					assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 				}

@@ -78,7 +78,7 @@ func answerByPath(u *ucsServer) {
 
 func send(t *testing.T, tester *caddytest.Tester, c opCall) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(c.method, "http://localhost:9080"+c.path, strings.NewReader(c.loose))
+	req, err := http.NewRequest(c.method, caddyURL+c.path, strings.NewReader(c.loose))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "text/plain")
 	resp, err := tester.Client.Do(req)
@@ -285,7 +285,7 @@ func TestAPathIdOfEachOperationIsChecked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, "http://localhost:9080"+tt.path, bytes.NewReader([]byte(`{}`)))
+			req, err := http.NewRequest(tt.method, caddyURL+tt.path, bytes.NewReader([]byte(`{}`)))
 			require.NoError(t, err)
 			resp, err := tester.Client.Do(req)
 			require.NoError(t, err)

@@ -313,11 +313,6 @@ func checkServiceID(s string) *requestError {
 	return nil
 }
 
-// parseTaskID accepts decimal digits only, 0 to 2147483647 (a Java int).
-func parseTaskID(s string) (int64, *requestError) {
-	return parseID32("task_id", s)
-}
-
 // parseID32 checks a 32-bit id of the path (task_id, state_id): decimal
 // digits only, 0 to 2147483647 (a Java int).
 func parseID32(name, s string) (int64, *requestError) {
@@ -330,7 +325,7 @@ func parseID32(name, s string) (int64, *requestError) {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n > maxTaskID {
+	if err != nil || n > maxID32 {
 		return 0, errBadID(name, "must be at most 2147483647")
 	}
 	return n, nil

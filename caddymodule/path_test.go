@@ -14,6 +14,7 @@ import (
 )
 
 func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
+	t.Parallel()
 	// operations task.end: the Complete Task call alone, as before issue 12.
 	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath), ops: parseOperations([]string{"task.end"})}
 	tests := []struct {
@@ -65,6 +66,7 @@ func TestTheCompleteTaskCallMatchesOnThePathAsTheUCSCleansIt(t *testing.T) {
 }
 
 func TestEveryServiceEventCallMatchesWithItsIds(t *testing.T) {
+	t.Parallel()
 	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath), ops: parseOperations(nil)}
 	none := normalize.NumOperations
 	tests := []struct {
@@ -116,6 +118,7 @@ func TestEveryServiceEventCallMatchesWithItsIds(t *testing.T) {
 }
 
 func TestOnlyTheConfiguredOperationsMatch(t *testing.T) {
+	t.Parallel()
 	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath),
 		ops: parseOperations([]string{"state.start", "extension.update"})}
 	tests := []struct {
@@ -168,7 +171,7 @@ func TestPathsTheUCSMapsToCompleteTaskAreNormalisedAndSentCanonical(t *testing.T
 		tester := startCaddy(t, sink.site)
 		for _, f := range forms {
 			t.Run(sink.name+"/"+f.name, func(t *testing.T) {
-				resp, _ := post(t, tester, "http://localhost:9080"+f.path+"?x=1", []byte(loose), "Content-Type", "text/plain")
+				resp, _ := post(t, tester, caddyURL+f.path+"?x=1", []byte(loose), "Content-Type", "text/plain")
 				assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 				path, body := sink.seen()
 				assert.Equal(t, canonical, path)
@@ -215,6 +218,7 @@ func TestAnEncodedSlashOrSemicolonInACallsPathIsRefused(t *testing.T) {
 }
 
 func TestAnEncodedSemicolonInASegmentOfEveryOperationIsFound(t *testing.T) {
+	t.Parallel()
 	h := &Handler{BasePath: DefaultBasePath, basePfx: DefaultBasePath + "/", baseSegs: baseSegments(DefaultBasePath), ops: parseOperations(nil)}
 	tests := []struct {
 		method, path string

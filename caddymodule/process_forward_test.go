@@ -26,7 +26,7 @@ func TestKillDuringOutageLosesNoAcknowledgedEvent(t *testing.T) {
 		t.Skip("builds and runs the caddy binary; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := buildCaddy(t, dir)
+	bin := buildCaddy(t)
 	ucs := newUCSServer(t)
 	// Slow enough that the second kill lands in the middle of the replay.
 	ucs.set(func(u *ucsServer) { u.delay = time.Millisecond })
@@ -88,7 +88,7 @@ func TestKillDuringConcurrentReplayLosesNothing(t *testing.T) {
 	}
 	const window = 16
 	dir := t.TempDir()
-	bin := buildCaddy(t, dir)
+	bin := buildCaddy(t)
 	ucs := newUCSServer(t)
 	ucs.stop()
 	spool := filepath.Join(dir, "spool")

@@ -25,7 +25,7 @@ func TestTwoGatewaysBehindABalancerLoseNothing(t *testing.T) {
 		t.Skip("builds and runs the caddy binary; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := buildCaddy(t, dir)
+	bin := buildCaddy(t)
 	ucs := newUCSServer(t)
 	ucs.stop()
 

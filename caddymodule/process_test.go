@@ -25,7 +25,7 @@ func TestKillDuringLoadLosesNoAcknowledgedEvent(t *testing.T) {
 		t.Skip("builds and runs the caddy binary; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := buildCaddy(t, dir)
+	bin := buildCaddy(t)
 
 	port := freePort(t)
 	journal := filepath.Join(dir, "data", "events.jsonl")

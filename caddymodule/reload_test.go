@@ -65,11 +65,11 @@ func (g testGate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// loadSite replaces the running config with one site block on :9080,
+// loadSite replaces the running config with one site block on caddyURL,
 // as `caddy reload` does (forced, so an identical config reloads too).
 func loadSite(t *testing.T, site string) {
 	t.Helper()
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(globalOptions+"\nhttp://localhost:9080 {\n"+site+"\n}\n"), nil)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(siteConfig(globalOptions, site)), nil)
 	require.NoError(t, err)
 	require.NoError(t, caddy.Load(cfg, true))
 }

@@ -79,7 +79,7 @@ func (rec *wireRecorder) take() []wireRequest {
 // wireCase is one request of the byte-exactness test.
 type wireCase struct {
 	name    string
-	path    string // raw, appended to http://localhost:9080
+	path    string // raw, appended to caddyURL
 	body    []byte
 	header  http.Header
 	chunked bool
@@ -144,7 +144,7 @@ func (c wireCase) send(t *testing.T, client *http.Client) int {
 	if c.chunked {
 		body = io.MultiReader(bytes.NewReader(c.body)) // no length known: chunked
 	}
-	req, err := http.NewRequest(http.MethodPost, "http://localhost:9080"+c.path, body)
+	req, err := http.NewRequest(http.MethodPost, caddyURL+c.path, body)
 	require.NoError(t, err)
 	if strings.Contains(c.path, "/extensions/") {
 		req.Method = http.MethodPut
@@ -210,7 +210,7 @@ func TestShadowPassesEveryCallOnByteForByte(t *testing.T) {
 // holding has.
 func scrapeSum(t *testing.T, prefix, has string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://localhost:2999/metrics")
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -507,7 +507,7 @@ func TestValidateRefusesShadowWithASink(t *testing.T) {
 			t.Skip("builds the binary; skipped with -short")
 		}
 		dir := t.TempDir()
-		bin := buildCaddy(t, dir)
+		bin := buildCaddy(t)
 		cfg := filepath.Join(dir, "Caddyfile")
 		require.NoError(t, os.WriteFile(cfg, []byte(":8080 {\n\tucs {\n\t\tforward http://ucs:8080\n\t\tshadow\n\t}\n}\n"), 0o600))
 		out, err := exec.Command(bin, "validate", "--config", cfg, "--adapter", "caddyfile").CombinedOutput()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 )
 
@@ -46,10 +47,10 @@ line with both counts. Counts of calls recorded by sample are estimated
 and refused call is recorded, unless the journal's queue dropped it
 (caddy_ucs_shadow_dropped_total).`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return exitWith(cmd, runShadowReport(f, args, time.Now(), cmd.OutOrStdout(), cmd.ErrOrStderr()))
-		},
 	}
+	report.RunE = runCommand(report, "the shadow journals could not be read", func(fl caddycmd.Flags) int {
+		return runShadowReport(f, fl.Args(), time.Now(), report.OutOrStdout(), report.ErrOrStderr())
+	})
 	fl := report.Flags()
 	fl.BoolVar(&f.json, "json", false, "print one JSON object")
 	fl.StringVar(&f.since, "since", "", "only calls received since this RFC 3339 time, or this long ago (e.g. 24h)")

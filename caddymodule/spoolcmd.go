@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/ucsedge/caddy-ucs/upstream"
@@ -46,10 +47,10 @@ the services with the most events waiting, lines that are not events
 takes no lock and writes nothing, so it is safe while Caddy owns the spool.
 --json prints one JSON object for monitoring scripts.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return exitWith(cmd, runSpoolStatus(args[0], deadLetter, top, asJSON, time.Now(), cmd.OutOrStdout(), cmd.ErrOrStderr()))
-		},
 	}
+	status.RunE = runCommand(status, "the spool could not be read", func(fl caddycmd.Flags) int {
+		return runSpoolStatus(fl.Arg(0), deadLetter, top, asJSON, time.Now(), status.OutOrStdout(), status.ErrOrStderr())
+	})
 	status.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	status.Flags().StringVar(&deadLetter, "dead-letter", "", "the dead-letter file to count (default <dir>/dead-letter.jsonl)")
 	status.Flags().IntVar(&top, "top", 10, "how many services to list")
@@ -67,10 +68,10 @@ func newDeadLetterCommand() *cobra.Command {
 		Use:   "list <file>",
 		Short: "Print one line per dead-lettered event: time, status, the UCS's message, method and path",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return exitWith(cmd, runDeadLetterList(args[0], listJSON, cmd.OutOrStdout(), cmd.ErrOrStderr()))
-		},
 	}
+	list.RunE = runCommand(list, "the dead letter could not be read", func(fl caddycmd.Flags) int {
+		return runDeadLetterList(fl.Arg(0), listJSON, list.OutOrStdout(), list.ErrOrStderr())
+	})
 	list.Flags().BoolVar(&listJSON, "json", false, "print the selected lines as they are in the file")
 	c.AddCommand(list)
 
@@ -88,10 +89,10 @@ meanwhile; --file-only skips the lock for a file no Caddy writes to (a copy).
 --header replaces a header of every event, e.g. an expired Authorization.
 --where selects by status: status=400, status=4xx.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return exitWith(cmd, runDeadLetterResend(cmd.Context(), args[0], f, cmd.OutOrStdout(), cmd.ErrOrStderr()))
-		},
 	}
+	resend.RunE = runCommand(resend, "some events were not accepted", func(fl caddycmd.Flags) int {
+		return runDeadLetterResend(resend.Context(), fl.Arg(0), f, resend.OutOrStdout(), resend.ErrOrStderr())
+	})
 	fl := resend.Flags()
 	fl.StringVar(&f.to, "to", "", "base URL of the UCS, e.g. http://ucs1.example.com:8080")
 	fl.StringVar(&f.where, "where", "", "select events by status: status=400 or status=4xx")
@@ -103,15 +104,6 @@ meanwhile; --file-only skips the lock for a file no Caddy writes to (a copy).
 	f.tls.register(resend)
 	c.AddCommand(resend)
 	return c
-}
-
-// exitWith ends a command with status code, as `caddy ucs normalize` does.
-func exitWith(cmd *cobra.Command, code int) error {
-	if code != 0 {
-		cmd.SilenceErrors, cmd.SilenceUsage = true, true
-		os.Exit(code)
-	}
-	return nil
 }
 
 // runSpoolStatus prints a spool's status; it returns the exit status.
@@ -207,12 +199,12 @@ func runDeadLetterResend(ctx context.Context, path string, f resendFlags, stdout
 	}
 	opts.Where = where
 	for _, h := range f.headers {
-		name, value, ok := strings.Cut(h, ":")
-		if !ok || strings.TrimSpace(name) == "" {
-			fmt.Fprintf(stderr, "--header %q: want 'Name: value'\n", h)
+		name, value, err := parseHeaderFlag(h)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
 			return 2
 		}
-		opts.Header[http.CanonicalHeaderKey(strings.TrimSpace(name))] = []string{strings.TrimSpace(value)}
+		opts.Header[http.CanonicalHeaderKey(name)] = []string{value}
 	}
 	if !f.fileOnly && !f.dryRun {
 		dir := f.spool

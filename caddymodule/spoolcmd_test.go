@@ -38,7 +38,7 @@ func TestSpoolStatusReadsALiveSpool(t *testing.T) {
 				return
 			default:
 			}
-			url := fmt.Sprintf("http://localhost:9080/genesys/1/cs/services/%d/tasks/%d/end", 7+n%3, n)
+			url := fmt.Sprintf(caddyURL+"/genesys/1/cs/services/%d/tasks/%d/end", 7+n%3, n)
 			resp, _ := post(t, tester, url, fmt.Appendf(nil, "{n: %d}", n))
 			if resp.StatusCode == http.StatusNoContent {
 				sent.Add(1)
@@ -91,7 +91,7 @@ func deadLetterOf(t *testing.T, n int) string {
 	fastReplay(t)
 	tester := startCaddy(t, "ucs {\nforward "+ucs.url()+" {\nspool "+dir+"\n}\n}\nrespond 404")
 	for i := 1; i <= n; i++ {
-		resp, _ := post(t, tester, fmt.Sprintf("http://localhost:9080/genesys/1/cs/services/%d/tasks/1/end", i), fmt.Appendf(nil, "{n: %d}", i))
+		resp, _ := post(t, tester, fmt.Sprintf(caddyURL+"/genesys/1/cs/services/%d/tasks/1/end", i), fmt.Appendf(nil, "{n: %d}", i))
 		require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	}
 	ucs.restart()

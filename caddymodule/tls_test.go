@@ -36,6 +36,7 @@ func newTLSUCS(t *testing.T, pki *testpki.PKI, requireClientCert bool) (*ucsServ
 func startCaddyLogging(t *testing.T, site string) (*caddytest.Tester, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "caddy.log")
+	newSitePort(t)
 	global := strings.Replace(globalOptions, "grace_period 1ns\n",
 		"grace_period 1ns\n\tlog {\n\t\toutput file "+path+"\n\t\tformat json\n\t}\n", 1)
 	return startCaddyWith(t, global, site), path
@@ -132,11 +133,11 @@ func TestSpooledEventsWaitOnTLSAndAreDeliveredOnceTheCAIsConfigured(t *testing.T
 	for i, s := range ucs.received() {
 		assert.Equal(t, i, s.n(), "in the order they were accepted")
 	}
-	// The position is written after the deliveries are answered: wait for it.
+	// The UCS has the events before the replay records them done.
 	require.Eventually(t, func() bool {
 		st, err = upstream.InspectSpool(dir, "", 10, time.Now())
 		return err == nil && st.Records == 0
-	}, 10*time.Second, 10*time.Millisecond, "the spool empties once the position is written")
+	}, 10*time.Second, 10*time.Millisecond, "the spool empties once the UCS has the events")
 	assert.Zero(t, st.Dead)
 }
 
@@ -256,6 +257,7 @@ func TestDeadLetterResendTakesTheTLSFlags(t *testing.T) {
 }
 
 func TestTLSOptionsAdaptToReverseProxysTLSObject(t *testing.T) {
+	t.Parallel()
 	pki := testpki.New(t, "UCS test CA")
 	options := fmt.Sprintf(`tls_trusted_ca_certs %s
 			tls_client_auth %s %s
@@ -285,6 +287,7 @@ func TestTLSOptionsAdaptToReverseProxysTLSObject(t *testing.T) {
 }
 
 func TestTLSOptionErrorsNameTheOptionAndTheLine(t *testing.T) {
+	t.Parallel()
 	pki := testpki.New(t, "UCS test CA")
 	tests := []struct {
 		name    string

@@ -19,7 +19,7 @@ const (
 	KindTooDeep
 	// KindInvalidUTF8: invalid UTF-8 with Options.InvalidUTF8 == UTF8Reject.
 	KindInvalidUTF8
-	// KindNotObject: the Task End layer needs a top-level object.
+	// KindNotObject: the event layer needs a top-level object.
 	KindNotObject
 	// KindFieldType: a known field holds a value of the wrong type
 	// (an object where a string is expected, "abc" for an integer, ...).

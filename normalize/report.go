@@ -4,7 +4,7 @@ package normalize
 type RepairKind uint8
 
 // The repairs of the loose-JSON layer (SPEC "Loose JSON → strict JSON"),
-// then those of the Task End layer (SPEC field table).
+// then those of the event layer (the field tables of fields.go).
 const (
 	RepairBareWord        RepairKind = iota // bare word value → string
 	RepairGroupedNumber                     // 25 000 → 25000

@@ -61,7 +61,7 @@ type scratch struct {
 	top     []member // the top-level object's members, kept by scan(keepTop)
 	index   keyIndex
 	buf     []byte
-	out     []byte // the Task End layer's copy of the scanner's output
+	out     []byte // the event layer's copy of the scanner's output
 	unesc   []byte // the unescaped text of a stringified body
 	src     []byte // what the last scan read: its input, or unescaped text
 	serial  uint64
@@ -114,7 +114,7 @@ func (n *Normalizer) value(dst, src []byte, rep *Report) ([]byte, error) {
 
 // scan runs the scanner over src with the caller's scratch. With keepTop,
 // the members of a top-level object are left in sc.top (output spans, in
-// output order, duplicates flagged), so that the Task End layer finds its
+// output order, duplicates flagged), so that the event layer finds its
 // fields without walking the output again.
 func (n *Normalizer) scan(dst, src []byte, rep *Report, sc *scratch, keepTop, noEmpty bool) ([]byte, error) {
 	s := scanner{
@@ -193,7 +193,7 @@ func (sc *scratch) release() {
 }
 
 // numScanRepairKinds is the number of repair kinds of the general layer
-// (the Task End layer's kinds follow).
+// (the event layer's kinds follow).
 const numScanRepairKinds = int(RepairStringifiedBody) + 1
 
 // scanRepair is one listed repair of the scanner.
