@@ -132,12 +132,16 @@ type SpoolOptions struct {
 	// Replay is how the replay delivers; see ReplayPolicy.
 	Replay ReplayPolicy
 
-	// Metrics hooks, each may be nil. OnDepth, OnReplayed and OnDeadLetter are called with the
-	// spool's lock held, in order; OnLag from the replay worker. All must be quick and must not
-	// call the Spool.
+	// Metrics hooks, each may be nil. OnDepth, OnReplayed, OnDeadLetter and OnUpstreamDown are
+	// called with the spool's lock held, in order; OnLag from the replay worker. All must be quick
+	// and must not call the Spool.
 	OnDepth      func(records int, bytes int64) // after every change of the depth
 	OnReplayed   func()                         // a spooled record was delivered
 	OnDeadLetter func()                         // a spooled record went to the dead letter
+	// OnUpstreamDown reports true when the spool takes the upstream to be down (deliveries in a
+	// row failed for unavailability: events are stored without a direct attempt and the replay
+	// probes), false when it answers again.
+	OnUpstreamDown func(down bool)
 	// OnLag reports the records in flight and the age of the oldest record waiting (0 when none),
 	// after changes and every second while records wait.
 	OnLag func(inFlight int, oldest time.Duration)
@@ -160,6 +164,7 @@ type Spool struct {
 	onDepth    func(int, int64)
 	onReplayed func()
 	onDead     func()
+	onDown     func(bool)
 	onLag      func(int, time.Duration)
 
 	records *appendLog
@@ -240,6 +245,7 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		onDepth:    opts.OnDepth,
 		onReplayed: opts.OnReplayed,
 		onDead:     opts.OnDeadLetter,
+		onDown:     opts.OnUpstreamDown,
 		onLag:      opts.OnLag,
 		lanes:      map[string]int{},
 		wake:       make(chan struct{}, 1),
@@ -493,6 +499,9 @@ func (s *Spool) answered() (closed bool) {
 		return false
 	}
 	s.breaker.open = false
+	if s.onDown != nil {
+		s.onDown(false)
+	}
 	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
 		zap.Int("failed_probes", s.breaker.probes))
 	return true
@@ -512,6 +521,9 @@ func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
 	case !b.open && b.streak >= breakerThreshold:
 		b.open, b.probes = true, 0
 		b.probeAt = time.Now().Add(s.backoff(1, retryAfter))
+		if s.onDown != nil {
+			s.onDown(true)
+		}
 		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
 			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
 	}
