@@ -113,8 +113,9 @@ var (
 		metricRequests, metricRejections, metricRepairs, metricMisses,
 		metricNormalize, metricFsync, metricJournalBytes, metricJournalErrors,
 		metricSpoolRecords, metricSpoolBytes, metricSpoolReplayed, metricSpoolDeadLettered,
-		metricSpoolInFlight, metricSpoolOldestAge, metricSpoolUpstreamDown,
+		metricSpoolInFlight, metricSpoolOldestAge,
 		metricUpstreamDuration, metricUpstreamResponses,
+		metricSpoolUpstreamDown,
 	}
 
 	// Label children resolved once: WithLabelValues hashes its labels on every call.

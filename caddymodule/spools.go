@@ -103,16 +103,16 @@ func openSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, bool, err
 			},
 			OnReplayed:   func() { metricSpoolReplayed.WithLabelValues(labels...).Inc() },
 			OnDeadLetter: func() { metricSpoolDeadLettered.WithLabelValues(labels...).Inc() },
+			OnLag: func(inFlight int, oldest time.Duration) {
+				metricSpoolInFlight.WithLabelValues(labels...).Set(float64(inFlight))
+				metricSpoolOldestAge.WithLabelValues(labels...).Set(oldest.Seconds())
+			},
 			OnUpstreamDown: func(down bool) {
 				v := 0.0
 				if down {
 					v = 1
 				}
 				metricSpoolUpstreamDown.WithLabelValues(labels...).Set(v)
-			},
-			OnLag: func(inFlight int, oldest time.Duration) {
-				metricSpoolInFlight.WithLabelValues(labels...).Set(float64(inFlight))
-				metricSpoolOldestAge.WithLabelValues(labels...).Set(oldest.Seconds())
 			},
 		})
 		if err != nil {

@@ -499,11 +499,11 @@ func (s *Spool) answered() (closed bool) {
 		return false
 	}
 	s.breaker.open = false
+	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
+		zap.Int("failed_probes", s.breaker.probes))
 	if s.onDown != nil {
 		s.onDown(false)
 	}
-	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
-		zap.Int("failed_probes", s.breaker.probes))
 	return true
 }
 
@@ -521,11 +521,11 @@ func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
 	case !b.open && b.streak >= breakerThreshold:
 		b.open, b.probes = true, 0
 		b.probeAt = time.Now().Add(s.backoff(1, retryAfter))
+		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
+			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
 		if s.onDown != nil {
 			s.onDown(true)
 		}
-		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
-			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
 	}
 	return b.open
 }
