@@ -222,7 +222,7 @@ func TestPrometheusSeesEveryDashboardPanelAndTheShippedAlertsFire(t *testing.T) 
 	}`)
 	mine := map[string]string{"job": promJob, "spool": spoolDir}
 	spooled := func(name string) float64 { return scrape(t, spoolSeries(t, name, spoolDir)) }
-	// call posts the loose event n (padded: 20 fill the spool) to the
+	// call posts the loose event n (padded: a few fill the 4KiB spool) to the
 	// forward sink, or with "X-Sink: journal" to the journal.
 	call := func(n int, header ...string) *http.Response {
 		resp, _ := post(t, tester, taskEndURL, fmt.Appendf(nil, "{n: %d, pad: '%s'}", n, strings.Repeat("x", 200)), header...)
