@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,11 +23,17 @@ func (*rewindBody) Close() error { return nil }
 // read, normalise (the seed body: loose JSON with business-attribute names)
 // and replace the body; the next handler reads and closes it.
 func BenchmarkServeHTTPNextSink(b *testing.B) {
-	seed, err := os.ReadFile(seedFile)
-	require.NoError(b, err)
+	for _, body := range e2eBodies(b) {
+		b.Run(body.name, func(b *testing.B) {
+			benchServeHTTP(b, &Handler{BusinessAttributes: []string{attrsFile}}, body.body)
+		})
+	}
+}
+
+// benchServeHTTP runs h on seed, as BenchmarkServeHTTPNextSink says.
+func benchServeHTTP(b *testing.B, h *Handler, seed []byte) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	h := &Handler{BusinessAttributes: []string{attrsFile}}
 	require.NoError(b, h.Provision(ctx))
 	defer h.Cleanup()
 	// Caddy's default level is INFO: the per-request debug line is not built.
@@ -37,6 +42,7 @@ func BenchmarkServeHTTPNextSink(b *testing.B) {
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		_, err := io.Copy(io.Discard, r.Body)
 		r.Body.Close()
+		w.WriteHeader(http.StatusNoContent)
 		return err
 	})
 	repl := caddy.NewReplacer()

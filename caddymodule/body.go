@@ -42,15 +42,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *[]byte) 
 	if body == nil {
 		body = http.NoBody
 	}
-	coding := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
-	// The wire size is bounded too, so a client cannot stream forever. A coded
-	// body gets slack for the coding's overhead on incompressible data (the
-	// decoded bound below is the one that matters).
-	wireLimit := limit
-	if coding != "" && coding != "identity" {
-		wireLimit = limit + limit/8 + 1024
-	}
-	if r.ContentLength > wireLimit {
+	coding := contentCoding(r.Header)
+	// The wire size is bounded too, so a client cannot stream forever.
+	wireMax := wireLimit(limit, coding)
+	if r.ContentLength > wireMax {
 		// Refused before the first read: net/http answers a client that
 		// sent `Expect: 100-continue` with 100 at that read, inviting a
 		// body that could only be refused. The connection closes after
@@ -60,7 +55,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *[]byte) 
 		w.Header().Set("Connection", "close")
 		return errTooLarge(limit)
 	}
-	src := io.Reader(http.MaxBytesReader(w, body, wireLimit))
+	src := io.Reader(http.MaxBytesReader(w, body, wireMax))
 	// A decoder reports a body cut short on the wire as a truncated stream:
 	// wire tells the two apart, so a client that sent less than it announced
 	// gets 400 body_read, not 415.
@@ -138,6 +133,21 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *[]byte) 
 		}
 	}
 	return nil
+}
+
+// contentCoding is the request's Content-Encoding, lower case.
+func contentCoding(h http.Header) string {
+	return strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding")))
+}
+
+// wireLimit bounds the body's size on the wire too, so a client cannot
+// stream forever. A coded body gets slack for the coding's overhead on
+// incompressible data (the decoded bound, limit, is the one that matters).
+func wireLimit(limit int64, coding string) int64 {
+	if coding != "" && coding != "identity" {
+		return limit + limit/8 + 1024
+	}
+	return limit
 }
 
 // wireReader keeps the error of the body as it comes off the connection,

@@ -88,6 +88,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			tls_server_name <name>
 //			tls_insecure_skip_verify
 //		}
+//
+//		# or report-only: every call goes on down the route as it arrived
+//		shadow {                                      # not with local or forward
+//			journal    <path>                         # default none: metrics and warnings only
+//			sample     <percent>%                     # default 1%: share of ordinary calls recorded
+//			max_record <size>                         # default 64KiB: longer bodies are cut in a record
+//			max_size   <size>                         # default 100MiB
+//			keep       <n>                            # default 10
+//		}
 //	}
 //
 // Sizes are a number with an optional unit: B, KB, KiB, MB, MiB, GB, GiB
@@ -200,6 +209,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if set := h.sinkName(); set != "" {
 				return d.Errf("only one sink may be configured: %s is already set", set)
 			}
+			if h.Shadow != nil {
+				return d.Errf("%s cannot be combined with shadow: in shadow mode the call goes on down the route unchanged", opt)
+			}
 			var err error
 			if opt == "local" {
 				err = h.unmarshalLocal(d)
@@ -207,6 +219,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				err = h.unmarshalForward(d)
 			}
 			if err != nil {
+				return err
+			}
+		case "shadow":
+			if err := h.unmarshalShadow(d); err != nil {
 				return err
 			}
 		default:

@@ -18,7 +18,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "ucs",
-		Usage: "normalize|attributes|spool status|dead-letter list|dead-letter resend …",
+		Usage: "normalize|attributes|spool status|dead-letter list|dead-letter resend|shadow report …",
 		Short: "Tools of the ucs handler (Genesys Context Services gateway)",
 		Long: `
 ucs normalize runs an event body (Task End unless --operation names another
@@ -40,9 +40,14 @@ count (read-only, safe while Caddy runs).
 
 ucs dead-letter list <file> prints the events the UCS rejected; ucs
 dead-letter resend <file> --to <base URL> sends them again and removes those
-the UCS accepts.`,
+the UCS accepts.
+
+ucs shadow report <shadow journal>... [--json] [--since <time|duration>]
+[--operation <name>] prints what shadow mode recorded: the verdicts per
+operation, the top repairs and rejections, and the calls switching inline
+would break and fix.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(newNormalizeCommand(), newAttributesCommand(), newSpoolCommand(), newDeadLetterCommand())
+			cmd.AddCommand(newNormalizeCommand(), newAttributesCommand(), newSpoolCommand(), newDeadLetterCommand(), newShadowCommand())
 		},
 	})
 }

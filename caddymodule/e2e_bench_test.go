@@ -31,6 +31,7 @@ import (
 //	c   ucs with the forward sink (no spool), to the same upstream
 //	d0  ucs with the local sink, fsync off
 //	d1  ucs with the local sink, fsync always
+//	s   ucs in shadow mode (journal, default 1 % sample) + reverse_proxy
 //
 // Each route is driven by a keep-alive client with the strict
 // 0.6 KiB Task End body and with the loose seed. Everything (client, Caddy,
@@ -59,6 +60,7 @@ var e2eRoutes = []e2eRoute{
 	{"c_ucs_forward", "/c"},
 	{"d_ucs_local_fsync_off", "/d0"},
 	{"d_ucs_local_fsync_always", "/d1"},
+	{"s_ucs_shadow_proxy", "/s"},
 }
 
 // e2eBodies are the request bodies: a strict Task End Event of about
@@ -168,6 +170,16 @@ func startE2E(tb testing.TB) *e2eEnv {
 		}
 		reverse_proxy %[1]s
 	}
+	handle /s/* {
+		ucs {
+			base_path /s/genesys/1/cs
+			business_attributes %[2]s
+			shadow {
+				journal %[3]s
+			}
+		}
+		reverse_proxy %[1]s
+	}
 	handle /c/* {
 		ucs {
 			base_path /c/genesys/1/cs
@@ -175,7 +187,7 @@ func startE2E(tb testing.TB) *e2eEnv {
 			forward http://%[1]s
 		}
 		respond 404
-	}`, upAddr, attrsFile) +
+	}`, upAddr, attrsFile, filepath.Join(dir, "shadow.jsonl")) +
 		local("/d0", "off.jsonl", "off") +
 		local("/d1", "always.jsonl", "always")
 
@@ -312,6 +324,10 @@ const (
 //	ucs-B/req      heap allocated per request by (b) minus (a), all goroutines
 //	ucs-B/body     the same over the body size (goal ≤ 2)
 //	ucs-allocs/req allocations per request of (b) minus (a)
+//	s/a-req/s      throughput of (s), shadow mode, over (a) (goal ≥ 0.95 strict, ≥ 0.92 loose)
+//	half-s-p99-µs  p99 of (s) at the same paced rate as (a) and (b)
+//	s-p99-added-µs half-s-p99 minus half-a-p99
+//	shadow-B/req   heap allocated per request by (s) minus (a)
 //
 // Latency of the paced blocks counts from each request's scheduled send
 // time, so it includes the client's own scheduling delay; both routes pay it.
@@ -324,23 +340,26 @@ func BenchmarkE2ERatio(b *testing.B) {
 	pacedWorkers := 2 * workers
 	for _, body := range e2eBodies(b) {
 		b.Run(body.name, func(b *testing.B) {
-			urlA, urlB, urlC, urlT := env.url("/a"), env.url("/b"), env.url("/c"), env.url("/t")
+			urlA, urlB, urlC, urlT, urlS := env.url("/a"), env.url("/b"), env.url("/c"), env.url("/t"), env.url("/s")
 			// Warm up: open as many keep-alive connections as the paced
 			// blocks use (client to Caddy and Caddy to the upstream), so no
 			// measured block pays for dialing, and run each route's code once.
-			for _, u := range []string{urlA, urlB, urlC, urlT} {
+			for _, u := range []string{urlA, urlB, urlC, urlT, urlS} {
 				closedBlock(b, env, u, body.body, 4*pacedWorkers, pacedWorkers)
 			}
-			var ta, tb, tc, tt time.Duration
-			var bytesA, bytesB, mallocsA, mallocsB uint64
+			var ta, tb, tc, tt, ts time.Duration
+			var bytesA, bytesB, bytesS, mallocsA, mallocsB uint64
 			var reqs int
-			var latA, latB []time.Duration
+			var latA, latB, latS []time.Duration
 			buf := make([]time.Duration, e2ePacedBlock)
 			for b.Loop() {
 				ra := closedBlock(b, env, urlA, body.body, e2eBlock, workers)
 				rb := closedBlock(b, env, urlB, body.body, e2eBlock, workers)
 				rc := closedBlock(b, env, urlC, body.body, e2eBlock, workers)
 				rt := closedBlock(b, env, urlT, body.body, e2eBlock, workers)
+				rs := closedBlock(b, env, urlS, body.body, e2eBlock, workers)
+				ts += rs.elapsed
+				bytesS += rs.bytes
 				tt += rt.elapsed
 				ta += ra.elapsed
 				tb += rb.elapsed
@@ -353,16 +372,17 @@ func BenchmarkE2ERatio(b *testing.B) {
 				// (b)'s saturation rate: all its closed blocks so far.
 				half := float64(reqs) / tb.Seconds() / 2
 				for r := range e2ePacedRounds {
-					first, second := urlA, urlB
-					if r%2 == 1 {
-						first, second = urlB, urlA
-					}
-					for _, u := range []string{first, second} {
+					// Each route first, second and last in turn.
+					order := [][]string{{urlA, urlB, urlS}, {urlB, urlS, urlA}, {urlS, urlA, urlB}}[r%3]
+					for _, u := range order {
 						pacedBlock(b, env, u, body.body, buf, pacedWorkers, half)
-						if u == urlA {
+						switch u {
+						case urlA:
 							latA = append(latA, buf...)
-						} else {
+						case urlB:
 							latB = append(latB, buf...)
+						default:
+							latS = append(latS, buf...)
 						}
 					}
 				}
@@ -380,6 +400,11 @@ func BenchmarkE2ERatio(b *testing.B) {
 			b.ReportMetric(perReq, "ucs-B/req")
 			b.ReportMetric(perReq/float64(len(body.body)), "ucs-B/body")
 			b.ReportMetric((float64(mallocsB)-float64(mallocsA))/float64(reqs), "ucs-allocs/req")
+			p99s := quantileOf(latS, 0.99)
+			b.ReportMetric(ta.Seconds()/ts.Seconds(), "s/a-req/s")
+			b.ReportMetric(p99s.Seconds()*1e6, "half-s-p99-µs")
+			b.ReportMetric((p99s-p99a).Seconds()*1e6, "s-p99-added-µs")
+			b.ReportMetric((float64(bytesS)-float64(bytesA))/float64(reqs), "shadow-B/req")
 		})
 	}
 }

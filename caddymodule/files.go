@@ -53,7 +53,7 @@ func symlinkHint(err error, block string) error {
 // created (permission denied, a read-only file system) says so instead.
 func spoolOpenError(err error) error {
 	var pe *os.PathError
-	if !errors.Is(err, upstream.ErrDirLocked) && errors.As(err, &pe) && filepath.Base(pe.Path) == ".lock" {
+	if !errors.Is(err, upstream.ErrDirLocked) && errors.As(err, &pe) && filepath.Base(pe.Path) == filepath.Base(upstream.SpoolPath("", upstream.SpoolLock)) {
 		return fmt.Errorf("cannot create or lock the spool directory's lock file: %w", pe)
 	}
 	return symlinkHint(err, "forward")
@@ -100,7 +100,7 @@ func (f *ForwardSink) checkDeadLetterOutside() error {
 		return nil // provisioning reports it
 	}
 	dl, err := resolvePath(f.DeadLetter)
-	if err != nil || dl == filepath.Join(spool, "dead-letter.jsonl") {
+	if err != nil || dl == upstream.SpoolPath(spool, upstream.SpoolDeadLetter) {
 		return nil
 	}
 	rel, err := filepath.Rel(spool, dl)

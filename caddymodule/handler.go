@@ -57,7 +57,7 @@ var now = time.Now
 //	{http.ucs.service_id}  the service id of the path ("" when not a call)
 //	{http.ucs.task_id}     the task id of the path, as sent ("" when none)
 //	{http.ucs.outcome}     passed, forwarded, journaled, relayed, spooled,
-//	                       rejected or error
+//	                       rejected, error or shadowed
 //	{http.ucs.repairs}     the number of repairs made to the body
 //	{http.ucs.exception}   the exception name of an error answer, e.g.
 //	                       InvalidJsonException ("" otherwise)
@@ -161,6 +161,12 @@ type Handler struct {
 	// spool). At most one of local and forward. Default: unset.
 	Forward *ForwardSink `json:"forward,omitempty"`
 
+	// Shadow, when set, leaves every call as it arrived: it goes down the
+	// route byte for byte, and the handler only normalises a copy beside
+	// it and records what it would have done against what the route
+	// answered (see ShadowMode). Not with local or forward. Default: unset.
+	Shadow *ShadowMode `json:"shadow,omitempty"`
+
 	top             *attrSet   // the top-level tables (maybe none)
 	tenants         []*attrSet // parallel to Tenants
 	tenantByID      map[string]*attrSet
@@ -180,6 +186,7 @@ type Handler struct {
 	ops             uint16   // bit op: the handler takes the operation
 	caddyErrors     bool
 	logger          *zap.Logger
+	shadow          shadowState
 }
 
 // LocalSink is the local journal: one line
@@ -272,6 +279,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Forward != nil {
 		return h.provisionForward(ctx)
+	}
+	if h.Shadow != nil {
+		return h.provisionShadow()
 	}
 	return nil
 }
@@ -432,6 +442,9 @@ func (h *Handler) checkOptions() error {
 	if h.Local != nil && h.Forward != nil {
 		return errors.New("ucs: only one sink may be configured: local and forward are both set")
 	}
+	if err := h.checkShadow(); err != nil {
+		return err
+	}
 	if h.Forward != nil {
 		if err := h.Forward.check(); err != nil {
 			return err
@@ -486,7 +499,7 @@ func oneOf(option, value string, allowed ...string) error {
 // uses it (see sinkStore).
 func (h *Handler) Cleanup() error {
 	h.releaseSets()
-	err := h.cleanupForward()
+	err := errors.Join(h.cleanupForward(), h.cleanupShadow())
 	if h.journal == nil || h.journalReleased {
 		return err
 	}
@@ -525,25 +538,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	op := int(m.op)
-	if m.encodedAt != "" {
-		return h.fail(w, repl, op, errEncodedDelimiter(m.encodedAt, m.encoded))
+	if h.Shadow != nil {
+		return h.serveShadow(w, r, next, repl, m, receivedAt)
 	}
-	if m.op != normalize.OpServiceStart {
-		if rerr := checkServiceID(m.sid); rerr != nil {
-			return h.fail(w, repl, op, rerr)
-		}
-	}
-	var id int64
-	if m.idName == "task_id" || m.idName == "state_id" {
-		var rerr *requestError
-		if id, rerr = parseID32(m.idName, m.id); rerr != nil {
-			return h.fail(w, repl, op, rerr)
-		}
-	}
-
-	set := h.tenantSet(r)
-	if set == nil {
-		return h.fail(w, repl, op, errUnknownTenant(r.Header.Get(tenantHeader)))
+	id, set, rerr := h.checkCall(r, m)
+	if rerr != nil {
+		return h.fail(w, repl, op, rerr)
 	}
 	if repl != nil && set.tenant != "" {
 		repl.Set("http.ucs.tenant", set.tenant)
@@ -556,18 +556,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	out := outPool.Get().(*[]byte)
 	var rep normalize.Report
-	start := time.Now()
-	norm := set.norm.Load()
-	strict, err := norm.Event(m.op, (*out)[:0], *in, receivedAt, &rep)
-	if err != nil && set.from != nil && isUnknownName(err) && set.from.cold() {
-		// A cold miss: the name may be new on the UCS. One early refresh
-		// (rate-limited), then the body once more with the new tables.
-		if n2 := set.norm.Load(); n2 != norm {
-			rep = normalize.Report{}
-			strict, err = n2.Event(m.op, (*out)[:0], *in, receivedAt, &rep)
-		}
-	}
-	took := time.Since(start)
+	strict, took, err := normalizeEvent(set, m.op, (*out)[:0], *in, receivedAt, &rep)
 	*out = strict
 	putBuf(&bodyPool, in)
 	if err != nil {
@@ -616,6 +605,49 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	err = next.ServeHTTP(w, r)
 	lease.release()
 	return err
+}
+
+// checkCall checks the ids of a matched call's path and picks its tables:
+// the 32-bit id of the path (task_id or state_id; 0 for none) and the
+// tenant's attrSet, or the error the call is refused with.
+func (h *Handler) checkCall(r *http.Request, m callMatch) (int64, *attrSet, *requestError) {
+	if m.encodedAt != "" {
+		return 0, nil, errEncodedDelimiter(m.encodedAt, m.encoded)
+	}
+	if m.op != normalize.OpServiceStart {
+		if rerr := checkServiceID(m.sid); rerr != nil {
+			return 0, nil, rerr
+		}
+	}
+	var id int64
+	if m.idName == "task_id" || m.idName == "state_id" {
+		var rerr *requestError
+		if id, rerr = parseID32(m.idName, m.id); rerr != nil {
+			return 0, nil, rerr
+		}
+	}
+	set := h.tenantSet(r)
+	if set == nil {
+		return 0, nil, errUnknownTenant(r.Header.Get(tenantHeader))
+	}
+	return id, set, nil
+}
+
+// normalizeEvent normalises one event body with the tables of set,
+// appending to dst, and returns how long that took.
+func normalizeEvent(set *attrSet, op normalize.Operation, dst, in []byte, receivedAt time.Time, rep *normalize.Report) ([]byte, time.Duration, error) {
+	start := time.Now()
+	norm := set.norm.Load()
+	strict, err := norm.Event(op, dst, in, receivedAt, rep)
+	if err != nil && set.from != nil && isUnknownName(err) && set.from.cold() {
+		// A cold miss: the name may be new on the UCS. One early refresh
+		// (rate-limited), then the body once more with the new tables.
+		if n2 := set.norm.Load(); n2 != norm {
+			*rep = normalize.Report{}
+			strict, err = n2.Event(op, dst, in, receivedAt, rep)
+		}
+	}
+	return strict, time.Since(start), err
 }
 
 func isUnknownName(err error) bool {

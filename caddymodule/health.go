@@ -11,7 +11,7 @@ type healthAnswer struct {
 	Status       string   `json:"status"`                  // ok or unavailable
 	Journal      string   `json:"journal,omitempty"`       // ok, or why the last append failed
 	Spool        string   `json:"spool,omitempty"`         // ok or full
-	SpoolRecords *int     `json:"spool_records,omitempty"` // events waiting
+	SpoolRecords *int     `json:"spool_records,omitempty"` // events waiting, in every spool replayed
 	SpoolBytes   *int64   `json:"spool_bytes,omitempty"`
 	OldestAgeS   *float64 `json:"oldest_age_s,omitempty"` // how far behind the UCS is
 }
@@ -27,11 +27,12 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) error {
 			a.Status, a.Journal = "unavailable", err.Error()
 		}
 	}
-	if h.spool != nil {
-		records, bytes := h.spool.Depth()
-		age := h.spool.OldestAge().Seconds()
+	// The depth is every spool this process replays: a spool that a reload moved away is still
+	// draining, and its events are as far behind as the configured one's.
+	if records, bytes, oldest, open := replayedSpools(); h.spool != nil || open {
+		age := oldest.Seconds()
 		a.Spool, a.SpoolRecords, a.SpoolBytes, a.OldestAgeS = "ok", &records, &bytes, &age
-		if h.spool.Full() {
+		if h.spool != nil && h.spool.Full() {
 			a.Status, a.Spool = "unavailable", "full"
 		}
 	}

@@ -25,6 +25,7 @@ const (
 	outcomeRelayed   = "relayed"   // forward sink: the upstream's answer was relayed (any status)
 	outcomeSpooled   = "spooled"   // forward sink: stored in the spool for replay: 204
 	outcomeError     = "error"     // the gateway failed: 502/504 (upstream), 503 (storage, full spool)
+	outcomeShadowed  = "shadowed"  // shadow mode: handed down the route as it arrived, the verdict counted apart
 )
 
 // The collectors are created once per process and registered on every
@@ -33,7 +34,7 @@ const (
 var (
 	metricRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "requests_total",
-		Help: "Requests seen by the ucs handler, by outcome (passed, forwarded, journaled, relayed, spooled, rejected, error) and operation (task.end, …; none when passed).",
+		Help: "Requests seen by the ucs handler, by outcome (passed, forwarded, journaled, relayed, spooled, rejected, error, shadowed) and operation (task.end, …; none when passed).",
 	}, []string{"outcome", "operation"})
 	metricRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "rejections_total",
@@ -76,6 +77,8 @@ var (
 		"Spooled events the upstream accepted (2xx) on replay.")
 	metricSpoolDeadLettered = spoolCounter("spool_dead_lettered_total",
 		"Spooled events the upstream rejected on replay, written to the dead letter.")
+	metricSpoolWorkerRestarts = spoolCounter("spool_worker_restarts_total",
+		"Restarts of the spool's replay worker after it panicked (a bug: it resumed from the durable position).")
 	metricSpoolInFlight = spoolGauge("spool_in_flight",
 		"Spooled events sent by the replay and not yet recorded as finished.")
 	metricSpoolOldestAge = spoolGauge("spool_oldest_age_seconds",
@@ -113,7 +116,7 @@ var (
 		metricRequests, metricRejections, metricRepairs, metricMisses,
 		metricNormalize, metricFsync, metricJournalBytes, metricJournalErrors,
 		metricSpoolRecords, metricSpoolBytes, metricSpoolReplayed, metricSpoolDeadLettered,
-		metricSpoolInFlight, metricSpoolOldestAge,
+		metricSpoolInFlight, metricSpoolOldestAge, metricSpoolWorkerRestarts,
 		metricUpstreamDuration, metricUpstreamResponses,
 		metricSpoolUpstreamDown,
 	}
@@ -138,7 +141,7 @@ func init() {
 		operationLabels[op] = op.String()
 	}
 	operationLabels[opNone] = "none"
-	for _, o := range []string{outcomePassed, outcomeForwarded, outcomeJournaled, outcomeRelayed, outcomeSpooled, outcomeRejected, outcomeError} {
+	for _, o := range []string{outcomePassed, outcomeForwarded, outcomeJournaled, outcomeRelayed, outcomeSpooled, outcomeRejected, outcomeError, outcomeShadowed} {
 		var byOp [numOperationLabels]prometheus.Counter
 		for op, label := range operationLabels {
 			byOp[op] = metricRequests.WithLabelValues(o, label)

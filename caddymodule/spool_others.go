@@ -1,13 +1,12 @@
 package caddymodule
 
 import (
-	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
 // warnOtherSpools warns, when a spool directory is opened, about every
@@ -52,7 +51,7 @@ func pendingSpoolFiles(dir string) []string {
 	active, rotated := int64(-1), false
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || (name != "spool.jsonl" && !(strings.HasPrefix(name, "spool-") && strings.HasSuffix(name, ".jsonl"))) {
+		if !e.Type().IsRegular() || !upstream.IsSpoolRecordFile(name) {
 			continue
 		}
 		fi, err := e.Info()
@@ -60,7 +59,7 @@ func pendingSpoolFiles(dir string) []string {
 			continue
 		}
 		files = append(files, name)
-		if name == "spool.jsonl" {
+		if name == filepath.Base(upstream.SpoolPath(dir, upstream.SpoolRecords)) {
 			active = fi.Size()
 		} else {
 			rotated = true
@@ -69,27 +68,8 @@ func pendingSpoolFiles(dir string) []string {
 	if len(files) == 0 || rotated || active < 0 {
 		return files
 	}
-	if off, ok := lastCursorOffset(filepath.Join(dir, "cursor.jsonl")); ok && off == active {
+	if off, ok := upstream.SpoolActiveOffset(dir); ok && off == active {
 		return nil
 	}
 	return files
-}
-
-// lastCursorOffset reads the spool cursor's last complete line; ok only
-// when it is a position in the active record file.
-func lastCursorOffset(path string) (int64, bool) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, false
-	}
-	data = bytes.TrimSuffix(data, []byte("\n"))
-	line := data[bytes.LastIndexByte(data, '\n')+1:]
-	var c struct {
-		File   string `json:"file"`
-		Offset *int64 `json:"offset"`
-	}
-	if json.Unmarshal(line, &c) != nil || c.File != "" || c.Offset == nil {
-		return 0, false
-	}
-	return *c.Offset, true
 }

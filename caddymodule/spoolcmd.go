@@ -41,7 +41,8 @@ func newSpoolCommand() *cobra.Command {
 		Long: `
 Prints the events waiting in a spool directory and their bytes, the oldest
 and newest accepted_at and the age of the oldest (how far behind the UCS is),
-the services with the most events waiting, and the dead-letter count. It
+the services with the most events waiting, lines that are not events
+(corrupt; a line over 64 MiB is skipped unread), and the dead-letter count. It
 takes no lock and writes nothing, so it is safe while Caddy owns the spool.
 --json prints one JSON object for monitoring scripts.`,
 		Args: cobra.ExactArgs(1),
@@ -127,12 +128,20 @@ func runSpoolStatus(dir, deadLetter string, top int, asJSON bool, now time.Time,
 	}
 	fmt.Fprintf(stdout, "spool        %s\n", st.Dir)
 	fmt.Fprintf(stdout, "waiting      %d events, %d bytes, %d services\n", st.Records, st.Bytes, st.LaneCount)
+	if st.Corrupt > 0 {
+		fmt.Fprintf(stdout, "corrupt      %d lines that are not events (%d longer than %d MiB, skipped unread); the replay moves them to the dead letter\n",
+			st.Corrupt, st.TooLong, upstream.MaxSpoolLine>>20)
+	}
 	if st.Oldest != nil {
 		fmt.Fprintf(stdout, "oldest       %s (%s ago)\n", st.Oldest.Format(time.RFC3339Nano), (time.Duration(st.OldestAge * float64(time.Second))).Round(time.Second))
 		fmt.Fprintf(stdout, "newest       %s\n", st.Newest.Format(time.RFC3339Nano))
 	}
 	for _, l := range st.TopLanes {
-		fmt.Fprintf(stdout, "service      %-40s %d events, oldest %s\n", l.Lane, l.Records, l.Oldest.Format(time.RFC3339Nano))
+		oldest := "unknown"
+		if !l.Oldest.IsZero() {
+			oldest = l.Oldest.Format(time.RFC3339Nano)
+		}
+		fmt.Fprintf(stdout, "service      %-40s %d events, oldest %s\n", l.Lane, l.Records, oldest)
 	}
 	fmt.Fprintf(stdout, "dead letter  %d events in %s\n", st.Dead, st.DeadPath)
 	return 0
@@ -209,7 +218,7 @@ func runDeadLetterResend(ctx context.Context, path string, f resendFlags, stdout
 		dir := f.spool
 		if dir == "" {
 			dir = filepath.Dir(path)
-			if _, err := os.Stat(filepath.Join(dir, ".lock")); errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Stat(upstream.SpoolPath(dir, upstream.SpoolLock)); errors.Is(err, fs.ErrNotExist) {
 				fmt.Fprintf(stderr, "no spool lock next to %s: pass --spool <dir> (the spool whose dead letter this is) or --file-only\n", path)
 				return 2
 			}

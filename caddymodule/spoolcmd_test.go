@@ -215,3 +215,27 @@ func TestWhereTakesAThreeDigitStatusOrAClass(t *testing.T) {
 		})
 	}
 }
+
+// TestSpoolStatusOfADamagedSpoolCountsCorruptLinesApart: garbage and blank lines are not events,
+// and a record that says it was accepted at the zero time gives no age.
+func TestSpoolStatusOfADamagedSpoolCountsCorruptLinesApart(t *testing.T) {
+	dir := t.TempDir()
+	zero := `{"accepted_at":"0001-01-01T00:00:00.000Z","lane":"42","method":"POST","path":"/genesys/1/cs/services/42/tasks/1/end","query":"","header":{},"body":{"n":1}}`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "spool.jsonl"), []byte("garbage\n\n"+zero+"\n"), 0o600))
+
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, runSpoolStatus(dir, "", 10, false, time.Now(), &out, &errOut), errOut.String())
+	assert.Contains(t, out.String(), "waiting      1 events")
+	assert.Contains(t, out.String(), "corrupt      2 lines that are not events")
+	assert.NotContains(t, out.String(), "oldest       ", "no age from a zero time")
+	assert.Contains(t, out.String(), "oldest unknown")
+
+	out.Reset()
+	require.Equal(t, 0, runSpoolStatus(dir, "", 10, true, time.Now(), &out, &errOut), errOut.String())
+	var st map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &st))
+	assert.Equal(t, 1.0, st["records"])
+	assert.Equal(t, 2.0, st["corrupt"])
+	assert.Equal(t, 0.0, st["oldest_age_seconds"])
+	assert.Nil(t, st["oldest_accepted_at"])
+}

@@ -103,6 +103,7 @@ func openSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, bool, err
 			},
 			OnReplayed:   func() { metricSpoolReplayed.WithLabelValues(labels...).Inc() },
 			OnDeadLetter: func() { metricSpoolDeadLettered.WithLabelValues(labels...).Inc() },
+			OnRestart:    func() { metricSpoolWorkerRestarts.WithLabelValues(labels...).Inc() },
 			OnLag: func(inFlight int, oldest time.Duration) {
 				metricSpoolInFlight.WithLabelValues(labels...).Set(float64(inFlight))
 				metricSpoolOldestAge.WithLabelValues(labels...).Set(oldest.Seconds())
@@ -247,6 +248,24 @@ func (s *sharedSpool) drain() {
 	if err := spools.release(s.dir, s); err != nil {
 		s.logger.Error("closing the drained spool failed", zap.String("dir", s.dir), zap.Error(err))
 	}
+}
+
+// replayedSpools sums the depth of every spool this process replays, the
+// configured ones and those draining after a reload moved them, and gives
+// the age of the oldest event among them; open is false when there is none.
+func replayedSpools() (records int, bytes int64, oldest time.Duration, open bool) {
+	spools.mu.Lock()
+	list := make([]*sharedSpool, 0, len(spools.open))
+	for _, v := range spools.open {
+		list = append(list, v.(*sharedSpool))
+	}
+	spools.mu.Unlock()
+	for _, s := range list {
+		r, b := s.Depth()
+		records, bytes = records+r, bytes+b
+		oldest = max(oldest, s.OldestAge())
+	}
+	return records, bytes, oldest, len(list) > 0
 }
 
 // poke signals c without waiting; one pending signal is enough.

@@ -1,5 +1,7 @@
 package normalize
 
+import "bytes"
+
 // Bare tokens: anything at a value or key position that does not start with
 // a quote or a bracket. A bare value runs to ',' '}' ']' '{' '[', the end
 // of the line, a comment after white space, or a quote that opens the next
@@ -14,7 +16,7 @@ package normalize
 
 // bareStop marks the bytes at which bareRun must look closer.
 var bareStop = func() (t [256]bool) {
-	for _, c := range []byte{',', '}', ']', '\n', '\r', '/', '#', ':', '{', '[', '"', '\'', 0xE2} {
+	for _, c := range []byte{',', '}', ']', '\n', '\r', '/', '#', ':', '{', '[', '"', '\'', 0xE2, '+'} {
 		t[c] = true
 	}
 	return t
@@ -23,14 +25,15 @@ var bareStop = func() (t [256]bool) {
 // bareRun scans the bare token at s.i and returns its end offset; s.i is
 // set to it. A comment starts inside a bare token only after white space,
 // so `http://host/x` is one word; straight after a complete number or
-// literal (`25/*EUR*/`, `True//checked`) it starts one too, since no word
-// reading of those is meant.
+// literal (`25/*EUR*/`, `True//checked`) or an elision (`.../* more */`) it
+// starts one too, since no word reading of those is meant.
 func (s *scanner) bareRun(key bool) int {
 	src := s.src
 	start := s.i
 	i := start
 	asked := false // the text before a comment opener was tested once
 	quoteFrom := 0 // quotes before this offset cannot open the next member
+	s.plus = false
 	for i < len(src) {
 		c := src[i]
 		if !bareStop[c] {
@@ -49,23 +52,29 @@ func (s *scanner) bareRun(key bool) int {
 		case '"':
 			// In a key, a quote is a quoted value with the colon left out
 			// (`{a "b"}`). In a value, it is text (`C:\dir "x"`) unless it
-			// opens the next member's key: `{"a": hello "b": 2}`.
-			if key || i >= quoteFrom && s.memberAt(i, &quoteFrom) {
+			// opens the next member's key: `{"a": hello "b": 2}`. After a
+			// backslash it ends the token, which the caller refuses
+			// (escapedQuote).
+			if key || i > start && src[i-1] == '\\' || i >= quoteFrom && s.memberAt(i, &quoteFrom) {
 				s.i = i
 				return i
 			}
 		case '\'', 0xE2:
 			// An apostrophe inside a word is text (O'Brien, it’s); after
 			// white space in a key it opens a quoted value (`{a 'b'}`).
-			if key && i > start && spaceBefore(src, i) && opensString(src[i:]) {
+			// After a backslash it ends the token, as a double quote does.
+			if c == '\'' && i > start && src[i-1] == '\\' ||
+				key && i > start && spaceBefore(src, i) && opensString(src[i:]) {
 				s.i = i
 				return i
 			}
+		case '+':
+			s.plus = true // only a token holding a '+' pays for plusAt
 		case '/', '#':
 			if c == '/' && (i+1 >= len(src) || src[i+1] != '/' && src[i+1] != '*') || i == start {
 				break
 			}
-			if spaceBefore(src, i) {
+			if spaceBefore(src, i) || elisionBefore(src, start, i) {
 				s.i = i
 				return i
 			}
@@ -94,13 +103,98 @@ func (s *scanner) memberAt(i int, from *int) bool {
 		*from = len(s.src)
 		return false
 	}
-	j, ok := quotedEnd(s.src, i)
+	src := s.src
+	j, ok := quotedEnd(src, i)
 	*from = j
 	if !ok {
 		return false
 	}
-	k := skipBlanks(s.src, j+1)
-	return k < len(s.src) && s.src[k] == ':'
+	if i > 0 && spaceLenBefore(src[:i]) == 0 && (spaceLen(src[i+1:j]) > 0 || bytes.IndexByte(src[i+1:j], ',') >= 0) {
+		// Glued to the word, this quote is the word's stray closing quote
+		// (`late" , note": 1`): a key from it would start with white space
+		// or hold the ',' between two members.
+		return false
+	}
+	k := skipBlanks(src, j+1)
+	return k < len(src) && src[k] == ':'
+}
+
+// Elisions: `...` or `…` standing for content that a document's example
+// left out. The body is then not the whole event, so it must not be
+// recorded as one: an elision is refused wherever white space or a comment
+// touches it. A comment opener straight after one starts a comment
+// (elisionBefore), and a bare value is refused when an elision stands in it
+// alone or among numbers and literals (`[1 2 ...]`, elidedAt). In a
+// sentence of words (`wait ... what`) it is text.
+
+// elisionBefore reports whether src[start:i], a bare token's text so far,
+// ends with an elision that is not glued to the text before it.
+func elisionBefore(src []byte, start, i int) bool {
+	for _, e := range [...]string{"...", "\u2026"} {
+		j := i - len(e)
+		if j >= start && string(src[j:i]) == e && (j == start || spaceBefore(src, j)) {
+			return true
+		}
+	}
+	return false
+}
+
+// elidedAt returns the offset in w, a trimmed bare token, of an elision
+// that stands in it alone or among numbers and literals, or -1.
+func elidedAt(w []byte) int {
+	// The common case, a word, is ruled out by its first byte (each part
+	// must be an elision, a number or a literal) or by having no '.' and
+	// no 0xE2 (the first byte of …), without a call.
+	if len(w) < len("...") || !elidedStart[w[0]] {
+		return -1
+	}
+	dots := false
+	for _, c := range w {
+		if c == '.' || c == 0xE2 {
+			dots = true
+			break
+		}
+	}
+	if !dots {
+		return -1
+	}
+	at := -1
+	ok := eachToken(w, func(t []byte, i int) bool {
+		switch {
+		case string(t) == "..." || string(t) == "\u2026":
+			if at < 0 {
+				at = i
+			}
+			return true
+		default:
+			return isNumber(t) || literal(t) != ""
+		}
+	})
+	if !ok {
+		return -1
+	}
+	return at
+}
+
+// elidedStart marks the bytes that an elision, a number or a literal
+// (strict or loose) starts with.
+var elidedStart = func() (t [256]bool) {
+	for _, c := range []byte("0123456789-.tTfFnNu\xE2") {
+		t[c] = true
+	}
+	return t
+}()
+
+// elided is the error for the elision in w, a bare token at input offset off.
+func (s *scanner) elided(w []byte, off int) error {
+	at := elidedAt(w)
+	e := w[at:]
+	if e[0] == '.' {
+		e = e[:len("...")]
+	} else {
+		e = e[:len("\u2026")]
+	}
+	return s.errorf(KindSyntax, off+at, "\""+string(e)+"\" stands for left-out content; send the whole value")
 }
 
 // completeValue reports whether w, a bare token's text, is a whole number
@@ -122,6 +216,9 @@ func (s *scanner) bareValue() error {
 		return nil
 	}
 	end := s.bareRun(false)
+	if escapedQuoteAt(s.src, end) {
+		return s.escapedQuote(end - 1)
+	}
 	w := s.trimCounted(s.src[start:end], start)
 	lit := literal(w)
 	switch {
@@ -134,11 +231,22 @@ func (s *scanner) bareValue() error {
 		s.dst = append(s.dst, lit...)
 	case s.grouped(w, start):
 	case s.split(w, start):
-	case string(w) == "..." || string(w) == "\u2026":
-		// Elided content, as in a document's example: the body is not
-		// the whole event, so it must not be recorded as one.
-		return s.errorf(KindSyntax, start, "\""+string(w)+"\" stands for left-out content; send the whole value")
+	case elidedAt(w) >= 0:
+		return s.elided(w, start)
 	default:
+		if s.plus {
+			if p := plusAt(w); p >= 0 {
+				return s.plusOperator(offsetIn(s.src, w) + p)
+			}
+		}
+		if n := len(w); n > 1 && (w[n-1] == '"' || w[n-1] == 0x9D) {
+			// Only a word that may end in a stray quote pays the call.
+			if n := strayValueQuote(w); n > 0 {
+				// `{"a":late"}`: the opening quote was left out.
+				s.repair(RepairQuotes, offsetIn(s.src, w)+len(w)-n)
+				w = w[:len(w)-n]
+			}
+		}
 		if looksNumeric(w) {
 			s.repair(RepairNonJSONNumber, start)
 		} else {
@@ -157,6 +265,103 @@ func (s *scanner) bareValue() error {
 	}
 	s.valueDone()
 	return nil
+}
+
+// offsetIn returns the offset in src of w, a subslice of it.
+func offsetIn(src, w []byte) int { return cap(src) - cap(w) }
+
+// escapedQuoteAt reports whether src[i], where a bare token stopped, is a
+// quote with a backslash before it.
+func escapedQuoteAt(src []byte, i int) bool {
+	return i > 0 && i < len(src) && (src[i] == '"' || src[i] == '\'') && src[i-1] == '\\'
+}
+
+// A '+' outside any string. Glued inside a word or before a number it is
+// text: `C++ developer`, `+44 20 7946 0000`, `+5`. Where it joins two
+// values it is an operator, and no reading of a sum or a concatenation is
+// sure: refused, like `"a" + "b"` (str, after), whatever white space or
+// comment stands around it.
+
+// plusAt returns the offset in w, a trimmed bare token, of a '+' that is
+// an operator, or -1: a '+' that stands alone between white space, a
+// comment or the token's ends (`a + b`, `+ 2`, `x +`); one followed by a
+// quote that opens a string (`a+"b"`, `a +/*c*/ "b"`); or one between
+// numbers (`1+2`, `1 +2`).
+func plusAt(w []byte) int {
+	for i, c := range w {
+		if c != '+' {
+			continue
+		}
+		j := i + 1
+		before := i == 0 || spaceBefore(w, i) || i >= 2 && w[i-2] == '*' && w[i-1] == '/'
+		if after := j == len(w) || spaceLen(w[j:]) > 0 || commentAt(w, j); before && after {
+			return i
+		}
+		if k := gapEnd(w, j); k < len(w) && opensString(w[k:]) {
+			return i
+		}
+	}
+	return sumAt(w)
+}
+
+// commentAt reports whether a comment opens at w[j].
+func commentAt(w []byte, j int) bool {
+	return j < len(w) && (w[j] == '#' || w[j] == '/' && j+1 < len(w) && (w[j+1] == '/' || w[j+1] == '*'))
+}
+
+// sumAt returns the offset in w of the first '+' when w is numbers joined
+// by '+' (white space around it allowed, a sign before the first), or -1.
+func sumAt(w []byte) int {
+	i, first, n := 0, -1, 0
+	if len(w) > 0 && w[0] == '+' {
+		i++ // a sign: `+5`, `+44 20 …`
+	}
+	for {
+		e := numberEnd(w, i)
+		if e == i {
+			return -1
+		}
+		n++
+		i = skipBlanks(w, e)
+		if i == len(w) {
+			break
+		}
+		if w[i] != '+' {
+			return -1
+		}
+		if first < 0 {
+			first = i
+		}
+		i = skipBlanks(w, i+1)
+	}
+	if n < 2 {
+		return -1
+	}
+	return first
+}
+
+// strayValueQuote returns the length of a stray closing quote at the end of
+// w, a trimmed bare value (`late"`, `late”`): the only double quote in w,
+// straight after a character that is not a digit. The value's opening
+// quote was left out, as in a key (`{note":"late"}`). After a digit it is
+// an inch mark and stays text (`6"`, `5'11"`), as inner quotes glued to a
+// number do in a string (`["6" 2" tall"]`); an apostrophe at the end is
+// text too (`the students'`). Otherwise 0.
+func strayValueQuote(w []byte) int {
+	n := len(w)
+	switch {
+	case n >= 2 && w[n-1] == '"':
+		if isDigit(w[n-2]) || bytes.IndexByte(w[:n-1], '"') >= 0 {
+			return 0
+		}
+		return 1
+	case n >= 4 && w[n-1] == 0x9D && w[n-2] == 0x80 && w[n-3] == 0xE2:
+		if isDigit(w[n-4]) || bytes.Contains(w[:n-3], []byte("\u201c")) || bytes.Contains(w[:n-3], []byte("\u201d")) {
+			return 0
+		}
+		return 3
+	}
+	return 0
 }
 
 // strictToken returns the end of the strict number or literal at src[i:]
@@ -191,7 +396,26 @@ func strictToken(src []byte, i int) int {
 	if k < len(src) && !tokenEnd[src[k]] && !valueEnds(src, k) {
 		return i
 	}
+	if k == j && k < len(src) && src[k] == '"' && !quotedNext(src, k) {
+		// `6"`, `{"a": 6", "b": 1}`: a quote glued to a number is an inch
+		// mark (or a stray quote), text of a bare word, unless it opens
+		// what comes next. Read as the opening of a key, it would make
+		// `", "` a key the client never wrote.
+		return i
+	}
 	return j
+}
+
+// quotedNext reports whether the quote at src[k] opens a string that
+// closes on the same line and is followed, after spaces, by ':' (a key),
+// ',' or a closer (an element), a line break or the end of input.
+func quotedNext(src []byte, k int) bool {
+	e, ok := quotedEnd(src, k)
+	if !ok {
+		return false
+	}
+	n := skipBlanks(src, e+1)
+	return n >= len(src) || src[n] == ':' || tokenEnd[src[n]]
 }
 
 // tokenEnd marks the bytes that end a complete number or literal for

@@ -58,6 +58,9 @@ func (n *Normalizer) rewriteEvent(dst, src []byte, sc *scratch, ef *eventFields,
 	if err != nil {
 		return dst, err
 	}
+	// Field offsets count in what the scan read (a stringified body's
+	// unescaped text), as the scanner's own do.
+	src = sc.src
 	if len(b) < 2 || b[0] != '{' {
 		return dst, newError(KindNotObject, src, firstByteOffset(src), "",
 			"the "+ef.name+" must be a JSON object, got "+jsonTypeName(b))

@@ -48,6 +48,23 @@ func FuzzValue(f *testing.F) {
 		`{"a":1}}`,
 		`{a "b"}`,
 		`{"a": "x" + "y"}`,
+		`{"x":"a" + /* joined */ "b"}`,
+		"{\"x\":\"a\" // c\n + \"b\"}",
+		`[1, 2, .../* more */]`,
+		"{\"a\": ...// rest\n}",
+		`{note":"late"}`,
+		`{"a":1,"note:"late"}`,
+		`{"note":"ok,"next":1}`,
+		"{\"note\":\"a\tb,\r\n\t\"next\":1}",
+		`{"note: "late", "a:b" 1}`,
+		`["x" {"a":1} [2] "y" 3]`,
+		`["x" 3, "a)" true]`,
+		`"the list [1, 2"] more"`,
+		`{\"interaction_id\":\"X\",\"disposition\":10}`,
+		`a: 1, b: 2`,
+		`{\"a\":"x", "b":\"y\", c\": 1}`,
+		`{"x": a + "b", "y": [1 /*c*/ + 2], "z": 1+2, "w": C++ +44}`,
+		`{"a":late", "b": 6", "c": late" /*c*/ , d": 1}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -108,7 +125,7 @@ func keysWritten(in, out []byte) (string, bool) {
 	if bytes.IndexByte(in, '\\') >= 0 {
 		return "", true
 	}
-	keys, _, _, _, err := outputStructure(out)
+	keys, _, _, _, err := outputTexts(out)
 	if err != nil {
 		return "", true // reported by the validity checks
 	}

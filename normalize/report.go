@@ -6,22 +6,23 @@ type RepairKind uint8
 // The repairs of the loose-JSON layer (SPEC "Loose JSON → strict JSON"),
 // then those of the Task End layer (SPEC field table).
 const (
-	RepairBareWord      RepairKind = iota // bare word value → string
-	RepairGroupedNumber                   // 25 000 → 25000
-	RepairNonJSONNumber                   // 007, +5, 0x1F, NaN → string
-	RepairLiteral                         // True/None/NULL/undefined → true/null
-	RepairUnquotedKey                     // {a: 1} → {"a": 1}
-	RepairQuotes                          // 'x', “x” → "x"
-	RepairComma                           // trailing comma removed / missing comma inserted
-	RepairComment                         // //, /* */, # removed
-	RepairControlChar                     // raw control character in a string escaped
-	RepairEscape                          // invalid escape (\', \x41) repaired
-	RepairWhitespace                      // BOM dropped, no-break space as white space
-	RepairInvalidUTF8                     // invalid UTF-8 → U+FFFD
-	RepairDuplicateKey                    // last value at the first key's position
-	RepairEmptyBody                       // empty body → {}
-	RepairMissingColon                    // {"a" 1} → {"a":1}
-	RepairExtraCloser                     // {"a":1}} → {"a":1}
+	RepairBareWord        RepairKind = iota // bare word value → string
+	RepairGroupedNumber                     // 25 000 → 25000
+	RepairNonJSONNumber                     // 007, +5, 0x1F, NaN → string
+	RepairLiteral                           // True/None/NULL/undefined → true/null
+	RepairUnquotedKey                       // {a: 1} → {"a": 1}
+	RepairQuotes                            // 'x', “x” → "x"
+	RepairComma                             // trailing comma removed / missing comma inserted
+	RepairComment                           // //, /* */, # removed
+	RepairControlChar                       // raw control character in a string escaped
+	RepairEscape                            // invalid escape (\', \x41) repaired
+	RepairWhitespace                        // BOM dropped, no-break space as white space
+	RepairInvalidUTF8                       // invalid UTF-8 → U+FFFD
+	RepairDuplicateKey                      // last value at the first key's position
+	RepairEmptyBody                         // empty body → {}
+	RepairMissingColon                      // {"a" 1} → {"a":1}
+	RepairExtraCloser                       // {"a":1}} → {"a":1}
+	RepairStringifiedBody                   // {\"a\":1} → {"a":1}: a body sent JSON-escaped, unescaped once
 
 	RepairTimestampAdded     // missing/null/"" timestamp set to the receive time
 	RepairTimestampRewritten // another timestamp form → canonical UTC ms
@@ -50,6 +51,7 @@ var repairKindNames = [NumRepairKinds]string{
 	RepairEmptyBody:          "empty_body",
 	RepairMissingColon:       "missing_colon",
 	RepairExtraCloser:        "extra_closer",
+	RepairStringifiedBody:    "stringified_body",
 	RepairTimestampAdded:     "timestamp_added",
 	RepairTimestampRewritten: "timestamp_rewritten",
 	RepairAttributeName:      "attribute_name",

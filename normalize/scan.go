@@ -62,6 +62,8 @@ type scratch struct {
 	index   keyIndex
 	buf     []byte
 	out     []byte // the Task End layer's copy of the scanner's output
+	unesc   []byte // the unescaped text of a stringified body
+	src     []byte // what the last scan read: its input, or unescaped text
 	serial  uint64
 }
 
@@ -98,6 +100,7 @@ type scanner struct {
 	bareKey  bool   // the key that just ended was unquoted
 	multiOff int    // input offset of a second top-level value found by split
 	escaped  bool   // the last string written may contain a backslash
+	plus     bool   // the last bare token that bareRun read holds a '+'
 	cur      *frame // innermost open frame (cached top of sc.stack), nil on the top level
 }
 
@@ -129,6 +132,15 @@ func (n *Normalizer) scan(dst, src []byte, rep *Report, sc *scratch, keepTop, no
 	sc.stack = sc.stack[:0]
 	sc.members = sc.members[:0]
 	sc.top = sc.top[:0]
+	if stringifiedStart(src) {
+		body, ok := unstringify(sc.unesc[:0], src)
+		sc.unesc = body[:0]
+		if ok {
+			s.src = body
+			s.repair(RepairStringifiedBody, 0)
+		}
+	}
+	sc.src = s.src
 	if err := s.run(); err != nil {
 		return dst, err
 	}
@@ -164,6 +176,10 @@ func (sc *scratch) release() {
 	if cap(sc.out) > maxPooledScratch {
 		sc.out = nil
 	}
+	if cap(sc.unesc) > maxPooledScratch {
+		sc.unesc = nil
+	}
+	sc.src = nil
 	if cap(sc.stack) > 1024 {
 		sc.stack = nil
 	}
@@ -178,7 +194,7 @@ func (sc *scratch) release() {
 
 // numScanRepairKinds is the number of repair kinds of the general layer
 // (the Task End layer's kinds follow).
-const numScanRepairKinds = int(RepairExtraCloser) + 1
+const numScanRepairKinds = int(RepairStringifiedBody) + 1
 
 // scanRepair is one listed repair of the scanner.
 type scanRepair struct {
@@ -193,6 +209,27 @@ func (s *scanner) repair(kind RepairKind, off int) {
 		s.listed[s.nListed] = scanRepair{kind, off}
 		s.nListed++
 	}
+}
+
+// concatenation is the error for a string joined with '+' at off: which
+// string the client meant is not sure, so it is never guessed.
+func (s *scanner) concatenation(off int) error {
+	return s.errorf(KindSyntax, off, "a string concatenation (\"a\" + \"b\") is not JSON; send the joined string")
+}
+
+// plusOperator is the error for a '+' at off that joins two values outside
+// any string (`1 + 2`, `a + "b"`): a sum or a concatenation, which no
+// reading makes sure.
+func (s *scanner) plusOperator(off int) error {
+	return s.errorf(KindSyntax, off, "a \"+\" between values (a sum or a concatenation) is not JSON; send the one value meant")
+}
+
+// escapedQuote is the error for the backslash at off, outside any string,
+// before a quote: part of a body sent in its stringified form. Read as
+// text it would put the escaped quotes into a key or value.
+func (s *scanner) escapedQuote(off int) error {
+	return s.errorf(KindSyntax, off, "a quote escaped with a backslash (\\"+string(s.src[off+1])+
+		") outside any string: the body is partly stringified; send it unescaped, or wholly escaped")
 }
 
 func (s *scanner) errorf(kind ErrorKind, off int, msg string) error {
@@ -418,6 +455,16 @@ func (s *scanner) after(c byte) error {
 		return s.close(c)
 	case ':':
 		return s.errorf(KindSyntax, s.i, "unexpected \":\" after a value")
+	case '+':
+		if s.dst[len(s.dst)-1] == '"' {
+			// A string, then a comment or a line break, then '+': the
+			// concatenation that str refuses when the '+' comes first.
+			return s.concatenation(s.i)
+		}
+		// A number, literal or closer, then '+' (`[1 /*c*/ + 2]`,
+		// `1` ⏎ `+2`): a sum or a concatenation, never the start of the
+		// next element, whatever white space or comment stands between.
+		return s.plusOperator(s.i)
 	}
 	if f == nil {
 		return s.errorf(KindMultipleValues, s.i,
@@ -482,21 +529,21 @@ func (s *scanner) key(c byte) error {
 		if err := s.str('"', 1, 0, false); err != nil {
 			return err
 		}
-		if err := s.endKey(false); err != nil {
-			return err
-		}
 		if s.i < len(s.src) && s.src[s.i] == ':' {
 			// Strict input: the colon follows at once.
+			if err := s.endKey(false); err != nil {
+				return err
+			}
 			return s.colon(':')
 		}
-		return nil
+		return s.quotedKeyEnd()
 	case '\'':
 		s.repair(RepairQuotes, s.i)
 		s.beginMember()
 		if err := s.str('\'', 1, 0, false); err != nil {
 			return err
 		}
-		return s.endKey(false)
+		return s.quotedKeyEnd()
 	case ',', ':', '{', '[':
 		return s.errorf(KindSyntax, s.i, "expected a key, found \""+string(c)+"\"")
 	}
@@ -512,7 +559,21 @@ func (s *scanner) key(c byte) error {
 	s.beginMember()
 	start := s.i
 	end := s.bareRun(true)
+	if escapedQuoteAt(s.src, end) {
+		return s.escapedQuote(end - 1)
+	}
 	w := s.trimCounted(s.src[start:end], start)
+	if elidedAt(w) >= 0 {
+		return s.elided(w, start)
+	}
+	if s.plus {
+		if p := plusAt(w); p >= 0 {
+			return s.plusOperator(offsetIn(s.src, w) + p)
+		}
+	}
+	if last := w[len(w)-1]; s.i < len(s.src) && s.src[s.i] == '"' || last == '\'' || last == 0x99 || last == 0x9D {
+		w = s.strayKeyQuote(w, start) // only a key that may have one pays the call
+	}
 	var err error
 	s.dst = append(s.dst, '"')
 	s.dst, err = s.escape(s.dst, w, start)
@@ -521,6 +582,91 @@ func (s *scanner) key(c byte) error {
 	}
 	s.dst = append(s.dst, '"')
 	return s.endKey(true)
+}
+
+// A key with one of its quotes left out. The quote that is there must not
+// carry the colon into a string: `{note":"late"}` read as a key and then a
+// string would give note the value `:"late`, and `{"note:"late"}` the key
+// `note:`. Both are the member "note":"late", which is what the reference
+// repairers answer.
+
+// strayKeyQuote handles an unquoted key whose opening quote was left out:
+// w, the key's text at input offset start, and a closing quote straight
+// after it (`note"`, `note'`, `note”`), then the colon. The quote is
+// dropped and w without it returned; any other w is returned as it is.
+func (s *scanner) strayKeyQuote(w []byte, start int) []byte {
+	src := s.src
+	if s.i < len(src) && src[s.i] == '"' {
+		// bareRun stops a key at a double quote.
+		if k := gapEnd(src, s.i+len(`"`)); k < len(src) && src[k] == ':' {
+			s.repair(RepairQuotes, s.i)
+			s.i += len(`"`)
+		}
+		return w
+	}
+	n := 0
+	switch {
+	case len(w) > 1 && w[len(w)-1] == '\'':
+		n = 1
+	case len(w) > 3 && w[len(w)-3] == 0xE2 && w[len(w)-2] == 0x80 && (w[len(w)-1] == 0x99 || w[len(w)-1] == 0x9D):
+		n = 3 // ’ or ”
+	}
+	if n == 0 {
+		return w
+	}
+	if k := gapEnd(src, s.i); k < len(src) && src[k] == ':' {
+		s.repair(RepairQuotes, start+len(w)-n)
+		return w[:len(w)-n]
+	}
+	return w
+}
+
+// quotedKeyEnd ends a quoted key that the colon does not follow at once.
+// When the key's text ends with ':' (spaces may follow it) and its closing
+// quote is glued to a string that closes on the same line
+// (`{"note:"late"}`, `{"note: "late"}`), the key's closing quote was left
+// out: the colon inside is the separator and the quote opens the value.
+// Any other key that holds a ':' and has no ':' after it is refused.
+func (s *scanner) quotedKeyEnd() error {
+	src := s.src
+	if s.i < len(src) && src[s.i] == ':' {
+		return s.endKey(false) // `'a':`: nothing is left out
+	}
+	m := &s.sc.members[len(s.sc.members)-1]
+	body := s.dst[m.key+1 : len(s.dst)-1]
+	c := len(body) - 1
+	for c > 0 && (body[c] == ' ' || body[c] == '\t') {
+		c--
+	}
+	if c > 0 && body[c] == ':' && s.i < len(src) && !gapAfterQuote(src[s.i]) {
+		if _, ok := quotedEnd(src, s.i-1); ok {
+			s.repair(RepairQuotes, s.i-1)
+			s.dst = append(s.dst[:m.key+1+c], '"')
+			if err := s.endKey(false); err != nil {
+				return err
+			}
+			s.i-- // the quote opens the value
+			s.dst = append(s.dst, ':')
+			s.state = stValue
+			return nil
+		}
+	}
+	if bytes.IndexByte(body, ':') >= 0 {
+		if k := gapEnd(src, s.i); k >= len(src) || src[k] != ':' {
+			// `{"note: {"a":1}}`: the colon inside may be the separator
+			// of a key whose closing quote was left out, and no reading
+			// is sure.
+			return s.errorf(KindSyntax, m.off, "the key "+string(s.dst[m.key:])+
+				" holds a \":\" and no \":\" follows it; close the key before its \":\"")
+		}
+	}
+	return s.endKey(false)
+}
+
+// gapAfterQuote reports whether c, straight after a quote, separates it
+// from what follows: white space or a separator.
+func gapAfterQuote(c byte) bool {
+	return c <= ' ' || c == ':' || c == ',' || c == '}' || c == ']' || c == '/' || c == '#'
 }
 
 // beginMember writes the ',' before an object member and records it.
@@ -563,6 +709,8 @@ func (s *scanner) colon(c byte) error {
 	switch c {
 	case '}', ']', ',':
 		return s.errorf(KindSyntax, s.i, "the key "+string(s.dst[m.key:m.keyEnd])+" has no value")
+	case '+':
+		return s.concatenation(s.i)
 	}
 	if s.bareKey && !opensString(s.src[s.i:]) {
 		// `{a b}` has no sure reading; `{a "b"}` reads like `{"a" "b"}`.

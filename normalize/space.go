@@ -164,6 +164,36 @@ func skipBlanks(src []byte, i int) int {
 	return i
 }
 
+// gapEnd returns the offset of the first byte at or after i that is
+// neither white space (line breaks included) nor inside a comment; an
+// unclosed block comment runs to the end. Nothing is counted: it only looks
+// ahead, and skipSpace counts what it skips when the scan gets there.
+func gapEnd(src []byte, i int) int {
+	for i < len(src) {
+		switch c := src[i]; {
+		case c == '\n' || c == '\r':
+			i++
+		case c == '#':
+			i = lineEnd(src, i+len("#"))
+		case c == '/' && i+1 < len(src) && src[i+1] == '/':
+			i = lineEnd(src, i+len("//"))
+		case c == '/' && i+1 < len(src) && src[i+1] == '*':
+			end := bytes.Index(src[i+len("/*"):], []byte("*/"))
+			if end < 0 {
+				return len(src)
+			}
+			i += len("/*") + end + len("*/")
+		default:
+			n := spaceLen(src[i:])
+			if n == 0 {
+				return i
+			}
+			i += n
+		}
+	}
+	return i
+}
+
 // spaceBefore reports whether src[i-1] ends a white-space character.
 func spaceBefore(src []byte, i int) bool { return spaceLenBefore(src[:i]) > 0 }
 

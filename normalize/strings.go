@@ -57,6 +57,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 	}
 	dst := append(s.dst, '"')
 	run := i
+	inner := -1 // the first quote read as text, for the message at the end
 	for {
 		for i+8 <= len(src) && !hasSpecial(binary.LittleEndian.Uint64(src[i:])) {
 			i += 8
@@ -66,8 +67,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 		}
 		if i >= len(src) {
 			s.dst = dst
-			return s.errorf(KindTruncated, len(src), "input ends inside the string opened at "+s.at(open)+
-				"; the closing quote is missing")
+			return s.unclosed(open, inner)
 		}
 		c := src[i]
 		switch {
@@ -75,7 +75,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 			if c == q {
 				// Compact strict JSON is decided by the next byte alone,
 				// without a call.
-				if !value || i+1 >= len(src) || closesAtOnce[src[i+1]] {
+				if !value || i+1 >= len(src) || closesAtOnce[src[i+1]] && s.closerFits(src[i+1]) {
 					dst = append(dst, src[run:i]...)
 					s.dst = append(dst, '"')
 					s.i = i + 1
@@ -89,9 +89,27 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 					return nil
 				case quoteConcat:
 					s.dst = dst
-					return s.errorf(KindSyntax, i+1, "a string concatenation (\"a\" + \"b\") is not JSON; send the joined string")
+					return s.concatenation(i + 1)
+				}
+				if p := s.separatorBefore(open+openLen, i); p >= 0 {
+					// The string ends before the separator. A tab or line
+					// break after it was written escaped (two bytes): take
+					// back what was written from p on.
+					s.repair(RepairQuotes, p)
+					if p < run {
+						dst = dst[:len(dst)-(run-p)-bytes.Count(src[p:run], []byte("\t"))-
+							bytes.Count(src[p:run], []byte("\n"))-bytes.Count(src[p:run], []byte("\r"))]
+					} else {
+						dst = append(dst, src[run:p]...)
+					}
+					s.dst = append(dst, '"')
+					s.i = p
+					return nil
 				}
 				s.repair(RepairQuotes, i)
+				if inner < 0 {
+					inner = i
+				}
 			}
 			if c == '"' {
 				// A double quote inside a single- or typographically
@@ -105,8 +123,7 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 			s.escaped = true
 			if i+1 >= len(src) {
 				s.dst = dst
-				return s.errorf(KindTruncated, len(src), "input ends inside the string opened at "+s.at(open)+
-					"; the closing quote is missing")
+				return s.unclosed(open, inner)
 			}
 			switch src[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
@@ -174,6 +191,31 @@ func (s *scanner) str(q byte, openLen int, tb byte, value bool) error {
 	}
 }
 
+// unclosed is the error for the string opened at open when the input ends
+// inside it. When a quote in it was read as text (inner, else -1), the
+// message names that quote: the input may be whole, and that quote the
+// end the client meant.
+func (s *scanner) unclosed(open, inner int) error {
+	msg := "input ends inside the string opened at " + s.at(open) + "; the closing quote is missing"
+	if inner >= 0 {
+		msg += " (the quote at " + s.at(inner) + " is read as text, since what follows it cannot end a value there: " +
+			"add the missing comma or colon after it, or escape it as \\\")"
+	}
+	return s.errorf(KindTruncated, len(s.src), msg)
+}
+
+// closerFits reports whether c, a byte straight after a quote that may end
+// a string value, lets the quote end it: any byte that closesAtOnce marks,
+// except a closer that does not close the innermost open object or array.
+// Such a closer would be a 400 (`"the list [1, 2"] more"`); read as text,
+// with the quote before it, the string goes on to its real end.
+func (s *scanner) closerFits(c byte) bool {
+	if c != ']' && c != '}' {
+		return true
+	}
+	return s.cur != nil && s.cur.obj == (c == '}')
+}
+
 // closesAtOnce marks the bytes after which a quote certainly closes a
 // string: what strict JSON puts straight after one.
 var closesAtOnce = func() (t [256]bool) {
@@ -195,12 +237,13 @@ const (
 // is ',' '}' ']' ':', a line break, a comment, the end of input, or the
 // next member's quoted key and its ':' (a comma left out). In an array or
 // on the top level, the next element's quoted string followed by ',' ']',
-// a line break or the end counts too. A '+' and another quoted string is a
+// a line break or the end counts too, and so does an opening bracket or a
+// number or literal that ends an element (elementAt). A '+' is a
 // concatenation, which no reading makes sure. Anything else makes it an
 // inner quote.
 func (s *scanner) closes(j int) int {
 	src := s.src
-	if j >= len(src) || closesAtOnce[src[j]] {
+	if j >= len(src) || closesAtOnce[src[j]] && s.closerFits(src[j]) {
 		return quoteCloses
 	}
 	k := j
@@ -218,29 +261,30 @@ func (s *scanner) closes(j int) int {
 		return quoteCloses
 	}
 	switch src[k] {
-	case ',', '}', ']', ':', '#':
+	case ',', ':', '#':
 		return quoteCloses
+	case '}', ']':
+		if s.closerFits(src[k]) {
+			return quoteCloses
+		}
 	case '/':
 		if k+1 < len(src) && (src[k+1] == '/' || src[k+1] == '*') {
 			return quoteCloses
 		}
 	case '+':
-		k++
-		for k < len(src) {
-			// spaceLen counts line breaks as white space here: a
-			// concatenation may go on on the next line.
-			n := spaceLen(src[k:])
-			if n == 0 {
-				break
-			}
-			k += n
-		}
-		if k < len(src) && (src[k] == '"' || src[k] == '\'') {
-			return quoteConcat
-		}
+		// Whatever follows the '+' (white space, a comment, a line
+		// break, a string): no reading of a string joined to something
+		// is sure, and looking past a comment for the next string would
+		// let a comment decide it.
+		return quoteConcat
 	default:
 		e, ok := quotedEnd(src, k)
 		if !ok {
+			if f := s.top(); (f == nil || !f.obj) && e == k && (src[k] == '{' || src[k] == '[' || elementAt(src, k)) {
+				// `["x" 3]`, `["x" {"a":1}]`: the next element, a comma
+				// left out. Structure never becomes text.
+				return quoteCloses
+			}
 			return quoteInner
 		}
 		n := skipBlanks(src, e+1)
@@ -255,6 +299,62 @@ func (s *scanner) closes(j int) int {
 		}
 	}
 	return quoteInner
+}
+
+// separatorBefore says whether the quote at src[i], inside a string value
+// of an object whose text starts at body, opens the next member's key
+// after a closing quote left out: a ',' ends the text before it (white
+// space between), and a quoted key and its ':' follow on the same line,
+// as in `{"note":"ok,"next":1}`. It returns the offset of that ',', where
+// the string ends, or -1. Strict input never gets here: its closing quote
+// is followed by what closes accepts.
+func (s *scanner) separatorBefore(body, i int) int {
+	if f := s.top(); f == nil || !f.obj {
+		return -1
+	}
+	src := s.src
+	p := i - 1
+	for p >= body && (src[p] == ' ' || src[p] == '\t' || src[p] == '\n' || src[p] == '\r') {
+		p--
+	}
+	if p < body || src[p] != ',' {
+		return -1
+	}
+	e, ok := quotedEnd(src, i)
+	if !ok {
+		return -1
+	}
+	if k := skipBlanks(src, e+1); k >= len(src) || src[k] != ':' {
+		return -1
+	}
+	return p
+}
+
+// elementAt reports whether src[k:] is a number or literal, strict or
+// loose (`3`, `-1.5`, `true`, `None`), that ends where an array element
+// ends: spaces, then ',' ']', a line break, a comment or the end of input;
+// or white space and a string that closes on the same line (the next
+// element, a comma left out again: `["x" 3 "y"]`).
+func elementAt(src []byte, k int) bool {
+	e := k
+	for e < len(src) && !bareStop[src[e]] && src[e] != ' ' && src[e] != '\t' {
+		e++
+	}
+	if w := src[k:e]; !isNumber(w) && literal(w) == "" {
+		return false
+	}
+	n := skipBlanks(src, e)
+	if n >= len(src) {
+		return true
+	}
+	switch src[n] {
+	case ',', ']', '\n', '\r', '#':
+		return true
+	case '/':
+		return n+1 < len(src) && (src[n+1] == '/' || src[n+1] == '*')
+	}
+	_, ok := quotedEnd(src, n)
+	return ok && n > e // `["6" 2" tall"]`: a quote glued to the number is text
 }
 
 // quotedEnd returns the offset of the last byte of the quote that closes

@@ -324,25 +324,36 @@ func TestFieldErrorsPointAtTheValueInTheInput(t *testing.T) {
 // TaskEnd with the repository's metadata file and compares with *.out.json
 // (one trailing newline of the expected file is ignored).
 func TestGoldenBodies(t *testing.T) {
-	ins, err := filepath.Glob("testdata/golden/*.in.json")
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(ins), 8)
 	n := newTestNormalizer(t, Options{Attributes: loadTestTables(t)})
+	n8 := eachGoldenPair(t, "testdata/golden/*.in.json", func(t *testing.T, in, want []byte) {
+		out, err := n.TaskEnd(nil, in, receivedAt, nil)
+		require.NoError(t, err)
+		assert.Equal(t, string(bytes.TrimSuffix(want, []byte("\n"))), string(out))
+		again, err := n.TaskEnd(nil, out, receivedAt, nil)
+		require.NoError(t, err)
+		assert.Equal(t, string(out), string(again), "normalising the output changes nothing")
+	})
+	assert.GreaterOrEqual(t, n8, 8)
+}
+
+// eachGoldenPair runs check, as a subtest named after the file, on every
+// input that glob (a pattern of *.in.json files) finds and the *.out.json
+// beside it, and returns how many pairs it ran.
+func eachGoldenPair(t *testing.T, glob string, check func(t *testing.T, in, want []byte)) int {
+	t.Helper()
+	ins, err := filepath.Glob(glob)
+	require.NoError(t, err)
+	require.NotEmpty(t, ins)
 	for _, inPath := range ins {
-		name := strings.TrimSuffix(filepath.Base(inPath), ".in.json")
-		t.Run(name, func(t *testing.T) {
+		t.Run(strings.TrimSuffix(filepath.Base(inPath), ".in.json"), func(t *testing.T) {
 			in, err := os.ReadFile(inPath)
 			require.NoError(t, err)
 			want, err := os.ReadFile(strings.TrimSuffix(inPath, ".in.json") + ".out.json")
 			require.NoError(t, err)
-			out, err := n.TaskEnd(nil, in, receivedAt, nil)
-			require.NoError(t, err)
-			assert.Equal(t, string(bytes.TrimSuffix(want, []byte("\n"))), string(out))
-			again, err := n.TaskEnd(nil, out, receivedAt, nil)
-			require.NoError(t, err)
-			assert.Equal(t, string(out), string(again), "normalising the output changes nothing")
+			check(t, in, want)
 		})
 	}
+	return len(ins)
 }
 
 func TestDuplicateTopLevelFieldsApplyTheRuleToTheLastValueAtTheFirstPosition(t *testing.T) {

@@ -9,8 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // DeadLetter is one line of a dead-letter file, as the replay wrote it.
@@ -198,7 +199,7 @@ func resendOne(ctx context.Context, fwd *Forwarder, d DeadLetter, override http.
 // returns its release. It fails while a Caddy (or another tool) holds it, so the dead letter is not
 // rewritten under a writer, and no Caddy can start on the spool while the lock is held.
 func LockSpoolDir(dir string) (release func() error, err error) {
-	lock, err := lockDir(filepath.Join(dir, lockFileName))
+	lock, err := wal.LockDir(SpoolPath(dir, SpoolLock))
 	if err != nil {
 		return nil, lockError(dir, err)
 	}

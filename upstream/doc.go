@@ -9,7 +9,11 @@
 //     letter for the events the upstream rejects; InspectSpool, ReadDeadLetters and
 //     ResendDeadLetters are the operator's views of a spool directory.
 //
-// Journal and Spool share one durable append-only log (log.go): newline-framed records, group
-// commit (concurrent appends share one fsync), torn-tail repair and rotation. Nothing here knows
-// HTTP servers or Caddy configuration.
+// Journal and Spool share one durable append-only log, internal/wal: newline-framed records, group
+// commit (concurrent appends share one fsync), torn-tail repair, rotation, readers with durable
+// positions and the directory lock. This package keeps delivery and uses only the log's exported
+// API; the log knows nothing of events, lanes or replay. Its storage names that callers see
+// (FileSystem, StorageError, ErrSymlink, ErrDirLocked, MaxSpoolLine) are re-exported in storage.go,
+// and SpoolPath is the one place that names a spool directory's files. Nothing here knows HTTP
+// servers or Caddy configuration.
 package upstream

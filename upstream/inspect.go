@@ -1,16 +1,14 @@
 package upstream
 
 import (
-	"bytes"
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // SpoolStatus is what a spool directory holds, read without taking the directory: it is safe while
@@ -19,6 +17,8 @@ type SpoolStatus struct {
 	Dir       string     `json:"dir"`
 	Records   int        `json:"records"`             // events waiting for delivery
 	Bytes     int64      `json:"bytes"`               // their bytes, with framing
+	Corrupt   int        `json:"corrupt"`             // lines waiting that are not records (garbage, blank): the replay dead-letters them
+	TooLong   int        `json:"too_long"`            // lines longer than MaxSpoolLine, skipped unread (counted in Corrupt too)
 	Oldest    *time.Time `json:"oldest_accepted_at"`  // nil when empty
 	Newest    *time.Time `json:"newest_accepted_at"`  // nil when empty
 	OldestAge float64    `json:"oldest_age_seconds"`  // how far behind the upstream is; 0 when empty
@@ -32,7 +32,17 @@ type SpoolStatus struct {
 type LaneLoad struct {
 	Lane    string    `json:"lane"`
 	Records int       `json:"records"`
-	Oldest  time.Time `json:"oldest_accepted_at"`
+	Oldest  time.Time `json:"oldest_accepted_at"` // zero when none of its records says
+}
+
+// isRecord reports whether a line is a spool record: as the spool writes them, or one an older
+// version wrote that still decodes.
+func isRecord(line []byte) bool {
+	if _, ok := fastLane(line); ok {
+		return true
+	}
+	_, err := decodeSpoolRecord(line)
+	return err == nil
 }
 
 // InspectSpool reads the spool in dir as the replay would resume it: the records after the
@@ -41,7 +51,7 @@ type LaneLoad struct {
 // again, a few times.
 func InspectSpool(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, error) {
 	if deadLetter == "" {
-		deadLetter = filepath.Join(dir, deadLetterFileName)
+		deadLetter = SpoolPath(dir, SpoolDeadLetter)
 	}
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, err
@@ -65,11 +75,11 @@ var errRotatedMeanwhile = errors.New("the spool rotated while it was read; try a
 
 func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, error) {
 	st := &SpoolStatus{Dir: dir, DeadPath: deadLetter, TopLanes: []LaneLoad{}}
-	recs, err := readOnlyLog(filepath.Join(dir, spoolFileName))
+	recs, err := wal.OpenReadOnly(SpoolPath(dir, SpoolRecords))
 	if err != nil {
 		return nil, err
 	}
-	curs, err := readOnlyLog(filepath.Join(dir, cursorFileName))
+	curs, err := wal.OpenReadOnly(SpoolPath(dir, SpoolCursor))
 	if err != nil {
 		return nil, err
 	}
@@ -77,29 +87,47 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 	if err != nil {
 		return nil, err
 	}
-	seg, off := recs.first(), int64(0)
+	seg, off := recs.First(), int64(0)
 	if found {
-		seg, off, _ = recs.resolve(pos.logCursor)
+		seg, off, _ = recs.Resolve(pos.Cursor)
 	}
-	done := recs.finished(pos.Done)
-	lanes := map[string]*LaneLoad{}
-	r := recs.newReader(seg, off)
-	defer r.close()
-	err = eachWaiting(r, done, func(rec []byte, lane string, at time.Time) {
+	start := resumePoint{seg: seg, off: off, done: finished(recs, pos.Done), rules: resolveRules(recs, pos.Moved)}
+	var lanes map[string]*LaneLoad
+	reset := func() {
+		*st = SpoolStatus{Dir: dir, DeadPath: deadLetter, TopLanes: []LaneLoad{}}
+		lanes = map[string]*LaneLoad{}
+	}
+	err = countWaiting(recs, &start, reset, func(w *waiting) {
+		switch {
+		case w.long:
+			st.TooLong++
+			st.Corrupt++
+			return
+		case !isRecord(w.rec):
+			st.Corrupt++
+			return
+		}
 		st.Records++
-		st.Bytes += int64(len(rec) + 1)
+		st.Bytes += w.end - w.off
+		l := lanes[w.lane]
+		if l == nil {
+			l = &LaneLoad{Lane: w.lane}
+			lanes[w.lane] = l
+		}
+		l.Records++
+		at := w.at
+		if at.IsZero() {
+			return // a record that does not say when it was accepted has no age
+		}
 		if st.Oldest == nil || at.Before(*st.Oldest) {
 			st.Oldest = &at
 		}
 		if st.Newest == nil || at.After(*st.Newest) {
 			st.Newest = &at
 		}
-		l := lanes[lane]
-		if l == nil {
-			l = &LaneLoad{Lane: lane, Oldest: at}
-			lanes[lane] = l
+		if l.Oldest.IsZero() || at.Before(l.Oldest) {
+			l.Oldest = at
 		}
-		l.Records++
 	})
 	if err != nil {
 		return nil, err
@@ -118,12 +146,12 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 		return strings.Compare(a.Lane, b.Lane)
 	})
 	st.TopLanes = st.TopLanes[:min(len(st.TopLanes), max(top, 0))]
-	if st.Dead, err = countLines(deadLetter); err != nil {
+	if st.Dead, err = wal.CountRecords(deadLetter); err != nil {
 		return nil, err
 	}
-	if after, err := recs.rotatedFiles(); err != nil {
+	if stale, err := recs.Stale(); err != nil {
 		return nil, err
-	} else if n := len(recs.segs) - 1; len(after) > 0 && (n == 0 || after[len(after)-1] != recs.segs[n-1].name) {
+	} else if stale {
 		return nil, errRotatedMeanwhile
 	}
 	return st, nil
@@ -131,80 +159,70 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 
 // finished resolves the records a position line lists as finished after its mark; those whose
 // file is gone are finished anyway.
-func (l *appendLog) finished(cs []logCursor) map[recordPos]bool {
+func finished(l *wal.Log, cs []wal.Cursor) map[recordPos]bool {
 	done := make(map[recordPos]bool, len(cs))
 	for _, c := range cs {
-		if seg, off, ok := l.resolve(c); ok {
+		if seg, off, ok := l.Resolve(c); ok {
 			done[recordPos{seg, off}] = true
 		}
 	}
 	return done
 }
 
-// eachWaiting calls fn with each record from r on that is not finished (in done), with its lane
-// and acceptance time: what a replay resuming there would send.
-func eachWaiting(r *logReader, done map[recordPos]bool, fn func(rec []byte, lane string, at time.Time)) error {
+// waiting is a record that a replay would send, as eachWaiting reads it.
+type waiting struct {
+	rec      []byte // valid until the next record is read; only the first bytes of a long line
+	lane     string
+	at       time.Time // when it was accepted; zero when the line does not say
+	seg      *wal.Segment
+	off, end int64 // its bytes in seg, end past its '\n'
+	long     bool  // longer than MaxSpoolLine: not read, rec is its start
+}
+
+// eachWaiting calls fn with each record from r on that start does not count as finished: what a
+// replay resuming there would send.
+func eachWaiting(r *wal.Reader, start *resumePoint, fn func(w *waiting)) error {
+	var w waiting
 	for {
-		rec, seg, end, ok, err := r.next()
+		rec, seg, end, ok, err := r.Next()
 		if err != nil || !ok {
 			return err
 		}
-		if done[recordPos{seg, end - int64(len(rec)) - 1}] {
+		off := end - r.RecordLen(rec) - 1
+		if start.done[recordPos{seg, off}] {
 			continue
 		}
 		lane, at := recordMeta(rec)
-		fn(rec, lane, at)
-	}
-}
-
-// readOnlyLog describes the files of the log whose active file is path as a reader sees them,
-// without opening it for writing: nothing is created, repaired or locked. The active file counts as
-// complete up to its last '\n'.
-func readOnlyLog(path string) (*appendLog, error) {
-	l := &appendLog{path: path, dir: filepath.Dir(path), fs: OSFileSystem(), logger: zap.NewNop()}
-	base := filepath.Base(path)
-	l.ext = filepath.Ext(base)
-	l.stem = strings.TrimSuffix(base, l.ext)
-	rotated, err := l.rotatedFiles()
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range rotated {
-		l.segs = append(l.segs, &segment{name: name, size: -1})
-	}
-	if n := len(rotated); n > 0 {
-		l.newest = rotated[n-1]
-	}
-	var size int64
-	if fi, err := os.Stat(path); err == nil {
-		size = fi.Size()
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	l.segs = append(l.segs, &segment{name: base, active: true, size: size})
-	return l, nil
-}
-
-// countLines counts the complete lines of the log at path and its rotated files; a missing file
-// counts 0.
-func countLines(path string) (int, error) {
-	l, err := readOnlyLog(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, s := range l.segs {
-		b, err := os.ReadFile(filepath.Join(l.dir, s.name))
-		if errors.Is(err, fs.ErrNotExist) && s.active {
+		if len(start.rules) > 0 && movedBy(start.rules, lane, seg, off) {
 			continue
 		}
-		if err != nil {
-			return 0, err
-		}
-		n += bytes.Count(b, []byte{'\n'})
+		w = waiting{rec: rec, lane: lane, at: at, seg: seg, off: off, end: end, long: r.Long()}
+		fn(&w)
 	}
-	return n, nil
+}
+
+// countWaiting calls reset, then fn with each record the replay would send from start. When it
+// finds the copies of a park that no position line records, it adds the park's rule to start and
+// reads again (see park.go).
+func countWaiting(l *wal.Log, start *resumePoint, reset func(), fn func(w *waiting)) error {
+	for {
+		if reset != nil {
+			reset()
+		}
+		groups := map[parkRange]*parkGroup{}
+		r := l.NewReader(start.seg, start.off)
+		err := eachWaiting(r, start, func(w *waiting) {
+			noteParked(groups, w)
+			fn(w)
+		})
+		r.Close()
+		if err != nil {
+			return err
+		}
+		extra := unfinishedParks(l, groups, start.rules)
+		if len(extra) == 0 {
+			return nil
+		}
+		start.rules = append(start.rules, extra...)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,4 +235,103 @@ func TestInspectSpoolWithoutACursorFileCountsEverything(t *testing.T) {
 	st, err = InspectSpool(empty, "", 5, time.Now())
 	require.NoError(t, err)
 	assert.Zero(t, st.Records)
+}
+
+// writeLongLine appends a line of n bytes (and its '\n') to path, a chunk at a time.
+func writeLongLine(t testing.TB, path string, n int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	require.NoError(t, err)
+	defer f.Close()
+	chunk := []byte(strings.Repeat("x", 1<<20))
+	for n > 0 {
+		c := chunk[:min(n, len(chunk))]
+		_, err := f.Write(c)
+		require.NoError(t, err)
+		n -= len(c)
+	}
+	_, err = f.Write([]byte("\n"))
+	require.NoError(t, err)
+}
+
+// TestInspectSpoolCountsLinesThatAreNotRecordsApart: garbage, blank and over-long lines are
+// corrupt, not events; a record without a time is an event with no age; the 300 MB line is
+// skipped without being loaded.
+func TestInspectSpoolCountsLinesThatAreNotRecordsApart(t *testing.T) {
+	dir := t.TempDir()
+	accepted := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+	rec := func(at time.Time, lane string) []byte {
+		req := laneRequest(lane, 0)
+		return appendSpoolRecord(nil, at, outbound{method: http.MethodPost, path: req.Path, header: req.Header, body: req.Body, lane: lane})
+	}
+	path := filepath.Join(dir, spoolFileName)
+	lines := [][]byte{rec(accepted, "svc1"), []byte("not a record"), nil, rec(time.Time{}, "svc2"), []byte(`{"half":`), rec(accepted.Add(time.Second), "svc1")}
+	var content []byte
+	for _, l := range lines {
+		content = append(append(content, l...), '\n')
+	}
+	require.NoError(t, os.WriteFile(path, content, 0o600))
+	writeLongLine(t, path, 300<<20)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.Write(append(rec(accepted.Add(2*time.Second), "svc3"), '\n'))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	st, err := InspectSpool(dir, "", 10, accepted.Add(time.Hour))
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+
+	assert.Equal(t, 4, st.Records, "the three records with a time and the one without")
+	assert.Equal(t, 4, st.Corrupt, "garbage, blank, a torn object and the 300 MB line")
+	assert.Equal(t, 1, st.TooLong)
+	assert.Equal(t, int64(len(lines[0])+len(lines[3])+len(lines[5])+len(rec(accepted, "svc3"))+4), st.Bytes)
+	require.NotNil(t, st.Oldest)
+	assert.Equal(t, accepted, *st.Oldest, "a record without a time is not the oldest")
+	assert.Equal(t, accepted.Add(2*time.Second), *st.Newest)
+	assert.InDelta(t, time.Hour.Seconds(), st.OldestAge, 0.001)
+	assert.Equal(t, 3, st.LaneCount)
+	for _, l := range st.TopLanes {
+		if l.Lane == "svc2" {
+			assert.True(t, l.Oldest.IsZero(), "no age from a zero time")
+		}
+	}
+	// Reading up to the bound costs about twice the bound (the buffer doubles), whatever the
+	// line's length: the line itself (300 MB, more than 4 bounds) is not loaded.
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(4*MaxSpoolLine), "the 300 MB line is not loaded")
+
+	// Read at a time before the records were accepted (a clock step back): no negative age.
+	st, err = InspectSpool(dir, "", 10, accepted.Add(-time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, st.OldestAge)
+}
+
+// TestReplayDeadLettersALineTooLongToReadAndDeliversTheRest: a line over MaxSpoolLine in the
+// spool goes to the dead letter with its start only; the events around it are delivered.
+func TestReplayDeadLettersALineTooLongToReadAndDeliversTheRest(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, spoolFileName)
+	rec := func(n int) []byte {
+		req := laneRequest("svc1", n)
+		return append(appendSpoolRecord(nil, time.Now(), outbound{method: http.MethodPost, path: req.Path, header: req.Header, body: req.Body, lane: "svc1"}), '\n')
+	}
+	require.NoError(t, os.WriteFile(path, rec(0), 0o600))
+	writeLongLine(t, path, MaxSpoolLine+1<<20)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.Write(rec(1))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	ucs, srv := newLaneUCS(t, 0)
+	s := openTestSpool(t, dir, srv.URL, nil)
+	waitDrained(t, s)
+	checkLanes(t, ucs.received(), 1, 2)
+	dead, err := os.ReadFile(filepath.Join(dir, deadLetterFileName))
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(dead), "\n"))
+	assert.Less(t, len(dead), 64<<10, "the line's start, not the line")
+	assert.Contains(t, string(dead), "longer than")
 }

@@ -5,30 +5,25 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.uber.org/zap"
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
-// JournalOptions configures a Journal. The zero value means: fsync always, rotate at 100 MiB, keep 10.
-// Defaults of the journal's rotation (and of every appendLog's).
+// Defaults of the journal's rotation: the log's own.
 const (
-	DefaultJournalMaxSize = 100 << 20
-	DefaultJournalKeep    = 10
+	DefaultJournalMaxSize = wal.DefaultMaxSize
+	DefaultJournalKeep    = wal.DefaultKeep
 )
 
-type JournalOptions struct {
-	NoSync  bool                // fsync off: write without syncing (faster, loses the tail on power loss)
-	MaxSize int64               // rotate when the active file would pass this size; <= 0 means 100 MiB
-	Keep    int                 // rotated files kept, older ones deleted; <= 0 means 10
-	Logger  *zap.Logger         // nil means zap.NewNop()
-	FS      FileSystem          // nil means the operating system; tests inject faults through it
-	OnSync  func(time.Duration) // called after each fsync with its duration (metrics); may be nil
-	OnWrite func(bytes int)     // called after each successful write with its size (metrics); may be nil
-}
+// JournalOptions configures a Journal: the journal is a log with these options, so they are the
+// log's (an alias, so that callers keep writing JournalOptions{NoSync: true}). The zero value
+// means: fsync always, rotate at 100 MiB, keep 10. FS is where tests inject faults; OnSync and
+// OnWrite feed metrics.
+type JournalOptions = wal.Options
 
 // Journal is the local sink: one JSON line per accepted event (see AppendEventRecord) in a durable,
 // rotated log file. It is safe for concurrent use.
 type Journal struct {
-	log     *appendLog
+	log     *wal.Log
 	lastErr atomic.Pointer[error] // the last append's error; nil after a success
 }
 
@@ -38,12 +33,10 @@ func OpenJournal(path string, opts JournalOptions) (*Journal, error) {
 }
 
 // openJournal is OpenJournal; syncEachRecord is the group-commit benchmark's baseline (see
-// appendLogOptions).
+// wal.Options.SyncEachRecord).
 func openJournal(path string, opts JournalOptions, syncEachRecord bool) (*Journal, error) {
-	l, err := openAppendLog(path, appendLogOptions{
-		NoSync: opts.NoSync, MaxSize: opts.MaxSize, Keep: opts.Keep, Logger: opts.Logger, FS: opts.FS,
-		OnSync: opts.OnSync, OnWrite: opts.OnWrite, syncEachRecord: syncEachRecord,
-	})
+	opts.SyncEachRecord = opts.SyncEachRecord || syncEachRecord
+	l, err := wal.Open(path, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io/fs"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // The replay rule, for one record and one attempt:
@@ -34,6 +34,7 @@ const (
 	delivered                   // the upstream answered 2xx
 	deadLettered                // the record is in the dead letter
 	retry                       // try again after the lane's backoff
+	moved                       // copied to the tail by a park (park.go); the copy is sent
 )
 
 // retryState is what a record's earlier non-final answers were.
@@ -57,6 +58,7 @@ type attemptResult struct {
 	unavailable bool // no answer, or 502/503/504: counts towards the breaker
 	answered    bool // the upstream answered with something other than unavailability (any status)
 	probe       bool
+	panicked    *workerPanic // the attempt panicked; the worker restarts
 }
 
 // maxStatuses bounds the statuses a dead-letter line lists; the count says how many there were.
@@ -66,9 +68,15 @@ const maxStatuses = 32
 // kept in memory: it is read again from its file.
 func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) attemptResult {
 	r := attemptResult{p: p, tries: tries, probe: probe}
+	if p.long {
+		err := fmt.Errorf("%w: a line of %d bytes, longer than %d: only its first %d bytes are kept",
+			errUnreadableRecord, p.end-p.off-1, MaxSpoolLine, len(rec))
+		r.how = s.deadLetter(rec, 0, nil, err, r.tries)
+		return r
+	}
 	if rec == nil {
 		var err error
-		if rec, err = s.records.readRecord(p.seg, p.off, p.end); err != nil {
+		if rec, err = s.records.ReadRecord(p.seg, p.off, p.end); err != nil {
 			s.logger.Error("reading a spooled record failed; retrying", zap.String("dir", s.dir), zap.Error(err))
 			r.how = retry
 			return r
@@ -106,7 +114,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 		return r
 	}
 	r.answered = true
-	now := time.Now()
+	now := s.now()
 	t := &r.tries
 	t.count++
 	if t.first.IsZero() {
@@ -192,12 +200,22 @@ func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error, 
 
 // backoff is the wait before retry number attempt: exponential from MinBackoff, capped at
 // MaxBackoff, with the upper half jittered so that lanes and gateways do not retry in step; an
-// upstream's Retry-After wins when it is longer.
+// upstream's Retry-After wins when it is longer. Any attempt count gives a wait within
+// [MaxBackoff/2, MaxBackoff] once the doubling reaches the cap: the doubling stops there, so no
+// count of failures, however long the outage, can overflow it.
 func (s *Spool) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	p := s.policy.Load()
 	d := p.MaxBackoff
-	if shift := attempt - 1; shift >= 0 && shift < 40 && p.MinBackoff<<shift < p.MaxBackoff {
-		d = p.MinBackoff << shift
+	if attempt >= 1 {
+		d = p.MinBackoff
+		for n := 1; n < attempt && d < p.MaxBackoff; n++ {
+			if d > p.MaxBackoff/2 {
+				d = p.MaxBackoff // doubling would pass the cap (or overflow)
+				break
+			}
+			d *= 2
+		}
+		d = min(d, p.MaxBackoff)
 	}
 	d = d/2 + rand.N(d/2+1)
 	return max(d, retryAfter)
@@ -206,49 +224,26 @@ func (s *Spool) backoff(attempt int, retryAfter time.Duration) time.Duration {
 // spoolPosition is one line of the cursor log: the low-water mark, and the records after it that
 // are finished too (delivered or dead-lettered out of order), each named by its start.
 type spoolPosition struct {
-	logCursor
-	Done []logCursor `json:"done,omitempty"`
+	wal.Cursor
+	Done  []wal.Cursor `json:"done,omitempty"`
+	Moved []parkRange  `json:"moved,omitempty"` // records finished by parks (park.go)
 }
 
 // lastPosition returns the last position written to the cursor log: the last complete line of its
 // active file or, when that is empty (just rotated), of the newest rotated one. found is false
 // when no position was ever written.
-func lastPosition(l *appendLog) (pos spoolPosition, found bool, err error) {
-	rotated, err := l.rotatedFiles()
-	if err != nil {
-		return pos, false, err
+func lastPosition(l *wal.Log) (pos spoolPosition, found bool, err error) {
+	// The cursor log is small (it rotates at 1 MiB): LastRecord reads it whole.
+	found, err = l.LastRecord(func(line []byte) bool {
+		var p spoolPosition
+		if json.Unmarshal(line, &p) != nil {
+			return false
+		}
+		pos = p
+		return true
+	})
+	if err != nil || !found {
+		return spoolPosition{}, false, err
 	}
-	files := []string{l.Path()}
-	for i := len(rotated) - 1; i >= 0; i-- {
-		files = append(files, filepath.Join(l.dir, rotated[i]))
-	}
-	for _, path := range files {
-		f, err := l.fs.OpenFile(path, os.O_RDONLY, 0)
-		if errors.Is(err, fs.ErrNotExist) && path == l.Path() {
-			continue // never written (a spool read without being opened): no position yet
-		}
-		if err != nil {
-			return pos, false, err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			_ = f.Close()
-			return pos, false, err
-		}
-		// The cursor log is small (it rotates at 1 MiB): read it whole.
-		buf := make([]byte, fi.Size())
-		_, err = f.ReadAt(buf, 0)
-		_ = f.Close()
-		if err != nil {
-			return pos, false, err
-		}
-		lines := bytes.Split(bytes.TrimSuffix(buf, []byte("\n")), []byte("\n"))
-		for i := len(lines) - 1; i >= 0; i-- {
-			var p spoolPosition
-			if json.Unmarshal(lines[i], &p) == nil {
-				return p, true, nil
-			}
-		}
-	}
-	return spoolPosition{}, false, nil
+	return pos, true, nil
 }

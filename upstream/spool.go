@@ -4,25 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
-// Store and forward. The spool directory holds:
+// Store and forward. The spool directory holds (names spelled by SpoolPath only):
 //
 //	.lock                        exclusive lock: one owner per directory
-//	spool.jsonl, spool-<T>.jsonl the records (an appendLog), in acceptance order
-//	cursor.jsonl[, cursor-<T>]   an appendLog of replay positions; its last line is the durable position
+//	spool.jsonl, spool-<T>.jsonl the records (a wal.Log), in acceptance order
+//	cursor.jsonl[, cursor-<T>]   a wal.Log of replay positions; its last line is the durable position
 //	dead-letter.jsonl            records the upstream rejected (unless configured elsewhere)
 //
-// The record log is the only copy of an event; the replay's lanes (lanes.go) are a scheduling view
+// The record log is the only copy of an event; the replay's lanes (scheduler.go) are a scheduling view
 // of it. Records of one lane (the service id) are sent one at a time in acceptance order; records
 // of different lanes go concurrently, so deliveries finish out of order. The durable position is
 // therefore a low-water mark, the position before which every record is delivered or
@@ -30,7 +30,9 @@ import (
 // starts at the mark and skips the listed records, so it resends only what was in flight or
 // finished after the last position line: a record holds its place in the in-flight window until a
 // position line covering it is on disk, which bounds those resends by the window
-// (SpoolOptions.Replay.Concurrency). Record files are deleted only behind the mark.
+// (SpoolOptions.Replay.Concurrency). Record files are deleted only behind the mark. A lane that
+// holds the mark while the others deliver is parked (park.go): its records move to the tail, so
+// neither the position lines nor the files it keeps grow with the other lanes' traffic.
 
 // ErrSpoolFull is what a *SpoolFullError is: storing the event would take the spool past its
 // bound. The caller answers 503 with the error's Retry-After, so the client retries instead of
@@ -63,16 +65,7 @@ const (
 const (
 	defaultSegmentSize  = 16 << 20
 	cursorLogMaxSize    = 1 << 20
-	spoolFileName       = "spool.jsonl"
-	cursorFileName      = "cursor.jsonl"
-	lockFileName        = ".lock"
-	deadLetterFileName  = "dead-letter.jsonl"
-	neverPrune          = math.MaxInt
 	spoolRecordOverhead = 512 // a guess at the record framing, to size the encode buffer once
-	// breakerThreshold is how many deliveries in a row, direct or replayed, must fail for
-	// unavailability before the spool treats the upstream as down: then new events are stored
-	// without a direct attempt, and the replay sends one probe at a time.
-	breakerThreshold = 3
 )
 
 // ReplayPolicy says how the replay delivers the spooled records. The zero value of each field
@@ -128,7 +121,7 @@ type SpoolOptions struct {
 	Logger *zap.Logger
 	// FS is the file system of the record, cursor and dead-letter logs; nil means the operating
 	// system. Tests inject faults through it.
-	FS FileSystem
+	FS wal.FileSystem
 	// Replay is how the replay delivers; see ReplayPolicy.
 	Replay ReplayPolicy
 
@@ -145,12 +138,19 @@ type SpoolOptions struct {
 	// OnLag reports the records in flight and the age of the oldest record waiting (0 when none),
 	// after changes and every second while records wait.
 	OnLag func(inFlight int, oldest time.Duration)
+	// OnRestart is called from the replay worker after it recovered from a panic, before it
+	// restarts from the durable position.
+	OnRestart func()
 }
 
 // spoolTuning is what only tests and benchmarks change.
 type spoolTuning struct {
 	segmentSize    int64 // record file rotation size; tests make it small
-	syncEachRecord bool  // the group-commit benchmark's baseline (see appendLogOptions)
+	syncEachRecord bool  // the group-commit benchmark's baseline (see wal.Options.SyncEachRecord)
+	// skipWaits makes the replay's clock jump over each wait of its worker instead of sleeping
+	// through it (after 100µs of real time): a day of backoffs passes in seconds.
+	skipWaits bool
+	onFinish  func() // called by the worker before it applies each delivery's result
 }
 
 // Spool is the store-and-forward sink: events go straight to the upstream while it answers, and to
@@ -166,27 +166,32 @@ type Spool struct {
 	onDead     func()
 	onDown     func(bool)
 	onLag      func(int, time.Duration)
+	onRestart  func()
+	tune       spoolTuning
+	skew       atomic.Int64 // nanoseconds the replay's clock is ahead of the wall clock (tune.skipWaits)
 
-	records *appendLog
-	cursors *appendLog
-	dead    *appendLog
+	records *wal.Log
+	cursors *wal.Log
+	dead    *wal.Log
 	lock    *os.File
-	reader  *logReader // owned by the replay worker
-	start   resumePoint
+	start   resumePoint // where the replay worker starts
 
 	mu         sync.Mutex
-	maxBytes   int64          // guarded by mu
-	depth      int            // records stored or being stored, not yet finished; guarded by mu
-	depthBytes int64          // their bytes, with framing; guarded by mu
-	lanes      map[string]int // depth per lane; guarded by mu
-	closed     bool           // guarded by mu
-	outage     outageStats    // guarded by mu
-	breaker    breaker        // guarded by mu
-	drain      rateMeter      // bytes finished per second; guarded by mu
-	refusing   bool           // the last event needing room was refused as full, and nothing drained since; guarded by mu
-	oldestAge  atomic.Int64   // nanoseconds; the age of the oldest waiting record, set by the replay worker
-	quiet      atomic.Bool    // the worker reads new records on its own timer: a store need not wake it
-	submits    sync.WaitGroup // Submits in progress; Add only under mu while !closed
+	maxBytes   int64           // guarded by mu
+	depth      int             // records stored or being stored, not yet finished; guarded by mu
+	depthBytes int64           // their bytes, with framing; guarded by mu
+	lanes      map[string]int  // depth per lane; guarded by mu
+	appending  map[string]int  // Appends in progress per lane; guarded by mu
+	parking    map[string]bool // lanes being parked (park.go): their stores wait; guarded by mu
+	parkCond   *sync.Cond      // on mu: a lane's Appends ended, or its park did
+	closed     bool            // guarded by mu
+	outage     outageStats     // guarded by mu
+	breaker    breaker         // guarded by mu
+	drain      rateMeter       // bytes finished per second; guarded by mu
+	refusing   bool            // the last event needing room was refused as full, and nothing drained since; guarded by mu
+	oldestAge  atomic.Int64    // nanoseconds; the age of the oldest waiting record, set by the replay worker
+	quiet      atomic.Bool     // the worker reads new records on its own timer: a store need not wake it
+	submits    sync.WaitGroup  // Submits in progress; Add only under mu while !closed
 
 	wake      chan struct{} // capacity 1: a record was stored, or the breaker changed
 	ctx       context.Context
@@ -203,27 +208,18 @@ type outageStats struct {
 	deadLettered int
 }
 
-// breaker tells "the upstream is down" from "one delivery failed": after breakerThreshold
-// deliveries in a row failed for unavailability it opens; while open, Submit stores without a
-// direct attempt and the replay sends one probe at a time, at probeAt. Any answer closes it.
-type breaker struct {
-	open    bool
-	streak  int       // deliveries in a row that failed for unavailability
-	probes  int       // failed probes since it opened
-	probeAt time.Time // when the replay may send the next probe
-}
-
 // resumePoint is where the replay starts: the durable low-water mark and the records after it that
 // were already finished.
 type resumePoint struct {
-	seg  *segment
-	off  int64
-	done map[recordPos]bool
+	seg   *wal.Segment
+	off   int64
+	done  map[recordPos]bool
+	rules []parkRule
 }
 
 // recordPos names a record by its segment and start offset.
 type recordPos struct {
-	seg *segment
+	seg *wal.Segment
 	off int64
 }
 
@@ -247,10 +243,15 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		onDead:     opts.OnDeadLetter,
 		onDown:     opts.OnUpstreamDown,
 		onLag:      opts.OnLag,
+		onRestart:  opts.OnRestart,
+		tune:       tune,
 		lanes:      map[string]int{},
+		appending:  map[string]int{},
+		parking:    map[string]bool{},
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
+	s.parkCond = sync.NewCond(&s.mu)
 	s.fwd.Store(opts.Forwarder)
 	s.SetReplayPolicy(opts.Replay)
 	if s.logger == nil {
@@ -265,20 +266,19 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 	}
 	deadLetter := opts.DeadLetter
 	if deadLetter == "" {
-		deadLetter = filepath.Join(opts.Dir, deadLetterFileName)
+		deadLetter = SpoolPath(opts.Dir, SpoolDeadLetter)
 	}
 
 	if err := os.MkdirAll(opts.Dir, dirPerm); err != nil {
 		return nil, &StorageError{Op: "open", Path: opts.Dir, Err: err}
 	}
-	lockPath := filepath.Join(opts.Dir, lockFileName)
-	lock, err := lockDir(lockPath)
+	lock, err := wal.LockDir(SpoolPath(opts.Dir, SpoolLock))
 	if err != nil {
 		return nil, lockError(opts.Dir, err)
 	}
 	s.lock = lock
 	fail := func(err error) (*Spool, error) {
-		for _, l := range []*appendLog{s.records, s.cursors, s.dead} {
+		for _, l := range []*wal.Log{s.records, s.cursors, s.dead} {
 			if l != nil {
 				_ = l.Close()
 			}
@@ -286,20 +286,20 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		_ = s.lock.Close()
 		return nil, err
 	}
-	logOpts := appendLogOptions{Logger: s.logger, FS: opts.FS}
+	logOpts := wal.Options{Logger: s.logger, FS: opts.FS}
 	recOpts := logOpts
-	recOpts.MaxSize, recOpts.Keep, recOpts.syncEachRecord = segmentSize, neverPrune, tune.syncEachRecord
-	if s.records, err = openAppendLog(filepath.Join(opts.Dir, spoolFileName), recOpts); err != nil {
+	recOpts.MaxSize, recOpts.Keep, recOpts.SyncEachRecord = segmentSize, wal.KeepAll, tune.syncEachRecord
+	if s.records, err = wal.Open(SpoolPath(opts.Dir, SpoolRecords), recOpts); err != nil {
 		return fail(err)
 	}
 	curOpts := logOpts
 	curOpts.MaxSize, curOpts.Keep = cursorLogMaxSize, 1
-	if s.cursors, err = openAppendLog(filepath.Join(opts.Dir, cursorFileName), curOpts); err != nil {
+	if s.cursors, err = wal.Open(SpoolPath(opts.Dir, SpoolCursor), curOpts); err != nil {
 		return fail(err)
 	}
 	deadOpts := logOpts
-	deadOpts.Keep = neverPrune // rejected events are the operator's to remove
-	if s.dead, err = openAppendLog(deadLetter, deadOpts); err != nil {
+	deadOpts.Keep = wal.KeepAll // rejected events are the operator's to remove
+	if s.dead, err = wal.Open(deadLetter, deadOpts); err != nil {
 		return fail(err)
 	}
 	if err := s.resume(); err != nil {
@@ -314,49 +314,30 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 // denied, a read-only file system), which is reported as the storage error it is.
 func lockError(dir string, err error) error {
 	if !errors.Is(err, ErrDirLocked) {
-		return &StorageError{Op: "lock", Path: filepath.Join(dir, lockFileName), Err: err}
+		return &StorageError{Op: "lock", Path: SpoolPath(dir, SpoolLock), Err: err}
 	}
 	return fmt.Errorf("spool directory %s is in use by another spool (another process, or "+
 		"another forward sink of this one): one owner per directory: %w", dir, err)
 }
 
-// resume positions the reader at the durable low-water mark, removes the files finished before it
+// resume positions the replay at the durable low-water mark, removes the files finished before it
 // and counts what is left, per lane.
 func (s *Spool) resume() error {
-	pos, found, err := lastPosition(s.cursors)
+	start, err := s.durablePosition()
 	if err != nil {
-		return &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
+		return err
 	}
-	seg, off := s.records.first(), int64(0)
-	if found {
-		var ok bool
-		if seg, off, ok = s.records.resolve(pos.logCursor); !ok {
-			s.logger.Warn("spool cursor names a file that is gone; resuming at the next one",
-				zap.String("dir", s.dir), zap.String("file", pos.File))
-		}
-	}
-	s.records.segMu.Lock()
-	if seg.active && off > seg.size {
-		s.logger.Warn("spool cursor is past the end of the spool; resuming at its end",
-			zap.String("dir", s.dir), zap.Int64("cursor", off), zap.Int64("size", seg.size))
-		off = seg.size
-	}
-	s.records.segMu.Unlock()
-	s.records.removeBefore(seg)
-	done := s.records.finished(pos.Done)
-
-	counter := s.records.newReader(seg, off)
-	err = eachWaiting(counter, done, func(rec []byte, lane string, _ time.Time) {
+	s.records.RemoveBefore(start.seg)
+	reset := func() { s.depth, s.depthBytes, s.lanes = 0, 0, map[string]int{} }
+	err = countWaiting(s.records, &start, reset, func(w *waiting) {
 		s.depth++
-		s.depthBytes += int64(len(rec) + 1)
-		s.lanes[lane]++
+		s.depthBytes += w.end - w.off
+		s.lanes[w.lane]++
 	})
-	counter.close()
 	if err != nil {
 		return &StorageError{Op: "read", Path: s.records.Path(), Err: err}
 	}
-	s.reader = s.records.newReader(seg, off)
-	s.start = resumePoint{seg: seg, off: off, done: done}
+	s.start = start
 	if s.depth > 0 {
 		s.outage.start = time.Now()
 		s.logger.Warn("spool holds undelivered events; replaying them",
@@ -367,6 +348,28 @@ func (s *Spool) resume() error {
 		s.onDepth(s.depth, s.depthBytes)
 	}
 	return nil
+}
+
+// durablePosition reads where the last position line on disk says the replay stands.
+func (s *Spool) durablePosition() (resumePoint, error) {
+	pos, found, err := lastPosition(s.cursors)
+	if err != nil {
+		return resumePoint{}, &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
+	}
+	seg, off := s.records.First(), int64(0)
+	if found {
+		var ok bool
+		if seg, off, ok = s.records.Resolve(pos.Cursor); !ok {
+			s.logger.Warn("spool cursor names a file that is gone; resuming at the next one",
+				zap.String("dir", s.dir), zap.String("file", pos.File))
+		}
+	}
+	if end, past := s.records.ClampToEnd(seg, off); past {
+		s.logger.Warn("spool cursor is past the end of the spool; resuming at its end",
+			zap.String("dir", s.dir), zap.Int64("cursor", off), zap.Int64("size", end))
+		off = end
+	}
+	return resumePoint{seg: seg, off: off, done: finished(s.records, pos.Done), rules: resolveRules(s.records, pos.Moved)}, nil
 }
 
 // Submit delivers one event. When nothing of its lane is waiting in the spool and the upstream is
@@ -418,6 +421,9 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	size := int64(len(*p) + 1)
 
 	s.mu.Lock()
+	for len(s.parking) > 0 && s.parking[o.lane] {
+		s.parkCond.Wait() // its waiting records are being moved to the tail: this one goes after them
+	}
 	if s.depthBytes+size > s.maxBytes {
 		records, bytes, maxBytes := s.depth, s.depthBytes, s.maxBytes
 		retryAfter := s.refillTime(s.depthBytes + size - s.maxBytes)
@@ -440,11 +446,18 @@ func (s *Spool) store(o outbound, cause *UnavailableError) (*Response, error) {
 	s.depth++
 	s.depthBytes += size
 	s.lanes[o.lane]++
+	s.appending[o.lane]++
 	s.mu.Unlock()
 
 	err := s.records.Append(*p)
 
 	s.mu.Lock()
+	if s.appending[o.lane]--; s.appending[o.lane] == 0 {
+		delete(s.appending, o.lane)
+		if len(s.parking) > 0 {
+			s.parkCond.Broadcast()
+		}
+	}
 	if err != nil {
 		s.depth--
 		s.depthBytes -= size
@@ -487,47 +500,6 @@ func (s *Spool) refillTime(bytes int64) time.Duration {
 		d = time.Duration(float64(bytes) / rate * float64(time.Second))
 	}
 	return min(max(d, time.Second), maxRetryAfter)
-}
-
-// answered records that the upstream answered a delivery: it is up. closed reports that this
-// closed an open breaker.
-func (s *Spool) answered() (closed bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.breaker.streak = 0
-	if !s.breaker.open {
-		return false
-	}
-	s.breaker.open = false
-	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
-		zap.Int("failed_probes", s.breaker.probes))
-	if s.onDown != nil {
-		s.onDown(false)
-	}
-	return true
-}
-
-// unavailable records a delivery that failed for unavailability; probe says it was the replay's
-// probe while the breaker was open. It reports whether the breaker is open.
-func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := &s.breaker
-	b.streak++
-	switch {
-	case b.open && probe:
-		b.probes++
-		b.probeAt = time.Now().Add(s.backoff(b.probes+1, retryAfter))
-	case !b.open && b.streak >= breakerThreshold:
-		b.open, b.probes = true, 0
-		b.probeAt = time.Now().Add(s.backoff(1, retryAfter))
-		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
-			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
-		if s.onDown != nil {
-			s.onDown(true)
-		}
-	}
-	return b.open
 }
 
 // SetForwarder makes f deliver the events from now on, direct and replayed: a config reload that
@@ -604,37 +576,4 @@ func (s *Spool) Close() error {
 		s.closeErr = errors.Join(s.records.Close(), s.cursors.Close(), s.dead.Close(), s.lock.Close())
 	})
 	return s.closeErr
-}
-
-// rateMeter counts bytes per second over the last len(buckets) seconds.
-type rateMeter struct {
-	buckets [10]int64
-	last    int64 // the Unix second of the newest bucket
-}
-
-func (m *rateMeter) add(now time.Time, n int64) {
-	m.advance(now.Unix())
-	m.buckets[m.last%int64(len(m.buckets))] += n
-}
-
-// rate is the mean over the full seconds of the window, in bytes per second.
-func (m *rateMeter) rate(now time.Time) float64 {
-	m.advance(now.Unix())
-	var sum int64
-	for i, b := range m.buckets {
-		if int64(i) != m.last%int64(len(m.buckets)) { // the current second is not over
-			sum += b
-		}
-	}
-	return float64(sum) / float64(len(m.buckets)-1)
-}
-
-func (m *rateMeter) advance(sec int64) {
-	if sec <= m.last {
-		return
-	}
-	for s := m.last + 1; s <= sec && s <= m.last+int64(len(m.buckets)); s++ {
-		m.buckets[s%int64(len(m.buckets))] = 0
-	}
-	m.last = sec
 }

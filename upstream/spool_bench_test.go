@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"sync"
@@ -110,15 +111,34 @@ func BenchmarkSpoolDrain(b *testing.B) {
 				continue
 			}
 			b.Run(fmt.Sprintf("latency=%s/concurrency=%d", latency, conc), func(b *testing.B) {
-				benchDrain(b, latency, conc, 1000)
+				benchDrain(b, latency, conc, 1000, "")
 			})
 		}
 	}
 }
 
-func benchDrain(b *testing.B, latency time.Duration, conc, lanes int) {
+// BenchmarkSpoolDrainOneStuck is BenchmarkSpoolDrain at the default concurrency with one of the
+// 1 000 services answered 503 throughout: the figure is the drain of the other
+// services' events, while the stuck one's stay spooled (and are parked once enough finished
+// records wait behind them). Run with -benchtime 20000x to see the parking at work.
+func BenchmarkSpoolDrainOneStuck(b *testing.B) {
+	for _, latency := range []time.Duration{10 * time.Millisecond, 0} {
+		b.Run(fmt.Sprintf("latency=%s/concurrency=64", latency), func(b *testing.B) {
+			benchDrain(b, latency, 64, 1000, "svc0")
+		})
+	}
+}
+
+// benchDrain drains b.N events of lanes services; stuck, unless "", is answered 503 throughout.
+func benchDrain(b *testing.B, latency time.Duration, conc, lanes int, stuck string) {
 	ucs, srv := newLaneUCS(b, latency)
 	ucs.down.Store(true)
+	if stuck != "" {
+		// A plain 503: with an hour's Retry-After, a stuck service that happened to carry the
+		// breaker's first probe would hold every service for that hour (see spool.go's breaker).
+		srv = httptest.NewServer(&switchUCS{ucs: ucs, stuck: map[string]bool{stuck: true}})
+		b.Cleanup(srv.Close)
+	}
 	s := openTestSpool(b, b.TempDir(), srv.URL, func(o *SpoolOptions) {
 		o.MaxBytes = 1 << 40
 		o.Replay = ReplayPolicy{Concurrency: conc, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
@@ -133,13 +153,17 @@ func benchDrain(b *testing.B, latency time.Duration, conc, lanes int) {
 		}
 		return reqs
 	})
+	left := 0 // the stuck lane's events (lane 0): those numbered k*lanes < b.N
+	if stuck != "" {
+		left = (b.N + lanes - 1) / lanes
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	ucs.down.Store(false)
 	s.poke()
 	for {
-		if n, _ := s.Depth(); n == 0 {
+		if n, _ := s.Depth(); n == left {
 			break
 		}
 		time.Sleep(time.Millisecond)

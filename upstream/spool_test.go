@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -614,6 +616,42 @@ func TestBackoffGrowsToItsCapWithJitterAndHonoursRetryAfter(t *testing.T) {
 			assert.GreaterOrEqual(t, d, tt.lo, "attempt %d", tt.attempt)
 			assert.LessOrEqual(t, d, tt.hi, "attempt %d", tt.attempt)
 		}
+	}
+}
+
+// TestBackoffSaturatesAtItsCapForAnyFailureCount: however many failures in a row (a day-long
+// outage is thousands), the wait stays within the cap's jitter range and never panics.
+func TestBackoffSaturatesAtItsCapForAnyFailureCount(t *testing.T) {
+	tests := []struct{ min, max time.Duration }{
+		{DefaultMinBackoff, DefaultMaxBackoff},
+		{50 * time.Millisecond, 100 * time.Millisecond},
+		{time.Second, time.Second},
+		{time.Nanosecond, time.Hour},
+		{time.Millisecond, math.MaxInt64},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%v..%v", tt.min, tt.max), func(t *testing.T) {
+			s := &Spool{}
+			s.SetReplayPolicy(ReplayPolicy{MinBackoff: tt.min, MaxBackoff: tt.max})
+			// The wait for count n is within [w/2, w] for w = min(min<<(n-1), max).
+			want := tt.min
+			for n := 1; n <= 1_000_000; n++ {
+				d := s.backoff(n, 0)
+				if d < want/2 || d > want {
+					require.Failf(t, "backoff out of range", "failure %d: %v, want within [%v, %v]", n, d, want/2, want)
+				}
+				if want <= tt.max/2 {
+					want *= 2
+				} else {
+					want = tt.max
+				}
+			}
+			for _, n := range []int{0, -1, 1 << 31, 1<<32 + 7, math.MaxInt} {
+				d := s.backoff(n, 0)
+				assert.GreaterOrEqual(t, d, tt.max/2, "failure %d", n)
+				assert.LessOrEqual(t, d, tt.max, "failure %d", n)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,6 @@
 //go:build unix
 
-package upstream
+package wal
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ import (
 
 func TestLockDirTellsAHeldLockFromOtherFailures(t *testing.T) {
 	dir := t.TempDir()
-	held, err := lockDir(filepath.Join(dir, ".lock"))
+	held, err := LockDir(filepath.Join(dir, ".lock"))
 	require.NoError(t, err)
 	defer held.Close()
 	require.NoError(t, os.Symlink(filepath.Join(dir, ".lock"), filepath.Join(dir, "link")))
@@ -37,7 +37,7 @@ func TestLockDirTellsAHeldLockFromOtherFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := lockDir(tt.path)
+			f, err := LockDir(tt.path)
 			require.Error(t, err)
 			require.Nil(t, f)
 			assert.Equal(t, tt.locked, errors.Is(err, ErrDirLocked), "%v", err)
@@ -55,7 +55,7 @@ func TestLockDirReportsPermissionDeniedAsSuch(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
 	require.NoError(t, os.Mkdir(dir, 0o500)) // readable, not writable
 
-	f, err := lockDir(filepath.Join(dir, ".lock"))
+	f, err := LockDir(filepath.Join(dir, ".lock"))
 
 	require.Error(t, err)
 	require.Nil(t, f)

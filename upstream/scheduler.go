@@ -1,11 +1,17 @@
 package upstream
 
 import (
+	"bytes"
 	"container/heap"
 	"encoding/json"
+	"fmt"
+	"runtime/debug"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // The replay's lanes: a scheduling view of the record log. The worker (run) reads the records in
@@ -42,10 +48,11 @@ const (
 // pending is one record of the window. Its fields are the worker's.
 type pending struct {
 	seq      uint64 // read order
-	seg      *segment
+	seg      *wal.Segment
 	off, end int64     // the record's bytes in seg, end is past its '\n'
 	lane     *lane     // nil for a record already finished before a restart
-	rec      []byte    // the record, or nil: read again when sent
+	rec      []byte    // the record, or nil: read again when sent; the start of a long line
+	long     bool      // a line longer than MaxSpoolLine: dead-lettered with its start, never read whole
 	at       time.Time // accepted_at, read when first needed (the oldest waiting record's age)
 	done     bool      // delivered or dead-lettered
 	how      outcome
@@ -62,6 +69,9 @@ type lane struct {
 	retryAt  time.Time  // paused until then; zero when not paused
 	outage   bool       // paused by unavailability: resumes when the breaker closes
 	pausedAt int        // index in the paused heap, or -1
+	// parking: its records are being moved to the tail (park.go); parkWanted: they will be once
+	// its delivery in flight ends. Either keeps it from sending.
+	parking, parkWanted bool
 }
 
 // headSeq is the read order of the lane's head record.
@@ -71,13 +81,14 @@ func (l *lane) headSeq() uint64 { return l.queue[0].seq }
 type checkpoint struct {
 	line   []byte
 	covers []*pending
-	mark   *segment // files before it are finished
+	mark   *wal.Segment // files before it are finished
 	err    error
 }
 
 // scheduler is the replay worker's state; only the worker goroutine touches it.
 type scheduler struct {
 	s       *Spool
+	reader  *wal.Reader
 	window  []*pending // records read and not yet behind the mark, in log order, from head
 	head    int
 	lanes   map[string]*lane
@@ -90,13 +101,21 @@ type scheduler struct {
 	inFlight int // sent and not yet on disk as finished
 	sending  int // deliveries in progress
 	results  chan attemptResult
+	dead     chan struct{} // closed when the scheduler is abandoned: its deliveries' results are dropped
+	progress bool          // a position line was written
 
-	markSeg  *segment // the low-water mark: every record before it is finished
+	markSeg  *wal.Segment // the low-water mark: every record before it is finished
 	markOff  int64
 	unsynced []*pending // finished, in no position line yet
-	ckptBusy bool
-	ckptIn   chan *checkpoint
-	ckptOut  chan *checkpoint
+
+	doneBehind   int        // finished records in the window after the mark
+	rules        []parkRule // parks the mark has not passed yet (park.go)
+	rulesChanged bool       // a rule came since the last position line
+	parkBusy     bool       // a park is running; nothing is read meanwhile
+	parkOut      chan parkResult
+	ckptBusy     bool
+	ckptIn       chan *checkpoint
+	ckptOut      chan *checkpoint
 
 	slab []pending // entries for the next records read
 
@@ -107,12 +126,63 @@ type scheduler struct {
 	lagFlight    int
 }
 
-// run is the replay worker.
+// run is the replay worker. A panic in it (or in a delivery it started) is a bug, but it must not
+// take the process down with it: the worker is recovered, logged with its stack, counted, and
+// started again from the durable position after a backoff. Records finished since the last
+// position line are sent again, as after a crash.
 func (s *Spool) run() {
 	defer close(s.done)
-	sc := &scheduler{
-		s:     s,
-		lanes: map[string]*lane{},
+	start := s.start
+	for restarts := 0; ; {
+		sc := s.newScheduler(start)
+		crash := sc.loop()
+		if crash == nil {
+			return
+		}
+		if sc.progress {
+			restarts = 0
+		}
+		restarts++
+		s.logger.Error("spool replay worker panicked; restarting it from the durable position",
+			zap.String("dir", s.dir), zap.Int("restarts_in_a_row", restarts),
+			zap.Any("panic", crash.value), zap.ByteString("stack", crash.stack))
+		if s.onRestart != nil {
+			s.onRestart()
+		}
+		sc.abandon()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(s.backoff(restarts, 0)):
+			}
+			var err error
+			if start, err = s.durablePosition(); err == nil {
+				// Only to find the parks that no position line records (see park.go).
+				err = countWaiting(s.records, &start, nil, func(*waiting) {})
+			}
+			if err == nil {
+				break
+			}
+			restarts++
+			s.logger.Error("reading the spool cursor to restart the replay failed; retrying",
+				zap.String("dir", s.dir), zap.Error(err))
+		}
+	}
+}
+
+// workerPanic is a recovered panic of the replay worker and where it happened.
+type workerPanic struct {
+	value any
+	stack []byte
+}
+
+// newScheduler sets up the worker's state to replay from start.
+func (s *Spool) newScheduler(start resumePoint) *scheduler {
+	return &scheduler{
+		s:      s,
+		reader: s.records.NewReader(start.seg, start.off),
+		lanes:  map[string]*lane{},
 		ready: laneQueue{
 			less: func(a, b *lane) bool { return a.headSeq() < b.headSeq() },
 			at:   func(l *lane) *int { return &l.readyAt },
@@ -121,43 +191,86 @@ func (s *Spool) run() {
 			less: func(a, b *lane) bool { return a.retryAt.Before(b.retryAt) },
 			at:   func(l *lane) *int { return &l.pausedAt },
 		},
-		resumed: s.start.done,
-		markSeg: s.start.seg,
-		markOff: s.start.off,
+		resumed: start.done,
+		rules:   start.rules,
+		parkOut: make(chan parkResult, 1),
+		markSeg: start.seg,
+		markOff: start.off,
 		results: make(chan attemptResult, 64),
+		dead:    make(chan struct{}),
 		ckptIn:  make(chan *checkpoint, 1),
 		ckptOut: make(chan *checkpoint, 1),
 	}
+}
+
+// loop runs the scheduler until the spool closes (nil) or it panics (the panic).
+func (sc *scheduler) loop() (crash *workerPanic) {
+	defer func() {
+		if v := recover(); v != nil {
+			crash, _ = v.(*workerPanic) // a delivery's panic, re-raised by finish with its own stack
+			if crash == nil {
+				crash = &workerPanic{value: v, stack: debug.Stack()}
+			}
+		}
+	}()
+	s := sc.s
 	go sc.checkpointer()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		now := time.Now()
+		now := s.now()
 		s.mu.Lock()
 		br := s.breaker // one look per pass: reading and sending decide on the same state
 		s.mu.Unlock()
 		sc.fill(now, br.open)
 		sc.dispatch(now, br)
 		sc.checkpoint()
+		sc.maybePark(br)
 		sc.reportLag(now)
-		timer.Reset(sc.nextWake(now))
+		wait := sc.nextWake(now)
+		skipped := time.Duration(0)
+		if s.tune.skipWaits {
+			skipped, wait = wait, min(wait, 100*time.Microsecond)
+		}
+		timer.Reset(wait)
 		select {
 		case r := <-sc.results:
 			sc.finish(r)
 		case c := <-sc.ckptOut:
 			sc.synced(c)
+		case r := <-sc.parkOut:
+			sc.parked(r)
 		case <-s.wake:
 		case <-timer.C:
+			s.skew.Add(int64(skipped))
 		case <-s.ctx.Done():
 			sc.shutdown()
-			return
+			return nil
 		}
 	}
 }
 
+// abandon ends a scheduler that panicked: its deliveries in flight are let go (their results are
+// dropped, the records stay in the log), and the position lines being written are waited for and
+// applied, so the depth counts only what the durable position still holds.
+func (sc *scheduler) abandon() {
+	close(sc.dead)
+	if sc.parkBusy {
+		<-sc.parkOut // its copies are on disk or not; the restart finds which from the log
+	}
+	sc.reader.Close()
+	close(sc.ckptIn)
+	for c := range sc.ckptOut {
+		sc.synced(c)
+	}
+}
+
+// now is the replay's clock: the wall clock, moved on by the waits a test skipped.
+func (s *Spool) now() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
+
 // fill reads the records stored since the last pass into the window and their lanes.
 func (sc *scheduler) fill(now time.Time, outage bool) {
-	if now.Before(sc.readAt) || now.Before(sc.quietUntil) {
+	if now.Before(sc.readAt) || now.Before(sc.quietUntil) || sc.parkBusy {
 		return
 	}
 	read, ready := 0, sc.ready.Len()
@@ -170,7 +283,7 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		}
 	}()
 	for range fillBatch {
-		if len(sc.window)-sc.head >= maxWindow {
+		if len(sc.window)-sc.head >= maxWindow || sc.doneBehind >= maxBehind {
 			return
 		}
 		if outage && sc.ready.Len() > 0 {
@@ -178,7 +291,7 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 			// the records stored meanwhile are read once it answers again.
 			return
 		}
-		rec, seg, end, ok, err := sc.s.reader.next()
+		rec, seg, end, ok, err := sc.reader.Next()
 		if err != nil {
 			sc.readFailures++
 			sc.readAt = now.Add(sc.s.backoff(sc.readFailures, 0))
@@ -192,20 +305,32 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		read++
 		sc.seq++
 		p := sc.newPending()
-		*p = pending{seq: sc.seq, seg: seg, off: end - int64(len(rec)) - 1, end: end}
+		*p = pending{seq: sc.seq, seg: seg, off: end - sc.reader.RecordLen(rec) - 1, end: end, long: sc.reader.Long()}
 		sc.window = append(sc.window, p)
 		if sc.resumed[recordPos{seg, p.off}] {
 			delete(sc.resumed, recordPos{seg, p.off})
 			p.done = true // finished before the restart; only the mark has to pass it
+			sc.doneBehind++
 			continue
 		}
 		key := recordLane(rec)
+		if len(sc.rules) > 0 && movedBy(sc.rules, key, seg, p.off) {
+			p.done, p.how = true, moved // its copy is further on
+			sc.doneBehind++
+			continue
+		}
+		if bytes.Contains(rec, parkKey) {
+			if _, mark, ok := splitParked(rec); ok && mark.Tries != nil {
+				p.tries = retryState{count: mark.Tries.Count, first: mark.Tries.First, statuses: mark.Tries.Statuses}
+			}
+		}
 		l := sc.lanes[key]
 		if l == nil {
 			l = &lane{key: key, pausedAt: -1, readyAt: -1}
 			sc.lanes[key] = l
 		}
-		if len(l.queue) < cacheDepth && sc.cached+int64(len(rec)) <= maxCached {
+		if p.long || len(l.queue) < cacheDepth && sc.cached+int64(len(rec)) <= maxCached {
+			// A line too long to read is never read again: its start is all it is sent with.
 			p.rec = append([]byte(nil), rec...)
 			sc.cached += int64(len(rec))
 		}
@@ -230,7 +355,7 @@ func (sc *scheduler) newPending() *pending {
 // lanes allow: the low-water mark then keeps up, the list of finished records after it stays
 // short, and the oldest waiting event is the next to go.
 func (sc *scheduler) markReady(l *lane) {
-	if l.readyAt >= 0 || l.busy || len(l.queue) == 0 || !l.retryAt.IsZero() {
+	if l.readyAt >= 0 || l.busy || len(l.queue) == 0 || !l.retryAt.IsZero() || l.parking || l.parkWanted {
 		return
 	}
 	heap.Push(&sc.ready, l)
@@ -286,17 +411,33 @@ func (sc *scheduler) send(l *lane, probe bool) {
 	sc.inFlight++
 	sc.sending++
 	go func(p *pending, rec []byte, tries retryState) {
-		sc.results <- sc.s.attempt(p, rec, tries, probe)
+		var r attemptResult
+		defer func() {
+			if v := recover(); v != nil {
+				r = attemptResult{p: p, panicked: &workerPanic{value: v, stack: debug.Stack()}}
+			}
+			select {
+			case sc.results <- r:
+			case <-sc.dead:
+			}
+		}()
+		r = sc.s.attempt(p, rec, tries, probe)
 	}(p, p.rec, p.tries.clone())
 }
 
 // finish applies one delivery's result.
 func (sc *scheduler) finish(r attemptResult) {
+	if r.panicked != nil {
+		panic(r.panicked) // the worker restarts as after its own panic
+	}
+	if sc.s.tune.onFinish != nil {
+		sc.s.tune.onFinish()
+	}
 	sc.sending--
 	p, l := r.p, r.p.lane
 	l.busy = false
 	p.tries = r.tries
-	now := time.Now()
+	now := sc.s.now()
 	switch r.how {
 	case delivered, deadLettered:
 		p.done, p.how = true, r.how
@@ -308,6 +449,8 @@ func (sc *scheduler) finish(r attemptResult) {
 			l.queue = nil
 		}
 		l.failures = 0
+		l.parkWanted = false // it moved: whether it holds the mark is judged again
+		sc.doneBehind++
 		sc.unsynced = append(sc.unsynced, p) // keeps its in-flight place until on disk
 		sc.markReady(l)
 	case retry:
@@ -354,7 +497,7 @@ func (sc *scheduler) breakerClosed(probe bool) {
 // checkpoint moves the mark over the finished records at the head of the window and hands a
 // position line to the checkpointer, unless it is still writing the last one.
 func (sc *scheduler) checkpoint() {
-	if sc.ckptBusy || len(sc.unsynced) == 0 {
+	if sc.ckptBusy || len(sc.unsynced) == 0 && !sc.rulesChanged {
 		return
 	}
 	for sc.head < len(sc.window) && sc.window[sc.head].done {
@@ -362,17 +505,30 @@ func (sc *scheduler) checkpoint() {
 		sc.markSeg, sc.markOff = p.seg, p.end
 		sc.window[sc.head] = nil
 		sc.head++
+		sc.doneBehind--
 	}
+	// A rule the mark has passed finishes nothing after it.
+	sc.rules = slices.DeleteFunc(sc.rules, func(r parkRule) bool {
+		return !wal.Before(sc.markSeg, sc.markOff, r.beforeSeg, r.beforeOff)
+	})
+	sc.rulesChanged = false
 	if sc.head > 1024 && sc.head*2 > len(sc.window) {
 		sc.window = append([]*pending(nil), sc.window[sc.head:]...)
 		sc.head = 0
 	}
 	log := sc.s.records
-	pos := spoolPosition{logCursor: log.cursor(sc.markSeg, sc.markOff)}
+	pos := spoolPosition{Cursor: log.Cursor(sc.markSeg, sc.markOff)}
 	for _, p := range sc.window[sc.head:] {
-		if p.done {
-			pos.Done = append(pos.Done, log.cursor(p.seg, p.off))
+		if p.done && p.how != moved {
+			pos.Done = append(pos.Done, log.Cursor(p.seg, p.off))
 		}
+	}
+	// Finished before a restart and not read again yet: still finished.
+	for rp := range sc.resumed {
+		pos.Done = append(pos.Done, log.Cursor(rp.seg, rp.off))
+	}
+	for _, r := range sc.rules {
+		pos.Moved = append(pos.Moved, r.durable)
 	}
 	line, _ := json.Marshal(pos) // plain strings and numbers: cannot fail
 	sc.ckptBusy = true
@@ -385,17 +541,35 @@ func (sc *scheduler) checkpoint() {
 func (sc *scheduler) checkpointer() {
 	s := sc.s
 	for c := range sc.ckptIn {
-		if c.err = s.cursors.Append(c.line); c.err == nil {
-			s.records.removeBefore(c.mark)
-		}
+		c.err = s.writePosition(c)
 		sc.ckptOut <- c
 	}
 	close(sc.ckptOut)
 }
 
+// writePosition appends a position line and removes the files behind its mark. A panic there is
+// the line's failure, not the process's end.
+func (s *Spool) writePosition(c *checkpoint) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logger.Error("writing the spool cursor panicked", zap.String("dir", s.dir),
+				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			err = fmt.Errorf("panic: %v", v)
+		}
+	}()
+	if err := s.cursors.Append(c.line); err != nil {
+		return err
+	}
+	s.records.RemoveBefore(c.mark)
+	return nil
+}
+
 // synced releases the records a written position line covers.
 func (sc *scheduler) synced(c *checkpoint) {
 	sc.ckptBusy = false
+	if c.err == nil {
+		sc.progress = true
+	}
 	if c.err != nil {
 		sc.s.logger.Error("writing the spool cursor failed; a restart may resend delivered events",
 			zap.String("path", sc.s.cursors.Path()), zap.Error(c.err))
@@ -422,7 +596,8 @@ func (sc *scheduler) nextWake(now time.Time) time.Duration {
 		next = sc.s.breaker.probeAt
 	}
 	sc.s.mu.Unlock()
-	if sc.head < len(sc.window) && now.Add(lagEvery).Before(next) {
+	// A test skipping waits jumps from event to event, not from one lag report to the next.
+	if sc.head < len(sc.window) && !sc.s.tune.skipWaits && now.Add(lagEvery).Before(next) {
 		next = now.Add(lagEvery)
 	}
 	return max(next.Sub(now), 0)
@@ -457,7 +632,7 @@ func (sc *scheduler) acceptedAt(p *pending) time.Time {
 	rec := p.rec
 	if rec == nil {
 		var err error
-		if rec, err = sc.s.records.readRecord(p.seg, p.off, p.end); err != nil {
+		if rec, err = sc.s.records.ReadRecord(p.seg, p.off, p.end); err != nil {
 			return time.Time{}
 		}
 	}
@@ -468,13 +643,15 @@ func (sc *scheduler) acceptedAt(p *pending) time.Time {
 // shutdown lets the deliveries in flight end (the closed context abandons them), records what
 // finished, and stops the checkpointer.
 func (sc *scheduler) shutdown() {
-	defer sc.s.reader.close()
-	for sc.sending > 0 || sc.ckptBusy {
+	defer sc.reader.Close()
+	for sc.sending > 0 || sc.ckptBusy || sc.parkBusy {
 		select {
 		case r := <-sc.results:
 			sc.finish(r)
 		case c := <-sc.ckptOut:
 			sc.synced(c)
+		case r := <-sc.parkOut:
+			sc.parked(r)
 		}
 	}
 	sc.checkpoint()

@@ -1,4 +1,4 @@
-package upstream
+package wal
 
 import (
 	"encoding/json"
@@ -12,10 +12,10 @@ import (
 )
 
 // readAll returns the records the reader has now, with the position after the last one.
-func readAll(t *testing.T, r *logReader) (recs []string, seg *segment, end int64) {
+func readAll(t *testing.T, r *Reader) (recs []string, seg *Segment, end int64) {
 	t.Helper()
 	for {
-		rec, s, e, ok, err := r.next()
+		rec, s, e, ok, err := r.Next()
 		require.NoError(t, err)
 		if !ok {
 			return recs, seg, end
@@ -35,7 +35,7 @@ func recs(from, to int) []string {
 	return out
 }
 
-func appendRecs(t *testing.T, l *appendLog, from, to int) {
+func appendRecs(t *testing.T, l *Log, from, to int) {
 	t.Helper()
 	for n := from; n < to; n++ {
 		require.NoError(t, l.Append([]byte(rec(n))))
@@ -53,10 +53,10 @@ func TestReaderFollowsRotationsAndSeesOnlyCommittedRecords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := openAppendLog(filepath.Join(t.TempDir(), "spool.jsonl"), appendLogOptions{MaxSize: tt.maxSize, Keep: neverPrune})
+			l, err := Open(filepath.Join(t.TempDir(), "spool.jsonl"), Options{MaxSize: tt.maxSize, Keep: KeepAll})
 			require.NoError(t, err)
 			defer l.Close()
-			r := l.newReader(l.first(), 0)
+			r := l.NewReader(l.First(), 0)
 			got, _, _ := readAll(t, r)
 			assert.Empty(t, got)
 
@@ -86,31 +86,31 @@ func TestCursorResolvesToSameRecordAfterRotationAndReopen(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "spool.jsonl")
-			opts := appendLogOptions{MaxSize: 30, Keep: neverPrune} // three records per file
-			l, err := openAppendLog(path, opts)
+			opts := Options{MaxSize: 30, Keep: KeepAll} // three records per file
+			l, err := Open(path, opts)
 			require.NoError(t, err)
 			appendRecs(t, l, 0, tt.appended)
-			r := l.newReader(l.first(), 0)
-			seg, off := l.first(), int64(0)
+			r := l.NewReader(l.First(), 0)
+			seg, off := l.First(), int64(0)
 			for range tt.read {
-				_, s, e, ok, err := r.next()
+				_, s, e, ok, err := r.Next()
 				require.NoError(t, err)
 				require.True(t, ok)
 				seg, off = s, e
 			}
-			raw, err := json.Marshal(l.cursor(seg, off))
+			raw, err := json.Marshal(l.Cursor(seg, off))
 			require.NoError(t, err)
 			appendRecs(t, l, tt.appended, tt.appended+tt.afterward)
 			require.NoError(t, l.Close())
 
-			l, err = openAppendLog(path, opts)
+			l, err = Open(path, opts)
 			require.NoError(t, err)
 			defer l.Close()
-			var c logCursor
+			var c Cursor
 			require.NoError(t, json.Unmarshal(raw, &c))
-			seg, off, ok := l.resolve(c)
+			seg, off, ok := l.Resolve(c)
 			require.True(t, ok)
-			got, _, _ := readAll(t, l.newReader(seg, off))
+			got, _, _ := readAll(t, l.NewReader(seg, off))
 			assert.Equal(t, recs(tt.read, tt.appended+tt.afterward), got, "cursor %s", raw)
 		})
 	}
@@ -118,17 +118,17 @@ func TestCursorResolvesToSameRecordAfterRotationAndReopen(t *testing.T) {
 
 func TestRemoveBeforeDeletesOnlyOlderFiles(t *testing.T) {
 	dir := t.TempDir()
-	l, err := openAppendLog(filepath.Join(dir, "spool.jsonl"), appendLogOptions{MaxSize: 10, Keep: neverPrune})
+	l, err := Open(filepath.Join(dir, "spool.jsonl"), Options{MaxSize: 10, Keep: KeepAll})
 	require.NoError(t, err)
 	defer l.Close()
 	appendRecs(t, l, 0, 4) // three rotated files and the active one
-	r := l.newReader(l.first(), 0)
-	var seg *segment
+	r := l.NewReader(l.First(), 0)
+	var seg *Segment
 	for range 3 {
-		_, seg, _, _, err = r.next()
+		_, seg, _, _, err = r.Next()
 		require.NoError(t, err)
 	}
-	l.removeBefore(seg)
+	l.RemoveBefore(seg)
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Len(t, entries, 2, "the third rotated file and the active one")
@@ -136,9 +136,9 @@ func TestRemoveBeforeDeletesOnlyOlderFiles(t *testing.T) {
 	assert.Equal(t, recs(3, 4), got)
 
 	// A cursor naming a removed file resumes at the next one.
-	seg, off, ok := l.resolve(logCursor{File: "spool-19990101T000000.000Z.jsonl", Offset: 5})
+	seg, off, ok := l.Resolve(Cursor{File: "spool-19990101T000000.000Z.jsonl", Offset: 5})
 	assert.False(t, ok)
 	assert.Zero(t, off)
-	got, _, _ = readAll(t, l.newReader(seg, off))
+	got, _, _ = readAll(t, l.NewReader(seg, off))
 	assert.Equal(t, recs(2, 4), got)
 }

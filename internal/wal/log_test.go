@@ -1,4 +1,4 @@
-package upstream
+package wal
 
 import (
 	"errors"
@@ -47,7 +47,7 @@ func TestOpenCutsOffTornLastRecord(t *testing.T) {
 			require.NoError(t, os.WriteFile(path, []byte(tt.content), 0o640))
 			core, logs := observer.New(zapcore.DebugLevel)
 
-			l, err := openAppendLog(path, appendLogOptions{Logger: zap.New(core)})
+			l, err := Open(path, Options{Logger: zap.New(core)})
 			require.NoError(t, err)
 			require.NoError(t, l.Append([]byte(`{"d":4}`)))
 			require.NoError(t, l.Close())
@@ -68,7 +68,7 @@ func TestOpenCutsOffTornLastRecord(t *testing.T) {
 
 func TestOpenCreatesMissingDirectory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "events.jsonl")
-	l, err := openAppendLog(path, appendLogOptions{})
+	l, err := Open(path, Options{})
 	require.NoError(t, err)
 	require.NoError(t, l.Append([]byte(`{}`)))
 	require.NoError(t, l.Close())
@@ -79,7 +79,7 @@ func TestOpenCreatesMissingDirectory(t *testing.T) {
 func TestOpenFailureIsStorageError(t *testing.T) {
 	fs := newFaultFS()
 	fs.openErr = syscall.EACCES
-	_, err := openAppendLog(filepath.Join(t.TempDir(), "events.jsonl"), appendLogOptions{FS: fs})
+	_, err := Open(filepath.Join(t.TempDir(), "events.jsonl"), Options{FS: fs})
 	var se *StorageError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, "open", se.Op)
@@ -106,7 +106,7 @@ func TestFaultFailsAppendAndLeavesNoPartialRecord(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := newFaultFS()
 			path := filepath.Join(t.TempDir(), "events.jsonl")
-			l, err := openAppendLog(path, appendLogOptions{FS: fs, NoSync: tt.noSync})
+			l, err := Open(path, Options{FS: fs, NoSync: tt.noSync})
 			require.NoError(t, err)
 			defer l.Close()
 			require.NoError(t, l.Append([]byte(`{"n":1}`)))
@@ -133,7 +133,7 @@ func TestFaultFailsAppendAndLeavesNoPartialRecord(t *testing.T) {
 func TestFailedFsyncFailsEveryRecordOfItsBatch(t *testing.T) {
 	fs := newFaultFS()
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	l, err := openAppendLog(path, appendLogOptions{FS: fs})
+	l, err := Open(path, Options{FS: fs})
 	require.NoError(t, err)
 	defer l.Close()
 
@@ -159,7 +159,7 @@ func TestFailedCutBackKeepsFailingUntilRecovered(t *testing.T) {
 	fs := newFaultFS()
 	path := filepath.Join(t.TempDir(), "events.jsonl")
 	core, logs := observer.New(zapcore.InfoLevel)
-	l, err := openAppendLog(path, appendLogOptions{FS: fs, Logger: zap.New(core)})
+	l, err := Open(path, Options{FS: fs, Logger: zap.New(core)})
 	require.NoError(t, err)
 	defer l.Close()
 	require.NoError(t, l.Append([]byte(`{"n":1}`)))
@@ -185,7 +185,7 @@ func TestFailedCutBackKeepsFailingUntilRecovered(t *testing.T) {
 
 func TestAppendRejectsRecordWithNewline(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	l, err := openAppendLog(path, appendLogOptions{})
+	l, err := Open(path, Options{})
 	require.NoError(t, err)
 	defer l.Close()
 	assert.ErrorIs(t, l.Append([]byte("{\"a\":\n1}")), ErrNewlineInRecord)
@@ -222,7 +222,7 @@ func TestRotationKeepsWholeRecordsUnderMaxSizeInTimeOrder(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "events.jsonl")
-			l, err := openAppendLog(path, appendLogOptions{MaxSize: tt.maxSize, Keep: tt.keep})
+			l, err := Open(path, Options{MaxSize: tt.maxSize, Keep: tt.keep})
 			require.NoError(t, err)
 			var all []string
 			for i := range tt.records {
@@ -253,7 +253,7 @@ func TestRotationKeepsWholeRecordsUnderMaxSizeInTimeOrder(t *testing.T) {
 func TestRecordLargerThanMaxSizeGetsFileOfItsOwn(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "events.jsonl")
-	l, err := openAppendLog(path, appendLogOptions{MaxSize: 16})
+	l, err := Open(path, Options{MaxSize: 16})
 	require.NoError(t, err)
 	big := `{"big":"` + strings.Repeat("x", 40) + `"}`
 	for _, rec := range []string{`{"a":1}`, big, `{"b":2}`} {
@@ -275,7 +275,7 @@ func TestRotatedNamesStayInOrderAfterClockStepBack(t *testing.T) {
 	future := "events-29991231T235959.998Z.jsonl"
 	require.NoError(t, os.WriteFile(filepath.Join(dir, future), []byte("{\"old\":1}\n"), 0o640))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "unrelated-1.jsonl"), nil, 0o640))
-	l, err := openAppendLog(filepath.Join(dir, "events.jsonl"), appendLogOptions{MaxSize: 10, Keep: 5})
+	l, err := Open(filepath.Join(dir, "events.jsonl"), Options{MaxSize: 10, Keep: 5})
 	require.NoError(t, err)
 	for _, rec := range []string{`{"n":101}`, `{"n":102}`, `{"n":103}`} {
 		require.NoError(t, l.Append([]byte(rec)))
@@ -302,7 +302,7 @@ func TestRotationFailureFailsAppendUntilRenameWorks(t *testing.T) {
 	fs := newFaultFS()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "events.jsonl")
-	l, err := openAppendLog(path, appendLogOptions{FS: fs, MaxSize: 10})
+	l, err := Open(path, Options{FS: fs, MaxSize: 10})
 	require.NoError(t, err)
 	defer l.Close()
 	require.NoError(t, l.Append([]byte(`{"n":101}`)))
@@ -328,7 +328,7 @@ func TestNewActiveFileFailureRecoversOnNextAppend(t *testing.T) {
 	fs := newFaultFS()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "events.jsonl")
-	l, err := openAppendLog(path, appendLogOptions{FS: fs, MaxSize: 10})
+	l, err := Open(path, Options{FS: fs, MaxSize: 10})
 	require.NoError(t, err)
 	defer l.Close()
 	require.NoError(t, l.Append([]byte(`{"n":101}`)))
@@ -359,9 +359,9 @@ func TestGroupCommitSharesFsyncs(t *testing.T) {
 			fs.syncDelay = 200 * time.Microsecond // a disk-like fsync, so appenders pile up behind it
 			var onSyncs, written int
 			var mu sync.Mutex
-			l, err := openAppendLog(filepath.Join(t.TempDir(), "events.jsonl"), appendLogOptions{
+			l, err := Open(filepath.Join(t.TempDir(), "events.jsonl"), Options{
 				FS:             fs,
-				syncEachRecord: tt.syncEach,
+				SyncEachRecord: tt.syncEach,
 				OnSync:         func(time.Duration) { mu.Lock(); onSyncs++; mu.Unlock() },
 				OnWrite:        func(n int) { mu.Lock(); written += n; mu.Unlock() },
 			})
@@ -404,7 +404,7 @@ func TestGroupCommitSharesFsyncs(t *testing.T) {
 func TestNoSyncWritesWithoutFsync(t *testing.T) {
 	fs := newFaultFS()
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	l, err := openAppendLog(path, appendLogOptions{FS: fs, NoSync: true})
+	l, err := Open(path, Options{FS: fs, NoSync: true})
 	require.NoError(t, err)
 	for i := range 10 {
 		require.NoError(t, l.Append([]byte(`{"n":`+strconv.Itoa(i)+`}`)))
@@ -422,7 +422,7 @@ func TestNoSyncWritesWithoutFsync(t *testing.T) {
 // ErrClosed; Close is idempotent and the file holds only complete records.
 func TestCloseWhileAppending(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	l, err := openAppendLog(path, appendLogOptions{})
+	l, err := Open(path, Options{})
 	require.NoError(t, err)
 
 	const appenders = 16
@@ -482,7 +482,7 @@ func FuzzTornTailRepair(f *testing.F) {
 	f.Fuzz(func(t *testing.T, content []byte) {
 		path := filepath.Join(t.TempDir(), "events.jsonl")
 		require.NoError(t, os.WriteFile(path, content, 0o640))
-		l, err := openAppendLog(path, appendLogOptions{NoSync: true})
+		l, err := Open(path, Options{NoSync: true})
 		require.NoError(t, err)
 		require.NoError(t, l.Append([]byte(`{"new":1}`)))
 		require.NoError(t, l.Close())

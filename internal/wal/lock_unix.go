@@ -1,6 +1,6 @@
 //go:build unix
 
-package upstream
+package wal
 
 import (
 	"errors"
@@ -9,13 +9,13 @@ import (
 	"syscall"
 )
 
-// lockDir takes an exclusive lock on path without waiting. flock locks belong to the open file
+// LockDir takes an exclusive lock on path without waiting. flock locks belong to the open file
 // description, so a second open in the same process is refused too (a config reload that would
 // share the directory), and the kernel drops the lock when the process dies. A lock held by
 // another owner is an error wrapping ErrDirLocked; any other failure (EACCES, EROFS, a symbolic
 // link, which is refused) is returned as the *os.PathError it is.
-func lockDir(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, filePerm)
+func LockDir(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, FilePerm)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,9 @@
-package upstream
+package wal
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"syscall"
 )
@@ -101,43 +99,4 @@ func (osFS) SyncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-// rewriteRename puts WriteFileAtomic's copy in place; tests make it fail to
-// check that the old file survives a crash mid-rewrite.
-var rewriteRename = os.Rename
-
-// WriteFileAtomic replaces path's content with data so that a crash leaves either the old file or
-// the new one: a temporary file in the same directory, fsynced, renamed over path, then the
-// directory fsynced. An existing file keeps its permissions; a new one is created 0600.
-func WriteFileAtomic(path string, data []byte) (err error) {
-	perm := os.FileMode(filePerm)
-	if fi, err := os.Stat(path); err == nil {
-		perm = fi.Mode().Perm()
-	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err == nil {
-		if err = tmp.Chmod(perm); err == nil {
-			err = tmp.Sync()
-		}
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("rewrite %s: %w", path, err)
-	}
-	if err = rewriteRename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rewrite %s: %w", path, err)
-	}
-	return OSFileSystem().SyncDir(dir)
 }

@@ -1,10 +1,11 @@
-package upstream
+package wal
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,8 +16,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// The durable append-only log under Journal (and, later, the spool).
-//
 // Framing: one record per line; a record is any byte string without '\n', and the log adds the '\n'.
 // A file therefore holds complete records up to its last '\n'; anything after it is a torn write.
 //
@@ -38,7 +37,7 @@ import (
 // or a second rotation in the same millisecond adds 1 ms to the newest name), so `ls` order is time
 // order. Only names of exactly that shape are pruned beyond Keep, oldest first.
 //
-// Readers (the spool's replay, logreader.go) see the files as a list of segments, oldest first and the
+// Readers (logreader.go) see the files as a list of segments, oldest first and the
 // active file last: rotated files are complete and immutable, and the active file is complete up to
 // the size the writer publishes after each synced chunk. A rotation renames the active segment in
 // place in that list, so a reader positioned in it keeps its place under the new name.
@@ -50,8 +49,9 @@ var ErrClosed = errors.New("log is closed")
 // hold. Compact JSON never contains one, so this is a programming error, not a storage failure.
 var ErrNewlineInRecord = errors.New("record contains a newline")
 
-// StorageError is a failed write, sync, rotation or open of the log; the HTTP layer answers 503
-// StorageException. Err is the underlying error (e.g. a *os.PathError wrapping syscall.ENOSPC).
+// StorageError is a failed write, sync, rotation or open of the log: the record is not stored,
+// and the caller may say so and be retried. Err is the underlying error (e.g. a *os.PathError
+// wrapping syscall.ENOSPC).
 type StorageError struct {
 	Op   string // "open", "write", "sync", "truncate", "rotate", "append", "close"
 	Path string // the active file
@@ -64,17 +64,29 @@ func (e *StorageError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.
 // Unwrap returns the underlying error, so errors.Is(err, syscall.ENOSPC) works.
 func (e *StorageError) Unwrap() error { return e.Err }
 
+// Defaults of Options, and the Keep that never prunes.
+const (
+	DefaultMaxSize = 100 << 20
+	DefaultKeep    = 10
+	KeepAll        = math.MaxInt // for logs whose files a reader removes (RemoveBefore) or an operator does
+)
+
+// Permissions of the files and directories the log creates: records (events, spooled
+// Authorization headers) are for the process's user only.
+const (
+	FilePerm = 0o600
+	DirPerm  = 0o700
+)
+
 const (
 	// rotatedLayout is fixed width, so names sort lexically in time order.
 	rotatedLayout = "20060102T150405.000Z"
 	// maxSpareBuf bounds the batch buffer kept for reuse after a burst.
 	maxSpareBuf = 4 << 20
-	filePerm    = 0o600 // events and spooled headers (Authorization) are for Caddy's user only
-	dirPerm     = 0o700
 )
 
-// appendLogOptions configures an appendLog. The zero value means: fsync always, rotate at 100 MiB, keep 10.
-type appendLogOptions struct {
+// Options configures a Log. The zero value means: fsync always, rotate at 100 MiB, keep 10.
+type Options struct {
 	NoSync  bool                // write without fsync (faster; the tail is lost on power loss)
 	MaxSize int64               // rotate when the active file would pass this size; <= 0 means 100 MiB
 	Keep    int                 // rotated files kept, older ones deleted; <= 0 means 10
@@ -83,14 +95,14 @@ type appendLogOptions struct {
 	OnSync  func(time.Duration) // called after each fsync with its duration; may be nil
 	OnWrite func(bytes int)     // called after each successful write with its size; may be nil
 
-	// syncEachRecord gives every record its own write and fsync: the baseline the group commit
-	// benchmark compares against, through the same code path.
-	syncEachRecord bool
+	// SyncEachRecord gives every record its own write and fsync: the baseline the group commit
+	// benchmarks compare against, through the same code path. Not for production.
+	SyncEachRecord bool
 }
 
-// appendLog is a durable append-only file of newline-framed records with group commit, torn tail repair
+// Log is a durable append-only file of newline-framed records with group commit, torn tail repair
 // and size-based rotation. It is safe for concurrent use.
-type appendLog struct {
+type Log struct {
 	path, dir, stem, ext string
 
 	fs       FileSystem
@@ -112,22 +124,24 @@ type appendLog struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Owned by the writer goroutine once openAppendLog returns.
+	// Owned by the writer goroutine once Open returns.
 	f           File
 	size        int64     // complete (and, unless noSync, synced) bytes of the active file
 	broken      error     // non-nil: the file may hold bytes past size; recover before writing
 	lastRotated time.Time // time in the newest rotated name
 
 	segMu  sync.Mutex
-	segs   []*segment // rotated files still present, oldest first, then the active file; guarded by segMu
+	segs   []*Segment // rotated files still present, oldest first, then the active file; guarded by segMu
 	newest string     // the newest rotated name ever seen, even if since removed; guarded by segMu
 }
 
-// segment is one file of the log as readers see it. Fields are guarded by the log's segMu.
-type segment struct {
+// Segment is one file of the log as readers see it; a position in the log is a *Segment and an
+// offset in it. Its fields are the log's, guarded by its segMu.
+type Segment struct {
 	name   string // base name in the log's directory
 	size   int64  // complete bytes; -1 for a rotated file found at open (complete up to its end)
 	active bool
+	ord    uint64 // grows with each file: positions compare by (ord, offset); never changes
 }
 
 // batch is one group commit: the records framed back to back and the outcome for their waiters.
@@ -139,16 +153,14 @@ type batch struct {
 	err  error // why records [ok:] failed
 }
 
-// openAppendLog opens or creates the log whose active file is path, creating its directory if needed. A
+// Open opens or creates the log whose active file is path, creating its directory if needed. A
 // torn last record left by a crash is cut off (and logged at warn with the number of bytes).
-func openAppendLog(path string, opts appendLogOptions) (*appendLog, error) {
-	l := &appendLog{
-		path:     path,
-		dir:      filepath.Dir(path),
+func Open(path string, opts Options) (*Log, error) {
+	l := &Log{
 		fs:       opts.FS,
 		logger:   opts.Logger,
 		noSync:   opts.NoSync,
-		syncEach: opts.syncEachRecord,
+		syncEach: opts.SyncEachRecord,
 		maxSize:  opts.MaxSize,
 		keep:     opts.Keep,
 		onSync:   opts.OnSync,
@@ -157,9 +169,7 @@ func openAppendLog(path string, opts appendLogOptions) (*appendLog, error) {
 		wake:     make(chan struct{}, 1),
 		exited:   make(chan struct{}),
 	}
-	base := filepath.Base(path)
-	l.ext = filepath.Ext(base)
-	l.stem = strings.TrimSuffix(base, l.ext)
+	base := l.setPath(path)
 	if l.fs == nil {
 		l.fs = OSFileSystem()
 	}
@@ -167,12 +177,12 @@ func openAppendLog(path string, opts appendLogOptions) (*appendLog, error) {
 		l.logger = zap.NewNop()
 	}
 	if l.maxSize <= 0 {
-		l.maxSize = DefaultJournalMaxSize
+		l.maxSize = DefaultMaxSize
 	}
 	if l.keep <= 0 {
-		l.keep = DefaultJournalKeep
+		l.keep = DefaultKeep
 	}
-	if err := l.fs.MkdirAll(l.dir, dirPerm); err != nil {
+	if err := l.fs.MkdirAll(l.dir, DirPerm); err != nil {
 		return nil, &StorageError{Op: "open", Path: path, Err: err}
 	}
 	rotated, err := l.rotatedFiles()
@@ -184,9 +194,9 @@ func openAppendLog(path string, opts appendLogOptions) (*appendLog, error) {
 		l.newest = rotated[n-1]
 	}
 	for _, name := range rotated {
-		l.segs = append(l.segs, &segment{name: name, size: -1})
+		l.segs = append(l.segs, &Segment{name: name, size: -1, ord: uint64(len(l.segs))})
 	}
-	l.segs = append(l.segs, &segment{name: base, active: true})
+	l.segs = append(l.segs, &Segment{name: base, active: true, ord: uint64(len(l.segs))})
 	if err := l.openActive(-1, "torn last record cut off"); err != nil {
 		return nil, err
 	}
@@ -195,13 +205,23 @@ func openAppendLog(path string, opts appendLogOptions) (*appendLog, error) {
 	return l, nil
 }
 
+// setPath sets the active file's path and the parts of it rotated names are made of; it returns
+// the active file's base name.
+func (l *Log) setPath(path string) (base string) {
+	base = filepath.Base(path)
+	l.path, l.dir = path, filepath.Dir(path)
+	l.ext = filepath.Ext(base)
+	l.stem = strings.TrimSuffix(base, l.ext)
+	return base
+}
+
 // Path returns the path of the active file.
-func (l *appendLog) Path() string { return l.path }
+func (l *Log) Path() string { return l.path }
 
 // Append writes rec followed by '\n' and returns once the record is on disk: after the fsync that
 // covers it or, with NoSync, once written. rec is copied before Append returns. Errors are
 // *StorageError, except ErrNewlineInRecord.
-func (l *appendLog) Append(rec []byte) error {
+func (l *Log) Append(rec []byte) error {
 	if bytes.IndexByte(rec, '\n') >= 0 {
 		return ErrNewlineInRecord
 	}
@@ -226,10 +246,55 @@ func (l *appendLog) Append(rec []byte) error {
 	return b.err
 }
 
+// AppendAll appends the records as Append does, in their order, sharing one batch (and fsync,
+// unless rotation splits it). written is how many of them are on disk, a prefix; err says why the
+// rest are not.
+func (l *Log) AppendAll(recs [][]byte) (written int, err error) {
+	for _, rec := range recs {
+		if bytes.IndexByte(rec, '\n') >= 0 {
+			return 0, ErrNewlineInRecord
+		}
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, &StorageError{Op: "append", Path: l.path, Err: ErrClosed}
+	}
+	b := l.fill
+	first := len(b.ends)
+	for _, rec := range recs {
+		b.buf = append(append(b.buf, rec...), '\n')
+		b.ends = append(b.ends, len(b.buf))
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	<-b.done
+	written = min(max(b.ok-first, 0), len(recs))
+	if written == len(recs) {
+		return written, nil
+	}
+	return written, b.err
+}
+
+// End returns the position just past the last complete record: every Append that returned
+// before the call is before it.
+func (l *Log) End() (*Segment, int64) {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	seg := l.segs[len(l.segs)-1]
+	return seg, seg.size
+}
+
 // Close waits for the records already appended to be written (or failed), then closes the file.
 // Appends after Close fail with ErrClosed. Close is idempotent and safe to call concurrently with
 // Append; with NoSync it syncs the file once, so a clean shutdown loses nothing.
-func (l *appendLog) Close() error {
+func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
@@ -259,7 +324,7 @@ func (l *appendLog) Close() error {
 }
 
 // run is the writer goroutine: it swaps out the filled batch, commits it and wakes its waiters.
-func (l *appendLog) run() {
+func (l *Log) run() {
 	defer close(l.exited)
 	var spareBuf []byte
 	var spareEnds []int
@@ -289,7 +354,7 @@ func (l *appendLog) run() {
 }
 
 // commit writes the batch in as few chunks as rotation allows, each covered by its own fsync.
-func (l *appendLog) commit(b *batch) {
+func (l *Log) commit(b *batch) {
 	if l.broken != nil || l.f == nil {
 		if err := l.recover(); err != nil {
 			b.err = err
@@ -327,7 +392,7 @@ func (l *appendLog) commit(b *batch) {
 }
 
 // writeChunk appends whole records to the active file and syncs them, or undoes the attempt.
-func (l *appendLog) writeChunk(p []byte) error {
+func (l *Log) writeChunk(p []byte) error {
 	n, err := l.f.Write(p)
 	if err == nil && n < len(p) {
 		err = io.ErrShortWrite
@@ -354,7 +419,7 @@ func (l *appendLog) writeChunk(p []byte) error {
 }
 
 // publishSize tells readers how far the active file holds complete records.
-func (l *appendLog) publishSize() {
+func (l *Log) publishSize() {
 	l.segMu.Lock()
 	l.segs[len(l.segs)-1].size = l.size
 	l.segMu.Unlock()
@@ -362,7 +427,7 @@ func (l *appendLog) publishSize() {
 
 // fail cuts the active file back to the last good offset after a failed write or fsync, so no
 // partial or unacknowledged record stays behind, and marks the log broken if that is impossible.
-func (l *appendLog) fail(op string, cause error) error {
+func (l *Log) fail(op string, cause error) error {
 	l.logger.Error("log append failed; records of this batch are not stored",
 		zap.String("path", l.path), zap.String("op", op), zap.Error(cause))
 	err := l.f.Truncate(l.size)
@@ -379,7 +444,7 @@ func (l *appendLog) fail(op string, cause error) error {
 
 // recover reopens the active file after a failure left it in an unknown state, cutting it back to
 // the last good offset.
-func (l *appendLog) recover() error {
+func (l *Log) recover() error {
 	limit := int64(-1) // no file (a rotation failed half-way): look for the last complete record
 	if l.f != nil {
 		// The descriptor that reported the error may stay unusable; a fresh one is the retry.
@@ -400,8 +465,8 @@ func (l *appendLog) recover() error {
 // openActive opens (creating if needed) the active file, fsyncs the directory so the file's name
 // is durable, and cuts the file back to limit or, with limit < 0 or a file shorter than limit, to
 // its last '\n'.
-func (l *appendLog) openActive(limit int64, why string) error {
-	f, err := l.fs.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, filePerm)
+func (l *Log) openActive(limit int64, why string) error {
+	f, err := l.fs.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, FilePerm)
 	if err != nil {
 		return &StorageError{Op: "open", Path: l.path, Err: err}
 	}
@@ -420,7 +485,7 @@ func (l *appendLog) openActive(limit int64, why string) error {
 
 // repairTail syncs the directory and truncates f as openActive describes; it returns the failed
 // operation's name with an error.
-func (l *appendLog) repairTail(f File, limit int64, why string) (op string, size, keep int64, err error) {
+func (l *Log) repairTail(f File, limit int64, why string) (op string, size, keep int64, err error) {
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return "sync directory", 0, 0, err
 	}
@@ -473,13 +538,13 @@ func lastRecordEnd(f File, size int64) (int64, error) {
 
 // rotate renames the active file to its time-stamped name and starts a new one. The old file is
 // complete and, unless noSync, synced: rotation only happens between chunks.
-func (l *appendLog) rotate() error {
+func (l *Log) rotate() error {
 	t := time.Now().UTC().Truncate(time.Millisecond)
 	if !t.After(l.lastRotated) {
 		// Same millisecond or a clock step back: keep names unique and in order.
 		t = l.lastRotated.Add(time.Millisecond)
 	}
-	name := filepath.Join(l.dir, l.stem+"-"+t.Format(rotatedLayout)+l.ext)
+	name := filepath.Join(l.dir, l.rotatedName(t))
 	// Closed before the rename: Windows cannot rename an open file.
 	if err := l.f.Close(); err != nil {
 		l.logger.Warn("closing log file for rotation failed", zap.String("path", l.path), zap.Error(err))
@@ -497,7 +562,7 @@ func (l *appendLog) rotate() error {
 	l.segMu.Lock()
 	old := l.segs[len(l.segs)-1]
 	old.name, old.active = filepath.Base(name), false
-	l.segs = append(l.segs, &segment{name: filepath.Base(l.path), active: true})
+	l.segs = append(l.segs, &Segment{name: filepath.Base(l.path), active: true, ord: old.ord + 1})
 	l.newest = old.name
 	l.segMu.Unlock()
 	// openActive fsyncs the directory, which makes both the rename and the new file durable.
@@ -516,7 +581,7 @@ func (l *appendLog) rotate() error {
 }
 
 // rotatedFiles lists the rotated files of this log, oldest first.
-func (l *appendLog) rotatedFiles() ([]string, error) {
+func (l *Log) rotatedFiles() ([]string, error) {
 	entries, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return nil, err
@@ -530,9 +595,30 @@ func (l *appendLog) rotatedFiles() ([]string, error) {
 	return names, nil // ReadDir sorts by name, which is time order
 }
 
+// rotatedName is the name of the file rotated at t, <stem>-<UTC time>.<ext>: the one place that
+// spells it (rotatedTime reads it back).
+func (l *Log) rotatedName(t time.Time) string { return l.stem + "-" + t.Format(rotatedLayout) + l.ext }
+
+// RotatedPath is the path the active file at active is renamed to when rotated at t. Tests and
+// tools that lay out a log by hand use it, so that only rotatedName spells the shape.
+func RotatedPath(active string, t time.Time) string {
+	l := &Log{}
+	l.setPath(active)
+	return filepath.Join(l.dir, l.rotatedName(t.UTC()))
+}
+
+// IsFileOf reports whether name is the base name of a file of the log whose active file is
+// active: the active file itself or one of its rotated files.
+func IsFileOf(active, name string) bool {
+	l := &Log{}
+	l.setPath(active)
+	_, rotated := l.rotatedTime(name)
+	return name == filepath.Base(active) || rotated
+}
+
 // rotatedTime parses the time out of a rotated file's name; ok is false for any other name, so
 // pruning never touches files that are not this log's.
-func (l *appendLog) rotatedTime(name string) (time.Time, bool) {
+func (l *Log) rotatedTime(name string) (time.Time, bool) {
 	mid, ok := strings.CutPrefix(name, l.stem+"-")
 	if !ok {
 		return time.Time{}, false
@@ -546,14 +632,14 @@ func (l *appendLog) rotatedTime(name string) (time.Time, bool) {
 
 // prune deletes the oldest rotated files beyond keep. A failure is logged, not returned: the
 // records are safe, only disk space is at stake.
-func (l *appendLog) prune(rotated []string) {
+func (l *Log) prune(rotated []string) {
 	for _, name := range rotated[:max(0, len(rotated)-l.keep)] {
 		if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
 			l.logger.Warn("removing old log file failed", zap.String("path", name), zap.Error(err))
 			continue
 		}
 		l.segMu.Lock()
-		l.segs = slices.DeleteFunc(l.segs, func(s *segment) bool { return !s.active && s.name == name })
+		l.segs = slices.DeleteFunc(l.segs, func(s *Segment) bool { return !s.active && s.name == name })
 		l.segMu.Unlock()
 	}
 }

@@ -1,6 +1,6 @@
 //go:build windows
 
-package upstream
+package wal
 
 import (
 	"fmt"
@@ -8,9 +8,9 @@ import (
 	"syscall"
 )
 
-// lockDir opens path with no sharing allowed, which Windows keeps exclusive until the handle is
+// LockDir opens path with no sharing allowed, which Windows keeps exclusive until the handle is
 // closed or the process dies: the same guarantee flock gives on Unix.
-func lockDir(path string) (*os.File, error) {
+func LockDir(path string) (*os.File, error) {
 	p, err := syscall.UTF16PtrFromString(path)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package upstream
+package wal
 
 import (
 	"os"
@@ -129,7 +129,7 @@ func TestOSFileSystemSyncsDirectoryAndLists(t *testing.T) {
 
 func TestLogFilesAreForCaddysUserOnly(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "journal")
-	l, err := openAppendLog(filepath.Join(dir, "events.jsonl"), appendLogOptions{})
+	l, err := Open(filepath.Join(dir, "events.jsonl"), Options{})
 	require.NoError(t, err)
 	require.NoError(t, l.Append([]byte(`{"a":1}`)))
 	require.NoError(t, l.Close())
@@ -161,7 +161,7 @@ func TestALogFileThatIsASymlinkIsRefusedUnlessFollowed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			require.NoError(t, os.WriteFile(target, []byte(content), 0o600))
 
-			l, err := openAppendLog(link, appendLogOptions{FS: tt.fs})
+			l, err := Open(link, Options{FS: tt.fs})
 
 			if tt.opened {
 				require.NoError(t, err)

@@ -1,0 +1,132 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/zap"
+)
+
+// OpenReadOnly describes the files of the log whose active file is path as a reader sees them,
+// without opening it for writing: nothing is created, repaired or locked, so it is safe while
+// another process owns the log. The active file counts as complete up to its size at the call.
+// Only the reading methods apply (First, Resolve, NewReader, LastRecord, Stale, Cursor); the
+// result has nothing to close.
+func OpenReadOnly(path string) (*Log, error) {
+	l := &Log{fs: OSFileSystem(), logger: zap.NewNop()}
+	base := l.setPath(path)
+	rotated, err := l.rotatedFiles()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range rotated {
+		l.segs = append(l.segs, &Segment{name: name, size: -1, ord: uint64(len(l.segs))})
+	}
+	if n := len(rotated); n > 0 {
+		l.newest = rotated[n-1]
+	}
+	var size int64
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	l.segs = append(l.segs, &Segment{name: base, active: true, size: size, ord: uint64(len(l.segs))})
+	return l, nil
+}
+
+// Stale reports whether the log of OpenReadOnly rotated since it was opened: its active file was
+// renamed, and records written to it after the listing may have been missed.
+func (l *Log) Stale() (bool, error) {
+	after, err := l.rotatedFiles()
+	if err != nil {
+		return false, err
+	}
+	n := len(l.segs) - 1
+	return len(after) > 0 && (n == 0 || after[len(after)-1] != l.segs[n-1].name), nil
+}
+
+// CountRecords counts the complete lines of the log whose active file is path, rotated files
+// included; a missing file counts 0.
+func CountRecords(path string) (int, error) {
+	l, err := OpenReadOnly(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range l.segs {
+		b, err := os.ReadFile(filepath.Join(l.dir, s.name))
+		if errors.Is(err, fs.ErrNotExist) && s.active {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		n += bytes.Count(b, []byte{'\n'})
+	}
+	return n, nil
+}
+
+// LastRecord offers accept the lines of the log from the newest back: those of the active file
+// (its unterminated tail included) or, when it is empty or holds no accepted line, those of the
+// rotated files, newest first; it stops at the first line accept takes. found is false when accept
+// took none. Each file is read whole: it is for small logs, such as one of positions.
+func (l *Log) LastRecord(accept func(line []byte) bool) (found bool, err error) {
+	rotated, err := l.rotatedFiles()
+	if err != nil {
+		return false, err
+	}
+	files := []string{l.Path()}
+	for i := len(rotated) - 1; i >= 0; i-- {
+		files = append(files, filepath.Join(l.dir, rotated[i]))
+	}
+	for _, path := range files {
+		f, err := l.fs.OpenFile(path, os.O_RDONLY, 0)
+		if errors.Is(err, fs.ErrNotExist) && path == l.Path() {
+			continue // never written (a log read without being opened): no record yet
+		}
+		if err != nil {
+			return false, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			_ = f.Close()
+			return false, err
+		}
+		buf := make([]byte, fi.Size())
+		_, err = f.ReadAt(buf, 0)
+		_ = f.Close()
+		if err != nil {
+			return false, err
+		}
+		lines := bytes.Split(bytes.TrimSuffix(buf, []byte("\n")), []byte("\n"))
+		for i := len(lines) - 1; i >= 0; i-- {
+			if accept(lines[i]) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// ClampToEnd returns off, or the end of seg's complete records when seg is the active file and off
+// is past them (the file was cut back after the position was stored); clamped says which.
+func (l *Log) ClampToEnd(seg *Segment, off int64) (_ int64, clamped bool) {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	if seg.active && off > seg.size {
+		return seg.size, true
+	}
+	return off, false
+}
+
+// Before reports whether position (a, aOff) comes before (b, bOff) in the log.
+func Before(a *Segment, aOff int64, b *Segment, bOff int64) bool {
+	return a.ord < b.ord || a.ord == b.ord && aOff < bOff
+}
