@@ -333,7 +333,7 @@ func TestOutageIsSpooledAndReplayedInOrder(t *testing.T) {
 	respond 404`)
 	// The spool's counters and down gauge are exposed at 0 from the start:
 	// an alert on increase() sees the first dead letter only after a 0.
-	for _, name := range []string{"spool_replayed_total", "spool_dead_lettered_total", "spool_upstream_down"} {
+	for _, name := range []string{"spool_replayed_total", "spool_dead_lettered_total", "spool_worker_restarts_total", "spool_upstream_down"} {
 		v, ok := sample(t, spoolSeries(t, name, dir))
 		assert.True(t, ok && v == 0, "%s exposed at 0 when the spool opens (exposed %t, value %g)", name, ok, v)
 	}

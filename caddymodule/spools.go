@@ -81,9 +81,11 @@ func openSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, bool, err
 		}
 		labels := []string{absDir}
 		// The counters and the down gauge exist from the start: an alert
-		// on increase() sees the first dead letter only if 0 came before it.
+		// on increase() sees the first dead letter (or worker restart) only
+		// if 0 came before it.
 		metricSpoolReplayed.WithLabelValues(labels...)
 		metricSpoolDeadLettered.WithLabelValues(labels...)
+		metricSpoolWorkerRestarts.WithLabelValues(labels...)
 		metricSpoolUpstreamDown.WithLabelValues(labels...)
 		logs := newLiveCore(use.logger.Core())
 		logger := zap.New(logs).Named(cmp.Or(use.logger.Name(), "http.handlers.ucs") + ".spool")
