@@ -252,14 +252,17 @@ func TestEveryMetricTheDocsNameIsOneTheModuleRegisters(t *testing.T) {
 	}
 }
 
-// markdownFiles are the docs whose links are checked: the README, CONTRIBUTING, BENCHMARKS and docs/.
+// markdownFiles are the docs whose links are checked: the README, CONTRIBUTING, BENCHMARKS, docs/ and
+// the README of a directory (monitoring/, deploy/).
 func markdownFiles(t *testing.T) []string {
 	t.Helper()
 	files, err := filepath.Glob("../*.md")
 	require.NoError(t, err)
-	more, err := filepath.Glob("../docs/*.md")
-	require.NoError(t, err)
-	files = append(files, more...)
+	for _, pattern := range []string{"../docs/*.md", "../*/README.md"} {
+		more, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		files = append(files, more...)
+	}
 	require.Contains(t, files, "../README.md")
 	require.Contains(t, files, configurationDoc)
 	return files

@@ -342,6 +342,12 @@ func TestOutageIsSpooledAndReplayedInOrder(t *testing.T) {
 		}
 	}
 	respond 404`)
+	// The spool's counters and down gauge are exposed at 0 from the start:
+	// an alert on increase() sees the first dead letter only after a 0.
+	for _, name := range []string{"spool_replayed_total", "spool_dead_lettered_total", "spool_worker_restarts_total", "spool_upstream_down"} {
+		v, ok := sample(t, spoolSeries(t, name, dir))
+		assert.True(t, ok && v == 0, "%s exposed at 0 when the spool opens (exposed %t, value %g)", name, ok, v)
+	}
 	replayedBefore := scrape(t, spoolSeries(t, "spool_replayed_total", dir))
 	classBefore := scrape(t, `caddy_ucs_upstream_responses_total{class="2xx"}`)
 
@@ -360,6 +366,7 @@ func TestOutageIsSpooledAndReplayedInOrder(t *testing.T) {
 	assert.Equal(t, 100.0, scrape(t, spoolSeries(t, "spool_records", dir)))
 	assert.Positive(t, scrape(t, spoolSeries(t, "spool_bytes", dir)))
 	assert.Equal(t, []int{0}, ucs.numbers())
+	assert.Equal(t, 1.0, scrape(t, spoolSeries(t, "spool_upstream_down", dir)), "the outage is reported")
 
 	// Back, and slow enough that the events sent now meet a replay in
 	// progress: they queue behind the spool.
@@ -383,6 +390,7 @@ func TestOutageIsSpooledAndReplayedInOrder(t *testing.T) {
 
 	assert.Equal(t, seq(0, 121), ucs.numbers(), "every event exactly once, in acceptance order")
 	assert.Zero(t, scrape(t, spoolSeries(t, "spool_bytes", dir)))
+	assert.Zero(t, scrape(t, spoolSeries(t, "spool_upstream_down", dir)), "the UCS answers again")
 	assert.GreaterOrEqual(t, scrape(t, spoolSeries(t, "spool_replayed_total", dir))-replayedBefore, 100.0)
 	assert.GreaterOrEqual(t, scrape(t, `caddy_ucs_upstream_responses_total{class="2xx"}`)-classBefore, 121.0)
 	assert.Positive(t, scrape(t, "caddy_ucs_upstream_duration_seconds_count"))

@@ -473,6 +473,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		putBuf(&outPool, out)
 		if err != nil {
+			metricJournalErrors.Inc()
 			h.logger.Error("the local journal refused an event", zap.String("path", h.journalKey), zap.Error(err))
 			return h.fail(w, repl, op, errStorage(err))
 		}

@@ -469,10 +469,12 @@ func TestFullDiskAnswers503AndLeavesNoPartialRecord(t *testing.T) {
 	resp, _ := post(t, tester, taskEndURL, []byte(`{"n":1}`))
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	full.Store(true)
+	errorsBefore := scrape(t, "caddy_ucs_journal_append_errors_total")
 	resp, b := post(t, tester, taskEndURL, []byte(`{"n":2}`))
 	full.Store(false)
 
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, 1.0, scrape(t, "caddy_ucs_journal_append_errors_total")-errorsBefore, "the refused event is counted")
 	var eb errorBody
 	require.NoError(t, json.Unmarshal(b, &eb))
 	assert.Equal(t, "StorageException", eb.Exception)
@@ -552,6 +554,14 @@ func TestPlaceholdersReachLaterHandlers(t *testing.T) {
 // scrape reads one sample of the admin /metrics endpoint (0 if absent).
 func scrape(t *testing.T, series string) float64 {
 	t.Helper()
+	v, _ := sample(t, series)
+	return v
+}
+
+// sample reads one sample of the admin /metrics endpoint and whether the
+// series is exposed at all.
+func sample(t *testing.T, series string) (float64, bool) {
+	t.Helper()
 	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -561,10 +571,10 @@ func scrape(t *testing.T, series string) float64 {
 		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			require.NoError(t, err)
-			return f
+			return f, true
 		}
 	}
-	return 0
+	return 0, false
 }
 
 func TestMetricsCountOutcomesRepairsAndJournalWrites(t *testing.T) {

@@ -62,6 +62,10 @@ var (
 		Namespace: "caddy", Subsystem: "ucs", Name: "journal_bytes_total",
 		Help: "Bytes written to the local journal.",
 	})
+	metricJournalErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ucs", Name: "journal_append_errors_total",
+		Help: "Events the local journal could not store (the caller got 503 StorageException).",
+	})
 
 	// The spool series carry the spool directory (from the config, so a
 	// bounded set) as reverse_proxy's carry the upstream address.
@@ -79,6 +83,8 @@ var (
 		"Spooled events sent by the replay and not yet recorded as finished.")
 	metricSpoolOldestAge = spoolGauge("spool_oldest_age_seconds",
 		"Age of the oldest event waiting in the spool (0 when empty): how far behind the upstream is.")
+	metricSpoolUpstreamDown = spoolGauge("spool_upstream_down",
+		"1 while the spool takes the upstream to be down (deliveries in a row failed for unavailability: events are stored without a direct attempt and the replay probes), 0 once it answers.")
 	metricUpstreamDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ucs", Name: "upstream_duration_seconds",
 		Help:    "Duration of each attempt to deliver an event to one upstream URL, direct or replayed, to the end of its answer.",
@@ -108,10 +114,11 @@ var (
 	collectors = []prometheus.Collector{
 		metricAttributeRefresh, metricAttributeAge, metricAttributeValues,
 		metricRequests, metricRejections, metricRepairs, metricMisses,
-		metricNormalize, metricFsync, metricJournalBytes,
+		metricNormalize, metricFsync, metricJournalBytes, metricJournalErrors,
 		metricSpoolRecords, metricSpoolBytes, metricSpoolReplayed, metricSpoolDeadLettered,
 		metricSpoolInFlight, metricSpoolOldestAge, metricSpoolWorkerRestarts,
 		metricUpstreamDuration, metricUpstreamResponses,
+		metricSpoolUpstreamDown,
 	}
 
 	// Label children resolved once: WithLabelValues hashes its labels on every call.

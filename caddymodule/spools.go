@@ -80,6 +80,13 @@ func openSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, bool, err
 			}
 		}
 		labels := []string{absDir}
+		// The counters and the down gauge exist from the start: an alert
+		// on increase() sees the first dead letter (or worker restart) only
+		// if 0 came before it.
+		metricSpoolReplayed.WithLabelValues(labels...)
+		metricSpoolDeadLettered.WithLabelValues(labels...)
+		metricSpoolWorkerRestarts.WithLabelValues(labels...)
+		metricSpoolUpstreamDown.WithLabelValues(labels...)
 		logs := newLiveCore(use.logger.Core())
 		logger := zap.New(logs).Named(cmp.Or(use.logger.Name(), "http.handlers.ucs") + ".spool")
 		changed := make(chan struct{}, 1)
@@ -102,6 +109,13 @@ func openSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, bool, err
 			OnLag: func(inFlight int, oldest time.Duration) {
 				metricSpoolInFlight.WithLabelValues(labels...).Set(float64(inFlight))
 				metricSpoolOldestAge.WithLabelValues(labels...).Set(oldest.Seconds())
+			},
+			OnUpstreamDown: func(down bool) {
+				v := 0.0
+				if down {
+					v = 1
+				}
+				metricSpoolUpstreamDown.WithLabelValues(labels...).Set(v)
 			},
 		})
 		if err != nil {

@@ -33,6 +33,9 @@ func (s *Spool) answered() (closed bool) {
 	s.breaker.open = false
 	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
 		zap.Int("failed_probes", s.breaker.probes))
+	if s.onDown != nil {
+		s.onDown(false)
+	}
 	return true
 }
 
@@ -52,6 +55,9 @@ func (s *Spool) unavailable(retryAfter time.Duration, probe bool) bool {
 		b.probeAt = s.now().Add(s.backoff(1, retryAfter))
 		s.logger.Warn("upstream is down; storing events without a direct attempt and probing it",
 			zap.String("dir", s.dir), zap.Int("failed_in_a_row", b.streak))
+		if s.onDown != nil {
+			s.onDown(true)
+		}
 	}
 	return b.open
 }

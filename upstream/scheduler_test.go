@@ -170,7 +170,8 @@ func TestHeldLaneDoesNotDelayTheOthers(t *testing.T) {
 
 // TestOutageStoresWithoutDirectAttempts: once deliveries keep failing for unavailability, the
 // spool stops trying the upstream for each new event (callers are not held for the timeout), and
-// the replay sends one probe at a time; the first answer brings direct delivery back.
+// the replay sends one probe at a time; the first answer brings direct delivery back. The
+// OnUpstreamDown hook (the metric operators alert on) hears both turns.
 func TestOutageStoresWithoutDirectAttempts(t *testing.T) {
 	var calls atomic.Int64
 	var up atomic.Bool
@@ -183,8 +184,20 @@ func TestOutageStoresWithoutDirectAttempts(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
+	var mu sync.Mutex
+	var turns []bool
+	downTurns := func() []bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]bool(nil), turns...)
+	}
 	s := openTestSpool(t, t.TempDir(), srv.URL, func(o *SpoolOptions) {
 		o.Replay.MinBackoff, o.Replay.MaxBackoff = 200*time.Millisecond, 200*time.Millisecond
+		o.OnUpstreamDown = func(down bool) {
+			mu.Lock()
+			turns = append(turns, down)
+			mu.Unlock()
+		}
 	})
 	for l := range 3 { // three services, each tried directly: the third failure opens the breaker
 		resp, err := s.Submit(context.Background(), laneRequest("svc"+strconv.Itoa(l), 0))
@@ -198,12 +211,14 @@ func TestOutageStoresWithoutDirectAttempts(t *testing.T) {
 		require.True(t, resp.Spooled)
 	}
 	assert.LessOrEqual(t, calls.Load()-before, int64(3), "97 new events made at most a few probes, no direct attempts")
+	assert.Equal(t, []bool{true}, downTurns(), "the third failure in a row reports the upstream down, once")
 
 	up.Store(true)
 	waitDrained(t, s)
 	resp, err := s.Submit(context.Background(), laneRequest("svc0", 1))
 	require.NoError(t, err)
 	assert.False(t, resp.Spooled, "after the outage events go direct again")
+	assert.Equal(t, []bool{true, false}, downTurns(), "the first answer reports it up again")
 }
 
 // TestCrashMidReplayResendsAtMostTheWindow takes a copy of the spool directory in the middle of a

@@ -125,12 +125,16 @@ type SpoolOptions struct {
 	// Replay is how the replay delivers; see ReplayPolicy.
 	Replay ReplayPolicy
 
-	// Metrics hooks, each may be nil. OnDepth, OnReplayed and OnDeadLetter are called with the
-	// spool's lock held, in order; OnLag from the replay worker. All must be quick and must not
-	// call the Spool.
+	// Metrics hooks, each may be nil. OnDepth, OnReplayed, OnDeadLetter and OnUpstreamDown are
+	// called with the spool's lock held, in order; OnLag from the replay worker. All must be quick
+	// and must not call the Spool.
 	OnDepth      func(records int, bytes int64) // after every change of the depth
 	OnReplayed   func()                         // a spooled record was delivered
 	OnDeadLetter func()                         // a spooled record went to the dead letter
+	// OnUpstreamDown reports true when the spool takes the upstream to be down (deliveries in a
+	// row failed for unavailability: events are stored without a direct attempt and the replay
+	// probes), false when it answers again.
+	OnUpstreamDown func(down bool)
 	// OnLag reports the records in flight and the age of the oldest record waiting (0 when none),
 	// after changes and every second while records wait.
 	OnLag func(inFlight int, oldest time.Duration)
@@ -161,6 +165,7 @@ type Spool struct {
 	onDepth    func(int, int64)
 	onReplayed func()
 	onDead     func()
+	onDown     func(bool)
 	onLag      func(int, time.Duration)
 	onRestart  func()
 	tune       spoolTuning
@@ -237,6 +242,7 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		onDepth:    opts.OnDepth,
 		onReplayed: opts.OnReplayed,
 		onDead:     opts.OnDeadLetter,
+		onDown:     opts.OnUpstreamDown,
 		onLag:      opts.OnLag,
 		onRestart:  opts.OnRestart,
 		tune:       tune,
