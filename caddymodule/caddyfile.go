@@ -244,6 +244,19 @@ func positiveIntArg(d *caddyfile.Dispenser, name string) (int, error) {
 	return n, nil
 }
 
+// shareArg is a share of calls: a percentage such as 5% or a fraction from 0 to 1 (see parseShare).
+func shareArg(d *caddyfile.Dispenser, name string) (float64, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	f, err := parseShare(v)
+	if err != nil {
+		return 0, d.Errf("%s: %v", name, err)
+	}
+	return f, nil
+}
+
 // durationArg is a positive Caddy duration.
 func durationArg(d *caddyfile.Dispenser, name string) (caddy.Duration, error) {
 	v, err := oneArg(d)

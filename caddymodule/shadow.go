@@ -631,41 +631,25 @@ func (h *Handler) unmarshalShadow(d *caddyfile.Dispenser) error {
 	}
 	s := new(ShadowMode)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		v, err := oneArg(d)
-		if err != nil {
-			return err
-		}
-		switch opt {
+		var err error
+		switch opt := d.Val(); opt {
 		case "journal":
-			s.Journal = v
+			s.Journal, err = oneArg(d)
 		case "sample":
-			f, err := parseShare(v)
-			if err != nil {
-				return d.Errf("shadow sample: %v", err)
-			}
+			var f float64
+			f, err = shareArg(d, "shadow sample")
 			s.Sample = &f
-		case "max_record", "max_size":
-			n, err := parseSize(v)
-			if err == nil && n == 0 {
-				err = errors.New("must be more than 0")
-			}
-			if err != nil {
-				return d.Errf("shadow %s: %v", opt, err)
-			}
-			if opt == "max_record" {
-				s.MaxRecord = n
-			} else {
-				s.MaxSize = n
-			}
+		case "max_record":
+			s.MaxRecord, err = sizeArg(d, "shadow max_record")
+		case "max_size":
+			s.MaxSize, err = sizeArg(d, "shadow max_size")
 		case "keep":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return d.Errf("shadow keep must be a positive whole number, got %q", v)
-			}
-			s.Keep = n
+			s.Keep, err = positiveIntArg(d, "shadow keep")
 		default:
 			return d.Errf("unknown shadow option %q; the options are journal, sample, max_record, max_size and keep", opt)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	h.Shadow = s

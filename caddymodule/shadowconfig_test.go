@@ -46,7 +46,7 @@ func TestShadowCaddyfileErrorsNameTheOption(t *testing.T) {
 		{"unknown option", "ucs {\n shadow {\n  fsync off\n }\n}", `unknown shadow option "fsync"; the options are journal, sample, max_record, max_size and keep`},
 		{"sample over 100%", "ucs {\n shadow {\n  sample 150%\n }\n}", `shadow sample: "150%" is not a share`},
 		{"sample not a number", "ucs {\n shadow {\n  sample some\n }\n}", `shadow sample: "some" is not a share`},
-		{"max_record zero", "ucs {\n shadow {\n  max_record 0\n }\n}", "shadow max_record: must be more than 0"},
+		{"max_record zero", "ucs {\n shadow {\n  max_record 0\n }\n}", "shadow max_record must be more than 0"},
 		{"max_size not a size", "ucs {\n shadow {\n  max_size big\n }\n}", `shadow max_size: "big" is not a size`},
 		{"keep zero", "ucs {\n shadow {\n  keep 0\n }\n}", `shadow keep must be a positive whole number, got "0"`},
 		{"journal without a path", "ucs {\n shadow {\n  journal\n }\n}", "journal needs a value"},
