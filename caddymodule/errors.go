@@ -42,7 +42,7 @@ func (e *requestError) Error() string { return e.msg }
 func (e *requestError) Unwrap() error { return e.cause }
 
 // normalizeErrorTable maps each normaliser error kind to its status and
-// exception: one table, so the README's error table is this table.
+// exception: one table, so the error table of docs/repairs.md is this table.
 var normalizeErrorTable = map[normalize.ErrorKind]struct {
 	status    int
 	exception string

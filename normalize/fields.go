@@ -7,7 +7,7 @@ import (
 )
 
 // fieldKind is the rule a member of an event follows (SPEC "Task End
-// Event fields", README "Field rules per event"); every other key is
+// Event fields", docs/repairs.md "Field rules per event"); every other key is
 // attached data.
 type fieldKind uint8
 
@@ -48,7 +48,7 @@ type eventFields struct {
 	timestampBit uint64
 }
 
-// The rows every event shares (README "Field rules per event": common).
+// The rows every event shares (docs/repairs.md "Field rules per event": common).
 func common(res int) []fieldRule {
 	return []fieldRule{
 		{kind: fieldString, name: "session_id", limit: 32},
