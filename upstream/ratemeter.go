@@ -2,7 +2,8 @@ package upstream
 
 import "time"
 
-// rateMeter counts bytes per second over the last len(buckets) seconds.
+// rateMeter counts bytes per second in len(buckets) one-second buckets: the current second and the
+// len(buckets)-1 full seconds before it, over which rate averages.
 type rateMeter struct {
 	buckets [10]int64
 	last    int64 // the Unix second of the newest bucket
