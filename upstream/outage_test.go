@@ -100,11 +100,6 @@ func TestAPanickingReplayWorkerRestartsFromTheDurablePositionLosingNothing(t *te
 		require.NoError(t, err)
 	}
 	waitDrained(t, s)
-	var late []int
-	for _, ev := range ucs.received() {
-		if ev.Lane == "svc-late" {
-			late = append(late, ev.N)
-		}
-	}
+	late := numbersOf(ucs.received(), "svc-late")
 	assert.Equal(t, []int{0, 1, 2}, late, strconv.Itoa(len(late)))
 }

@@ -111,12 +111,7 @@ func TestALaneDueForParkingWhoseAttemptOpensTheBreakerIsProbedAgain(t *testing.T
 	s.SetMaxBytes(0)
 	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == 0 }, 20*time.Second, 2*time.Millisecond,
 		"the stuck lane is probed and its event delivered once the UCS is back")
-	var stuck []int
-	for _, ev := range inner.received() {
-		if ev.Lane == "stuck" {
-			stuck = append(stuck, ev.N)
-		}
-	}
+	stuck := numbersOf(inner.received(), "stuck")
 	assert.Equal(t, []int{0}, stuck)
 }
 
@@ -170,17 +165,10 @@ func TestAParkThatPanicsRestartsTheWorkerAndSendsEachEventOnceInOrder(t *testing
 	require.Eventually(t, func() bool { return parks.Load() >= 1 && restarts.Load() >= 1 }, 20*time.Second,
 		time.Millisecond, "the stuck lane is parked, and the park panics")
 
-	ucs.mu.Lock()
-	delete(ucs.stuck, "stuck")
-	ucs.mu.Unlock()
+	ucs.release("stuck")
 	waitDrained(t, s)
 	got := inner.received()
-	var stuck []int
-	for _, ev := range got {
-		if ev.Lane == "stuck" {
-			stuck = append(stuck, ev.N)
-		}
-	}
+	stuck := numbersOf(got, "stuck")
 	assert.Equal(t, []int{0}, stuck, "once")
 	next := map[string]int{}
 	for _, ev := range got {
@@ -251,24 +239,6 @@ func TestMoreStuckServicesThanParkRulesDoNotStopTheReading(t *testing.T) {
 	assert.Len(t, next, others+1)
 }
 
-// retryLaterUCS answers 503 with a Retry-After of one second to the services in stuck, and hands
-// the rest to ucs.
-type retryLaterUCS struct {
-	ucs   *laneUCS
-	stuck map[string]bool
-}
-
-func (u *retryLaterUCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	for lane := range u.stuck {
-		if strings.Contains(r.URL.Path, "/services/"+lane+"/") {
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-	}
-	u.ucs.ServeHTTP(w, r)
-}
-
 // TestTheOutageProbeDoesNotKeepGoingToTheStuckServices: a few services still answer 503 when
 // the UCS is back, and their events are the oldest. The probe must reach a service that answers,
 // which closes the breaker: the others drain. It went to the oldest waiting event, one of the
@@ -276,7 +246,7 @@ func (u *retryLaterUCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestTheOutageProbeDoesNotKeepGoingToTheStuckServices(t *testing.T) {
 	const stuck, others, events = 3, 5, 4
 	inner, _ := newLaneUCS(t, 0)
-	ucs := &retryLaterUCS{ucs: inner, stuck: map[string]bool{}}
+	ucs := &switchUCS{ucs: inner, retryAfter: "1", stuck: map[string]bool{}}
 	for l := range stuck {
 		ucs.stuck["stuck"+strconv.Itoa(l)] = true
 	}

@@ -21,11 +21,13 @@ import (
 	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
-// switchUCS answers 503 to the services in stuck, and hands the rest to ucs.
+// switchUCS answers 503 to the services in stuck (with retryAfter as its Retry-After when set),
+// and hands the rest to ucs.
 type switchUCS struct {
-	ucs   *laneUCS
-	mu    sync.Mutex
-	stuck map[string]bool
+	ucs        *laneUCS
+	retryAfter string
+	mu         sync.Mutex
+	stuck      map[string]bool
 }
 
 func (u *switchUCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -33,12 +35,33 @@ func (u *switchUCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for lane := range u.stuck {
 		if strings.Contains(r.URL.Path, "/services/"+lane+"/") {
 			u.mu.Unlock()
+			if u.retryAfter != "" {
+				w.Header().Set("Retry-After", u.retryAfter)
+			}
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
 	}
 	u.mu.Unlock()
 	u.ucs.ServeHTTP(w, r)
+}
+
+// release lets the UCS take the service's events again.
+func (u *switchUCS) release(lane string) {
+	u.mu.Lock()
+	delete(u.stuck, lane)
+	u.mu.Unlock()
+}
+
+// numbersOf is the event numbers of one lane, in the order they arrived.
+func numbersOf(evs []laneEvent, lane string) []int {
+	var ns []int
+	for _, ev := range evs {
+		if ev.Lane == lane {
+			ns = append(ns, ev.N)
+		}
+	}
+	return ns
 }
 
 // TestAParkedServiceGetsEveryEventInOrderOnceItRecovers: one service is answered 503 while the
@@ -71,17 +94,10 @@ func TestAParkedServiceGetsEveryEventInOrderOnceItRecovers(t *testing.T) {
 	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == late }, 20*time.Second, 5*time.Millisecond,
 		"every other service drains")
 
-	ucs.mu.Lock()
-	delete(ucs.stuck, "svc0")
-	ucs.mu.Unlock()
+	ucs.release("svc0")
 	waitDrained(t, s)
 	got := inner.received()
-	var svc0 []int
-	for _, ev := range got {
-		if ev.Lane == "svc0" {
-			svc0 = append(svc0, ev.N)
-		}
-	}
+	svc0 := numbersOf(got, "svc0")
 	want := make([]int, late)
 	for i := range want {
 		want[i] = i
