@@ -23,12 +23,20 @@ import (
 // Helpers of the process tests, which build the real binary and run it, and
 // of the tests that look inside the stores of shared sinks.
 
-// freePort is a TCP port free now on the loopback interface.
+// freePort is a TCP port free now on the loopback interface, and not one of
+// the test Caddy's admin or https ports: those are free between loads too,
+// so the kernel may hand them out again, and a site on the https port makes
+// Caddy refuse the config ("scheme and port violate convention").
 func freePort(tb testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(tb, err)
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if port != adminPort && port != httpsPort {
+			return port
+		}
+	}
 }
 
 // startBinary runs the built caddy with cfg and waits until it answers.
