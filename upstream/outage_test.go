@@ -2,7 +2,10 @@ package upstream
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,4 +105,79 @@ func TestAPanickingReplayWorkerRestartsFromTheDurablePositionLosingNothing(t *te
 	waitDrained(t, s)
 	late := numbersOf(ucs.received(), "svc-late")
 	assert.Equal(t, []int{0, 1, 2}, late, strconv.Itoa(len(late)))
+}
+
+// TestADayLongOutageThenADayWithOneServiceStuck: the UCS is down for a day of retries, then comes
+// back for every service but one, which it answers 503 for another day, while callers go on
+// sending events to the others. The worker never panics; the others' events, spooled and new,
+// arrive once and in order while the stuck one waits; once it is taken again, its events arrive
+// once and in order too.
+func TestADayLongOutageThenADayWithOneServiceStuck(t *testing.T) {
+	inner, _ := newLaneUCS(t, 0)
+	inner.down.Store(true)
+	const stuck = "svc3"
+	ucs := &switchUCS{ucs: inner, stuck: map[string]bool{stuck: true}}
+	var stuckCalls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/services/"+stuck+"/") {
+			stuckCalls.Add(1)
+		}
+		ucs.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	var restarts atomic.Int32
+	s := openTunedSpool(t, t.TempDir(), srv.URL, spoolTuning{skipWaits: true}, func(o *SpoolOptions) {
+		o.Replay = ReplayPolicy{} // the defaults: 250ms to 30s, no attempt or age limit
+		o.OnRestart = func() { restarts.Add(1) }
+	})
+	const lanes, events = 6, 4
+	spoolLanes(t, s, lanes, events)
+	day := int(24 * time.Hour / (DefaultMaxBackoff * 3 / 4))
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.breaker.probes >= day
+	}, 2*time.Minute, 10*time.Millisecond, "a day of failed probes")
+
+	// The UCS is back but for the stuck service; the callers go on sending, a pass of events
+	// while the stuck service's retries pass another day on the replay's clock.
+	inner.down.Store(false)
+	back := time.Duration(s.skew.Load())
+	more := 0
+	require.Eventually(t, func() bool {
+		for l := range lanes {
+			if lane := "svc" + strconv.Itoa(l); lane != stuck {
+				_, err := s.Submit(context.Background(), laneRequest(lane, events+more))
+				require.NoError(t, err)
+			}
+		}
+		more++
+		return time.Duration(s.skew.Load())-back >= 24*time.Hour
+	}, 2*time.Minute, 20*time.Millisecond, "a second day passes on the replay's clock")
+	total := events + more
+	require.Eventually(t, func() bool { return len(inner.received()) >= (lanes-1)*total }, 20*time.Second, 5*time.Millisecond,
+		"every event of the other services arrives while the stuck one waits")
+	assert.Greater(t, stuckCalls.Load(), int64(100), "the stuck service is tried again through the day")
+	assert.Zero(t, restarts.Load(), "the worker never panicked")
+	t.Logf("%d events for each of the %d other services; %d calls to the stuck service; replay clock ahead by %s",
+		total, lanes-1, stuckCalls.Load(), time.Duration(s.skew.Load()).Round(time.Hour))
+	got := inner.received()
+	for l := range lanes {
+		lane := "svc" + strconv.Itoa(l)
+		if lane == stuck {
+			assert.Empty(t, numbersOf(got, lane), "nothing of the stuck service arrived while it was stuck")
+			continue
+		}
+		want := make([]int, total)
+		for i := range want {
+			want[i] = i
+		}
+		assert.Equal(t, want, numbersOf(got, lane), "lane %s: every event once, in order", lane)
+	}
+
+	ucs.release(stuck)
+	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == 0 }, time.Minute, 5*time.Millisecond,
+		"the stuck service's events drain once the UCS takes them")
+	assert.Equal(t, []int{0, 1, 2, 3}, numbersOf(inner.received(), stuck), "the stuck service's events once, in order")
+	assert.Zero(t, restarts.Load(), "the worker never panicked")
 }
