@@ -130,3 +130,17 @@ func (l *Log) ClampToEnd(seg *Segment, off int64) (_ int64, clamped bool) {
 func Before(a *Segment, aOff int64, b *Segment, bOff int64) bool {
 	return a.ord < b.ord || a.ord == b.ord && aOff < bOff
 }
+
+// Files returns the paths of the log whose active file is path, as OpenReadOnly sees them: the
+// rotated files, oldest first, then the active one (listed even when it does not exist).
+func Files(path string) ([]string, error) {
+	l, err := OpenReadOnly(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(l.segs))
+	for _, s := range l.segs {
+		out = append(out, filepath.Join(l.dir, s.name))
+	}
+	return out, nil
+}
