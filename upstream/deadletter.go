@@ -192,7 +192,9 @@ type ResendResult struct {
 	Outcome ResendOutcome
 	Status  int    // the UCS's answer, 0 when none (or in a dry run)
 	Message string // the UCS's reason for a refusal (see DeadLetter.Message)
-	Err     error  // why there was no answer
+	// Exception is the "exception" of the UCS's Context Services error body of a refusal.
+	Exception string
+	Err       error // why there was no answer
 
 	body []byte // the answer's body, for the updated line
 }
@@ -438,7 +440,8 @@ func resendOne(ctx context.Context, fwd *Forwarder, d DeadLetter, override http.
 		return res
 	}
 	res.Outcome = ResendRefused
-	res.Message = DeadLetter{Response: res.body}.Message()
+	answer := DeadLetter{Response: res.body}
+	res.Message, res.Exception = answer.Message(), answer.Exception()
 	return res
 }
 

@@ -179,8 +179,8 @@ type Spool struct {
 	deadMu    sync.Mutex  // serialises dead-letter appends with EditDeadLetter's rewrites
 	deadOpts  wal.Options // what dead was opened with, to reopen it
 	deadPath  string
-	resending sync.Mutex // held by a resend of the dead letter (TryResend)
-	start   resumePoint // where the replay worker starts
+	resending sync.Mutex  // held by a resend of the dead letter (TryResend)
+	start     resumePoint // where the replay worker starts
 
 	mu         sync.Mutex
 	maxBytes   int64           // guarded by mu
