@@ -277,7 +277,7 @@ func runSpoolStatus(dir string, f spoolStatusFlags, now time.Time, stdout, stder
 	}
 	fmt.Fprintf(stdout, "dead letter  %s in %s", plural(st.Dead, "event", "events"), st.DeadPath)
 	if st.DeadUnreadable > 0 {
-		fmt.Fprintf(stdout, " (and %s that %s not dead letters)", plural(st.DeadUnreadable, "line", "lines"), map[bool]string{true: "is", false: "are"}[st.DeadUnreadable == 1])
+		fmt.Fprintf(stdout, " (and %s)", plural(st.DeadUnreadable, "line that is not a dead letter", "lines that are not dead letters"))
 	}
 	fmt.Fprintln(stdout)
 	return 0

@@ -79,8 +79,15 @@ func TestSpoolStatusReadsALiveSpool(t *testing.T) {
 }
 
 // deadLetterOf makes a spool whose UCS rejected n events (services 1..n) with a Context Services
-// error, and returns the spool directory once Caddy has let it go.
+// error, and returns the spool directory; the test Caddy still runs with the spool.
 func deadLetterOf(t *testing.T, n int) string {
+	t.Helper()
+	dir, _ := deadLetterWithUCS(t, n)
+	return dir
+}
+
+// deadLetterWithUCS is deadLetterOf, also returning the UCS the spool forwards to.
+func deadLetterWithUCS(t *testing.T, n int) (string, *ucsServer) {
 	t.Helper()
 	ucs := newUCSServer(t)
 	ucs.set(func(u *ucsServer) {
@@ -102,7 +109,7 @@ func deadLetterOf(t *testing.T, n int) string {
 		letters, _ := os.ReadFile(filepath.Join(dir, "dead-letter.jsonl"))
 		return bytes.Count(letters, []byte("\n")) == n
 	}, 20*time.Second, 5*time.Millisecond)
-	return dir
+	return dir, ucs
 }
 
 func TestDeadLetterListAndResend(t *testing.T) {
