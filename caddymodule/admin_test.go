@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -243,4 +244,77 @@ func TestSpoolStatusCountsAgreeWithListAndSayUnits(t *testing.T) {
 	require.Equal(t, 0, runDeadLetterList(filepath.Join(dir, "dead-letter.jsonl"), listFlags{admin: noCaddy}, &out, &errOut))
 	assert.Equal(t, 2, strings.Count(out.String(), "\n"))
 	assert.Contains(t, errOut.String(), "2 dead-lettered events; warning: 1 line could not be read")
+}
+
+// TestAResendThroughCaddyStopsAndSavesWhenItsClientGoes: the command closing its stream (what it
+// does on SIGINT) stops the Caddy's resend after the request in flight, and what was accepted is
+// gone from the file.
+func TestAResendThroughCaddyStopsAndSavesWhenItsClientGoes(t *testing.T) {
+	dir, _ := deadLetterWithUCS(t, 6)
+	path := filepath.Join(dir, "dead-letter.jsonl")
+	fixed := newUCSServer(t)
+	fixed.set(func(u *ucsServer) { u.delay = 200 * time.Millisecond })
+	resend := func(body string) *http.Response {
+		req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/ucs/dead-letter/resend", adminPort), strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Origin", fmt.Sprintf("http://localhost:%d", adminPort))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return resp
+	}
+	resp := resend(`{"to":"` + fixed.url() + `"}`)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	line, err := bufio.NewReader(resp.Body).ReadBytes('\n')
+	require.NoError(t, err)
+	var first resendEvent
+	require.NoError(t, json.Unmarshal(line, &first))
+	require.NotNil(t, first.Result)
+	assert.Equal(t, upstream.ResendAccepted, first.Result.Outcome)
+	resp.Body.Close()
+
+	// A second resend is refused until the first has stopped and saved.
+	require.Eventually(t, func() bool {
+		r := resend(`{"dry_run":true}`)
+		defer r.Body.Close()
+		return r.StatusCode == http.StatusOK
+	}, 20*time.Second, 20*time.Millisecond)
+	left, _, err := upstream.ReadDeadLetters(path)
+	require.NoError(t, err)
+	accepted := map[string]bool{}
+	for _, s := range fixed.received() {
+		accepted[s.path] = true
+	}
+	assert.Less(t, len(accepted), 6, "the resend stopped before the end")
+	assert.Equal(t, 6, len(left)+len(accepted), "each event is either accepted or still in the file")
+	for _, d := range left {
+		_, p, _, _, _, err := d.Request()
+		require.NoError(t, err)
+		assert.False(t, accepted[p], "%s was accepted, yet its line stayed", p)
+	}
+}
+
+// TestResendProgressLineRedrawsOnATerminalOnly: the progress line goes to the terminal, erased
+// before each printed line, and never to a pipe.
+func TestResendProgressLineRedrawsOnATerminalOnly(t *testing.T) {
+	var out, tty bytes.Buffer
+	p := &resendPrinter{stdout: &out, progress: &tty}
+	p.result(&resendResultLine{Line: 1, Method: "POST", Path: "/a", Outcome: upstream.ResendAccepted, Status: 204})
+	assert.Equal(t, "\r\033[Kresending: 1 sent, 1 accepted, 0 refused, 0 unavailable", tty.String())
+	p.result(&resendResultLine{Line: 2, Method: "POST", Path: "/b", Outcome: upstream.ResendRefused, Status: 400, Message: "no", Exception: "E"})
+	assert.Equal(t, "line 2: POST /b: 400 \"no\" E, kept (record updated)\n", out.String())
+	assert.Contains(t, tty.String(), "\r\033[K", "erased before the line")
+	p.clearProgress()
+	p.summary(&upstream.ResendReport{Selected: 2, Accepted: 1, Refused: 1, Kept: 1})
+	assert.Contains(t, out.String(), "2 events selected: 1 accepted and removed, 1 refused again (kept, updated), 0 unavailable, 0 failed, 0 not tried; 1 line kept\n")
+	assert.False(t, isTerminal(&out))
+}
+
+// TestAConfigThatCannotBeReadIsNotPassedOver: --config names the running Caddy's config; when it
+// cannot be read the command says so instead of reading the files behind the operator's back.
+func TestAConfigThatCannotBeReadIsNotPassedOver(t *testing.T) {
+	var out, errOut bytes.Buffer
+	missing := filepath.Join(t.TempDir(), "Caddyfile")
+	assert.Equal(t, 2, runSpoolStatus(t.TempDir(), spoolStatusFlags{admin: adminFlags{config: missing}}, time.Now(), &out, &errOut))
+	assert.Contains(t, errOut.String(), "--config")
+	assert.Empty(t, out.String())
 }

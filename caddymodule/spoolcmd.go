@@ -58,28 +58,29 @@ func (f *adminFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.adapter, "adapter", "", "the adapter of --config")
 }
 
-// liveSpool asks the running Caddy for the open spool that match selects. It returns nil when no
-// Caddy answers there, or when it has no such spool open; reason then says why, for messages.
-func (f adminFlags) liveSpool(match func(*upstream.SpoolStatus) bool) (addr string, st *upstream.SpoolStatus, reason string) {
-	addr, err := caddycmd.DetermineAdminAPIAddress(f.address, nil, f.config, f.adapter)
+// liveSpool asks the running Caddy for the open spool that match selects. It returns no status
+// when no Caddy answers there, or when it has no such spool open; reason then says why, for
+// messages. err is a --config that cannot be read: the operator named it, so it is not passed over.
+func (f adminFlags) liveSpool(match func(*upstream.SpoolStatus) bool) (addr string, st *upstream.SpoolStatus, reason string, err error) {
+	addr, err = caddycmd.DetermineAdminAPIAddress(f.address, nil, f.config, f.adapter)
 	if err != nil {
-		return "", nil, err.Error()
+		return "", nil, "", fmt.Errorf("--config: %w", err)
 	}
 	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, "/ucs/spools?top=10", nil, nil)
 	if err != nil {
-		return addr, nil, fmt.Sprintf("admin API at %s: %v", addr, err)
+		return addr, nil, fmt.Sprintf("admin API at %s: %v", addr, err), nil
 	}
 	defer resp.Body.Close()
 	var list []*upstream.SpoolStatus
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return addr, nil, fmt.Sprintf("admin API at %s: %v", addr, err)
+		return addr, nil, fmt.Sprintf("admin API at %s: %v", addr, err), nil
 	}
 	for _, s := range list {
 		if match(s) {
-			return addr, s, ""
+			return addr, s, "", nil
 		}
 	}
-	return addr, nil, fmt.Sprintf("the Caddy at %s has no such spool open", addr)
+	return addr, nil, fmt.Sprintf("the Caddy at %s has no such spool open", addr), nil
 }
 
 // absPath is path made absolute, as the running Caddy names its spools.
@@ -237,15 +238,18 @@ func plural(n int, one, many string) string {
 // runSpoolStatus prints a spool's status; it returns the exit status.
 func runSpoolStatus(dir string, f spoolStatusFlags, now time.Time, stdout, stderr io.Writer) int {
 	abs := absPath(dir)
-	_, st, _ := f.admin.liveSpool(func(s *upstream.SpoolStatus) bool {
+	_, st, _, err := f.admin.liveSpool(func(s *upstream.SpoolStatus) bool {
 		return s.Dir == abs && (f.deadLetter == "" || s.DeadPath == absPath(f.deadLetter))
 	})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	if st == nil {
 		if err := looksLikeASpool(dir); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 2
 		}
-		var err error
 		if st, err = upstream.InspectSpool(dir, f.deadLetter, f.top, now); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 2
@@ -367,7 +371,12 @@ func runDeadLetterList(path string, f listFlags, stdout, stderr io.Writer) int {
 	}
 	abs := absPath(path)
 	var list *deadLetterList
-	if addr, st, _ := f.admin.liveSpool(func(s *upstream.SpoolStatus) bool { return s.DeadPath == abs }); st != nil {
+	addr, st, _, err := f.admin.liveSpool(func(s *upstream.SpoolStatus) bool { return s.DeadPath == abs })
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if st != nil {
 		q := url.Values{"spool": {st.Dir}, "where": f.where}
 		resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, "/ucs/dead-letter?"+q.Encode(), nil, nil)
 		if err != nil {
@@ -481,9 +490,13 @@ func runDeadLetterResend(ctx context.Context, path string, f resendFlags, stdout
 	}
 	if !f.fileOnly {
 		abs, spool := absPath(path), absPath(f.spool)
-		addr, st, why := f.admin.liveSpool(func(s *upstream.SpoolStatus) bool {
+		addr, st, why, err := f.admin.liveSpool(func(s *upstream.SpoolStatus) bool {
 			return s.DeadPath == abs && (f.spool == "" || s.Dir == spool)
 		})
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
 		if st != nil {
 			if f.tls.config() != nil {
 				fmt.Fprintf(stderr, "--ca, --cert, --key and --server-name apply to a file handled here: the Caddy at %s owns the spool and sends with its forward's TLS settings (or to --to with the system's CAs)\n", addr)
