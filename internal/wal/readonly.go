@@ -49,30 +49,6 @@ func (l *Log) Stale() (bool, error) {
 	return len(after) > 0 && (n == 0 || after[len(after)-1] != l.segs[n-1].name), nil
 }
 
-// CountRecords counts the complete lines of the log whose active file is path, rotated files
-// included; a missing file counts 0.
-func CountRecords(path string) (int, error) {
-	l, err := OpenReadOnly(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, s := range l.segs {
-		b, err := os.ReadFile(filepath.Join(l.dir, s.name))
-		if errors.Is(err, fs.ErrNotExist) && s.active {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		n += bytes.Count(b, []byte{'\n'})
-	}
-	return n, nil
-}
-
 // LastRecord offers accept the lines of the log from the newest back: those of the active file
 // (its unterminated tail included) or, when it is empty or holds no accepted line, those of the
 // rotated files, newest first; it stops at the first line accept takes. found is false when accept
