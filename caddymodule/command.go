@@ -44,8 +44,10 @@ waiting, the age of the oldest, the busiest services and the dead-letter
 count (read-only, safe while Caddy runs).
 
 ucs dead-letter list <file> prints the events the UCS rejected; ucs
-dead-letter resend <file> --to <base URL> sends them again and removes those
-the UCS accepts.
+dead-letter resend <file> [--to <base URL>] sends them again, removes those
+the UCS accepts and updates those it refuses. These go through the admin API
+of the running Caddy (--address) when it has the spool open, and read the
+files otherwise.
 
 ucs shadow report <shadow journal>... [--json] [--since <time|duration>]
 [--operation <name>] prints what shadow mode recorded: the verdicts per

@@ -21,6 +21,9 @@ import (
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
+// noCaddy is an admin address where no Caddy answers: the commands read the files.
+var noCaddy = adminFlags{address: "localhost:1"}
+
 // TestSpoolStatusReadsALiveSpool runs `caddy ucs spool status` on the spool of a running Caddy
 // while callers keep adding events to it, then with --json.
 func TestSpoolStatusReadsALiveSpool(t *testing.T) {
@@ -48,7 +51,7 @@ func TestSpoolStatusReadsALiveSpool(t *testing.T) {
 	require.Eventually(t, func() bool { return sent.Load() >= 20 }, 20*time.Second, time.Millisecond)
 	for range 5 {
 		var out, errOut bytes.Buffer
-		require.Equal(t, 0, runSpoolStatus(dir, "", 2, false, time.Now(), &out, &errOut), errOut.String())
+		require.Equal(t, 0, runSpoolStatus(dir, spoolStatusFlags{top: 2, admin: noCaddy}, time.Now(), &out, &errOut), errOut.String())
 		assert.Contains(t, out.String(), "spool        "+dir)
 		assert.Contains(t, out.String(), "services")
 		assert.Equal(t, 2, strings.Count(out.String(), "\nservice "), out.String())
@@ -58,7 +61,7 @@ func TestSpoolStatusReadsALiveSpool(t *testing.T) {
 	wg.Wait()
 
 	var out, errOut bytes.Buffer
-	require.Equal(t, 0, runSpoolStatus(dir, "", 10, true, time.Now(), &out, &errOut), errOut.String())
+	require.Equal(t, 0, runSpoolStatus(dir, spoolStatusFlags{top: 10, json: true, admin: noCaddy}, time.Now(), &out, &errOut), errOut.String())
 	var st struct {
 		Records  int64 `json:"records"`
 		Lanes    int   `json:"lanes"`
@@ -76,8 +79,15 @@ func TestSpoolStatusReadsALiveSpool(t *testing.T) {
 }
 
 // deadLetterOf makes a spool whose UCS rejected n events (services 1..n) with a Context Services
-// error, and returns the spool directory once Caddy has let it go.
+// error, and returns the spool directory; the test Caddy still runs with the spool.
 func deadLetterOf(t *testing.T, n int) string {
+	t.Helper()
+	dir, _ := deadLetterWithUCS(t, n)
+	return dir
+}
+
+// deadLetterWithUCS is deadLetterOf, also returning the UCS the spool forwards to.
+func deadLetterWithUCS(t *testing.T, n int) (string, *ucsServer) {
 	t.Helper()
 	ucs := newUCSServer(t)
 	ucs.set(func(u *ucsServer) {
@@ -99,7 +109,7 @@ func deadLetterOf(t *testing.T, n int) string {
 		letters, _ := os.ReadFile(filepath.Join(dir, "dead-letter.jsonl"))
 		return bytes.Count(letters, []byte("\n")) == n
 	}, 20*time.Second, 5*time.Millisecond)
-	return dir
+	return dir, ucs
 }
 
 func TestDeadLetterListAndResend(t *testing.T) {
@@ -107,7 +117,7 @@ func TestDeadLetterListAndResend(t *testing.T) {
 	path := filepath.Join(dir, "dead-letter.jsonl")
 
 	var out, errOut bytes.Buffer
-	require.Equal(t, 0, runDeadLetterList(path, false, &out, &errOut), errOut.String())
+	require.Equal(t, 0, runDeadLetterList(path, listFlags{admin: noCaddy}, &out, &errOut), errOut.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Len(t, lines, 4)
 	assert.Contains(t, lines[0], "  400  POST /genesys/1/cs/services/")
@@ -118,7 +128,7 @@ func TestDeadLetterListAndResend(t *testing.T) {
 	errOut.Reset()
 	ucs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	defer ucs.Close()
-	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: ucs.URL}, &out, &errOut))
+	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: ucs.URL, admin: noCaddy}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "is in use by another spool")
 
 	// A dry run changes nothing.
@@ -126,7 +136,7 @@ func TestDeadLetterListAndResend(t *testing.T) {
 	require.NoError(t, err)
 	out.Reset()
 	assert.Equal(t, 0, runDeadLetterResend(context.Background(), path, resendFlags{dryRun: true, fileOnly: true}, &out, &errOut))
-	assert.Contains(t, out.String(), "4 selected, 0 accepted and removed, 4 lines kept")
+	assert.Contains(t, out.String(), "4 events selected; nothing sent or changed (dry run)")
 	after, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, before, after)
@@ -150,13 +160,14 @@ func TestDeadLetterListAndResend(t *testing.T) {
 	defer fixed.Close()
 	out.Reset()
 	errOut.Reset()
-	code := runDeadLetterResend(context.Background(), path, resendFlags{to: fixed.URL, where: "status=4xx",
+	code := runDeadLetterResend(context.Background(), path, resendFlags{to: fixed.URL, where: []string{"status=4xx"}, admin: noCaddy,
 		headers: []string{"Authorization: Bearer fresh"}, timeout: 5 * time.Second}, &out, &errOut)
 	assert.Equal(t, 1, code, "some events were refused again: %s%s", out.String(), errOut.String())
-	assert.Contains(t, out.String(), "4 selected, 2 accepted and removed, 2 lines kept")
+	assert.Contains(t, out.String(), "4 events selected: 2 accepted and removed, 2 refused again (kept, updated), 0 unavailable, 0 failed, 0 not tried; 2 lines kept")
+	assert.Contains(t, out.String(), `400 "still not found" InvalidParameterException, kept (record updated)`)
 	assert.Equal(t, []string{"Bearer fresh", "Bearer fresh", "Bearer fresh", "Bearer fresh"}, auth)
 	out.Reset()
-	require.Equal(t, 0, runDeadLetterList(path, false, &out, &errOut))
+	require.Equal(t, 0, runDeadLetterList(path, listFlags{admin: noCaddy}, &out, &errOut))
 	left := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Len(t, left, 2)
 	// Services replay concurrently, so the dead letter has them in any order.
@@ -169,10 +180,10 @@ func TestResendNeedsToKnowTheSpool(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rejected.jsonl")
 	require.NoError(t, os.WriteFile(path, nil, 0o600))
 	var out, errOut bytes.Buffer
-	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: "http://127.0.0.1:1"}, &out, &errOut))
+	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: "http://127.0.0.1:1", admin: noCaddy}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "pass --spool <dir>")
 	errOut.Reset()
-	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: "http://127.0.0.1:1", where: "code=1", fileOnly: true}, &out, &errOut))
+	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: "http://127.0.0.1:1", where: []string{"code=1"}, fileOnly: true}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "--where")
 }
 
@@ -195,11 +206,15 @@ func TestWhereTakesAThreeDigitStatusOrAClass(t *testing.T) {
 		{"status=099", false, false, false, "three digits"},
 		{"status=600", false, false, false, "three digits"},
 		{"status=6xx", false, false, false, "three digits"},
-		{"code=404", false, false, false, "only status="},
+		{"code=404", false, false, false, "want status=<code>, exception=<name>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.where, func(t *testing.T) {
-			pick, err := parseWhere(tt.where)
+			var conds []string
+			if tt.where != "" {
+				conds = []string{tt.where}
+			}
+			pick, err := parseWhere(conds)
 			if !tt.ok {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantError)
@@ -224,14 +239,14 @@ func TestSpoolStatusOfADamagedSpoolCountsCorruptLinesApart(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "spool.jsonl"), []byte("garbage\n\n"+zero+"\n"), 0o600))
 
 	var out, errOut bytes.Buffer
-	require.Equal(t, 0, runSpoolStatus(dir, "", 10, false, time.Now(), &out, &errOut), errOut.String())
-	assert.Contains(t, out.String(), "waiting      1 events")
+	require.Equal(t, 0, runSpoolStatus(dir, spoolStatusFlags{top: 10, admin: noCaddy}, time.Now(), &out, &errOut), errOut.String())
+	assert.Contains(t, out.String(), "waiting      1 event, ")
 	assert.Contains(t, out.String(), "corrupt      2 lines that are not events")
 	assert.NotContains(t, out.String(), "oldest       ", "no age from a zero time")
 	assert.Contains(t, out.String(), "oldest unknown")
 
 	out.Reset()
-	require.Equal(t, 0, runSpoolStatus(dir, "", 10, true, time.Now(), &out, &errOut), errOut.String())
+	require.Equal(t, 0, runSpoolStatus(dir, spoolStatusFlags{top: 10, json: true, admin: noCaddy}, time.Now(), &out, &errOut), errOut.String())
 	var st map[string]any
 	require.NoError(t, json.Unmarshal(out.Bytes(), &st))
 	assert.Equal(t, 1.0, st["records"])

@@ -6,9 +6,11 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/ucsedge/caddy-ucs/internal/wal"
@@ -78,25 +80,69 @@ func readDeadLetterFile(path string) (*deadLetterFile, error) {
 	return f, nil
 }
 
-// ReadDeadLetters returns the records of a dead-letter file in order; lines that are not dead
-// letters (a torn last line) are skipped.
-func ReadDeadLetters(path string) ([]DeadLetter, error) {
+// ReadDeadLetters returns the records of a dead-letter file in order, and the number of lines
+// that are not dead letters (garbage, a blank or torn line), which are skipped.
+func ReadDeadLetters(path string) (letters []DeadLetter, unreadable int, err error) {
 	f, err := readDeadLetterFile(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, d := range f.letters {
+		if d != nil {
+			letters = append(letters, *d)
+		} else {
+			unreadable++
+		}
+	}
+	return letters, unreadable, nil
+}
+
+// DeadLetterFile is one file of a dead letter and what it holds.
+type DeadLetterFile struct {
+	Path       string
+	Letters    []DeadLetter
+	Unreadable int // lines that are not dead letters
+}
+
+// ReadDeadLetterLog reads every file of the dead letter whose active file is path: the rotated
+// ones (past the log's max size), oldest first, then path itself. A missing active file reads as
+// empty. What `spool status` counts and what `dead-letter list` prints both come from here, so
+// they agree.
+func ReadDeadLetterLog(path string) ([]DeadLetterFile, error) {
+	paths, err := wal.Files(path)
 	if err != nil {
 		return nil, err
 	}
-	var out []DeadLetter
-	for _, d := range f.letters {
-		if d != nil {
-			out = append(out, *d)
+	out := make([]DeadLetterFile, 0, len(paths))
+	for _, p := range paths {
+		letters, unreadable, err := ReadDeadLetters(p)
+		if errors.Is(err, fs.ErrNotExist) && p == path {
+			err = nil
 		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, DeadLetterFile{Path: p, Letters: letters, Unreadable: unreadable})
 	}
 	return out, nil
+}
+
+// Lane is the service id the record was spooled under ("" for a record written before lanes).
+func (d DeadLetter) Lane() string { return recordLane(d.Record) }
+
+// Exception is the "exception" of the UCS's Context Services error body, "" when it has none.
+func (d DeadLetter) Exception() string {
+	var body struct {
+		Exception string `json:"exception"`
+	}
+	_ = json.Unmarshal(d.Response, &body)
+	return body.Exception
 }
 
 // ResendOptions says where and what ResendDeadLetters sends.
 type ResendOptions struct {
 	To        *url.URL              // the UCS base URL; the record's path and query are appended
+	Forwarder *Forwarder            // sends instead of To when set (a running spool's own)
 	Where     func(DeadLetter) bool // selects records; nil selects all
 	Header    http.Header           // replaces these headers of each record (an expired Authorization)
 	DryRun    bool                  // select and report, send and change nothing
@@ -104,78 +150,272 @@ type ResendOptions struct {
 	Transport http.RoundTripper     // nil means a pooled keep-alive transport
 	TLS       *tls.Config           // for an https To with the default transport; nil: Go's defaults
 	OnResult  func(ResendResult)    // called after each selected record; may be nil
+
+	// SaveEvery and SaveInterval bound the work a crash loses: the file is rewritten after this
+	// many handled lines (<= 0 means DefaultSaveEvery), and at the first line handled once
+	// SaveInterval has passed since the last rewrite (<= 0 means DefaultSaveInterval).
+	SaveEvery    int
+	SaveInterval time.Duration
+	// MaxUnavailable stops the resend after this many unavailable answers in a row (no answer,
+	// a timeout, 502, 503, 504): the UCS is away, and trying every other line would only take
+	// time. <= 0 means DefaultMaxUnavailable.
+	MaxUnavailable int
+	// Edit changes the file: it calls edit with the file's current content and stores what edit
+	// returns atomically. nil reads path and rewrites it with WriteFileAtomic; a running spool
+	// passes its own (Spool.EditDeadLetter), which serialises the rewrite with its appends.
+	Edit func(edit func(old []byte) ([]byte, error)) error
 }
+
+// Defaults of ResendOptions.
+const (
+	DefaultSaveEvery      = 100
+	DefaultSaveInterval   = 5 * time.Second
+	DefaultMaxUnavailable = 10
+)
+
+// ResendOutcome is what became of one resent record.
+type ResendOutcome string
+
+// The outcomes of a resent record. Only an accepted record leaves the file; a refused one stays
+// with its record updated (failed_at, status, attempts, statuses, response).
+const (
+	ResendAccepted    ResendOutcome = "accepted"    // 2xx: removed
+	ResendRefused     ResendOutcome = "refused"     // another answer: kept, updated
+	ResendUnavailable ResendOutcome = "unavailable" // no answer, a timeout, 502/503/504: kept as it was
+	ResendFailed      ResendOutcome = "failed"      // the line cannot be sent (its record does not decode): kept
+	ResendDryRun      ResendOutcome = "dry_run"     // selected, not sent
+)
 
 // ResendResult is what became of one selected record.
 type ResendResult struct {
-	Letter DeadLetter
-	Status int   // the UCS's answer, 0 when none (or in a dry run)
-	Err    error // why there was no answer
+	Letter  DeadLetter
+	Outcome ResendOutcome
+	Status  int    // the UCS's answer, 0 when none (or in a dry run)
+	Message string // the UCS's reason for a refusal (see DeadLetter.Message)
+	// Exception is the "exception" of the UCS's Context Services error body of a refusal.
+	Exception string
+	Err       error // why there was no answer
+
+	body []byte // the answer's body, for the updated line
 }
 
 // Accepted reports whether the UCS took the record (2xx): its line is removed.
-func (r ResendResult) Accepted() bool { return r.Err == nil && r.Status >= 200 && r.Status < 300 }
+func (r ResendResult) Accepted() bool { return r.Outcome == ResendAccepted }
 
 // ResendReport counts a resend.
 type ResendReport struct {
-	Selected int // records chosen by Where
-	Accepted int // answered 2xx and removed from the file
-	Kept     int // lines left in the file
+	Selected    int    `json:"selected"`    // records chosen by Where
+	Accepted    int    `json:"accepted"`    // answered 2xx and removed from the file
+	Refused     int    `json:"refused"`     // answered otherwise: kept, their records updated
+	Unavailable int    `json:"unavailable"` // no answer (or 502/503/504): kept
+	Failed      int    `json:"failed"`      // could not be sent: kept
+	NotTried    int    `json:"not_tried"`   // selected but not sent, the resend having stopped
+	Kept        int    `json:"kept"`        // lines left in the file
+	Saves       int    `json:"saves"`       // rewrites of the file
+	Stopped     string `json:"stopped,omitempty"`
+	// Stopped says why the resend ended before the last selected line: StopInterrupted or
+	// StopUnreachable; "" when it went through.
 }
 
-// ResendDeadLetters re-sends the selected records of a dead-letter file, each with its own
-// method, path, query and headers, and removes the lines the UCS accepted (2xx) by an atomic
-// rewrite: a temporary file in the same directory, fsynced, renamed over the file, then the
-// directory fsynced. A crash at any point leaves either the old file or the new one, never a mix.
-// The caller must make sure nothing appends to the file meanwhile (see LockSpoolDir).
+// Why a resend stopped early (ResendReport.Stopped).
+const (
+	StopInterrupted = "interrupted"
+	StopUnreachable = "unreachable"
+)
+
+// ErrResendRunning is returned while another resend of the same dead letter is in progress.
+var ErrResendRunning = errors.New("a resend of this dead letter is already running")
+
+// ResendDeadLetters re-sends the selected records of a dead-letter file, one at a time, each with
+// its own method, path, query and headers. The lines the UCS accepts (2xx) are removed, and the
+// lines it refuses again get their record updated with the new answer, by atomic rewrites
+// (opts.Edit) done as it goes: at least every SaveEvery lines or SaveInterval, so a crash loses
+// the outcome of at most that batch, whose events are then sent again by the next resend.
+//
+// It stops early, saving what it did, when ctx is done (the request in flight still finishes: it
+// is sent with ctx's values but not its cancellation) or after MaxUnavailable unavailable answers
+// in a row. Lines appended to the file meanwhile (by a running spool) are left alone.
 func ResendDeadLetters(ctx context.Context, path string, opts ResendOptions) (*ResendReport, error) {
-	if opts.To == nil && !opts.DryRun {
+	if opts.To == nil && opts.Forwarder == nil && !opts.DryRun {
 		return nil, errors.New("resend: a base URL to send to is needed")
+	}
+	if opts.SaveEvery <= 0 {
+		opts.SaveEvery = DefaultSaveEvery
+	}
+	if opts.SaveInterval <= 0 {
+		opts.SaveInterval = DefaultSaveInterval
+	}
+	if opts.MaxUnavailable <= 0 {
+		opts.MaxUnavailable = DefaultMaxUnavailable
+	}
+	if opts.Edit == nil {
+		opts.Edit = func(edit func([]byte) ([]byte, error)) error { return editFile(path, edit) }
 	}
 	f, err := readDeadLetterFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var fwd *Forwarder
-	if !opts.DryRun {
+	fwd := opts.Forwarder
+	if fwd == nil && !opts.DryRun {
 		if fwd, err = NewForwarder(ForwardOptions{URLs: []*url.URL{opts.To}, Timeout: opts.Timeout, Transport: opts.Transport, TLS: opts.TLS}); err != nil {
 			return nil, err
 		}
 		defer fwd.CloseIdleConnections()
 	}
 	rep := &ResendReport{}
-	var kept []byte
+	var pending lineEdits
+	lastSave := time.Now()
+	save := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		if err := opts.Edit(pending.apply); err != nil {
+			return err
+		}
+		pending, lastSave = nil, time.Now()
+		rep.Saves++
+		return nil
+	}
+	inARow := 0
+	// Requests finish when the resend is stopped: an interrupted send leaves the operator not
+	// knowing whether the UCS has the event.
+	sendCtx := context.WithoutCancel(ctx)
 	for i, line := range f.lines {
 		d := f.letters[i]
 		if d == nil || (opts.Where != nil && !opts.Where(*d)) {
-			kept = append(kept, line...)
 			continue
 		}
 		rep.Selected++
-		res := ResendResult{Letter: *d}
+		if rep.Stopped != "" {
+			rep.NotTried++
+			continue
+		}
+		if ctx.Err() != nil {
+			rep.Stopped = StopInterrupted
+			rep.NotTried++
+			continue
+		}
+		res := ResendResult{Letter: *d, Outcome: ResendDryRun}
 		if !opts.DryRun {
-			res.Status, res.Err = resendOne(ctx, fwd, *d, opts.Header)
+			res = resendOne(sendCtx, fwd, *d, opts.Header)
+		}
+		switch res.Outcome {
+		case ResendAccepted:
+			rep.Accepted++
+			pending = append(pending, lineEdit{old: line})
+		case ResendRefused:
+			rep.Refused++
+			pending = append(pending, lineEdit{old: line, new: d.updated(res, time.Now())})
+		case ResendUnavailable:
+			rep.Unavailable++
+		case ResendFailed:
+			rep.Failed++
+		}
+		if res.Outcome == ResendUnavailable {
+			inARow++
+		} else {
+			inARow = 0
 		}
 		if opts.OnResult != nil {
 			opts.OnResult(res)
 		}
-		if res.Accepted() {
-			rep.Accepted++
-			continue
+		if inARow >= opts.MaxUnavailable {
+			rep.Stopped = StopUnreachable
 		}
-		kept = append(kept, line...)
+		if len(pending) >= opts.SaveEvery || time.Since(lastSave) >= opts.SaveInterval {
+			if err := save(); err != nil {
+				return rep, err
+			}
+		}
+	}
+	if err := save(); err != nil {
+		return rep, err
 	}
 	rep.Kept = len(f.lines) - rep.Accepted
-	if rep.Accepted == 0 {
-		return rep, nil
-	}
-	return rep, WriteFileAtomic(path, kept)
+	return rep, nil
 }
 
-func resendOne(ctx context.Context, fwd *Forwarder, d DeadLetter, override http.Header) (int, error) {
+// lineEdit replaces one line of a dead-letter file (its bytes with '\n' as read) with new; a nil
+// new removes it.
+type lineEdit struct {
+	old, new []byte
+}
+
+// lineEdits are the changes a resend has not yet written.
+type lineEdits []lineEdit
+
+// apply makes the edits on the current content of the file, finding each line by its bytes: the
+// file may have grown since it was read (a running spool appends), and earlier saves removed
+// lines before it, so positions move but a line's bytes do not. Identical lines are matched one
+// edit each.
+func (es lineEdits) apply(old []byte) ([]byte, error) {
+	todo := make(map[string][]lineEdit, len(es))
+	for _, e := range es {
+		todo[string(e.old)] = append(todo[string(e.old)], e)
+	}
+	out := make([]byte, 0, len(old))
+	for len(old) > 0 {
+		i := bytes.IndexByte(old, '\n')
+		line := old
+		if i >= 0 {
+			line = old[:i+1]
+		}
+		old = old[len(line):]
+		if q := todo[string(line)]; len(q) > 0 {
+			todo[string(line)] = q[1:]
+			out = append(out, q[0].new...)
+			continue
+		}
+		out = append(out, line...)
+	}
+	return out, nil
+}
+
+// editFile applies edit to the file at path and stores the result atomically.
+func editFile(path string, edit func([]byte) ([]byte, error)) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	b, err := edit(old)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, b)
+}
+
+// updated is d's line after the UCS refused its record again: the new time, status and answer,
+// one more attempt. The record itself is unchanged.
+func (d DeadLetter) updated(r ResendResult, now time.Time) []byte {
+	body := r.body
+	if !json.Valid(body) {
+		body, _ = json.Marshal(string(body))
+	} else {
+		var compact bytes.Buffer
+		_ = json.Compact(&compact, body) // valid, so it cannot fail; compact keeps it one line
+		body = compact.Bytes()
+	}
+	u := d
+	u.FailedAt = now.UTC().Format(receivedAtLayout)
+	u.Status = r.Status
+	u.Attempts++
+	u.Statuses = append(append([]int(nil), d.Statuses...), r.Status)
+	u.Response = body
+	// The record goes back as it was: no HTML escaping added to its strings.
+	var line bytes.Buffer
+	enc := json.NewEncoder(&line)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(u) // every field is valid JSON already; Encode ends the line with '\n'
+	return line.Bytes()
+}
+
+// resendOne sends d's record once and says what became of it.
+func resendOne(ctx context.Context, fwd *Forwarder, d DeadLetter, override http.Header) ResendResult {
+	res := ResendResult{Letter: d}
 	o, err := decodeSpoolRecord(d.Record)
 	if err != nil {
-		return 0, err
+		res.Outcome, res.Err = ResendFailed, err
+		return res
 	}
 	for k, v := range override {
 		o.header[http.CanonicalHeaderKey(k)] = v
@@ -185,14 +425,24 @@ func resendOne(ctx context.Context, fwd *Forwarder, d DeadLetter, override http.
 	var unavailable *UnavailableError
 	switch {
 	case err == nil:
-		return resp.Status, nil
+		res.Status, res.body = resp.Status, resp.Body
 	case errors.As(err, &tooLarge):
-		return tooLarge.Status, nil
-	case errors.As(err, &unavailable) && unavailable.Status != 0:
-		return unavailable.Status, nil
+		res.Status, res.body = tooLarge.Status, []byte(strconv.Quote(tooLarge.Error()))
+	case errors.As(err, &unavailable):
+		res.Outcome, res.Status, res.Err = ResendUnavailable, unavailable.Status, err
+		return res
 	default:
-		return 0, err
+		res.Outcome, res.Err = ResendUnavailable, err
+		return res
 	}
+	if res.Status >= 200 && res.Status < 300 {
+		res.Outcome = ResendAccepted
+		return res
+	}
+	res.Outcome = ResendRefused
+	answer := DeadLetter{Response: res.body}
+	res.Message, res.Exception = answer.Message(), answer.Exception()
+	return res
 }
 
 // LockSpoolDir takes the spool directory's lock, as the Caddy that owns the spool does, and

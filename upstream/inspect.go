@@ -26,6 +26,8 @@ type SpoolStatus struct {
 	TopLanes  []LaneLoad `json:"top_lanes"`           // the lanes with the most events, most first
 	DeadPath  string     `json:"dead_letter"`         // the dead-letter file counted
 	Dead      int        `json:"dead_letter_records"` // its records, rotated files included
+	// DeadUnreadable counts the dead letter's lines that are not records (garbage, a torn line).
+	DeadUnreadable int `json:"dead_letter_unreadable"`
 }
 
 // LaneLoad is one service's share of a spool.
@@ -146,8 +148,13 @@ func inspectOnce(dir, deadLetter string, top int, now time.Time) (*SpoolStatus, 
 		return strings.Compare(a.Lane, b.Lane)
 	})
 	st.TopLanes = st.TopLanes[:min(len(st.TopLanes), max(top, 0))]
-	if st.Dead, err = wal.CountRecords(deadLetter); err != nil {
+	dead, err := ReadDeadLetterLog(deadLetter)
+	if err != nil {
 		return nil, err
+	}
+	for _, f := range dead {
+		st.Dead += len(f.Letters)
+		st.DeadUnreadable += f.Unreadable
 	}
 	if stale, err := recs.Stale(); err != nil {
 		return nil, err

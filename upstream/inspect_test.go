@@ -121,9 +121,11 @@ func deadLetterFixture(t *testing.T, n int) string {
 
 func TestReadDeadLettersGivesStatusMessageAndRequest(t *testing.T) {
 	path := deadLetterFixture(t, 2)
-	letters, err := ReadDeadLetters(path)
+	letters, unreadable, err := ReadDeadLetters(path)
 	require.NoError(t, err)
 	require.Len(t, letters, 2)
+	assert.Zero(t, unreadable)
+	assert.Equal(t, "InvalidFieldException", letters[0].Exception())
 	assert.Equal(t, 400, letters[0].Status)
 	assert.Equal(t, "Invalid field", letters[0].Message())
 	method, p, _, header, body, err := letters[1].Request()
@@ -159,10 +161,10 @@ func TestResendRemovesOnlyTheAcceptedLines(t *testing.T) {
 		To: to, Header: http.Header{"Authorization": {"Bearer fresh"}},
 	})
 	require.NoError(t, err)
-	assert.Equal(t, ResendReport{Selected: 6, Accepted: 3, Kept: 3}, *rep)
+	assert.Equal(t, ResendReport{Selected: 6, Accepted: 3, Refused: 3, Kept: 3, Saves: 1}, *rep)
 	assert.Len(t, got, 6)
 	assert.Equal(t, "POST "+taskEndPath+" Bearer fresh", got[0], "own method and path, the header overridden")
-	left, err := ReadDeadLetters(path)
+	left, _, err := ReadDeadLetters(path)
 	require.NoError(t, err)
 	require.Len(t, left, 3)
 	for _, d := range left {

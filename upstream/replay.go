@@ -187,13 +187,16 @@ func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error, 
 		line = appendJSONString(line, string(rec))
 	}
 	line = append(line, '}')
-	if err := s.dead.Append(line); err != nil {
+	s.deadMu.Lock()
+	err := s.dead.Append(line)
+	s.deadMu.Unlock()
+	if err != nil {
 		s.logger.Error("writing the dead letter failed; the record stays in the spool",
-			zap.String("path", s.dead.Path()), zap.Error(err))
+			zap.String("path", s.deadPath), zap.Error(err))
 		return retry
 	}
 	s.logger.Warn("upstream rejected a spooled event; moved to the dead letter",
-		zap.String("path", s.dead.Path()), zap.Int("status", status), zap.Int("attempts", max(tries.count, 1)))
+		zap.String("path", s.deadPath), zap.Int("status", status), zap.Int("attempts", max(tries.count, 1)))
 	s.logger.Debug("dead-lettered event", zap.ByteString("record", rec))
 	return deadLettered
 }

@@ -173,9 +173,14 @@ type Spool struct {
 
 	records *wal.Log
 	cursors *wal.Log
-	dead    *wal.Log
+	dead    *wal.Log // guarded by deadMu: EditDeadLetter closes and reopens it
 	lock    *os.File
-	start   resumePoint // where the replay worker starts
+
+	deadMu    sync.Mutex  // serialises dead-letter appends with EditDeadLetter's rewrites
+	deadOpts  wal.Options // what dead was opened with, to reopen it
+	deadPath  string
+	resending sync.Mutex  // held by a resend of the dead letter (TryResend)
+	start     resumePoint // where the replay worker starts
 
 	mu         sync.Mutex
 	maxBytes   int64           // guarded by mu
@@ -300,6 +305,7 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 	}
 	deadOpts := logOpts
 	deadOpts.Keep = wal.KeepAll // rejected events are the operator's to remove
+	s.deadOpts, s.deadPath = deadOpts, deadLetter
 	if s.dead, err = wal.Open(deadLetter, deadOpts); err != nil {
 		return fail(err)
 	}
@@ -574,7 +580,53 @@ func (s *Spool) Close() error {
 		s.submits.Wait()
 		s.cancel()
 		<-s.done
-		s.closeErr = errors.Join(s.records.Close(), s.cursors.Close(), s.dead.Close(), s.lock.Close())
+		s.deadMu.Lock()
+		deadErr := s.dead.Close()
+		s.deadMu.Unlock()
+		s.closeErr = errors.Join(s.records.Close(), s.cursors.Close(), deadErr, s.lock.Close())
 	})
 	return s.closeErr
+}
+
+// DeadLetterPath returns the path of the dead letter's active file.
+func (s *Spool) DeadLetterPath() string { return s.deadPath }
+
+// Forwarder returns the Forwarder delivering the spool's events (see SetForwarder).
+func (s *Spool) Forwarder() *Forwarder { return s.fwd.Load() }
+
+// EditDeadLetter rewrites the dead letter's active file while the spool runs: edit gets its
+// content and returns the new one, which replaces it atomically (WriteFileAtomic). The replay
+// worker's appends wait meanwhile; the file is closed for the rewrite and opened again after it,
+// so no append goes to the replaced file. It is ResendOptions.Edit for the spool's own dead letter.
+func (s *Spool) EditDeadLetter(edit func(old []byte) ([]byte, error)) error {
+	s.deadMu.Lock()
+	defer s.deadMu.Unlock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return &StorageError{Op: "rewrite", Path: s.deadPath, Err: ErrClosed}
+	}
+	if err := s.dead.Close(); err != nil {
+		return err
+	}
+	editErr := editFile(s.deadPath, edit)
+	dead, err := wal.Open(s.deadPath, s.deadOpts)
+	if err != nil {
+		// Appends fail until the next rewrite or open: the replay keeps the records it would
+		// dead-letter in their lanes (retry), so nothing is lost.
+		s.logger.Error("reopening the dead letter after a rewrite failed", zap.String("path", s.deadPath), zap.Error(err))
+		return errors.Join(editErr, err)
+	}
+	s.dead = dead
+	return editErr
+}
+
+// TryResend marks a resend of the dead letter as running and returns its end; ok is false while
+// another one runs.
+func (s *Spool) TryResend() (end func(), ok bool) {
+	if !s.resending.TryLock() {
+		return nil, false
+	}
+	return s.resending.Unlock, true
 }

@@ -49,30 +49,6 @@ func (l *Log) Stale() (bool, error) {
 	return len(after) > 0 && (n == 0 || after[len(after)-1] != l.segs[n-1].name), nil
 }
 
-// CountRecords counts the complete lines of the log whose active file is path, rotated files
-// included; a missing file counts 0.
-func CountRecords(path string) (int, error) {
-	l, err := OpenReadOnly(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, s := range l.segs {
-		b, err := os.ReadFile(filepath.Join(l.dir, s.name))
-		if errors.Is(err, fs.ErrNotExist) && s.active {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		n += bytes.Count(b, []byte{'\n'})
-	}
-	return n, nil
-}
-
 // LastRecord offers accept the lines of the log from the newest back: those of the active file
 // (its unterminated tail included) or, when it is empty or holds no accepted line, those of the
 // rotated files, newest first; it stops at the first line accept takes. found is false when accept
@@ -129,4 +105,18 @@ func (l *Log) ClampToEnd(seg *Segment, off int64) (_ int64, clamped bool) {
 // Before reports whether position (a, aOff) comes before (b, bOff) in the log.
 func Before(a *Segment, aOff int64, b *Segment, bOff int64) bool {
 	return a.ord < b.ord || a.ord == b.ord && aOff < bOff
+}
+
+// Files returns the paths of the log whose active file is path, as OpenReadOnly sees them: the
+// rotated files, oldest first, then the active one (listed even when it does not exist).
+func Files(path string) ([]string, error) {
+	l, err := OpenReadOnly(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(l.segs))
+	for _, s := range l.segs {
+		out = append(out, filepath.Join(l.dir, s.name))
+	}
+	return out, nil
 }
