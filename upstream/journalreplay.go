@@ -111,8 +111,11 @@ type SampleCall struct {
 type JournalSummary struct {
 	Delivered    int `json:"delivered"`
 	DeadLettered int `json:"dead_lettered"`
-	Skipped      int `json:"skipped_by_filters"`
-	Unreadable   int `json:"unreadable"`
+	// DeadLetteredInReplay adds the events earlier interrupted runs of this replay sent to the
+	// dead letter: the exit status looks at it.
+	DeadLetteredInReplay int `json:"dead_lettered_in_replay"`
+	Skipped              int `json:"skipped_by_filters"`
+	Unreadable           int `json:"unreadable"`
 	// TornBytes is the incomplete last line left unsent (Caddy killed mid-append, or appending).
 	TornBytes int64 `json:"torn_bytes"`
 	// Remaining is what is left to send when the replay was interrupted; 0 when Complete.
@@ -321,7 +324,7 @@ func (r *JournalReplay) Run(ctx context.Context) (JournalSummary, error) {
 	// The state says a run is in progress before anything is sent: if this one is killed, the
 	// next knows that up to its concurrency may be sent twice.
 	r.src.complete = false
-	if err := r.src.writePosition(r.src.startLine(r.log, r.start), nil); err != nil {
+	if err := r.src.writePosition(r.src.startLine(r.log, r.start), nil, nil); err != nil {
 		return sum, err
 	}
 	deadOpts := wal.Options{Logger: r.opts.Logger, Keep: wal.KeepAll}
@@ -366,6 +369,7 @@ func (r *JournalReplay) Run(ctx context.Context) (JournalSummary, error) {
 	// that duplicates are no longer possible when it did.
 	r.src.complete = drained
 	err = errors.Join(r.src.rewrite(), r.src.writeErr(), dead.Close())
+	sum.DeadLetteredInReplay = r.src.deadBefore + sum.DeadLettered
 	return sum, err
 }
 
@@ -392,9 +396,12 @@ type journalState struct {
 	// Complete is false while a run is in progress, and stays so when it is killed.
 	Complete bool `json:"complete"`
 	// PossibleDuplicates adds up the concurrency of the earlier runs that did not complete.
-	PossibleDuplicates int             `json:"possible_duplicates"`
-	UpdatedAt          string          `json:"updated_at"`
-	Position           json.RawMessage `json:"position"`
+	PossibleDuplicates int `json:"possible_duplicates"`
+	// DeadLettered counts the events sent to the dead letter since the replay began: over the
+	// runs that resumed it, until one completes.
+	DeadLettered int             `json:"dead_lettered"`
+	UpdatedAt    string          `json:"updated_at"`
+	Position     json.RawMessage `json:"position"`
 }
 
 // journalSource is a journal replay's replaySource.
@@ -408,6 +415,9 @@ type journalSource struct {
 	pos   spoolPosition // read from the state at open
 	found bool
 	dupes int // possible duplicates of earlier runs
+
+	deadBefore int // dead-lettered by the earlier runs of a replay not complete yet
+	deadNow    int // dead-lettered by this run, as far as its positions on disk say; guarded by mu
 
 	mu       sync.Mutex
 	complete bool
@@ -442,6 +452,7 @@ func (j *journalSource) readState() error {
 	j.dupes = st.PossibleDuplicates
 	if !st.Complete {
 		j.dupes += st.Concurrency
+		j.deadBefore = st.DeadLettered
 	}
 	return nil
 }
@@ -456,10 +467,15 @@ func (j *journalSource) startLine(l *wal.Log, start resumePoint) []byte {
 	return line
 }
 
-func (j *journalSource) writePosition(line []byte, _ *wal.Segment) error {
+func (j *journalSource) writePosition(line []byte, _ *wal.Segment, covers []*pending) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.last = line
+	for _, p := range covers {
+		if p.how == deadLettered {
+			j.deadNow++
+		}
+	}
 	err := j.write()
 	j.lastErr = err
 	return err
@@ -481,7 +497,7 @@ func (j *journalSource) writeErr() error {
 // write replaces the state file; j.mu is held.
 func (j *journalSource) write() error {
 	st := journalState{Journal: j.journal, Filter: j.filter.String(), Concurrency: j.conc, Complete: j.complete,
-		PossibleDuplicates: j.dupes, UpdatedAt: time.Now().UTC().Format(receivedAtLayout), Position: j.last}
+		PossibleDuplicates: j.dupes, DeadLettered: j.deadBefore + j.deadNow, UpdatedAt: time.Now().UTC().Format(receivedAtLayout), Position: j.last}
 	b, _ := json.Marshal(st) // strings, numbers and a position line: cannot fail
 	return WriteFileAtomic(j.state, append(b, '\n'))
 }
@@ -635,4 +651,28 @@ func (j *journalSource) deadRecord(rec []byte) []byte {
 	m, _ := parseJournalMeta(rec)
 	o.header = http.Header{"Content-Type": {forwardContentType}}
 	return appendSpoolRecord(nil, m.at, o)
+}
+
+// JournalFiles returns the journals in dir: the active file of each journal log there (its rotated
+// files are read with it), leaving out replay state and dead-letter files.
+func JournalFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.Type().IsRegular() && strings.HasSuffix(n, ".jsonl") && !strings.HasSuffix(n, ".dead-letter.jsonl") {
+			names = append(names, n)
+		}
+	}
+	var out []string
+	for _, n := range names {
+		rotated := slices.ContainsFunc(names, func(active string) bool { return active != n && wal.IsFileOf(active, n) })
+		if !rotated {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	return out, nil
 }

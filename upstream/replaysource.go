@@ -26,8 +26,9 @@ type replaySource interface {
 	// lastPosition returns the last durable position; found is false when none was written.
 	lastPosition() (pos spoolPosition, found bool, err error)
 	// writePosition makes line (a spoolPosition) the durable position; mark is the file of its
-	// low-water mark, before which every file is finished.
-	writePosition(line []byte, mark *wal.Segment) error
+	// low-water mark, before which every file is finished; covers are the records whose finish
+	// it is the first to hold.
+	writePosition(line []byte, mark *wal.Segment, covers []*pending) error
 	// positionPath names where positions go, for log lines.
 	positionPath() string
 	// parks reports whether a lane holding the mark may be parked (its records copied to the
@@ -56,7 +57,7 @@ func (src spoolSource) lastPosition() (spoolPosition, bool, error) {
 	return lastPosition(src.s.cursors)
 }
 
-func (src spoolSource) writePosition(line []byte, mark *wal.Segment) error {
+func (src spoolSource) writePosition(line []byte, mark *wal.Segment, _ []*pending) error {
 	if err := src.s.cursors.Append(line); err != nil {
 		return err
 	}

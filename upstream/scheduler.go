@@ -624,7 +624,7 @@ func (s *Spool) writePosition(c *checkpoint) (err error) {
 			err = fmt.Errorf("panic: %v", v)
 		}
 	}()
-	return s.src.writePosition(c.line, c.mark)
+	return s.src.writePosition(c.line, c.mark, c.covers)
 }
 
 // synced releases the records a written position line covers.
