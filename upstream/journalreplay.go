@@ -237,7 +237,9 @@ func (r *JournalReplay) resumePoint() (resumePoint, error) {
 	if found {
 		var ok bool
 		if seg, off, ok = r.log.Resolve(pos.Cursor); !ok {
-			r.opts.Logger.Warn("replay state names a journal file that is gone (removed by rotation); resuming at the next one",
+			// Its unsent events are lost to the replay (Caddy's keep removed the file): an
+			// error, so that the command shows it.
+			r.opts.Logger.Error("replay state names a journal file that is gone (removed by rotation); resuming at the next one",
 				zap.String("state", r.opts.State), zap.String("file", pos.File))
 		}
 	}
@@ -663,7 +665,8 @@ func JournalFiles(dir string) ([]string, error) {
 	var names []string
 	for _, e := range entries {
 		n := e.Name()
-		if e.Type().IsRegular() && strings.HasSuffix(n, ".jsonl") && !strings.HasSuffix(n, ".dead-letter.jsonl") {
+		// A replay's dead letter sits beside its journal, rotated files included.
+		if e.Type().IsRegular() && strings.HasSuffix(n, ".jsonl") && !strings.Contains(n, ".dead-letter") {
 			names = append(names, n)
 		}
 	}

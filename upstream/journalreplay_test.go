@@ -325,3 +325,15 @@ func TestJournalReplayInterruptedResumesWithAtMostConcurrencyDuplicates(t *testi
 	assert.Len(t, distinct, 1000)
 	assert.LessOrEqual(t, len(calls)-1000, 16)
 }
+
+func TestJournalFilesAreTheActiveFilesBesideNoDeadLetter(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"events.jsonl", "events-20260301T080000.000Z.jsonl", "other.jsonl",
+		"events.jsonl.dead-letter.jsonl", "events.jsonl.dead-letter-20260301T080000.000Z.jsonl",
+		"events.jsonl.replay-state.json", "notes.txt"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, n), nil, 0o600))
+	}
+	got, err := JournalFiles(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "other.jsonl")}, got)
+}
