@@ -361,6 +361,9 @@ type progress struct {
 
 func startProgress(w io.Writer, r *upstream.JournalReplay, every time.Duration) *progress {
 	p := &progress{w: w, r: r, start: time.Now(), done: make(chan struct{}), width: 80}
+	if every <= 0 {
+		every = 10 * time.Second
+	}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.tty = true
 		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {

@@ -326,3 +326,26 @@ func TestJournalReplayCommandDrawsABarOnATerminal(t *testing.T) {
 	assert.LessOrEqual(t, strings.Count(out, "\r\x1b[K"), int(elapsed.Seconds()*10)+1)
 	assert.Contains(t, stdout.String(), "delivered    200")
 }
+
+func TestJournalReplayCommandInterruptedExits130AndTheNextRunResumes(t *testing.T) {
+	ucs, srv := newReplayUCS(t)
+	ucs.latency = 20 * time.Millisecond
+	journal := writeReplayJournal(t, t.TempDir(), 5, 20)
+	f := journalFlags{to: srv.URL, concurrency: 2, maxAttempts: 10, maxRetryAge: time.Hour, timeout: time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for ucs.distinct() < 10 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel() // what Ctrl-C does through signal.NotifyContext
+	}()
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 130, runJournalReplay(ctx, []string{journal}, f, &stdout, &stderr), stderr.String())
+	assert.Contains(t, stderr.String(), "interrupted: run the same command again to resume")
+	assert.Regexp(t, `state +\S+ \(interrupted, \d+ events left\)`, stdout.String())
+
+	stdout.Reset()
+	require.Equal(t, 0, runJournalReplay(context.Background(), []string{journal}, f, &stdout, &stderr), stderr.String())
+	assert.Equal(t, 100, ucs.distinct())
+	assert.Contains(t, stdout.String(), "duplicates   at most 2 events")
+}
