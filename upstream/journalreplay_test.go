@@ -337,3 +337,32 @@ func TestJournalFilesAreTheActiveFilesBesideNoDeadLetter(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "other.jsonl")}, got)
 }
+
+func TestJournalLineHeadReadsAsTheWholeLineDoes(t *testing.T) {
+	at := time.Date(2026, 3, 1, 8, 0, 0, 123e6, time.UTC)
+	for _, ids := range []RecordIDs{
+		TaskEndIDs("95", 3),
+		{Operation: "state.end", ServiceID: "383-f9a62aec", IDName: "state_id", ID: 2147483647},
+		{Operation: "service.end", ServiceID: "-1"},
+	} {
+		t.Run(ids.Operation, func(t *testing.T) {
+			line := AppendEventRecord(nil, at, ids, []byte(`{"task_id":"not this one","service_id":"nor this"}`))
+			fast, ok := fastJournalMeta(line)
+			require.True(t, ok, "%s", line)
+			slow, _, ok := parseJournalLine(line)
+			require.True(t, ok)
+			assert.Equal(t, slow, fast)
+			assert.Equal(t, ids.ServiceID, fast.sid)
+			assert.Equal(t, ids.ID, fast.id)
+		})
+	}
+	for _, line := range []string{
+		`{"received_at":"2026-03-01T08:00:00.000Z","operation":"task.end","service_id":"a\"b","task_id":1,"event":{}}`,
+		`{"operation":"task.end","received_at":"2026-03-01T08:00:00.000Z","service_id":"1","event":{}}`,
+		`{"received_at":"2026-03-01T08:00:00.000Z","operation":"task.end","service_id":"1","task_id":1`,
+		`not json`,
+	} {
+		_, ok := fastJournalMeta([]byte(line))
+		assert.False(t, ok, "%s: left to the decoder", line)
+	}
+}
