@@ -23,7 +23,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "ucs",
-		Usage: "normalize|attributes|spool status|dead-letter list|dead-letter resend|shadow report …",
+		Usage: "normalize|attributes|spool status|dead-letter list|dead-letter resend|shadow report|journal replay …",
 		Short: "Tools of the ucs handler (Genesys Context Services gateway)",
 		Long: `
 ucs normalize runs an event body (Task End unless --operation names another
@@ -52,9 +52,13 @@ files otherwise.
 ucs shadow report <shadow journal>... [--json] [--since <time|duration>]
 [--operation <name>] prints what shadow mode recorded: the verdicts per
 operation, the top repairs and rejections, and the calls switching inline
-would break and fix.`,
+would break and fix.
+
+ucs journal replay <journal file or directory>... --to <base URL> sends a
+local journal's events to a UCS on the spool's lanes and replay rule,
+resumable from a state file, with progress on stderr.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(newNormalizeCommand(), newAttributesCommand(), newSpoolCommand(), newDeadLetterCommand(), newShadowCommand())
+			cmd.AddCommand(newNormalizeCommand(), newAttributesCommand(), newSpoolCommand(), newDeadLetterCommand(), newShadowCommand(), newJournalCommand())
 		},
 	})
 }

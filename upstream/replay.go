@@ -35,6 +35,7 @@ const (
 	deadLettered                // the record is in the dead letter
 	retry                       // try again after the lane's backoff
 	moved                       // copied to the tail by a park (park.go); the copy is sent
+	skipped                     // left out by the replay's filters (a journal replay's --operation, …)
 )
 
 // retryState is what a record's earlier non-final answers were.
@@ -82,7 +83,7 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 			return r
 		}
 	}
-	o, err := decodeSpoolRecord(rec)
+	o, err := s.src.request(rec)
 	if err != nil {
 		r.how = s.deadLetter(rec, 0, nil, err, r.tries)
 		return r
@@ -181,10 +182,10 @@ func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error, 
 		line = appendJSONString(line, cause.Error())
 	}
 	line = append(line, `,"record":`...)
-	if json.Valid(rec) {
-		line = append(line, rec...)
+	if dr := s.src.deadRecord(rec); json.Valid(dr) {
+		line = append(line, dr...)
 	} else {
-		line = appendJSONString(line, string(rec))
+		line = appendJSONString(line, string(dr))
 	}
 	line = append(line, '}')
 	s.deadMu.Lock()

@@ -119,6 +119,8 @@ type scheduler struct {
 
 	slab []pending // entries for the next records read
 
+	atEnd        bool // the reader found no more records
+	flush        bool // write a position line even though no record finished since the last
 	readFailures int
 	readAt       time.Time // no reading before then (after a read error)
 	quietUntil   time.Time // no reading before then (the last pass found nothing to send)
@@ -157,7 +159,7 @@ func (s *Spool) run() {
 			case <-time.After(s.backoff(restarts, 0)):
 			}
 			var err error
-			if start, err = s.durablePosition(); err == nil {
+			if start, err = s.durablePosition(); err == nil && s.src.parks() {
 				// Only to find the parks that no position line records (see park.go).
 				err = countWaiting(s.records, &start, nil, func(*waiting) {})
 			}
@@ -227,6 +229,10 @@ func (sc *scheduler) loop() (crash *workerPanic) {
 		sc.checkpoint()
 		sc.maybePark(br)
 		sc.reportLag(now)
+		if s.src.finite() && sc.drained() {
+			sc.shutdown()
+			return nil
+		}
 		wait := sc.nextWake(now)
 		skipped := time.Duration(0)
 		if s.tune.skipWaits {
@@ -302,8 +308,10 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		}
 		sc.readFailures = 0
 		if !ok {
+			sc.atEnd = true
 			return
 		}
+		sc.atEnd = false
 		read++
 		sc.seq++
 		p := sc.newPending()
@@ -315,13 +323,18 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 			sc.doneBehind++
 			continue
 		}
-		key := recordLane(rec)
+		if sc.s.src.skip(rec) {
+			p.done, p.how = true, skipped // left out of this replay (a filter)
+			sc.doneBehind++
+			continue
+		}
+		key := sc.s.src.lane(rec)
 		if len(sc.rules) > 0 && movedBy(sc.rules, key, seg, p.off) {
 			p.done, p.how = true, moved // its copy is further on
 			sc.doneBehind++
 			continue
 		}
-		if bytes.Contains(rec, parkKey) {
+		if sc.s.src.parks() && bytes.Contains(rec, parkKey) {
 			if _, mark, ok := splitParked(rec); ok && mark.Tries != nil {
 				p.tries = retryState{count: mark.Tries.Count, first: mark.Tries.First, statuses: mark.Tries.Statuses}
 			}
@@ -550,9 +563,10 @@ func (sc *scheduler) breakerClosed(probe bool) {
 // checkpoint moves the mark over the finished records at the head of the window and hands a
 // position line to the checkpointer, unless it is still writing the last one.
 func (sc *scheduler) checkpoint() {
-	if sc.ckptBusy || len(sc.unsynced) == 0 && !sc.rulesChanged {
+	if sc.ckptBusy || len(sc.unsynced) == 0 && !sc.rulesChanged && !sc.flush {
 		return
 	}
+	sc.flush = false
 	for sc.head < len(sc.window) && sc.window[sc.head].done {
 		p := sc.window[sc.head]
 		sc.markSeg, sc.markOff = p.seg, p.end
@@ -572,7 +586,7 @@ func (sc *scheduler) checkpoint() {
 	log := sc.s.records
 	pos := spoolPosition{Cursor: log.Cursor(sc.markSeg, sc.markOff)}
 	for _, p := range sc.window[sc.head:] {
-		if p.done && p.how != moved {
+		if p.done && p.how != moved && p.how != skipped {
 			pos.Done = append(pos.Done, log.Cursor(p.seg, p.off))
 		}
 	}
@@ -610,11 +624,7 @@ func (s *Spool) writePosition(c *checkpoint) (err error) {
 			err = fmt.Errorf("panic: %v", v)
 		}
 	}()
-	if err := s.cursors.Append(c.line); err != nil {
-		return err
-	}
-	s.records.RemoveBefore(c.mark)
-	return nil
+	return s.src.writePosition(c.line, c.mark, c.covers)
 }
 
 // synced releases the records a written position line covers.
@@ -624,8 +634,8 @@ func (sc *scheduler) synced(c *checkpoint) {
 		sc.progress = true
 	}
 	if c.err != nil {
-		sc.s.logger.Error("writing the spool cursor failed; a restart may resend delivered events",
-			zap.String("path", sc.s.cursors.Path()), zap.Error(c.err))
+		sc.s.logger.Error("writing the replay position failed; a restart may resend delivered events",
+			zap.String("path", sc.s.src.positionPath()), zap.Error(c.err))
 	}
 	sc.inFlight -= len(c.covers)
 	sc.s.finished(c.covers)
@@ -689,8 +699,7 @@ func (sc *scheduler) acceptedAt(p *pending) time.Time {
 			return time.Time{}
 		}
 	}
-	_, at := recordMeta(rec)
-	return at
+	return sc.s.src.acceptedAt(rec)
 }
 
 // shutdown lets the deliveries in flight end (the closed context abandons them), records what
@@ -718,6 +727,18 @@ func (sc *scheduler) shutdown() {
 	if sc.s.onLag != nil {
 		sc.s.onLag(0, 0)
 	}
+}
+
+// drained reports whether a finite replay is over: every record there is was read, and each one
+// read is finished with its finish on disk. The last position line then moves the mark past them
+// (flush), so that the position stays short.
+func (sc *scheduler) drained() bool {
+	if !sc.atEnd || sc.sending > 0 || sc.ckptBusy || sc.parkBusy || len(sc.unsynced) > 0 ||
+		sc.doneBehind != len(sc.window)-sc.head {
+		return false
+	}
+	sc.flush = sc.head < len(sc.window)
+	return true
 }
 
 // finished takes records whose finish is on disk off the depth and counts them.

@@ -173,7 +173,8 @@ type Spool struct {
 
 	records *wal.Log
 	cursors *wal.Log
-	dead    *wal.Log // guarded by deadMu: EditDeadLetter closes and reopens it
+	src     replaySource // how the replay reads records and keeps its position: spoolSource here
+	dead    *wal.Log     // guarded by deadMu: EditDeadLetter closes and reopens it
 	lock    *os.File
 
 	deadMu    sync.Mutex  // serialises dead-letter appends with EditDeadLetter's rewrites
@@ -258,6 +259,7 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		done:       make(chan struct{}),
 	}
 	s.parkCond = sync.NewCond(&s.mu)
+	s.src = spoolSource{s}
 	s.fwd.Store(opts.Forwarder)
 	s.SetReplayPolicy(opts.Replay)
 	if s.logger == nil {
@@ -359,20 +361,20 @@ func (s *Spool) resume() error {
 
 // durablePosition reads where the last position line on disk says the replay stands.
 func (s *Spool) durablePosition() (resumePoint, error) {
-	pos, found, err := lastPosition(s.cursors)
+	pos, found, err := s.src.lastPosition()
 	if err != nil {
-		return resumePoint{}, &StorageError{Op: "read", Path: s.cursors.Path(), Err: err}
+		return resumePoint{}, &StorageError{Op: "read", Path: s.src.positionPath(), Err: err}
 	}
 	seg, off := s.records.First(), int64(0)
 	if found {
 		var ok bool
 		if seg, off, ok = s.records.Resolve(pos.Cursor); !ok {
-			s.logger.Warn("spool cursor names a file that is gone; resuming at the next one",
+			s.logger.Warn("replay position names a file that is gone; resuming at the next one",
 				zap.String("dir", s.dir), zap.String("file", pos.File))
 		}
 	}
 	if end, past := s.records.ClampToEnd(seg, off); past {
-		s.logger.Warn("spool cursor is past the end of the spool; resuming at its end",
+		s.logger.Warn("replay position is past the end of the records; resuming at their end",
 			zap.String("dir", s.dir), zap.Int64("cursor", off), zap.Int64("size", end))
 		off = end
 	}

@@ -133,6 +133,8 @@ type Log struct {
 	segMu  sync.Mutex
 	segs   []*Segment // rotated files still present, oldest first, then the active file; guarded by segMu
 	newest string     // the newest rotated name ever seen, even if since removed; guarded by segMu
+
+	held File // OpenReadOnlyHeld's active file: read through it, wherever a rotation moved it
 }
 
 // Segment is one file of the log as readers see it; a position in the log is a *Segment and an

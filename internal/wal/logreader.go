@@ -49,14 +49,15 @@ type Reader struct {
 	prefix []byte // that prefix
 	f      File   // seg's file, kept open while the reader is in seg (a rotation renames it, the
 	// descriptor stays valid); nil until first needed
+	shared bool // f is the log's held file (OpenReadOnlyHeld): not the reader's to close
 }
 
 // Close releases the reader's open file.
 func (r *Reader) Close() {
-	if r.f != nil {
+	if r.f != nil && !r.shared {
 		_ = r.f.Close()
-		r.f = nil
 	}
+	r.f, r.shared = nil, false
 }
 
 // Cursor returns the durable form of position (seg, off).
@@ -234,6 +235,9 @@ func (r *Reader) fill() (n int, more bool, err error) {
 		next = l.segs[i+1]
 	}
 	from := r.off + int64(len(r.buf))
+	if r.f == nil && active && l.held != nil {
+		r.f, r.shared = l.held, true
+	}
 	if r.f == nil && (!active || from < limit) {
 		// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
 		// It stays open while the reader is in this segment: one open per file, not per read.
@@ -289,14 +293,20 @@ func (r *Reader) fill() (n int, more bool, err error) {
 // ReadRecord reads the record at [off, end) of seg again, without its '\n', for a reader that keeps
 // only part of a large backlog in memory.
 func (l *Log) ReadRecord(seg *Segment, off, end int64) ([]byte, error) {
-	l.segMu.Lock()
-	// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
-	f, err := l.fs.OpenFile(filepath.Join(l.dir, seg.name), os.O_RDONLY, 0)
-	l.segMu.Unlock()
-	if err != nil {
-		return nil, err
+	var f File
+	if seg.active && l.held != nil {
+		f = l.held
+	} else {
+		l.segMu.Lock()
+		// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
+		var err error
+		f, err = l.fs.OpenFile(filepath.Join(l.dir, seg.name), os.O_RDONLY, 0)
+		l.segMu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	buf := make([]byte, end-off)
 	if _, err := f.ReadAt(buf, off); err != nil {
 		return nil, err

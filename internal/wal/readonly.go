@@ -38,6 +38,45 @@ func OpenReadOnly(path string) (*Log, error) {
 	return l, nil
 }
 
+// OpenReadOnlyHeld is OpenReadOnly keeping the active file open until Release, for a long reader
+// of a log another process appends to: records read again (ReadRecord) and the reading itself come
+// from the file that was active at the call, even after the writer renamed it in a rotation. Read
+// by name, they would come from the new active file: other records at the same offsets.
+func OpenReadOnlyHeld(path string) (*Log, error) {
+	for range 3 {
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return OpenReadOnly(path) // nothing written yet: nothing to hold
+		}
+		if err != nil {
+			return nil, err
+		}
+		l, err := OpenReadOnly(path)
+		if err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		// A rotation between the open and the listing would pair the old file with the new
+		// one's size: try again.
+		held, err1 := f.Stat()
+		named, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(held, named) {
+			l.held = f
+			return l, nil
+		}
+		_ = f.Close()
+	}
+	return nil, errors.New("the log rotated three times while being opened")
+}
+
+// Release closes the file OpenReadOnlyHeld holds; the log must not be read after.
+func (l *Log) Release() {
+	if l.held != nil {
+		_ = l.held.Close()
+		l.held = nil
+	}
+}
+
 // Stale reports whether the log of OpenReadOnly rotated since it was opened: its active file was
 // renamed, and records written to it after the listing may have been missed.
 func (l *Log) Stale() (bool, error) {
