@@ -1,14 +1,12 @@
 package caddymodule
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,7 +17,7 @@ import (
 
 // provisioned returns h provisioned outside a server, logging to an observer.
 func provisioned(t *testing.T, h *Handler) *observer.ObservedLogs {
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	t.Cleanup(cancel)
 	require.NoError(t, h.Provision(ctx))
 	t.Cleanup(func() { _ = h.Cleanup() })

@@ -181,7 +181,7 @@ func (h *Handler) holdSpool() (*sharedSpool, error) {
 	if h.spool.refs.tryAcquire() {
 		return h.spool, nil
 	}
-	s, _, err := openSpool(h.spoolKey, h.spool.deadLetter, h.spoolUse)
+	s, _, err := openSpool(h.spoolKey, h.spoolDeadLetter, h.spoolUse)
 	return s, err
 }
 
