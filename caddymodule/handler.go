@@ -293,7 +293,8 @@ func (h *Handler) provisionLocal() error {
 }
 
 // openSinks opens (or shares) the journal or the spool registered at
-// provision. The ucs app calls it when the config starts.
+// provision, and starts the background refresh of the fetched tables. The
+// ucs app calls it when the config starts.
 func (h *Handler) openSinks() error {
 	if h.journalKey != "" && h.journal == nil {
 		sj, err := acquireJournal(h.journalKey, h.journalOpts, journalUse{handler: h, logger: h.logger, opts: h.journalOpts})
@@ -308,6 +309,11 @@ func (h *Handler) openSinks() error {
 			return fmt.Errorf("ucs: forward spool %q: %w", h.Forward.Spool, spoolOpenError(err))
 		}
 		h.spool = s
+	}
+	for _, set := range append([]*attrSet{h.top}, h.tenants...) {
+		if set != nil && set.from != nil {
+			set.from.start()
+		}
 	}
 	if h.ready != nil && !h.started.Load() {
 		h.started.Store(true)

@@ -45,8 +45,10 @@ func treeOf(t *testing.T, root string) map[string]int64 {
 // binary with a spool and a journal (relative paths, as an operator who
 // starts Caddy from its directory writes them), then `caddy validate` on
 // the same Caddyfile from the same directory: it succeeds, warns about the
-// relative paths, and leaves the working directory, HOME, the XDG data and
-// config directories and the storage as they were.
+// relative paths, fetches the business attributes (checking the UCS) and
+// leaves the working directory, HOME, the XDG data and config directories
+// (where the cache of the fetched tables lives) and the storage as they
+// were.
 func TestValidateBesideARunningCaddyTakesNoLockAndCreatesNoFile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the caddy binary; skipped with -short")
@@ -54,6 +56,7 @@ func TestValidateBesideARunningCaddyTakesNoLockAndCreatesNoFile(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildCaddy(t)
 	ucs := newUCSServer(t)
+	meta := newFakeUCS(t, metadata(map[string]int64{"Email": 2}, nil))
 	port, journalPort := freePort(t), freePort(t)
 	cfg := filepath.Join(dir, "Caddyfile")
 	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
@@ -72,10 +75,11 @@ http://127.0.0.1:%d {
 http://127.0.0.1:%d {
 	ucs {
 		local data/events.jsonl
+		business_attributes_from %s
 	}
 	respond 404
 }
-`, filepath.Join(dir, "storage"), port, ucs.url(), journalPort), 0o600))
+`, filepath.Join(dir, "storage"), port, ucs.url(), journalPort, meta.srv.URL), 0o600))
 	cmd := startBinary(t, bin, dir, cfg, port)
 	defer killHard(t, cmd)
 	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/42/tasks/7/end", journalPort),
@@ -84,6 +88,11 @@ http://127.0.0.1:%d {
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	require.FileExists(t, filepath.Join(dir, "data", "spool", ".lock"), "the running Caddy holds the spool")
+	caches, err := filepath.Glob(filepath.Join(dir, "xdg-data", "caddy", "ucs", "attributes-*.json"))
+	require.NoError(t, err)
+	require.Len(t, caches, 1, "the running Caddy keeps its fetched tables")
+	require.NoError(t, os.Remove(caches[0])) // so that a validate writing it would show
+	fetches := meta.count()
 	before := treeOf(t, dir)
 
 	validate := exec.Command(bin, "validate", "--config", cfg, "--adapter", "caddyfile")
@@ -98,6 +107,7 @@ http://127.0.0.1:%d {
 		assert.Contains(t, string(out), path, "the relative path is warned about")
 	}
 	assert.Equal(t, before, treeOf(t, dir), "validate changed the tree")
+	assert.Greater(t, meta.count(), fetches, "validate checks the UCS answers")
 }
 
 // TestProvisioningChecksSinkPathsWithoutCreatingThem: provisioning (all
