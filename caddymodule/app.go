@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -69,6 +70,13 @@ func (a *App) register(h *Handler) error {
 			return fmt.Errorf("ucs: forward spool %q: the directory is already the spool of another forward sink in this config; each needs its own", h.Forward.Spool)
 		}
 		a.spoolOf[h.spoolKey] = h
+	}
+	for _, o := range a.handlers {
+		// A shadow journal and a local journal on one file would be two
+		// writers; the shadow handler checks the running configs' journals.
+		if (h.journalKey != "" && o.shadow.key == h.journalKey) || (h.shadow.key != "" && o.journalKey == h.shadow.key) {
+			return fmt.Errorf("ucs: %s is both the local journal of a ucs handler and the shadow journal of another", cmp.Or(h.journalKey, h.shadow.key))
+		}
 	}
 	a.handlers = append(a.handlers, h)
 	return nil

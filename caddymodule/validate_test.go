@@ -154,6 +154,40 @@ func TestProvisioningChecksSinkPathsWithoutCreatingThem(t *testing.T) {
 	}
 }
 
+// Two handlers of one config that would write one file are refused while
+// provisioning, whichever comes first.
+func TestOneConfigCannotWriteOneFileFromTwoHandlers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	spool := filepath.Join(t.TempDir(), "spool")
+	local := func() *Handler { return &Handler{Local: &LocalSink{Path: path}} }
+	shadow := func() *Handler { return &Handler{Shadow: &ShadowMode{Journal: path}} }
+	forward := func() *Handler { return &Handler{Forward: &ForwardSink{URLs: []string{"http://127.0.0.1:1"}, Spool: spool}} }
+	tests := []struct {
+		name          string
+		first, second func() *Handler
+		err           string
+	}{
+		{"a local journal, then a shadow journal on it", local, shadow, "is both the local journal of a ucs handler and the shadow journal of another"},
+		{"a shadow journal, then a local journal on it", shadow, local, "is both the local journal of a ucs handler and the shadow journal of another"},
+		{"two spools on one directory", forward, forward, "already the spool of another forward sink in this config"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := newTestContext(t)
+			defer cancel()
+			first, second := tt.first(), tt.second()
+			require.NoError(t, first.Provision(ctx))
+			defer first.Cleanup()
+
+			err := second.Provision(ctx)
+			defer second.Cleanup()
+
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.err)
+		})
+	}
+}
+
 // TestTheStartupLineSaysWhatTheHandlerDoes: once the config starts, each
 // handler says at info what it does; with no table at all it warns.
 func TestTheStartupLineSaysWhatTheHandlerDoes(t *testing.T) {
