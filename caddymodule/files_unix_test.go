@@ -64,10 +64,17 @@ func TestSinkPathsThatAreSymlinksAreRefusedUnlessFollowed(t *testing.T) {
 			defer cancel()
 
 			err := tt.h.Provision(ctx)
-			if err == nil {
+			provisioned := err == nil
+			if provisioned {
 				err = startUCS(t, ctx) // the files are opened when the config starts
 			}
 			defer tt.h.Cleanup()
+			// A journal or spool directory that is a link is refused by
+			// provisioning, so by `caddy validate` too; a dead-letter file
+			// that is one only when it is opened.
+			if tt.err != "" && (tt.h.Local != nil || tt.h.Forward.DeadLetter == "") {
+				assert.False(t, provisioned, "refused while provisioning")
+			}
 
 			if tt.err == "" {
 				assert.NoError(t, err)

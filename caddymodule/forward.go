@@ -222,6 +222,12 @@ func (h *Handler) provisionForward(ctx caddy.Context) error {
 	if err := checkWritableDir("forward spool", abs); err != nil {
 		return err
 	}
+	if !f.FollowSymlinks {
+		// Checked again at open; here so that `caddy validate` says it.
+		if err := checkNotSymlink(abs); err != nil {
+			return fmt.Errorf("ucs: forward spool %q: %w", f.Spool, symlinkHint(err, "forward"))
+		}
+	}
 	deadLetter := f.DeadLetter
 	if deadLetter != "" {
 		if deadLetter, err = filepath.Abs(deadLetter); err != nil {

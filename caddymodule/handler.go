@@ -281,6 +281,12 @@ func (h *Handler) provisionLocal() error {
 	if err := checkWritableFile("local", abs); err != nil {
 		return err
 	}
+	if !h.Local.FollowSymlinks {
+		// Checked again at open; here so that `caddy validate` says it.
+		if err := checkNotSymlink(abs); err != nil {
+			return fmt.Errorf("ucs: local %q: %w", h.Local.Path, symlinkHint(err, "local"))
+		}
+	}
 	h.journalKey = abs
 	h.journalOpts = upstream.JournalOptions{
 		NoSync:  h.Local.Fsync == "off",
