@@ -161,7 +161,9 @@ func TestOneConfigCannotWriteOneFileFromTwoHandlers(t *testing.T) {
 	spool := filepath.Join(t.TempDir(), "spool")
 	local := func() *Handler { return &Handler{Local: &LocalSink{Path: path}} }
 	shadow := func() *Handler { return &Handler{Shadow: &ShadowMode{Journal: path}} }
-	forward := func() *Handler { return &Handler{Forward: &ForwardSink{URLs: []string{"http://127.0.0.1:1"}, Spool: spool}} }
+	forward := func() *Handler {
+		return &Handler{Forward: &ForwardSink{URLs: []string{"http://127.0.0.1:1"}, Spool: spool}}
+	}
 	tests := []struct {
 		name          string
 		first, second func() *Handler
