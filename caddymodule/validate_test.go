@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,4 +262,28 @@ func TestARequestBeforeTheAppStartedWaitsForTheSink(t *testing.T) {
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Contains(t, string(data), `"n":1`)
+}
+
+// Before the ucs app opened the sink, health says the gateway is starting
+// (503), so a balancer waits; once it is open, ok.
+func TestHealthSaysStartingUntilTheSinkIsOpen(t *testing.T) {
+	ctx, cancel := newTestContext(t)
+	defer cancel()
+	h := &Handler{Health: true, Local: &LocalSink{Path: filepath.Join(t.TempDir(), "events.jsonl")}}
+	require.NoError(t, h.Provision(ctx))
+	defer h.Cleanup()
+	health := func() (int, string) {
+		w := httptest.NewRecorder()
+		require.NoError(t, h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/genesys/1/cs/ucs/health", nil), nil))
+		return w.Code, w.Body.String()
+	}
+
+	code, body := health()
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.JSONEq(t, `{"status":"starting"}`, body)
+
+	startUCSApp(t, ctx)
+	code, body = health()
+	assert.Equal(t, http.StatusOK, code)
+	assert.JSONEq(t, `{"status":"ok","journal":"ok"}`, body)
 }
