@@ -77,6 +77,11 @@ func (a *App) register(h *Handler) error {
 		if (h.journalKey != "" && o.shadow.key == h.journalKey) || (h.shadow.key != "" && o.journalKey == h.shadow.key) {
 			return fmt.Errorf("ucs: %s is both the local journal of a ucs handler and the shadow journal of another", cmp.Or(h.journalKey, h.shadow.key))
 		}
+		// One file has one set of options: two handlers of a config that
+		// disagree would take turns reopening it.
+		if h.journalKey != "" && o.journalKey == h.journalKey && !sameJournalOptions(o.journalOpts, h.journalOpts) {
+			return fmt.Errorf("ucs: local %q: another ucs handler of this config names the same journal with other fsync, max_size or keep", h.Local.Path)
+		}
 	}
 	a.handlers = append(a.handlers, h)
 	return nil

@@ -173,6 +173,8 @@ func TestOneConfigCannotWriteOneFileFromTwoHandlers(t *testing.T) {
 		{"a local journal, then a shadow journal on it", local, shadow, "is both the local journal of a ucs handler and the shadow journal of another"},
 		{"a shadow journal, then a local journal on it", shadow, local, "is both the local journal of a ucs handler and the shadow journal of another"},
 		{"two spools on one directory", forward, forward, "already the spool of another forward sink in this config"},
+		{"one journal with two sets of options", local, func() *Handler { return &Handler{Local: &LocalSink{Path: path, Fsync: "off"}} },
+			"another ucs handler of this config names the same journal with other fsync, max_size or keep"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
