@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -287,5 +288,8 @@ func TestHealthSaysStartingUntilTheSinkIsOpen(t *testing.T) {
 	startUCSApp(t, ctx)
 	code, body = health()
 	assert.Equal(t, http.StatusOK, code)
-	assert.JSONEq(t, `{"status":"ok","journal":"ok"}`, body)
+	var answer struct{ Status, Journal string } // spools of other tests still draining may show too
+	require.NoError(t, json.Unmarshal([]byte(body), &answer))
+	assert.Equal(t, "ok", answer.Status)
+	assert.Equal(t, "ok", answer.Journal)
 }
