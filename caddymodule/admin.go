@@ -52,18 +52,26 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 // liveSpools returns the spools this process has open: those a config uses and those draining
 // after a reload moved them. It is the one place the admin API learns what the process owns.
 func liveSpools() []*sharedSpool {
-	spools.mu.Lock()
-	defer spools.mu.Unlock()
-	list := make([]*sharedSpool, 0, len(spools.open))
-	for _, v := range spools.open {
-		list = append(list, v.(*sharedSpool))
-	}
+	list := openSpools()
 	slices.SortFunc(list, func(a, b *sharedSpool) int { return strings.Compare(a.dir, b.dir) })
 	return list
 }
 
-// findSpool returns the open spool that name designates: its directory or its dead-letter file;
-// "" designates the only one open.
+// holdSpool returns the open spool that name designates (its directory or its dead-letter file;
+// "" designates the only one open) with a reference taken, so a reload that drops it meanwhile
+// does not close it under the caller; the caller drops it.
+func holdSpool(name string) (*sharedSpool, error) {
+	s, err := findSpool(name)
+	if err != nil {
+		return nil, err
+	}
+	if !s.refs.tryAcquire() {
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("the spool %s closed", s.dir)}
+	}
+	return s, nil
+}
+
+// findSpool returns the open spool that name designates.
 func findSpool(name string) (*sharedSpool, error) {
 	list := liveSpools()
 	if name == "" {
@@ -123,10 +131,11 @@ func (a *AdminAPI) serveDeadLetter(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	q := r.URL.Query()
-	s, err := findSpool(q.Get("spool"))
+	s, err := holdSpool(q.Get("spool"))
 	if err != nil {
 		return err
 	}
+	defer dropHeld(s)
 	where, err := parseWhere(q["where"])
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("where: %w", err)}
@@ -152,10 +161,11 @@ func (a *AdminAPI) serveResend(w http.ResponseWriter, r *http.Request) error {
 	if err := dec.Decode(&req); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding the request: %w", err)}
 	}
-	s, err := findSpool(req.Spool)
+	s, err := holdSpool(req.Spool)
 	if err != nil {
 		return err
 	}
+	defer dropHeld(s)
 	opts, err := req.options()
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
@@ -190,6 +200,13 @@ func (a *AdminAPI) serveResend(w http.ResponseWriter, r *http.Request) error {
 			zap.Int("unavailable", rep.Unavailable), zap.Int("not_tried", rep.NotTried), zap.String("stopped", rep.Stopped))
 	}
 	return enc.Encode(last)
+}
+
+// dropHeld gives back holdSpool's reference.
+func dropHeld(s *sharedSpool) {
+	if err := s.drop(); err != nil {
+		s.logger.Error("closing the spool failed", zap.String("dir", s.dir), zap.Error(err))
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {

@@ -1,13 +1,11 @@
 package caddymodule
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -90,7 +88,7 @@ func TestTenantsAreMappedByTheirHeader(t *testing.T) {
 // same name; inline values replace the key's values.
 func TestSourcesMerge(t *testing.T) {
 	ucs := newFakeUCS(t, metadata(map[string]int64{"email": 9003}, map[string]int64{"resolved": 9101}))
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	defer cancel()
 	h := &Handler{
 		BusinessAttributes:     []string{attrsFile}, // MediaType email 1003, … and TaskType

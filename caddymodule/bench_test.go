@@ -32,7 +32,7 @@ func BenchmarkServeHTTPNextSink(b *testing.B) {
 
 // benchServeHTTP runs h on seed, as BenchmarkServeHTTPNextSink says.
 func benchServeHTTP(b *testing.B, h *Handler, seed []byte) {
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(b)
 	defer cancel()
 	require.NoError(b, h.Provision(ctx))
 	defer h.Cleanup()

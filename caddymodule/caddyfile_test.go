@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -330,7 +329,7 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			ctx, cancel := newTestContext(t)
 			defer cancel()
 			err := tt.h.Provision(ctx) // the checks come before anything is opened
 			require.Error(t, err)

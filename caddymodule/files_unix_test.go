@@ -3,7 +3,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -24,7 +23,7 @@ func TestAnUnwritableSpoolDirectoryIsReportedAsPermissionDenied(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "spool")
 	require.NoError(t, os.Mkdir(dir, 0o500)) // readable, not writable
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	defer cancel()
 	h := &Handler{Forward: &ForwardSink{URLs: []string{"http://127.0.0.1:1"}, Spool: dir}}
 
@@ -61,11 +60,21 @@ func TestSinkPathsThatAreSymlinksAreRefusedUnlessFollowed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			ctx, cancel := newTestContext(t)
 			defer cancel()
 
 			err := tt.h.Provision(ctx)
+			provisioned := err == nil
+			if provisioned {
+				err = startUCS(t, ctx) // the files are opened when the config starts
+			}
 			defer tt.h.Cleanup()
+			// A journal or spool directory that is a link is refused by
+			// provisioning, so by `caddy validate` too; a dead-letter file
+			// that is one only when it is opened.
+			if tt.err != "" && (tt.h.Local != nil || tt.h.Forward.DeadLetter == "") {
+				assert.False(t, provisioned, "refused while provisioning")
+			}
 
 			if tt.err == "" {
 				assert.NoError(t, err)

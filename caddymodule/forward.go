@@ -218,35 +218,40 @@ func (h *Handler) provisionForward(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("ucs: forward spool %q: %w", f.Spool, err)
 	}
+	warnRelative(h.logger, "forward spool", f.Spool, abs)
+	if err := checkWritableDir("forward spool", abs); err != nil {
+		return err
+	}
+	if !f.FollowSymlinks {
+		// Checked again at open; here so that `caddy validate` says it.
+		if err := checkNotSymlink(abs); err != nil {
+			return fmt.Errorf("ucs: forward spool %q: %w", f.Spool, symlinkHint(err, "forward"))
+		}
+	}
 	deadLetter := f.DeadLetter
 	if deadLetter != "" {
 		if deadLetter, err = filepath.Abs(deadLetter); err != nil {
 			return fmt.Errorf("ucs: forward dead_letter %q: %w", f.DeadLetter, err)
 		}
+		warnRelative(h.logger, "forward dead_letter", f.DeadLetter, deadLetter)
+		if err := checkWritableFile("forward dead_letter", deadLetter); err != nil {
+			return err
+		}
 	}
-	use := spoolUse{handler: h, config: ctx.Done(), fwd: fwd, maxBytes: f.MaxSpool, policy: f.replayPolicy(),
+	h.spoolUse = spoolUse{handler: h, config: ctx.Done(), fwd: fwd, maxBytes: f.MaxSpool, policy: f.replayPolicy(),
 		logger: h.logger, followSymlinks: f.FollowSymlinks}
-	if h.spool, err = acquireSpool(abs, deadLetter, use); err != nil {
-		return fmt.Errorf("ucs: forward spool %q: %w", f.Spool, spoolOpenError(err))
-	}
-	h.spoolKey, h.spoolUse = abs, use
+	h.spoolKey, h.spoolDeadLetter = abs, deadLetter
+	h.needStart()
 	return nil
 }
 
-// cleanupForward gives the spool back (the last user closes it) and lets
-// the forwarder's idle connections go.
+// cleanupForward lets the forwarder's idle connections go (the spool is
+// given back by closeSinks).
 func (h *Handler) cleanupForward() error {
-	var err error
-	if h.spool != nil && !h.spoolReleased {
-		// h.spool stays set: a request still finishing in this config
-		// holds its own reference and keeps the spool open.
-		err = releaseSpool(h.spoolKey, h.spool, h)
-		h.spoolReleased = true
-	}
 	if h.fwd != nil {
 		h.fwd.CloseIdleConnections()
 	}
-	return err
+	return nil
 }
 
 // serveForward hands the strict body to the upstream, directly or (end

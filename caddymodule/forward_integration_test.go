@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -549,7 +548,7 @@ func TestReloadKeepsOneSpoolAndReplaysToTheNewURL(t *testing.T) {
 func TestTwoSinksOfOneConfigCannotShareASpool(t *testing.T) {
 	ucs := newUCSServer(t)
 	dir := t.TempDir()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	defer cancel()
 	first := &Handler{Forward: &ForwardSink{URLs: []string{ucs.url()}, Spool: dir}}
 	require.NoError(t, first.Provision(ctx))
@@ -561,6 +560,7 @@ func TestTwoSinksOfOneConfigCannotShareASpool(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "already the spool of another forward sink in this config")
 	require.NoError(t, second.Cleanup())
+	startUCSApp(t, ctx)
 	abs, _ := filepath.Abs(dir)
 	refs, _ := referencesOf(spools, abs)
 	assert.Equal(t, 1, refs, "the refused sink holds no reference")

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +24,7 @@ func forwardHandler(t *testing.T, url, dir string) (*Handler, *observer.Observed
 
 func forwardHandlerWith(t *testing.T, sink *ForwardSink) (*Handler, *observer.ObservedLogs) {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	t.Cleanup(cancel)
 	core, logs := observer.New(zapcore.DebugLevel)
 	h := &Handler{Forward: sink}
@@ -36,6 +34,7 @@ func forwardHandlerWith(t *testing.T, sink *ForwardSink) (*Handler, *observer.Ob
 	h.BasePath, h.basePfx, h.ops = DefaultBasePath, DefaultBasePath+"/", parseOperations(nil)
 	h.MaxBody = DefaultMaxBody
 	require.NoError(t, h.provisionForward(ctx))
+	require.NoError(t, h.openSinks()) // what the ucs app does at start
 	t.Cleanup(func() { _ = h.Cleanup() })
 	return h, logs
 }

@@ -5,12 +5,14 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -61,6 +63,8 @@ var now = time.Now
 //	{http.ucs.repairs}     the number of repairs made to the body
 //	{http.ucs.exception}   the exception name of an error answer, e.g.
 //	                       InvalidJsonException ("" otherwise)
+//	{http.ucs.message}     the message of an error answer, why the call
+//	                       was refused ("" otherwise)
 //	{http.ucs.tenant}      the tenant whose tables were used (its first
 //	                       ContactCenterId; "" for the top-level tables)
 type Handler struct {
@@ -179,11 +183,16 @@ type Handler struct {
 	spool           *sharedSpool // kept until the last request is done; see sinkStore
 	spoolKey        string
 	spoolUse        spoolUse
+	spoolDeadLetter string // absolute; "" is the default
 	spoolReleased   bool
-	healthPath      string   // BasePath + "/ucs/health", when Health is on
-	basePfx         string   // BasePath + "/"
-	baseSegs        []string // BasePath's segments
-	ops             uint16   // bit op: the handler takes the operation
+	ready           chan struct{}   // closed once the ucs app opened the sink; nil without one
+	started         *atomic.Bool    // ready is closed: the fast path of ServeHTTP
+	configDone      <-chan struct{} // Done of the config that provisioned the handler
+	refusals        *refusalLog     // samples the refused-call line
+	healthPath      string          // BasePath + "/ucs/health", when Health is on
+	basePfx         string          // BasePath + "/"
+	baseSegs        []string        // BasePath's segments
+	ops             uint16          // bit op: the handler takes the operation
 	caddyErrors     bool
 	logger          *zap.Logger
 	shadow          shadowState
@@ -198,12 +207,14 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision checks the options, loads the business-attribute tables, builds
-// the normaliser and opens (or shares) the local journal or the spool. The
-// checks come first, here rather than in a Validate: Caddy validates only
-// after provisioning, when a bad option would already have opened files.
-// Defaults are filled where they are used (package upstream, normalize).
+// the normaliser and registers the local journal or the spool with the ucs
+// app, which opens them when the config starts (see App): provisioning
+// checks the paths but creates no file and takes no lock, so `caddy
+// validate` can run beside a running Caddy. Defaults are filled where they
+// are used (package upstream, normalize).
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.refusals = new(refusalLog)
 	if err := h.checkOptions(); err != nil {
 		return err
 	}
@@ -234,28 +245,126 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if h.Local != nil {
-		abs, err := filepath.Abs(h.Local.Path)
-		if err != nil {
-			return fmt.Errorf("ucs: local %q: %w", h.Local.Path, err)
+		if err := h.provisionLocal(); err != nil {
+			return err
 		}
-		jo := upstream.JournalOptions{
-			NoSync:  h.Local.Fsync == "off",
-			MaxSize: h.Local.MaxSize,
-			Keep:    h.Local.Keep,
-		}
-		jo.FS = sinkFS(journalFS, h.Local.FollowSymlinks)
-		if h.journal, err = acquireJournal(abs, jo, journalUse{handler: h, logger: h.logger}); err != nil {
-			return fmt.Errorf("ucs: local %q: opening the journal: %w", h.Local.Path, symlinkHint(err, "local"))
-		}
-		h.journalKey, h.journalOpts = abs, jo
 	}
 	if h.Forward != nil {
-		return h.provisionForward(ctx)
+		if err := h.provisionForward(ctx); err != nil {
+			return err
+		}
 	}
 	if h.Shadow != nil {
-		return h.provisionShadow()
+		if err := h.provisionShadow(); err != nil {
+			return err
+		}
+	}
+	// The files are opened by the ucs app when the config starts, never
+	// here: `caddy validate` provisions too. The app also writes each
+	// handler's startup line.
+	app, err := appOf(ctx)
+	if err != nil {
+		return err
+	}
+	h.configDone = ctx.Done()
+	return app.register(h)
+}
+
+// provisionLocal resolves and checks the journal's path and options; the
+// ucs app opens the journal at start (see openSinks).
+func (h *Handler) provisionLocal() error {
+	abs, err := filepath.Abs(h.Local.Path)
+	if err != nil {
+		return fmt.Errorf("ucs: local %q: %w", h.Local.Path, err)
+	}
+	warnRelative(h.logger, "local", h.Local.Path, abs)
+	if err := checkWritableFile("local", abs); err != nil {
+		return err
+	}
+	if !h.Local.FollowSymlinks {
+		// Checked again at open; here so that `caddy validate` says it.
+		if err := checkNotSymlink(abs); err != nil {
+			return fmt.Errorf("ucs: local %q: %w", h.Local.Path, symlinkHint(err, "local"))
+		}
+	}
+	h.journalKey = abs
+	h.journalOpts = upstream.JournalOptions{
+		NoSync:  h.Local.Fsync == "off",
+		MaxSize: cmp.Or(h.Local.MaxSize, DefaultJournalSize),
+		Keep:    cmp.Or(h.Local.Keep, DefaultJournalKeep),
+		FS:      sinkFS(journalFS, h.Local.FollowSymlinks),
+	}
+	h.needStart()
+	return nil
+}
+
+// openSinks opens (or shares) the journal or the spool registered at
+// provision, and starts the background refresh of the fetched tables. The
+// ucs app calls it when the config starts.
+func (h *Handler) openSinks() error {
+	if h.journalKey != "" && h.journal == nil {
+		sj, err := acquireJournal(h.journalKey, h.journalOpts, journalUse{handler: h, logger: h.logger, opts: h.journalOpts})
+		if err != nil {
+			return fmt.Errorf("ucs: local %q: opening the journal: %w", h.Local.Path, symlinkHint(err, "local"))
+		}
+		h.journal = sj
+	}
+	if h.spoolKey != "" && h.spool == nil {
+		s, err := acquireSpool(h.spoolKey, h.spoolDeadLetter, h.spoolUse)
+		if err != nil {
+			return fmt.Errorf("ucs: forward spool %q: %w", h.Forward.Spool, spoolOpenError(err))
+		}
+		h.spool = s
+	}
+	for _, set := range append([]*attrSet{h.top}, h.tenants...) {
+		if set != nil && set.from != nil {
+			set.from.start()
+		}
+	}
+	if h.ready != nil && !h.started.Load() {
+		h.started.Store(true)
+		close(h.ready)
 	}
 	return nil
+}
+
+// closeSinks gives back this config's use of its journal or spool; it may
+// be called more than once (the app's Stop, the handler's Cleanup).
+func (h *Handler) closeSinks() error {
+	var err error
+	if h.spool != nil && !h.spoolReleased {
+		// h.spool stays set: a request still finishing in this config
+		// holds its own reference and keeps the spool open.
+		h.spoolReleased = true
+		err = releaseSpool(h.spoolKey, h.spool, h)
+	}
+	if h.journal != nil && !h.journalReleased {
+		h.journalReleased = true
+		err = errors.Join(err, releaseJournal(h.journalKey, h.journal, h))
+	}
+	return err
+}
+
+// needStart marks the handler as having a sink the ucs app opens at start:
+// its requests wait for it (see awaitStart).
+func (h *Handler) needStart() {
+	if h.ready == nil {
+		h.ready, h.started = make(chan struct{}), new(atomic.Bool)
+	}
+}
+
+// awaitStart holds a request that arrived before the ucs app opened the
+// handler's sink: Caddy starts its apps in no fixed order, so the http app
+// may serve a moment before. A config that fails to start never opens it.
+func (h *Handler) awaitStart(r *http.Request) *requestError {
+	select {
+	case <-h.ready:
+		return nil
+	case <-h.configDone:
+		return errStorage(errors.New("the configuration did not start"))
+	case <-r.Context().Done():
+		return errClientGone(r.Context().Err())
+	}
 }
 
 // normalizeOptions are the normaliser options without the tables.
@@ -395,12 +504,7 @@ func oneOf(option, value string, allowed ...string) error {
 // uses it (see sinkStore).
 func (h *Handler) Cleanup() error {
 	h.releaseSets()
-	err := errors.Join(h.cleanupForward(), h.cleanupShadow())
-	if h.journal == nil || h.journalReleased {
-		return err
-	}
-	h.journalReleased = true
-	return errors.Join(err, releaseJournal(h.journalKey, h.journal, h))
+	return errors.Join(h.closeSinks(), h.cleanupForward(), h.cleanupShadow())
 }
 
 // ServeHTTP intercepts the service-event calls and passes everything else on.
@@ -427,6 +531,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.ucs.task_id", tid)
 		repl.Set("http.ucs.repairs", "")
 		repl.Set("http.ucs.exception", "")
+		repl.Set("http.ucs.message", "")
 		repl.Set("http.ucs.tenant", "")
 	}
 	if !m.ok {
@@ -434,6 +539,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	op := int(m.op)
+	if h.ready != nil && !h.started.Load() {
+		if rerr := h.awaitStart(r); rerr != nil {
+			return h.fail(w, repl, op, rerr)
+		}
+	}
 	if h.Shadow != nil {
 		return h.serveShadow(w, r, next, repl, m, receivedAt)
 	}
@@ -571,14 +681,14 @@ func (h *Handler) fail(w http.ResponseWriter, repl *caddy.Replacer, op int, e *r
 		outcome = outcomeError
 	}
 	setOutcome(repl, outcome, op)
+	sid := ""
 	if repl != nil {
 		repl.Set("http.ucs.exception", e.exception)
+		repl.Set("http.ucs.message", e.msg)
+		sid, _ = repl.GetString("http.ucs.service_id")
 	}
 	metricRejections.WithLabelValues(e.reason, operationLabels[op]).Inc()
-	if c := h.logger.Check(zap.DebugLevel, "event refused"); c != nil {
-		c.Write(zap.String("operation", operationLabels[op]), zap.Int("status", e.status),
-			zap.String("exception", e.exception), zap.String("message", e.msg))
-	}
+	h.logRefusal(op, sid, e)
 	if h.caddyErrors {
 		return caddyhttp.Error(e.status, e)
 	}

@@ -20,6 +20,11 @@ type healthAnswer struct {
 // would refuse events (the journal's last append failed, the spool is
 // full), 200 otherwise. It reads the sinks' state; it writes nothing.
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) error {
+	if h.ready != nil && !h.started.Load() {
+		// The ucs app has not opened the sink yet (Caddy starts its apps in
+		// no fixed order): events would wait.
+		return writeHealth(w, r, healthAnswer{Status: "starting"})
+	}
 	a := healthAnswer{Status: "ok"}
 	if h.journal != nil {
 		a.Journal = "ok"
@@ -36,6 +41,11 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) error {
 			a.Status, a.Spool = "unavailable", "full"
 		}
 	}
+	return writeHealth(w, r, a)
+}
+
+// writeHealth writes the answer: 200 when its status is ok, else 503.
+func writeHealth(w http.ResponseWriter, r *http.Request, a healthAnswer) error {
 	body, _ := json.Marshal(a) // plain values: cannot fail
 	status := http.StatusOK
 	if a.Status != "ok" {

@@ -1,9 +1,12 @@
 package caddymodule
 
 import (
+	"context"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/caddyserver/caddy/v2"
 	"net"
 	"net/http"
 	"os"
@@ -252,4 +255,31 @@ func referencesOf(s *sinkStore, key string) (int, bool) {
 		return 0, false
 	}
 	return int(v.refCounter().n.Load()), true
+}
+
+// newTestContext is a Caddy context of a config of its own, as Caddy gives
+// a module while it loads one, so that a handler finds its ucs app.
+func newTestContext(t testing.TB) (caddy.Context, context.CancelFunc) {
+	base, err := caddy.ProvisionContext(nil)
+	require.NoError(t, err)
+	return caddy.NewContext(base)
+}
+
+// startUCSApp starts the ucs app of ctx's config, as Caddy does when the
+// config runs: the handlers provisioned in ctx open their sinks. The app
+// stops when the test ends.
+func startUCSApp(t testing.TB, ctx caddy.Context) {
+	require.NoError(t, startUCS(t, ctx))
+}
+
+// startUCS is startUCSApp returning Start's error.
+func startUCS(t testing.TB, ctx caddy.Context) error {
+	v, err := ctx.App("ucs")
+	require.NoError(t, err)
+	app := v.(*App)
+	if err := app.Start(); err != nil {
+		return err
+	}
+	t.Cleanup(func() { _ = app.Stop() })
+	return nil
 }

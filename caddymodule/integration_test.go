@@ -519,6 +519,7 @@ func TestPlaceholdersReachLaterHandlers(t *testing.T) {
 	header {
 		defer
 		X-Ucs "{http.ucs.outcome}|{http.ucs.service_id}|{http.ucs.task_id}|{http.ucs.repairs}"
+		X-Ucs-Message "{http.ucs.message}"
 	}
 	ucs {
 		local `+filepath.Join(t.TempDir(), "events.jsonl")+`
@@ -545,8 +546,14 @@ func TestPlaceholdersReachLaterHandlers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, _ := post(t, tester, tt.url, []byte(tt.body))
+			resp, body := post(t, tester, tt.url, []byte(tt.body))
 			assert.Equal(t, tt.want, resp.Header.Get("X-Ucs"))
+			var answer struct{ Message string }
+			if tt.name == "rejected" {
+				require.NoError(t, json.Unmarshal(body, &answer))
+				require.NotEmpty(t, answer.Message)
+			}
+			assert.Equal(t, answer.Message, resp.Header.Get("X-Ucs-Message"), "the message the caller got, or none")
 		})
 	}
 }

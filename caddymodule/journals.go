@@ -2,7 +2,10 @@ package caddymodule
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -47,14 +50,20 @@ var journals = newSinkStore()
 // operating system's. Tests swap it to inject disk faults.
 var journalFS upstream.FileSystem
 
-// sharedJournal is a sinkStore value: the journal, the options it was
-// opened with (to detect a second config asking for different ones), and
-// the handlers using it, whose newest logger the journal writes through.
+// sharedJournal is a sinkStore value: the journal, the options it is open
+// with, and the handlers using it, whose newest logger the journal writes
+// through and whose newest options apply (see takeOver).
 type sharedJournal struct {
-	*upstream.Journal
 	refs refCount
-	opts upstream.JournalOptions
 	logs *liveCore
+
+	// swap is held for reading by each append, and for writing while the
+	// journal is reopened under other options: no append is in flight
+	// when the file is closed, so the file never has two writers.
+	swap sync.RWMutex
+	j    *upstream.Journal       // guarded by swap; nil after a failed reopen (see takeOver)
+	jerr error                   // why j is nil; guarded by swap
+	opts upstream.JournalOptions // the options j is open with; guarded by swap
 
 	mu    sync.Mutex
 	users claims[journalUse] // guarded by mu
@@ -64,30 +73,65 @@ type sharedJournal struct {
 type journalUse struct {
 	handler *Handler
 	logger  *zap.Logger // the handler's, from ctx.Logger()
+	opts    upstream.JournalOptions
 }
 
 func (s *sharedJournal) refCounter() *refCount { return &s.refs }
 
 // shut closes the journal once no handler and no request uses it.
-func (s *sharedJournal) shut() error { return s.Close() }
+func (s *sharedJournal) shut() error {
+	s.swap.Lock()
+	defer s.swap.Unlock()
+	if s.j == nil {
+		return nil
+	}
+	return s.j.Close()
+}
+
+// AppendEvent appends one event record (see upstream.Journal.AppendEvent).
+func (s *sharedJournal) AppendEvent(receivedAt time.Time, ids upstream.RecordIDs, event []byte) error {
+	s.swap.RLock()
+	defer s.swap.RUnlock()
+	if s.j == nil {
+		return s.jerr
+	}
+	return s.j.AppendEvent(receivedAt, ids, event)
+}
+
+// Err is the journal's error state (see upstream.Journal.Err).
+func (s *sharedJournal) Err() error {
+	s.swap.RLock()
+	defer s.swap.RUnlock()
+	if s.j == nil {
+		return s.jerr
+	}
+	return s.j.Err()
+}
+
+// openLogged opens the journal of absPath with opts, writing its logs
+// through s.logs.
+func (s *sharedJournal) openLogged(absPath string, opts upstream.JournalOptions, name string) (*upstream.Journal, error) {
+	o := opts
+	o.Logger = zap.New(s.logs).Named(name + ".journal")
+	o.OnSync = journalOnSync
+	o.OnWrite = journalOnWrite
+	return upstream.OpenJournal(absPath, o)
+}
 
 // openJournal returns the journal of absPath with one more reference,
 // opening it on first use; it adds no user (see acquireJournal).
 func openJournal(absPath string, opts upstream.JournalOptions, logger *zap.Logger) (*sharedJournal, bool, error) {
 	v, loaded, err := journals.acquire(absPath, func() (storedSink, error) {
-		o := opts
 		// The journal outlives the config that opened it, and a config's
 		// log writers close with it: it writes through the newest user's
 		// core (see releaseJournal), as the spool does.
-		logs := newLiveCore(logger.Core())
-		o.Logger = zap.New(logs).Named(cmp.Or(logger.Name(), "http.handlers.ucs") + ".journal")
-		o.OnSync = journalOnSync
-		o.OnWrite = journalOnWrite
-		j, err := upstream.OpenJournal(absPath, o)
+		sj := &sharedJournal{logs: newLiveCore(logger.Core()), opts: opts}
+		j, err := sj.openLogged(absPath, opts, cmp.Or(logger.Name(), "http.handlers.ucs"))
 		if err != nil {
 			return nil, err
 		}
-		return &sharedJournal{Journal: j, opts: opts, logs: logs}, nil
+		sj.j = j
+		return sj, nil
 	})
 	if err != nil {
 		return nil, false, err
@@ -95,27 +139,66 @@ func openJournal(absPath string, opts upstream.JournalOptions, logger *zap.Logge
 	return v.(*sharedJournal), loaded, nil
 }
 
+// sameJournalOptions reports whether a and b are the same user options.
+func sameJournalOptions(a, b upstream.JournalOptions) bool {
+	return a.NoSync == b.NoSync && a.MaxSize == b.MaxSize && a.Keep == b.Keep
+}
+
+// takeOver makes use's logger the journal's and, when use asks for other
+// options (fsync, max_size, keep), reopens the journal under them once
+// the appends in flight are done. If the reopen fails, the journal is
+// opened again under the options it had, and the error is returned.
+// The caller holds s.mu.
+func (s *sharedJournal) takeOver(absPath string, use journalUse) error {
+	s.logs.swap(use.logger.Core())
+	s.swap.Lock()
+	defer s.swap.Unlock()
+	if s.j != nil && sameJournalOptions(s.opts, use.opts) {
+		return nil
+	}
+	old := s.opts
+	name := cmp.Or(use.logger.Name(), "http.handlers.ucs")
+	if s.j != nil { // nil: a failed reopen left it closed
+		if err := s.j.Close(); err != nil {
+			use.logger.Warn("closing the local journal to apply new options failed", zap.String("path", absPath), zap.Error(err))
+		}
+	}
+	j, err := s.openLogged(absPath, use.opts, name)
+	if err != nil {
+		// Back to the options that worked: the config in use keeps running.
+		if j2, err2 := s.openLogged(absPath, old, name); err2 == nil {
+			s.j = j2
+		} else {
+			s.j, s.jerr = nil, fmt.Errorf("the local journal could not be reopened: %w", err2)
+		}
+		return err
+	}
+	s.j, s.opts = j, use.opts
+	use.logger.Info("local journal reopened with the options of the newest config",
+		zap.String("path", absPath),
+		zap.Bool("fsync", !use.opts.NoSync), zap.Int64("max_size", use.opts.MaxSize), zap.Int("keep", use.opts.Keep),
+		zap.Bool("old_fsync", !old.NoSync), zap.Int64("old_max_size", old.MaxSize), zap.Int("old_keep", old.Keep))
+	return nil
+}
+
 // acquireJournal returns the shared journal for absPath, opening it on
-// first use, and makes use's logger the one it writes through. If the
-// journal is already open with other options, the first options win and a
-// warning says so: reopening would put two writers on one file, which the
-// journal cannot allow.
+// first use, and makes use's logger and options the ones it uses (see
+// takeOver): a reload that changes fsync, max_size or keep applies them.
 func acquireJournal(absPath string, opts upstream.JournalOptions, use journalUse) (*sharedJournal, error) {
-	logger := use.logger
-	sj, loaded, err := openJournal(absPath, opts, logger)
+	use.opts = opts
+	sj, loaded, err := openJournal(absPath, opts, use.logger)
 	if err != nil {
 		return nil, err
 	}
 	sj.mu.Lock()
-	sj.users.add(use)
-	sj.logs.swap(logger.Core())
-	sj.mu.Unlock()
-	if loaded && (sj.opts.NoSync != opts.NoSync || sj.opts.MaxSize != opts.MaxSize || sj.opts.Keep != opts.Keep) {
-		logger.Warn("the local journal is already open with other options; keeping them until every config using it is unloaded",
-			zap.String("path", absPath),
-			zap.Bool("open_fsync", !sj.opts.NoSync), zap.Int64("open_max_size", sj.opts.MaxSize), zap.Int("open_keep", sj.opts.Keep),
-			zap.Bool("wanted_fsync", !opts.NoSync), zap.Int64("wanted_max_size", opts.MaxSize), zap.Int("wanted_keep", opts.Keep))
+	defer sj.mu.Unlock()
+	if loaded {
+		if err := sj.takeOver(absPath, use); err != nil {
+			_ = journals.release(absPath, sj)
+			return nil, fmt.Errorf("reopening the journal with the new options: %w", err)
+		}
 	}
+	sj.users.add(use)
 	return sj, nil
 }
 
@@ -124,11 +207,14 @@ func acquireJournal(absPath string, opts upstream.JournalOptions, use journalUse
 // in flight uses it.
 func releaseJournal(absPath string, sj *sharedJournal, h *Handler) error {
 	sj.mu.Lock()
+	var err error
 	if newest, ok := sj.users.remove(func(u journalUse) bool { return u.handler == h }); ok {
-		sj.logs.swap(newest.logger.Core())
+		// A reload that failed falls back to the options of the config
+		// still running.
+		err = sj.takeOver(absPath, newest)
 	}
 	sj.mu.Unlock()
-	return journals.release(absPath, sj)
+	return errors.Join(err, journals.release(absPath, sj))
 }
 
 // holdJournal takes a reference to the handler's journal for one request.

@@ -34,7 +34,7 @@ func TestJournalLogsFollowTheNewestConfigUsingIt(t *testing.T) {
 	require.Same(t, oldJ, newJ, "one writer per path")
 
 	for range 4 {
-		require.NoError(t, newJ.Append(record))
+		require.NoError(t, newJ.j.Append(record))
 	}
 	assert.Positive(t, rotations(newLogs), "the newest config's logger")
 	assert.Zero(t, rotations(oldLogs))
@@ -46,12 +46,12 @@ func TestJournalLogsFollowTheNewestConfigUsingIt(t *testing.T) {
 	require.NoError(t, releaseJournal(path, newJ, newH))
 	before := rotations(newLogs)
 	for range 4 {
-		require.NoError(t, oldJ.Append(record))
+		require.NoError(t, oldJ.j.Append(record))
 	}
 	assert.Positive(t, rotations(oldLogs))
 	assert.Equal(t, before, rotations(newLogs), "nothing more through a config that is gone")
 
 	// The last user closes the journal.
 	require.NoError(t, releaseJournal(path, oldJ, oldH))
-	assert.Error(t, oldJ.Append(record))
+	assert.Error(t, oldJ.j.Append(record))
 }

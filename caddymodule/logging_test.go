@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -19,7 +20,7 @@ import (
 
 // provisioned returns h provisioned outside a server, logging to an observer.
 func provisioned(t *testing.T, h *Handler) *observer.ObservedLogs {
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	t.Cleanup(cancel)
 	require.NoError(t, h.Provision(ctx))
 	t.Cleanup(func() { _ = h.Cleanup() })
@@ -64,4 +65,53 @@ func TestTheDebugLineNamesTheTenant(t *testing.T) {
 	debug := logs.FilterMessage("event normalised").All()
 	require.Len(t, debug, 1)
 	assert.Equal(t, "101", debug[0].ContextMap()["tenant"])
+}
+
+// A refused call is one info line: what and why, never the body. A flood
+// is sampled (refusalBurst lines a window) and the next line written says
+// how many were left out.
+func TestARefusedCallIsOneSampledInfoLine(t *testing.T) {
+	clock := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	old := now
+	now = func() time.Time { return clock }
+	t.Cleanup(func() { now = old })
+	h := &Handler{}
+	logs := provisioned(t, h)
+	const secret = "card-4111111111111111"
+	refuse := func() {
+		r := httptest.NewRequest(http.MethodPost, "/genesys/1/cs/services/42/tasks/x7/end", strings.NewReader(`{note: '`+secret+`'}`))
+		repl := caddy.NewReplacer()
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		w := httptest.NewRecorder()
+		require.NoError(t, h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })))
+		require.Equal(t, http.StatusBadRequest, w.Code)
+		msg, _ := repl.GetString("http.ucs.message")
+		assert.Contains(t, w.Body.String(), msg, "{http.ucs.message} is the message the caller got")
+	}
+
+	for range refusalBurst + 5 {
+		refuse()
+	}
+	lines := logs.FilterMessage("event refused").All()
+	require.Len(t, lines, refusalBurst, "the rest of the window is counted, not written")
+	first := lines[0]
+	assert.Equal(t, zapcore.InfoLevel, first.Level)
+	fields := first.ContextMap()
+	assert.Equal(t, "task.end", fields["operation"])
+	assert.Equal(t, "42", fields["service_id"])
+	assert.Equal(t, int64(http.StatusBadRequest), fields["status"])
+	assert.NotEmpty(t, fields["exception"])
+	assert.Contains(t, fields["message"], "task_id")
+	assert.NotContains(t, fields, "dropped")
+
+	clock = clock.Add(refusalWindow)
+	refuse()
+	lines = logs.FilterMessage("event refused").All()
+	require.Len(t, lines, refusalBurst+1)
+	assert.Equal(t, int64(5), lines[refusalBurst].ContextMap()["dropped"], "the lines left out are counted on the next")
+	for _, e := range logs.All() {
+		for k, v := range e.ContextMap() {
+			assert.NotContains(t, fmt.Sprint(v), secret, "field %s of %q", k, e.Message)
+		}
+	}
 }

@@ -114,6 +114,14 @@ type refresher struct {
 	subs   map[int]func([]normalize.Attribute)
 	nextID int
 
+	// The refresher fetches when a config is provisioned (so `caddy
+	// validate` checks the URL) but writes its cache file and refreshes in
+	// the background only once a config using it starts (see start):
+	// validating writes no file.
+	running  sync.Once // starts loop, or (Destruct first) closes done
+	unsaved  []byte    // an answer fetched before start, for the cache; guarded by mu
+	canWrite bool      // start was called: fetch writes the cache; guarded by mu
+
 	stop   chan struct{}
 	done   chan struct{}
 	ctx    context.Context // cancelled by Destruct: a fetch in flight stops
@@ -173,8 +181,22 @@ func startRefresher(from *AttributesFrom, tenant string) (*refresher, error) {
 			zap.Duration("cache_age", time.Since(snap.at).Round(time.Second)), zap.Error(err))
 	}
 	liveRefreshers.Store(r, struct{}{})
-	go r.loop()
 	return r, nil
+}
+
+// start is called when a config using the refresher starts: the answer
+// fetched at provision goes to the cache, and the background refresh runs.
+func (r *refresher) start() {
+	r.mu.Lock()
+	if !r.canWrite {
+		r.canWrite = true
+		if r.unsaved != nil && r.cache != "" {
+			r.saveCache(r.unsaved)
+		}
+		r.unsaved = nil
+	}
+	r.mu.Unlock()
+	r.running.Do(func() { go r.loop() })
 }
 
 // newRefresher sets a refresher up without fetching; with no cache file
@@ -225,6 +247,7 @@ func (r *refresher) endpoint() string { return r.url + metadataPath }
 // Destruct stops the background refresh (caddy.Destructor).
 func (r *refresher) Destruct() error {
 	r.cancel()
+	r.running.Do(func() { close(r.done) }) // never started: no loop to wait for
 	close(r.stop)
 	<-r.done
 	liveRefreshers.Delete(r)
@@ -370,13 +393,21 @@ func (r *refresher) fetch() (changed bool, err error) {
 		attrs[i].Source = r.endpoint()
 	}
 	r.cur.Store(&snapshot{attrs: attrs, at: time.Now(), etag: resp.Header.Get("ETag"), lastMod: resp.Header.Get("Last-Modified")})
-	if r.cache == "" {
-		return true, nil
+	switch {
+	case r.cache == "":
+	case r.canWrite:
+		r.saveCache(body)
+	default:
+		r.unsaved = body
 	}
+	return true, nil
+}
+
+// saveCache writes the cache file, warning when it cannot.
+func (r *refresher) saveCache(body []byte) {
 	if err := writeCache(r.cache, body); err != nil {
 		r.logger.Warn("cannot write the business attributes cache", zap.String("cache", r.cache), zap.Error(err))
 	}
-	return true, nil
 }
 
 func (r *refresher) loadCache() (*snapshot, error) {

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -224,7 +223,7 @@ func TestUCSDownAtStartUsesTheCache(t *testing.T) {
 func TestUCSDownAndNoCacheFailsProvisioning(t *testing.T) {
 	ucs := newFakeUCS(t, metaV1)
 	ucs.set(metaV1, http.StatusBadGateway)
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	defer cancel()
 	h := &Handler{BusinessAttributesFrom: &AttributesFrom{URL: ucs.srv.URL, Cache: filepath.Join(t.TempDir(), "none.json")}}
 	err := h.Provision(ctx)

@@ -168,12 +168,17 @@ func TestARequestInFlightAcrossAReloadIsJournaledWhereItsConfigSaid(t *testing.T
 func TestEveryEventAnswered204IsJournaledExactlyOnceAcrossReloads(t *testing.T) {
 	const clients, reloads = 8, 12
 	rec := newRecorder(t)
+	const small = "fsync off\nmax_size 4KiB\nkeep 1000"
 	tests := []struct {
 		name  string
 		paths []string // the journal of each successive config, in turn
+		opts  []string // the local block of each successive config, in turn
 	}{
-		{"the reloads keep the journal path", []string{"events.jsonl"}},
-		{"the reloads move the journal between two paths", []string{"a.jsonl", "b.jsonl"}},
+		{"the reloads keep the journal path", []string{"events.jsonl"}, []string{""}},
+		{"the reloads move the journal between two paths", []string{"a.jsonl", "b.jsonl"}, []string{""}},
+		// The last config (reloads is even) has the small files: a journal
+		// kept with the first options would never rotate.
+		{"the reloads change the journal's options", []string{"events.jsonl"}, []string{small, "keep 1000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,7 +188,7 @@ func TestEveryEventAnswered204IsJournaledExactlyOnceAcrossReloads(t *testing.T) 
 				paths = append(paths, filepath.Join(dir, p))
 			}
 			site := func(i int) string {
-				return fmt.Sprintf("ucs {\nmax_depth %d\nlocal %s\n}\nreverse_proxy %s", 10+i, paths[i%len(paths)], rec.addr())
+				return fmt.Sprintf("ucs {\nmax_depth %d\nlocal %s {\n%s\n}\n}\nreverse_proxy %s", 10+i, paths[i%len(paths)], tt.opts[i%len(tt.opts)], rec.addr())
 			}
 			startCaddy(t, site(0))
 
@@ -234,7 +239,9 @@ func TestEveryEventAnswered204IsJournaledExactlyOnceAcrossReloads(t *testing.T) 
 			close(stop)
 			wg.Wait()
 
-			counts, lines := journalCounts(t, paths...)
+			files, err := filepath.Glob(filepath.Join(dir, "*.jsonl")) // with the rotated ones
+			require.NoError(t, err)
+			counts, lines := journalCounts(t, files...)
 			missing, doubled, failedButJournaled := 0, 0, 0
 			for n, code := range status {
 				switch {
@@ -256,6 +263,30 @@ func TestEveryEventAnswered204IsJournaledExactlyOnceAcrossReloads(t *testing.T) 
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			assert.Zero(t, rec.calls, "no Task End call reaches the next handler")
+			if tt.opts[0] != small {
+				return
+			}
+			open := openSinkOf(journals, paths[0]).(*sharedJournal)
+			assert.True(t, open.opts.NoSync, "the last config's fsync")
+			assert.Equal(t, int64(4096), open.opts.MaxSize, "the last config's max_size")
+			// Each config's files show its options: the small ones rotate at
+			// 4 KiB; under the default 100 MiB a file grows until the next
+			// small config rotates it.
+			smallFiles, bigFiles := 0, 0
+			for _, f := range files {
+				fi, err := os.Stat(f)
+				require.NoError(t, err)
+				if fi.Size() <= 4096 {
+					smallFiles++
+				} else {
+					bigFiles++
+				}
+			}
+			active, err := os.Stat(paths[0])
+			require.NoError(t, err)
+			assert.LessOrEqual(t, active.Size(), int64(4096), "the last config's max_size")
+			assert.GreaterOrEqual(t, smallFiles, reloads/2, "every small config rotated")
+			assert.GreaterOrEqual(t, bigFiles, reloads/2-1, "every default config grew a file past 4 KiB")
 		})
 	}
 }

@@ -3,7 +3,6 @@
 package caddymodule
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
@@ -37,7 +35,7 @@ func TestAShadowJournalInAnUnwritableDirectoryNeverHoldsACall(t *testing.T) {
 	t.Cleanup(func() { shadowQueueLen, shadowRetry = oldLen, oldRetry })
 	dir := filepath.Join(t.TempDir(), "journal")
 	require.NoError(t, os.Mkdir(dir, 0o500)) // readable, not writable
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	defer cancel()
 	h := &Handler{Shadow: &ShadowMode{Journal: filepath.Join(dir, "shadow.jsonl")}}
 	require.NoError(t, h.Provision(ctx))

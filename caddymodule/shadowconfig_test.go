@@ -1,10 +1,8 @@
 package caddymodule
 
 import (
-	"context"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -80,7 +78,7 @@ func TestShadowJSONConfigErrorsNameTheOption(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			ctx, cancel := newTestContext(t)
 			defer cancel()
 			err := tt.h.Provision(ctx)
 			require.Error(t, err)

@@ -181,7 +181,7 @@ func (h *Handler) holdSpool() (*sharedSpool, error) {
 	if h.spool.refs.tryAcquire() {
 		return h.spool, nil
 	}
-	s, _, err := openSpool(h.spoolKey, h.spool.deadLetter, h.spoolUse)
+	s, _, err := openSpool(h.spoolKey, h.spoolDeadLetter, h.spoolUse)
 	return s, err
 }
 
@@ -256,18 +256,27 @@ func (s *sharedSpool) drain() {
 // configured ones and those draining after a reload moved them, and gives
 // the age of the oldest event among them; open is false when there is none.
 func replayedSpools() (records int, bytes int64, oldest time.Duration, open bool) {
-	spools.mu.Lock()
-	list := make([]*sharedSpool, 0, len(spools.open))
-	for _, v := range spools.open {
-		list = append(list, v.(*sharedSpool))
-	}
-	spools.mu.Unlock()
+	list := openSpools()
 	for _, s := range list {
 		r, b := s.Depth()
 		records, bytes = records+r, bytes+b
 		oldest = max(oldest, s.OldestAge())
 	}
 	return records, bytes, oldest, len(list) > 0
+}
+
+// openSpools lists every spool open in this process: those the running
+// configs name (opened by their ucs app's Start) and those draining after
+// a reload moved them. A spool in the list may close right after; to use
+// one, take a reference (s.refs.tryAcquire, then spools.release).
+func openSpools() []*sharedSpool {
+	spools.mu.Lock()
+	defer spools.mu.Unlock()
+	list := make([]*sharedSpool, 0, len(spools.open))
+	for _, v := range spools.open {
+		list = append(list, v.(*sharedSpool))
+	}
+	return list
 }
 
 // poke signals c without waiting; one pending signal is enough.

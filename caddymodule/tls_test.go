@@ -182,7 +182,7 @@ func TestAttributeFetchErrorsNameTheTLSFailure(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			ctx, cancel := newTestContext(t)
 			defer cancel()
 			h := &Handler{BusinessAttributesFrom: &AttributesFrom{URL: tt.url, TLS: tt.tls, Cache: filepath.Join(t.TempDir(), "none.json")}}
 			require.NoError(t, h.provisionAttributesTLS(ctx, caddy.Log()))
@@ -389,7 +389,7 @@ func TestACertificateRenewedInPlaceIsANewRefresherOnReload(t *testing.T) {
 	pki := testpki.New(t, "UCS test CA")
 	from := &AttributesFrom{URL: "https://ucs", TLS: &reverseproxy.TLSConfig{CARaw: trustedCAFiles([]string{pki.CAFile})}}
 	before := refresherKey(from, "")
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := newTestContext(t)
 	defer cancel()
 	_, err := clientTLS(ctx, from.TLS, "business_attributes_from", caddy.Log())
 	require.NoError(t, err)

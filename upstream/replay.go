@@ -182,7 +182,8 @@ func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error, 
 		line = appendJSONString(line, cause.Error())
 	}
 	line = append(line, `,"record":`...)
-	if dr := s.src.deadRecord(rec); json.Valid(dr) {
+	dr := s.src.deadRecord(rec) // the spool record form, which dead-letter resend sends
+	if json.Valid(dr) {
 		line = append(line, dr...)
 	} else {
 		line = appendJSONString(line, string(dr))
@@ -196,10 +197,49 @@ func (s *Spool) deadLetter(rec []byte, status int, resp *Response, cause error, 
 			zap.String("path", s.deadPath), zap.Error(err))
 		return retry
 	}
+	ev := summarizeRecord(dr)
 	s.logger.Warn("upstream rejected a spooled event; moved to the dead letter",
-		zap.String("path", s.deadPath), zap.Int("status", status), zap.Int("attempts", max(tries.count, 1)))
+		zap.String("method", ev.Method), zap.String("path", ev.path()), zap.String("service_id", ev.Lane),
+		zap.Int("status", status), zap.String("exception", answerException(resp)),
+		zap.Int("attempts", max(tries.count, 1)), zap.String("dead_letter", s.deadPath))
 	s.logger.Debug("dead-lettered event", zap.ByteString("record", rec))
 	return deadLettered
+}
+
+// recordSummary is what the dead-letter warning names of a record: never its body.
+type recordSummary struct {
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	PathBase64 []byte `json:"path_base64"`
+	Lane       string `json:"lane"` // the service id
+}
+
+// path is the record's path, its bytes as a Go-quoted string when they are not valid UTF-8.
+func (r recordSummary) path() string {
+	if r.PathBase64 != nil {
+		return strconv.Quote(string(r.PathBase64))
+	}
+	return r.Path
+}
+
+// summarizeRecord reads the method, path and service of a spool line; what it cannot read stays
+// empty (an unreadable record is dead-lettered too).
+func summarizeRecord(rec []byte) recordSummary {
+	var r recordSummary
+	_ = json.Unmarshal(rec, &r)
+	return r
+}
+
+// answerException is the "exception" of a Context Services error answer, "" for any other.
+func answerException(resp *Response) string {
+	if resp == nil {
+		return ""
+	}
+	var body struct {
+		Exception string `json:"exception"`
+	}
+	_ = json.Unmarshal(resp.Body, &body)
+	return body.Exception
 }
 
 // backoff is the wait before retry number attempt: exponential from MinBackoff, capped at

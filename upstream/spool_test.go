@@ -425,6 +425,36 @@ func TestDeadLetterGoesToConfiguredFile(t *testing.T) {
 	assert.Len(t, readDeadLetters(t, deadPath), 2)
 }
 
+// The dead-letter warning names the event (method, path, service) and the
+// answer (status, exception), never its body; the file gets its own field.
+func TestTheDeadLetterWarningNamesTheEventAndTheAnswer(t *testing.T) {
+	sim, srv := newUCSSim(t)
+	sim.down = true
+	sim.reject = func(string) (int, string) { return http.StatusBadRequest, genesysError }
+	core, logs := observer.New(zapcore.InfoLevel)
+	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
+	s := openTestSpool(t, t.TempDir(), srv.URL, func(o *SpoolOptions) {
+		o.Logger = zap.New(core)
+		o.DeadLetter = deadPath
+	})
+	req := taskEnd(0)
+	req.Lane = "383-f9a62aec" // the handler's lane is the service id
+	resp, err := s.Submit(context.Background(), req)
+	require.NoError(t, err)
+	require.True(t, resp.Spooled)
+	sim.set(func(u *ucsSim) { u.down = false })
+	waitDrained(t, s)
+
+	warns := logs.FilterMessage("upstream rejected a spooled event; moved to the dead letter").All()
+	require.Len(t, warns, 1)
+	assert.Equal(t, map[string]any{
+		"method": http.MethodPost, "path": req.Path, "service_id": "383-f9a62aec",
+		"status": int64(http.StatusBadRequest), "exception": "InvalidFieldException",
+		"attempts": int64(1), "dead_letter": deadPath,
+	}, warns[0].ContextMap())
+	assert.NotContains(t, strings.Join(fieldStrings(warns[0]), " "), "session_id", "no body")
+}
+
 // spoolFiles lists the record files in dir.
 func spoolFiles(t *testing.T, dir string) []string {
 	t.Helper()
