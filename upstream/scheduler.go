@@ -16,7 +16,7 @@ import (
 
 // The replay's lanes: a scheduling view of the record log. The worker (run) reads the records in
 // log order into a window, queues each on the lane of its ordering key, and sends the head of every
-// ready lane, up to Concurrency at once. A lane sends one record at a time, so a service's records
+// ready lane, as many at once as the concurrency limit (concurrency.go) allows. A lane sends one record at a time, so a service's records
 // reach the upstream in acceptance order; a failed lane pauses with its own backoff while the
 // others go on. Finished records stay in the window until a position line covering them is on
 // disk (the checkpointer), and hold their place in the in-flight count until then.
@@ -363,9 +363,9 @@ func (sc *scheduler) markReady(l *lane) {
 	heap.Push(&sc.ready, l)
 }
 
-// dispatch sends the heads of ready lanes while the in-flight window has room. While the breaker is
-// open only one probe goes out at a time, at the breaker's time, so a down upstream is not sent
-// Concurrency retries.
+// dispatch sends the heads of ready lanes while the in-flight window and the concurrency limit
+// have room. While the breaker is open only one probe goes out at a time, at the breaker's time,
+// so a down upstream is not sent a window of retries.
 func (sc *scheduler) dispatch(now time.Time, br breaker) {
 	for sc.paused.Len() > 0 && !sc.paused.first().retryAt.After(now) {
 		l := heap.Pop(&sc.paused).(*lane)
@@ -373,14 +373,16 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 		sc.markReady(l)
 	}
 	s := sc.s
-	limit := s.policy.Load().Concurrency
+	window := s.policy.Load().window()
+	lim := s.limit.Load()
 	open, probeAt := br.open, br.probeAt
 	if open {
-		if sc.sending > 0 || now.Before(probeAt) || sc.inFlight >= limit {
+		if sc.sending > 0 || now.Before(probeAt) || sc.inFlight >= window {
 			return
 		}
 		if l := sc.popProbe(); l != nil {
-			sc.send(l, true)
+			lim.begin()
+			sc.send(l, lim, true)
 			return
 		}
 		// Every lane waits out its backoff: the probe goes to the one that waited longest. A
@@ -394,7 +396,8 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 				continue
 			}
 			l.retryAt, l.outage = time.Time{}, false
-			sc.send(l, true)
+			lim.begin()
+			sc.send(l, lim, true)
 			break
 		}
 		for _, l := range empty {
@@ -402,12 +405,10 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 		}
 		return
 	}
-	for sc.inFlight < limit {
-		l := sc.popReady()
-		if l == nil {
-			return
-		}
-		sc.send(l, false)
+	// The window bounds the records not yet on disk as finished (what a crash resends); the limit
+	// the requests at the upstream, direct deliveries included.
+	for sc.inFlight < window && sc.ready.Len() > 0 && lim.acquire() {
+		sc.send(sc.popReady(), lim, false)
 	}
 }
 
@@ -447,8 +448,8 @@ func (sc *scheduler) popProbe() *lane {
 	return heap.Remove(&sc.ready, best).(*lane)
 }
 
-// send starts the delivery of l's head record.
-func (sc *scheduler) send(l *lane, probe bool) {
+// send starts the delivery of l's head record, which holds a place in lim until it ends.
+func (sc *scheduler) send(l *lane, lim *concurrencyLimit, probe bool) {
 	p := l.queue[0]
 	l.busy = true
 	sc.inFlight++
@@ -459,6 +460,7 @@ func (sc *scheduler) send(l *lane, probe bool) {
 			if v := recover(); v != nil {
 				r = attemptResult{p: p, panicked: &workerPanic{value: v, stack: debug.Stack()}}
 			}
+			lim.end(sc.s.now(), r.rtt, r.status, r.err)
 			select {
 			case sc.results <- r:
 			case <-sc.dead:

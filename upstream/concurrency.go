@@ -1,0 +1,335 @@
+package upstream
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Adaptive concurrency (replay_concurrency auto): how many requests the gateway keeps in flight
+// at the UCS is found from what the UCS answers, AIMD as in TCP and Vector's adaptive request
+// concurrency. Every exchange with the UCS, replayed or direct, is one observation: its round
+// trip time, or back-pressure (429, 502, 503, 504, a timeout, a connection that failed).
+//   - Observations are grouped in windows of one smoothed round trip. A window whose mean RTT stays
+//     near the baseline, with the limit in full use, grows the limit: by half in slow start (after
+//     opening, and after the breaker closes), by one afterwards.
+//   - A window whose mean RTT is clearly above the baseline cuts the limit by rttCut, and any
+//     back-pressure by pressureCut at once; at most one cut per round trip, since the answers to
+//     one round of requests tell of one state of the UCS. The first cut ends slow start.
+//   - The baseline is the lowest window mean of the last 10 seconds: a UCS whose own latency
+//     drifts moves it. Held near its best, the limit keeps the UCS a little above its baseline,
+//     and those windows alone would carry the baseline up with them, and the limit after it:
+//     every probeEvery the limit halves for two windows (the first lets the requests of the
+//     old limit end, the second measures) and is then put back, so the baseline is measured
+//     at a load that does not raise it. A rise that lasts while the limit is at its floor is not
+//     the gateway's doing: the baseline takes it at once, and slow start begins again.
+// A fixed limit (replay_concurrency N) counts the same requests and never moves.
+
+const (
+	// DefaultReplayConcurrencyMax bounds the adaptive limit when no maximum is configured.
+	DefaultReplayConcurrencyMax = 256
+	// autoStart is where the adaptive limit starts, and starts again when the breaker closes: a
+	// UCS just back must not get a burst of the old limit. One in flight is what a single probe
+	// has just shown it takes.
+	autoStart = 1
+	// rttNear and rttRise are the window's mean RTT over the baseline below which the limit may
+	// grow, and above which it is cut. Between them it holds.
+	rttNear, rttRise = 1.2, 1.5
+	// rttCut and pressureCut multiply the limit on a cut.
+	rttCut, pressureCut = 0.9, 0.7
+	// minWindow bounds a window from below, so a very fast UCS is not judged on a handful of
+	// answers; maxWindow from above, so a slow one still changes the limit a few times a second.
+	minWindow, maxRTTWindow = time.Millisecond, time.Second
+	// baselineSlot and baselineSlots make the baseline a minimum over the last 10 seconds.
+	baselineSlot  = time.Second
+	baselineSlots = 10
+	// probeEvery is how often the baseline is measured at half the limit.
+	probeEvery = 4 * time.Second
+)
+
+// concurrencyLimit is the bound of the requests a spool keeps in flight at the upstream. It is
+// safe for concurrent use: the replay worker acquires, and the deliveries (replayed and direct)
+// report their end from their own goroutines.
+type concurrencyLimit struct {
+	fixed    int // > 0: a fixed limit, which never moves
+	max      int // the adaptive limit's ceiling
+	logger   *zap.Logger
+	onChange func(limit int) // called with the whole limit when it changes, with mu held
+
+	mu        sync.Mutex
+	limit     float64 // the adaptive limit; its integer part is what acquire allows
+	inFlight  int     // requests under way, replayed and direct
+	slowStart bool
+	reached   bool // in-flight reached the limit in this window: growth is earned
+	starved   bool // acquire found no room since the last end that made some
+	winStart  time.Time
+	winSum    time.Duration
+	winN      int
+	srtt      time.Duration // smoothed RTT: the window's length
+	base      movingMin
+	lastCut   time.Time
+	probeAt   time.Time // when the next baseline probe starts
+	probing   int       // windows left in the probe
+	restoreTo float64   // the limit before the probe
+}
+
+// newConcurrencyLimit makes a fixed limit when fixed > 0, else an adaptive one up to max.
+func newConcurrencyLimit(fixed, max int, logger *zap.Logger, onChange func(int)) *concurrencyLimit {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	c := &concurrencyLimit{fixed: fixed, max: max, logger: logger, onChange: onChange}
+	if fixed > 0 {
+		c.max = fixed
+		c.limit = float64(fixed)
+	} else {
+		c.limit, c.slowStart = math.Min(autoStart, float64(max)), true
+	}
+	if onChange != nil {
+		onChange(int(c.limit))
+	}
+	return c
+}
+
+// sameAs reports whether c is what newConcurrencyLimit(fixed, max) would make: a reload that kept
+// the option keeps the limit the controller has learnt.
+func (c *concurrencyLimit) sameAs(fixed, max int) bool {
+	if fixed > 0 {
+		return c.fixed == fixed
+	}
+	return c.fixed == 0 && c.max == max
+}
+
+// ceiling is the most the limit can be: the fixed limit, or the adaptive limit's maximum.
+func (c *concurrencyLimit) ceiling() int { return c.max }
+
+// current is the limit now.
+func (c *concurrencyLimit) current() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int(c.limit)
+}
+
+// acquire takes a place for a replayed request if the limit has room. A fixed limit bounds the
+// replay's own window (scheduler.dispatch), so it always has room here.
+func (c *concurrencyLimit) acquire() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fixed == 0 && c.inFlight >= int(c.limit) {
+		c.reached, c.starved = true, true
+		return false
+	}
+	c.take()
+	return true
+}
+
+// begin counts a request that goes whatever the limit: a direct delivery (live traffic is never
+// held back, but the replay leaves it room) or the breaker's probe.
+func (c *concurrencyLimit) begin() {
+	c.mu.Lock()
+	c.take()
+	c.mu.Unlock()
+}
+
+func (c *concurrencyLimit) take() {
+	c.inFlight++
+	if c.inFlight >= int(c.limit) {
+		c.reached = true
+	}
+}
+
+// end gives back the place of a request that took rtt and ended with status and err, as
+// Forwarder.send returns them, and learns from it. room reports that the replay was refused a
+// place since the last such report and there is one now: the caller wakes the replay.
+func (c *concurrencyLimit) end(now time.Time, rtt time.Duration, status int, err error) (room bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inFlight--
+	defer func() {
+		if room = c.starved && c.inFlight < int(c.limit); room {
+			c.starved = false
+		}
+	}()
+	if c.fixed > 0 {
+		return
+	}
+	pressure, ok := classify(status, err)
+	switch {
+	case pressure != "":
+		c.cut(now, pressureCut, pressure)
+	case ok:
+		c.winSum += rtt
+		c.winN++
+	default:
+		return // no evidence: the caller or the spool went away
+	}
+	if c.winStart.IsZero() {
+		c.winStart = now
+	}
+	if now.Sub(c.winStart) >= c.window() {
+		c.closeWindow(now)
+	}
+	return
+}
+
+// classify tells back-pressure (its cause, for the log) from an answer whose RTT counts (ok) and
+// from an end that says nothing of the upstream (neither).
+func classify(status int, err error) (pressure string, ok bool) {
+	var unavailable *UnavailableError
+	var tooLarge *ResponseTooLargeError
+	switch {
+	case errors.As(err, &unavailable) && unavailable.Timeout:
+		return "timeout", false
+	case errors.As(err, &unavailable) && unavailable.Status != 0:
+		return strconv.Itoa(unavailable.Status), false
+	case errors.As(err, &unavailable):
+		return "connection failed", false
+	case errors.As(err, &tooLarge):
+		return "", true
+	case err != nil || status == 0:
+		return "", false // the caller or the spool went away, or nothing was sent
+	case status == http.StatusTooManyRequests || gatewayFailure(status):
+		return strconv.Itoa(status), false
+	}
+	return "", true
+}
+
+// window is the length of an observation window: one smoothed round trip.
+func (c *concurrencyLimit) window() time.Duration { return min(max(c.srtt, minWindow), maxRTTWindow) }
+
+// closeWindow judges the window that ends now and starts the next.
+func (c *concurrencyLimit) closeWindow(now time.Time) {
+	n, sum, reached := c.winN, c.winSum, c.reached
+	c.winStart, c.winSum, c.winN, c.reached = now, 0, 0, c.inFlight >= int(c.limit)
+	if n == 0 {
+		return // back-pressure only: already acted on
+	}
+	mean := sum / time.Duration(n)
+	if c.srtt == 0 {
+		c.srtt = mean
+	} else {
+		c.srtt = (3*c.srtt + mean) / 4
+	}
+	c.base.add(now, mean)
+	base := c.base.min(now)
+	if c.probe(now) {
+		return
+	}
+	switch {
+	case float64(mean) > rttRise*float64(base) && int(c.limit) <= 1:
+		// Nothing to give back: the UCS is this slow on its own. It is the new normal.
+		c.base.reset(now, mean)
+		c.slowStart = true
+	case float64(mean) > rttRise*float64(base):
+		c.cut(now, rttCut, "rtt rise")
+	case reached && float64(mean) <= rttNear*float64(base):
+		grow := 1.0
+		if c.slowStart {
+			grow = max(1, c.limit/2)
+		}
+		c.set(c.limit + grow)
+	}
+}
+
+// probe runs the baseline probe: it starts one when due, counts its windows down and puts the limit
+// back at its end. It reports whether the window belongs to a probe, whose latency is not judged.
+func (c *concurrencyLimit) probe(now time.Time) bool {
+	switch {
+	case c.probing > 0:
+		if c.probing--; c.probing == 0 {
+			c.set(c.restoreTo)
+			c.probeAt = now.Add(probeEvery)
+		}
+		return true
+	case c.probeAt.IsZero() || c.slowStart:
+		c.probeAt = now.Add(probeEvery)
+	case !now.Before(c.probeAt) && c.limit >= 2:
+		c.probing, c.restoreTo = 2, c.limit
+		c.set(c.limit / 2)
+		return true
+	}
+	return false
+}
+
+// cut multiplies the limit by factor, at most once per round trip, and ends slow start and any
+// baseline probe (the limit it would restore is too high).
+func (c *concurrencyLimit) cut(now time.Time, factor float64, cause string) {
+	if !c.lastCut.IsZero() && now.Sub(c.lastCut) < c.window() {
+		return
+	}
+	if c.probing > 0 {
+		c.probing = 0
+		c.set(c.restoreTo)
+		c.probeAt = now.Add(probeEvery)
+	}
+	c.lastCut, c.slowStart = now, false
+	from := int(c.limit)
+	c.set(c.limit * factor)
+	c.logger.Debug("replay concurrency decreased", zap.String("cause", cause),
+		zap.Int("from", from), zap.Int("to", int(c.limit)),
+		zap.Duration("rtt", c.srtt), zap.Duration("baseline", c.base.min(now)))
+}
+
+// restart goes back to slow start from the starting limit: the breaker closed, the upstream answers
+// again after an outage and must not get the old limit at once.
+func (c *concurrencyLimit) restart(now time.Time) {
+	if c.fixed > 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.slowStart, c.lastCut, c.probing = true, now, 0
+	c.winStart, c.winSum, c.winN, c.reached = now, 0, 0, false
+	c.set(autoStart)
+}
+
+// set bounds the limit to [1, max] and reports a change of its whole part.
+func (c *concurrencyLimit) set(limit float64) {
+	old := int(c.limit)
+	c.limit = min(max(limit, 1), float64(c.max))
+	if int(c.limit) != old && c.onChange != nil {
+		c.onChange(int(c.limit))
+	}
+}
+
+// movingMin is the least of the durations added over the last baselineSlots slots of
+// baselineSlot.
+type movingMin struct {
+	slots [baselineSlots]struct {
+		at  int64 // the slot's number, from the Unix epoch
+		min time.Duration
+	}
+}
+
+func (m *movingMin) add(now time.Time, d time.Duration) {
+	n := now.UnixNano() / int64(baselineSlot)
+	s := &m.slots[n%baselineSlots]
+	if s.at != n || d < s.min {
+		s.at, s.min = n, d
+	}
+}
+
+func (m *movingMin) min(now time.Time) time.Duration {
+	n := now.UnixNano() / int64(baselineSlot)
+	var least time.Duration
+	for _, s := range m.slots {
+		if n-s.at < baselineSlots && s.min > 0 && (least == 0 || s.min < least) {
+			least = s.min
+		}
+	}
+	return least
+}
+
+// reset forgets every slot but the one of now, which holds d.
+func (m *movingMin) reset(now time.Time, d time.Duration) {
+	m.slots = [baselineSlots]struct {
+		at  int64
+		min time.Duration
+	}{}
+	m.add(now, d)
+}
