@@ -37,7 +37,9 @@ func capacity(c int, base func(time.Time) time.Duration) func(time.Time, int) (t
 	}
 }
 
-func constant(d time.Duration) func(time.Time) time.Duration { return func(time.Time) time.Duration { return d } }
+func constant(d time.Duration) func(time.Time) time.Duration {
+	return func(time.Time) time.Duration { return d }
+}
 
 // round runs one round and returns how many were in flight.
 func (u *fakeUCS) round(c *concurrencyLimit) int {
