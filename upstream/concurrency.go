@@ -21,6 +21,10 @@ import (
 //   - A window whose mean RTT is clearly above the baseline cuts the limit by rttCut, and any
 //     back-pressure by pressureCut at once; at most one cut per round trip, since the answers to
 //     one round of requests tell of one state of the UCS. The first cut ends slow start.
+//   - After a cut for back-pressure the limit holds before it grows again, twice as long after
+//     each such cut up to maxHold, half as long after each hold that passed without one: a UCS
+//     that refuses any more than its present load (it answered one probe but 503s to two) is
+//     tried again now and then, not every other round trip.
 //   - The baseline is the lowest window mean of the last 10 seconds: a UCS whose own latency
 //     drifts moves it. Held near its best, the limit keeps the UCS a little above its baseline,
 //     and those windows alone would carry the baseline up with them, and the limit after it:
@@ -33,13 +37,18 @@ import (
 const (
 	// DefaultReplayConcurrencyMax bounds the adaptive limit when no maximum is configured.
 	DefaultReplayConcurrencyMax = 256
-	// autoStart is where the adaptive limit starts, and starts again when the breaker closes: a
-	// UCS just back must not get a burst of the old limit. One in flight is what a single probe
-	// has just shown it takes.
-	autoStart = 1
+	// autoStart is where the adaptive limit starts: low, but not so low that one slow request
+	// holds the whole replay.
+	autoStart = 4
+	// afterOutage is where it starts again when the breaker closes: a UCS just back must not get
+	// a burst. One in flight is what its single probe has just shown it takes.
+	afterOutage = 1
 	// rttNear and rttRise are the window's mean RTT over the baseline below which the limit may
 	// grow, and above which it is cut. Between them it holds.
 	rttNear, rttRise = 1.2, 1.5
+	// rttSlack is added to both: below a millisecond or so the gateway's own scheduling is the
+	// noise, and a ratio of microseconds would cut the limit for nothing.
+	rttSlack = time.Millisecond
 	// rttCut and pressureCut multiply the limit on a cut.
 	rttCut, pressureCut = 0.9, 0.7
 	// minWindow bounds a window from below, so a very fast UCS is not judged on a handful of
@@ -48,6 +57,8 @@ const (
 	// baselineSlot and baselineSlots make the baseline a minimum over the last 10 seconds.
 	baselineSlot  = time.Second
 	baselineSlots = 10
+	// maxHold bounds the hold after a cut for back-pressure.
+	maxHold = 5 * time.Second
 	// probeEvery is how often the baseline is measured at half the limit.
 	probeEvery = 4 * time.Second
 )
@@ -73,7 +84,10 @@ type concurrencyLimit struct {
 	srtt      time.Duration // smoothed RTT: the window's length
 	base      movingMin
 	lastCut   time.Time
-	probeAt   time.Time // when the next baseline probe starts
+	holdFor   time.Duration // the hold after the last cut for back-pressure
+	holdUntil time.Time     // no growth before then
+	pressured bool          // back-pressure in this window: no growth from it
+	probeAt   time.Time     // when the next baseline probe starts
 	probing   int       // windows left in the probe
 	restoreTo float64   // the limit before the probe
 }
@@ -161,7 +175,11 @@ func (c *concurrencyLimit) end(now time.Time, rtt time.Duration, status int, err
 	pressure, ok := classify(status, err)
 	switch {
 	case pressure != "":
-		c.cut(now, pressureCut, pressure)
+		c.pressured = true
+		if c.cut(now, pressureCut, pressure) {
+			c.holdFor = min(max(2*c.holdFor, c.window()), maxHold)
+			c.holdUntil = now.Add(c.holdFor)
+		}
 	case ok:
 		c.winSum += rtt
 		c.winN++
@@ -204,8 +222,8 @@ func (c *concurrencyLimit) window() time.Duration { return min(max(c.srtt, minWi
 
 // closeWindow judges the window that ends now and starts the next.
 func (c *concurrencyLimit) closeWindow(now time.Time) {
-	n, sum, reached := c.winN, c.winSum, c.reached
-	c.winStart, c.winSum, c.winN, c.reached = now, 0, 0, c.inFlight >= int(c.limit)
+	n, sum, reached, pressured := c.winN, c.winSum, c.reached, c.pressured
+	c.winStart, c.winSum, c.winN, c.reached, c.pressured = now, 0, 0, c.inFlight >= int(c.limit), false
 	if n == 0 {
 		return // back-pressure only: already acted on
 	}
@@ -220,14 +238,20 @@ func (c *concurrencyLimit) closeWindow(now time.Time) {
 	if c.probe(now) {
 		return
 	}
+	rising := float64(mean) > rttRise*float64(base)+float64(rttSlack)
 	switch {
-	case float64(mean) > rttRise*float64(base) && int(c.limit) <= 1:
+	case rising && int(c.limit) <= 1:
 		// Nothing to give back: the UCS is this slow on its own. It is the new normal.
 		c.base.reset(now, mean)
 		c.slowStart = true
-	case float64(mean) > rttRise*float64(base):
+	case rising:
 		c.cut(now, rttCut, "rtt rise")
-	case reached && float64(mean) <= rttNear*float64(base):
+	case pressured || now.Before(c.holdUntil):
+	case reached && float64(mean) <= rttNear*float64(base)+float64(rttSlack):
+		if c.holdFor > 0 && now.After(c.holdUntil.Add(c.holdFor)) {
+			c.holdFor /= 2 // a whole hold passed without back-pressure
+			c.holdUntil = now
+		}
 		grow := 1.0
 		if c.slowStart {
 			grow = max(1, c.limit/2)
@@ -257,10 +281,10 @@ func (c *concurrencyLimit) probe(now time.Time) bool {
 }
 
 // cut multiplies the limit by factor, at most once per round trip, and ends slow start and any
-// baseline probe (the limit it would restore is too high).
-func (c *concurrencyLimit) cut(now time.Time, factor float64, cause string) {
+// baseline probe (the limit it would restore is too high). It reports whether it cut.
+func (c *concurrencyLimit) cut(now time.Time, factor float64, cause string) bool {
 	if !c.lastCut.IsZero() && now.Sub(c.lastCut) < c.window() {
-		return
+		return false
 	}
 	if c.probing > 0 {
 		c.probing = 0
@@ -273,9 +297,10 @@ func (c *concurrencyLimit) cut(now time.Time, factor float64, cause string) {
 	c.logger.Debug("replay concurrency decreased", zap.String("cause", cause),
 		zap.Int("from", from), zap.Int("to", int(c.limit)),
 		zap.Duration("rtt", c.srtt), zap.Duration("baseline", c.base.min(now)))
+	return true
 }
 
-// restart goes back to slow start from the starting limit: the breaker closed, the upstream answers
+// restart goes back to slow start from afterOutage: the breaker closed, the upstream answers
 // again after an outage and must not get the old limit at once.
 func (c *concurrencyLimit) restart(now time.Time) {
 	if c.fixed > 0 {
@@ -285,7 +310,7 @@ func (c *concurrencyLimit) restart(now time.Time) {
 	defer c.mu.Unlock()
 	c.slowStart, c.lastCut, c.probing = true, now, 0
 	c.winStart, c.winSum, c.winN, c.reached = now, 0, 0, false
-	c.set(autoStart)
+	c.set(afterOutage)
 }
 
 // set bounds the limit to [1, max] and reports a change of its whole part.

@@ -500,11 +500,15 @@ func (sc *scheduler) finish(r attemptResult) {
 		sc.markReady(l)
 	case retry:
 		sc.inFlight--
+		fresh := l.failures == 0
 		l.failures++
 		l.retryAt = now.Add(sc.s.backoff(l.failures, r.retryAfter))
 		l.outage = r.unavailable
 		heap.Push(&sc.paused, l)
-		if r.unavailable {
+		if r.unavailable && (fresh || r.probe) {
+			// Only a service that had not been failing tells of the UCS: one that keeps failing
+			// on its own, sent again and again while the limit is low, would open the breaker
+			// for all the others (it once did by luck of concurrency, with 64 in flight).
 			sc.s.unavailable(r.retryAfter, r.probe)
 		}
 	case closing:
@@ -541,7 +545,9 @@ func (sc *scheduler) breakerClosed(probe bool) {
 			keep = append(keep, l)
 			continue
 		}
-		l.retryAt, l.outage, l.failures = time.Time{}, false, 0
+		// It keeps its failures: a service that failed before the outage and fails again must
+		// not count as news of the UCS (see finish), and backs off as it did.
+		l.retryAt, l.outage = time.Time{}, false
 		sc.markReady(l)
 	}
 	for _, l := range keep {

@@ -550,7 +550,11 @@ func (s *Spool) SetReplayPolicy(p ReplayPolicy) {
 	p = p.withDefaults()
 	s.policy.Store(&p)
 	if old := s.limit.Load(); old == nil || !old.sameAs(p.Concurrency, p.MaxConcurrency) {
-		s.limit.Store(newConcurrencyLimit(p.Concurrency, p.MaxConcurrency, s.logger.With(zap.String("dir", s.dir)), s.onConc))
+		logger := s.logger
+		if logger != nil {
+			logger = logger.With(zap.String("dir", s.dir))
+		}
+		s.limit.Store(newConcurrencyLimit(p.Concurrency, p.MaxConcurrency, logger, s.onConc))
 	}
 	if s.ctx != nil {
 		s.poke()
