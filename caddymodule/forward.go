@@ -134,10 +134,10 @@ func (f *ForwardSink) replayPolicy() upstream.ReplayPolicy {
 	p := upstream.ReplayPolicy{
 		Concurrency:    f.ReplayConcurrency,
 		MaxConcurrency: f.ReplayConcurrencyMax,
-		MaxAttempts: f.MaxAttempts,
-		MaxRetryAge: time.Duration(f.MaxRetryAge),
-		MinBackoff:  spoolBackoff[0],
-		MaxBackoff:  spoolBackoff[1],
+		MaxAttempts:    f.MaxAttempts,
+		MaxRetryAge:    time.Duration(f.MaxRetryAge),
+		MinBackoff:     spoolBackoff[0],
+		MaxBackoff:     spoolBackoff[1],
 	}
 	if b := f.ReplayBackoff; b != nil {
 		p.MinBackoff, p.MaxBackoff = time.Duration(b.Min), time.Duration(b.Max)

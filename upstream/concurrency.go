@@ -88,8 +88,8 @@ type concurrencyLimit struct {
 	holdUntil time.Time     // no growth before then
 	pressured bool          // back-pressure in this window: no growth from it
 	probeAt   time.Time     // when the next baseline probe starts
-	probing   int       // windows left in the probe
-	restoreTo float64   // the limit before the probe
+	probing   int           // windows left in the probe
+	restoreTo float64       // the limit before the probe
 }
 
 // newConcurrencyLimit makes a fixed limit when fixed > 0, else an adaptive one up to max.
