@@ -15,10 +15,13 @@ import (
 // at the UCS is found from what the UCS answers, AIMD as in TCP and Vector's adaptive request
 // concurrency. Every exchange with the UCS, replayed or direct, is one observation: its round
 // trip time, or back-pressure (429, 502, 503, 504, a timeout, a connection that failed).
-//   - Observations are grouped in windows of one smoothed round trip. A window whose mean RTT stays
-//     near the baseline, with the limit in full use, grows the limit: by half in slow start (after
-//     opening, and after the breaker closes), by one afterwards.
-//   - A window whose mean RTT is clearly above the baseline cuts the limit by rttCut, and any
+//   - Observations are grouped in windows of one smoothed round trip; the smoothed RTT (a moving
+//     average of the windows' means) is judged at the end of each. Near the baseline, with the
+//     limit in full use, the limit grows: by half in slow start (from autoStart when it opens,
+//     from afterOutage when the breaker closes; it ends where the RTT starts to rise), then by
+//     its square root while the RTT stays at its baseline (a limit cut from 200 is back within
+//     a few dozen round trips, not 100), and by one once it starts to rise.
+//   - A smoothed RTT clearly above the baseline cuts the limit by rttCut, and any
 //     back-pressure by pressureCut at once; at most one cut per round trip, since the answers to
 //     one round of requests tell of one state of the UCS. The first cut ends slow start.
 //   - After a cut for back-pressure the limit holds before it grows again, twice as long after
@@ -43,9 +46,10 @@ const (
 	// afterOutage is where it starts again when the breaker closes: a UCS just back must not get
 	// a burst. One in flight is what its single probe has just shown it takes.
 	afterOutage = 1
-	// rttNear and rttRise are the window's mean RTT over the baseline below which the limit may
-	// grow, and above which it is cut. Between them it holds.
-	rttNear, rttRise = 1.2, 1.5
+	// rttKnee, rttNear and rttRise are the RTT over the baseline below which the limit grows
+	// fast (slow start, or by its square root), below which it grows by one, and above which it
+	// is cut. Between the last two it holds.
+	rttKnee, rttNear, rttRise = 1.1, 1.2, 1.5
 	// rttSlack is added to both: below a millisecond or so the gateway's own scheduling is the
 	// noise, and a ratio of microseconds would cut the limit for nothing.
 	rttSlack = time.Millisecond
@@ -59,6 +63,9 @@ const (
 	baselineSlots = 10
 	// maxHold bounds the hold after a cut for back-pressure.
 	maxHold = 5 * time.Second
+	// staleFactor and minStale: requests in flight count as hanging when nothing ended for
+	// staleFactor round trips, and at least minStale.
+	staleFactor, minStale = 4, time.Second
 	// probeEvery is how often the baseline is measured at half the limit.
 	probeEvery = 4 * time.Second
 )
@@ -76,8 +83,9 @@ type concurrencyLimit struct {
 	limit     float64 // the adaptive limit; its integer part is what acquire allows
 	inFlight  int     // requests under way, replayed and direct
 	slowStart bool
-	reached   bool // in-flight reached the limit in this window: growth is earned
-	starved   bool // acquire found no room since the last end that made some
+	reached   bool      // in-flight reached the limit in this window: growth is earned
+	starved   bool      // acquire found no room since the last end that made some
+	lastMove  time.Time // the last end, or the last start of a replayed request
 	winStart  time.Time
 	winSum    time.Duration
 	winN      int
@@ -130,16 +138,36 @@ func (c *concurrencyLimit) current() int {
 }
 
 // acquire takes a place for a replayed request if the limit has room. A fixed limit bounds the
-// replay's own window (scheduler.dispatch), so it always has room here.
-func (c *concurrencyLimit) acquire() bool {
+// replay's own window (scheduler.dispatch), so it always has room here. When nothing has ended
+// for stale, the requests in flight are waiting for their timeout, not load the UCS is working
+// through: one more may go, or a single request left hanging at a low limit would hold the
+// whole replay until its timeout.
+func (c *concurrencyLimit) acquire(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.fixed == 0 && c.inFlight >= int(c.limit) {
+	if c.fixed == 0 && c.inFlight >= int(c.limit) && now.Before(c.staleAt()) {
 		c.reached, c.starved = true, true
 		return false
 	}
 	c.take()
+	c.lastMove = now
 	return true
+}
+
+// staleAt is when the requests in flight count as hanging, if nothing ends or starts before.
+func (c *concurrencyLimit) staleAt() time.Time {
+	return c.lastMove.Add(max(staleFactor*c.srtt, minStale))
+}
+
+// wakeAt is when the replay, refused a place, may have one because the requests in flight hang;
+// zero when it was not refused.
+func (c *concurrencyLimit) wakeAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fixed > 0 || !c.starved {
+		return time.Time{}
+	}
+	return c.staleAt()
 }
 
 // begin counts a request that goes whatever the limit: a direct delivery (live traffic is never
@@ -164,6 +192,7 @@ func (c *concurrencyLimit) end(now time.Time, rtt time.Duration, status int, err
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inFlight--
+	c.lastMove = now
 	defer func() {
 		if room = c.starved && c.inFlight < int(c.limit); room {
 			c.starved = false
@@ -231,14 +260,21 @@ func (c *concurrencyLimit) closeWindow(now time.Time) {
 	if c.srtt == 0 {
 		c.srtt = mean
 	} else {
-		c.srtt = (3*c.srtt + mean) / 4
+		c.srtt = (c.srtt + mean) / 2
 	}
 	c.base.add(now, mean)
 	base := c.base.min(now)
 	if c.probe(now) {
 		return
 	}
-	rising := float64(mean) > rttRise*float64(base)+float64(rttSlack)
+	// The smoothed RTT decides, not one window's mean: a pause of the gateway's own (a GC, a
+	// busy core) must not cut the limit. In slow start the window's mean does: the limit grows
+	// by half a round trip, faster than the average follows, and would overshoot.
+	rtt := c.srtt
+	if c.slowStart {
+		rtt = mean
+	}
+	rising := float64(rtt) > rttRise*float64(base)+float64(rttSlack)
 	switch {
 	case rising && int(c.limit) <= 1:
 		// Nothing to give back: the UCS is this slow on its own. It is the new normal.
@@ -247,14 +283,20 @@ func (c *concurrencyLimit) closeWindow(now time.Time) {
 	case rising:
 		c.cut(now, rttCut, "rtt rise")
 	case pressured || now.Before(c.holdUntil):
-	case reached && float64(mean) <= rttNear*float64(base)+float64(rttSlack):
+	case c.slowStart && float64(rtt) > rttKnee*float64(base)+float64(rttSlack):
+		// The UCS starts to queue: growing by half now would overshoot its capacity.
+		c.slowStart = false
+	case reached && float64(rtt) <= rttNear*float64(base)+float64(rttSlack):
 		if c.holdFor > 0 && now.After(c.holdUntil.Add(c.holdFor)) {
 			c.holdFor /= 2 // a whole hold passed without back-pressure
 			c.holdUntil = now
 		}
 		grow := 1.0
-		if c.slowStart {
+		switch {
+		case c.slowStart:
 			grow = max(1, c.limit/2)
+		case float64(rtt) <= rttKnee*float64(base)+float64(rttSlack):
+			grow = max(1, math.Sqrt(c.limit)) // far from where the UCS queues
 		}
 		c.set(c.limit + grow)
 	}

@@ -407,7 +407,7 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 	}
 	// The window bounds the records not yet on disk as finished (what a crash resends); the limit
 	// the requests at the upstream, direct deliveries included.
-	for sc.inFlight < window && sc.ready.Len() > 0 && lim.acquire() {
+	for sc.inFlight < window && sc.ready.Len() > 0 && lim.acquire(now) {
 		sc.send(sc.popReady(), lim, false)
 	}
 }
@@ -651,6 +651,9 @@ func (sc *scheduler) nextWake(now time.Time) time.Duration {
 	}
 	if sc.quietUntil.After(now) && sc.quietUntil.Before(next) {
 		next = sc.quietUntil
+	}
+	if at := sc.s.limit.Load().wakeAt(); !at.IsZero() && at.Before(next) {
+		next = at // refused by the limit: the requests in flight may be hanging by then
 	}
 	sc.s.mu.Lock()
 	if sc.s.breaker.open && sc.s.breaker.probeAt.Before(next) {
