@@ -63,8 +63,8 @@ const (
 	baselineSlots = 10
 	// maxHold bounds the hold after a cut for back-pressure.
 	maxHold = 5 * time.Second
-	// staleFactor and minStale: requests in flight count as hanging when nothing ended for
-	// staleFactor round trips, and at least minStale.
+	// staleFactor and minStale: a request in flight counts as hanging after staleFactor smoothed
+	// round trips, and at least minStale.
 	staleFactor, minStale = 4, time.Second
 	// probeEvery is how often the baseline is measured at half the limit.
 	probeEvery = 4 * time.Second
@@ -84,8 +84,8 @@ type concurrencyLimit struct {
 	inFlight  int     // requests under way, replayed and direct
 	slowStart bool
 	reached   bool      // in-flight reached the limit in this window: growth is earned
-	starved   bool      // acquire found no room since the last end that made some
-	lastMove  time.Time // the last end, or the last start of a replayed request
+	starved   bool          // acquire found no room since the last end that made some
+	starts    map[int64]int // requests in flight by their start (Unix ns): hanging ones are let go
 	winStart  time.Time
 	winSum    time.Duration
 	winN      int
@@ -105,7 +105,7 @@ func newConcurrencyLimit(fixed, max int, logger *zap.Logger, onChange func(int))
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	c := &concurrencyLimit{fixed: fixed, max: max, logger: logger, onChange: onChange}
+	c := &concurrencyLimit{fixed: fixed, max: max, logger: logger, onChange: onChange, starts: map[int64]int{}}
 	if fixed > 0 {
 		c.max = fixed
 		c.limit = float64(fixed)
@@ -137,64 +137,83 @@ func (c *concurrencyLimit) current() int {
 	return int(c.limit)
 }
 
-// acquire takes a place for a replayed request if the limit has room. A fixed limit bounds the
-// replay's own window (scheduler.dispatch), so it always has room here. When nothing has ended
-// for stale, the requests in flight are waiting for their timeout, not load the UCS is working
-// through: one more may go, or a single request left hanging at a low limit would hold the
-// whole replay until its timeout.
-func (c *concurrencyLimit) acquire(now time.Time) bool {
+// acquire takes a place for a replayed request if the limit has room, and returns when it
+// started, for end. A fixed limit bounds the replay's own window (scheduler.dispatch), so it
+// always has room here. A request in flight for longer than hangAfter is waiting for its timeout,
+// not load the UCS is working through: it no longer holds a place, or a single request left
+// hanging at a low limit would hold the whole replay until then.
+func (c *concurrencyLimit) acquire(now time.Time) (started time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.fixed == 0 && c.inFlight >= int(c.limit) && now.Before(c.staleAt()) {
+	if c.fixed == 0 && c.inFlight-c.hanging(now) >= int(c.limit) {
 		c.reached, c.starved = true, true
-		return false
+		return time.Time{}, false
 	}
-	c.take()
-	c.lastMove = now
-	return true
+	c.take(now)
+	return now, true
 }
 
-// staleAt is when the requests in flight count as hanging, if nothing ends or starts before.
-func (c *concurrencyLimit) staleAt() time.Time {
-	return c.lastMove.Add(max(staleFactor*c.srtt, minStale))
+// hangAfter is how long a request may be in flight before it counts as hanging.
+func (c *concurrencyLimit) hangAfter() time.Duration { return max(staleFactor*c.srtt, minStale) }
+
+// hanging counts the requests in flight for longer than hangAfter.
+func (c *concurrencyLimit) hanging(now time.Time) int {
+	n, before := 0, now.Add(-c.hangAfter()).UnixNano()
+	for at, k := range c.starts {
+		if at <= before {
+			n += k
+		}
+	}
+	return n
 }
 
-// wakeAt is when the replay, refused a place, may have one because the requests in flight hang;
-// zero when it was not refused.
+// wakeAt is when the replay, refused a place, may have one because a request in flight will
+// count as hanging; zero when it was not refused.
 func (c *concurrencyLimit) wakeAt() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.fixed > 0 || !c.starved {
+	if c.fixed > 0 || !c.starved || len(c.starts) == 0 {
 		return time.Time{}
 	}
-	return c.staleAt()
+	first := int64(math.MaxInt64)
+	for at := range c.starts {
+		first = min(first, at)
+	}
+	return time.Unix(0, first).Add(c.hangAfter())
 }
 
-// begin counts a request that goes whatever the limit: a direct delivery (live traffic is never
-// held back, but the replay leaves it room) or the breaker's probe.
-func (c *concurrencyLimit) begin() {
+// begin counts a request that goes whatever the limit, and returns when it started, for end: a
+// direct delivery (live traffic is never held back, but the replay leaves it room) or the
+// breaker's probe.
+func (c *concurrencyLimit) begin(now time.Time) (started time.Time) {
 	c.mu.Lock()
-	c.take()
+	c.take(now)
 	c.mu.Unlock()
+	return now
 }
 
-func (c *concurrencyLimit) take() {
+func (c *concurrencyLimit) take(now time.Time) {
 	c.inFlight++
+	c.starts[now.UnixNano()]++
 	if c.inFlight >= int(c.limit) {
 		c.reached = true
 	}
 }
 
-// end gives back the place of a request that took rtt and ended with status and err, as
-// Forwarder.send returns them, and learns from it. room reports that the replay was refused a
+// end gives back the place of a request that started (as acquire or begin returned it), took
+// rtt and ended with status and err, as Forwarder.send returns them, and learns from it. room reports that the replay was refused a
 // place since the last such report and there is one now: the caller wakes the replay.
-func (c *concurrencyLimit) end(now time.Time, rtt time.Duration, status int, err error) (room bool) {
+func (c *concurrencyLimit) end(started, now time.Time, rtt time.Duration, status int, err error) (room bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inFlight--
-	c.lastMove = now
+	if k := started.UnixNano(); c.starts[k] > 1 {
+		c.starts[k]--
+	} else {
+		delete(c.starts, k)
+	}
 	defer func() {
-		if room = c.starved && c.inFlight < int(c.limit); room {
+		if room = c.starved && c.inFlight-c.hanging(now) < int(c.limit); room {
 			c.starved = false
 		}
 	}()

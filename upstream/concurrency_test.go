@@ -44,14 +44,19 @@ func constant(d time.Duration) func(time.Time) time.Duration {
 
 // round runs one round and returns how many were in flight.
 func (u *fakeUCS) round(c *concurrencyLimit) int {
-	n := 0
-	for c.acquire(u.now) {
-		n++
+	var started []time.Time
+	for {
+		at, ok := c.acquire(u.now)
+		if !ok {
+			break
+		}
+		started = append(started, at)
 	}
+	n := len(started)
 	took, status := u.model(u.now, n)
 	u.now = u.now.Add(took)
-	for range n {
-		c.end(u.now, took, status, nil)
+	for _, at := range started {
+		c.end(at, u.now, took, status, nil)
 	}
 	return n
 }
@@ -96,8 +101,7 @@ func TestAutoLimitGrowsByItsSquareRootPerRoundTripAfterItsFirstCut(t *testing.T)
 		u.round(c)
 	}
 	u.now = u.now.Add(time.Second)
-	c.begin()
-	c.end(u.now, 0, http.StatusTooManyRequests, nil)
+	c.end(c.begin(u.now), u.now, 0, http.StatusTooManyRequests, nil)
 	c.holdUntil = u.now // the hold after back-pressure has its own test
 	limit := c.limit
 	require.Less(t, int(limit), 40)
@@ -116,8 +120,7 @@ func TestAutoLimitHoldsLongerAfterEachCutForBackPressure(t *testing.T) {
 	u.run(c, time.Second)
 	var holds []time.Duration
 	for range 12 {
-		c.begin()
-		c.end(u.now, 0, http.StatusServiceUnavailable, nil)
+		c.end(c.begin(u.now), u.now, 0, http.StatusServiceUnavailable, nil)
 		holds = append(holds, c.holdFor)
 		cut := c.current()
 		u.round(c)
@@ -181,10 +184,9 @@ func TestAutoLimitCutsAtOnceOnBackPressure(t *testing.T) {
 				u.round(c)
 			}
 			from := c.current()
-			c.begin()
-			c.begin()
-			c.end(u.now, time.Millisecond, tc.status, tc.err)
-			c.end(u.now, time.Millisecond, tc.status, tc.err)
+			a, b := c.begin(u.now), c.begin(u.now)
+			c.end(a, u.now, time.Millisecond, tc.status, tc.err)
+			c.end(b, u.now, time.Millisecond, tc.status, tc.err)
 			assert.Equal(t, int(float64(from)*pressureCut), c.current(), "one cut per round trip, however many answers tell of it")
 			cuts := logs.FilterMessage("replay concurrency decreased").All()
 			require.Len(t, cuts, 1)
@@ -198,11 +200,11 @@ func TestAutoLimitCutsAtOnceOnBackPressure(t *testing.T) {
 func TestAutoLimitLearnsNothingFromAnEndThatSaysNothingOfTheUpstream(t *testing.T) {
 	c, logs := observedLimit(256)
 	for _, err := range []error{context.Canceled, errors.New("spool closing")} {
-		c.begin()
-		c.end(time.Now(), time.Hour, 0, err)
+		now := time.Now()
+		c.end(c.begin(now), now, time.Hour, 0, err)
 	}
-	c.begin()
-	c.end(time.Now(), time.Hour, 0, nil) // nothing was sent
+	now := time.Now()
+	c.end(c.begin(now), now, time.Hour, 0, nil) // nothing was sent
 	assert.Equal(t, autoStart, c.current())
 	assert.Zero(t, logs.Len())
 }
@@ -223,9 +225,9 @@ func TestFixedLimitNeverMoves(t *testing.T) {
 	c := newConcurrencyLimit(64, 0, nil, func(n int) { seen = append(seen, n) })
 	u := newFakeUCS(func(time.Time, int) (time.Duration, int) { return time.Second, http.StatusServiceUnavailable })
 	for range 100 {
-		c.begin()
+		at := c.begin(u.now)
 		u.now = u.now.Add(time.Second)
-		c.end(u.now, time.Second, http.StatusServiceUnavailable, nil)
+		c.end(at, u.now, time.Second, http.StatusServiceUnavailable, nil)
 	}
 	c.restart(u.now)
 	assert.Equal(t, 64, c.current())
@@ -291,18 +293,28 @@ func TestAutoLimitBaselineFollowsAUCSWhoseLatencyDrifts(t *testing.T) {
 	}
 }
 
-func TestRequestsLeftHangingDoNotHoldTheReplayPastTheirStaleTime(t *testing.T) {
+func TestARequestLeftHangingNoLongerHoldsAPlace(t *testing.T) {
 	c, _ := observedLimit(256)
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	for range autoStart {
-		require.True(t, c.acquire(now))
+	hung, ok := c.acquire(now)
+	require.True(t, ok)
+	later := now.Add(100 * time.Millisecond)
+	var others []time.Time
+	for range autoStart - 1 {
+		at, ok := c.acquire(later)
+		require.True(t, ok)
+		others = append(others, at)
 	}
-	assert.False(t, c.acquire(now.Add(minStale-time.Millisecond)), "full, and the requests may just be slow")
-	assert.Equal(t, now.Add(minStale), c.wakeAt(), "the replay is woken when they count as hanging")
-	assert.True(t, c.acquire(now.Add(minStale)), "nothing moved for a second: one more may go")
-	assert.False(t, c.acquire(now.Add(minStale)), "one per stale time")
-	for range 2 { // one over the limit, and one place
-		c.end(now.Add(minStale+time.Millisecond), 10*time.Millisecond, http.StatusNoContent, nil)
-	}
-	assert.True(t, c.acquire(now.Add(minStale+time.Millisecond)), "an end makes room as ever")
+	_, ok = c.acquire(now.Add(minStale - time.Millisecond))
+	assert.False(t, ok, "full, and the first request may just be slow")
+	assert.True(t, now.Add(minStale).Equal(c.wakeAt()), "the replay is woken when it counts as hanging")
+	_, ok = c.acquire(now.Add(minStale))
+	assert.True(t, ok, "in flight for a second: it no longer holds its place")
+	_, ok = c.acquire(now.Add(minStale))
+	assert.False(t, ok, "the others still do")
+	c.end(others[0], now.Add(minStale), 10*time.Millisecond, http.StatusNoContent, nil)
+	_, ok = c.acquire(now.Add(minStale))
+	assert.True(t, ok, "an end makes room as ever")
+	c.end(hung, now.Add(time.Minute), time.Minute, 0, &UnavailableError{Timeout: true})
+	assert.Empty(t, c.starts[hung.UnixNano()], "its end is counted once")
 }

@@ -381,8 +381,7 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 			return
 		}
 		if l := sc.popProbe(); l != nil {
-			lim.begin()
-			sc.send(l, lim, true)
+			sc.send(l, lim, lim.begin(now), true)
 			return
 		}
 		// Every lane waits out its backoff: the probe goes to the one that waited longest. A
@@ -396,8 +395,7 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 				continue
 			}
 			l.retryAt, l.outage = time.Time{}, false
-			lim.begin()
-			sc.send(l, lim, true)
+			sc.send(l, lim, lim.begin(now), true)
 			break
 		}
 		for _, l := range empty {
@@ -407,8 +405,12 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 	}
 	// The window bounds the records not yet on disk as finished (what a crash resends); the limit
 	// the requests at the upstream, direct deliveries included.
-	for sc.inFlight < window && sc.ready.Len() > 0 && lim.acquire(now) {
-		sc.send(sc.popReady(), lim, false)
+	for sc.inFlight < window && sc.ready.Len() > 0 {
+		started, ok := lim.acquire(now)
+		if !ok {
+			return
+		}
+		sc.send(sc.popReady(), lim, started, false)
 	}
 }
 
@@ -448,8 +450,9 @@ func (sc *scheduler) popProbe() *lane {
 	return heap.Remove(&sc.ready, best).(*lane)
 }
 
-// send starts the delivery of l's head record, which holds a place in lim until it ends.
-func (sc *scheduler) send(l *lane, lim *concurrencyLimit, probe bool) {
+// send starts the delivery of l's head record, which holds the place in lim it took at started
+// until it ends.
+func (sc *scheduler) send(l *lane, lim *concurrencyLimit, started time.Time, probe bool) {
 	p := l.queue[0]
 	l.busy = true
 	sc.inFlight++
@@ -460,7 +463,7 @@ func (sc *scheduler) send(l *lane, lim *concurrencyLimit, probe bool) {
 			if v := recover(); v != nil {
 				r = attemptResult{p: p, panicked: &workerPanic{value: v, stack: debug.Stack()}}
 			}
-			lim.end(sc.s.now(), r.rtt, r.status, r.err)
+			lim.end(started, sc.s.now(), r.rtt, r.status, r.err)
 			select {
 			case sc.results <- r:
 			case <-sc.dead:
@@ -505,10 +508,11 @@ func (sc *scheduler) finish(r attemptResult) {
 		l.retryAt = now.Add(sc.s.backoff(l.failures, r.retryAfter))
 		l.outage = r.unavailable
 		heap.Push(&sc.paused, l)
-		if r.unavailable && (fresh || r.probe) {
-			// Only a service that had not been failing tells of the UCS: one that keeps failing
-			// on its own, sent again and again while the limit is low, would open the breaker
-			// for all the others (it once did by luck of concurrency, with 64 in flight).
+		if r.unavailable && (fresh || r.probe || !sc.freshReady()) {
+			// A service failing again while others that have not failed wait to be tried tells
+			// nothing of the UCS: at a low limit such services, the oldest, went out one after
+			// another and opened the breaker for all the others (64 in flight used to mix
+			// their failures with the others' answers). Alone, it counts: it is all there is.
 			sc.s.unavailable(r.retryAfter, r.probe)
 		}
 	case closing:

@@ -419,14 +419,14 @@ func (s *Spool) Submit(ctx context.Context, req ForwardRequest) (*Response, erro
 		// Live traffic is never held back by the limit, but it is load on the UCS: the controller
 		// counts it and learns from its answers, and the replay leaves it room.
 		lim := s.limit.Load()
-		lim.begin()
+		started := lim.begin(s.now())
 		start := time.Now()
 		resp, err := fwd.send(ctx, o)
 		status := 0
 		if resp != nil {
 			status = resp.Status
 		}
-		if lim.end(s.now(), time.Since(start), status, err) {
+		if lim.end(started, s.now(), time.Since(start), status, err) {
 			s.poke()
 		}
 		if !errors.As(err, &cause) {
