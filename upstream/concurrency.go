@@ -83,7 +83,7 @@ type concurrencyLimit struct {
 	limit     float64 // the adaptive limit; its integer part is what acquire allows
 	inFlight  int     // requests under way, replayed and direct
 	slowStart bool
-	reached   bool      // in-flight reached the limit in this window: growth is earned
+	reached   bool          // in-flight reached the limit in this window: growth is earned
 	starved   bool          // acquire found no room since the last end that made some
 	starts    map[int64]int // requests in flight by their start (Unix ns): hanging ones are let go
 	winStart  time.Time
