@@ -36,6 +36,11 @@ import (
 //     at a load that does not raise it. A rise that lasts while the limit is at its floor is not
 //     the gateway's doing: the baseline takes it at once, and slow start begins again.
 // A fixed limit (replay_concurrency N) counts the same requests and never moves.
+//
+// It is written here rather than taken from a Go port of Netflix's concurrency-limits: those
+// bring a limiter framework of their own (strategies, registries, their own clock), while this
+// controller must run on the replay's clock (tests skip its waits), restart on the spool's
+// breaker, and hand a place to requests it never blocks (direct deliveries).
 
 const (
 	// DefaultReplayConcurrencyMax bounds the adaptive limit when no maximum is configured.
