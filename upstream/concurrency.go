@@ -132,9 +132,6 @@ func (c *concurrencyLimit) sameAs(fixed, max int) bool {
 	return c.fixed == 0 && c.max == max
 }
 
-// ceiling is the most the limit can be: the fixed limit, or the adaptive limit's maximum.
-func (c *concurrencyLimit) ceiling() int { return c.max }
-
 // current is the limit now.
 func (c *concurrencyLimit) current() int {
 	c.mu.Lock()
