@@ -16,9 +16,9 @@ import (
 
 // The replay's lanes: a scheduling view of the record log. The worker (run) reads the records in
 // log order into a window, queues each on the lane of its ordering key, and sends the head of every
-// ready lane, as many at once as the concurrency limit (concurrency.go) allows. A lane sends one record at a time, so a service's records
-// reach the upstream in acceptance order; a failed lane pauses with its own backoff while the
-// others go on. Finished records stay in the window until a position line covering them is on
+// ready lane, as many at once as the concurrency limit (concurrency.go) allows. A lane sends one
+// record at a time, so a service's records reach the upstream in acceptance order; a failed lane
+// pauses with its own backoff while the others go on. Finished records stay in the window until a position line covering them is on
 // disk (the checkpointer), and hold their place in the in-flight count until then.
 
 const (

@@ -30,9 +30,10 @@ import (
 // starts at the mark and skips the listed records, so it resends only what was in flight or
 // finished after the last position line: a record holds its place in the in-flight window until a
 // position line covering it is on disk, which bounds those resends by the window
-// (SpoolOptions.Replay: the fixed Concurrency, or the adaptive limit's MaxConcurrency). Record files are deleted only behind the mark. A lane that
-// holds the mark while the others deliver is parked (park.go): its records move to the tail, so
-// neither the position lines nor the files it keeps grow with the other lanes' traffic.
+// (SpoolOptions.Replay: the fixed Concurrency, or the adaptive limit's MaxConcurrency). Record
+// files are deleted only behind the mark. A lane that holds the mark while the others deliver is
+// parked (park.go): its records move to the tail, so neither the position lines nor the files it
+// keeps grow with the other lanes' traffic.
 
 // ErrSpoolFull is what a *SpoolFullError is: storing the event would take the spool past its
 // bound. The caller answers 503 with the error's Retry-After, so the client retries instead of
