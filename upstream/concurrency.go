@@ -35,6 +35,8 @@ import (
 //     old limit end, the second measures) and is then put back, so the baseline is measured
 //     at a load that does not raise it. A rise that lasts while the limit is at its floor is not
 //     the gateway's doing: the baseline takes it at once, and slow start begins again.
+//   - A request in flight for far longer than the round trip is waiting for its timeout: past
+//     hangAfter it no longer holds a place.
 // A fixed limit (replay_concurrency N) counts the same requests and never moves.
 //
 // It is written here rather than taken from a Go port of Netflix's concurrency-limits: those
@@ -55,13 +57,13 @@ const (
 	// fast (slow start, or by its square root), below which it grows by one, and above which it
 	// is cut. Between the last two it holds.
 	rttKnee, rttNear, rttRise = 1.1, 1.2, 1.5
-	// rttSlack is added to both: below a millisecond or so the gateway's own scheduling is the
+	// rttSlack is added to each: below a millisecond or so the gateway's own scheduling is the
 	// noise, and a ratio of microseconds would cut the limit for nothing.
 	rttSlack = time.Millisecond
 	// rttCut and pressureCut multiply the limit on a cut.
 	rttCut, pressureCut = 0.9, 0.7
 	// minWindow bounds a window from below, so a very fast UCS is not judged on a handful of
-	// answers; maxWindow from above, so a slow one still changes the limit a few times a second.
+	// answers; maxRTTWindow from above, so a slow one still changes the limit a few times a second.
 	minWindow, maxRTTWindow = time.Millisecond, time.Second
 	// baselineSlot and baselineSlots make the baseline a minimum over the last 10 seconds.
 	baselineSlot  = time.Second
