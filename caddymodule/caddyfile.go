@@ -77,7 +77,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			spool       <dir>                         # enables store and forward
 //			max_spool   <size>                        # default 1GiB; when full: 503
 //			dead_letter <file>                        # default <spool>/dead-letter.jsonl; not inside the spool
-//			replay_concurrency <n>                    # default 64 events in flight; per service one at a time
+//			replay_concurrency auto [<max>]|<n>       # default auto 256: follows the UCS; <n> pins it; per service one at a time
 //			replay_backoff <min> <max>                # default 250ms 30s
 //			max_attempts  <n>                         # default 10 non-final answers, then dead letter
 //			max_retry_age <duration>                  # default 1h after the first non-final answer
@@ -242,6 +242,36 @@ func positiveIntArg(d *caddyfile.Dispenser, name string) (int, error) {
 		return 0, d.Errf("%s must be a positive whole number, got %q", name, v)
 	}
 	return n, nil
+}
+
+// replayConcurrencyArgs reads `replay_concurrency auto [<max>]` (fixed 0)
+// or `replay_concurrency <n>` (max 0).
+func replayConcurrencyArgs(d *caddyfile.Dispenser) (fixed, max int, err error) {
+	if fixed, max, err = parseReplayConcurrency(d.RemainingArgs()); err != nil {
+		return 0, 0, d.Errf("forward replay_concurrency %v", err)
+	}
+	return fixed, max, nil
+}
+
+// parseReplayConcurrency reads the values of replay_concurrency: auto,
+// auto <max>, or a fixed number.
+func parseReplayConcurrency(args []string) (fixed, max int, err error) {
+	auto := len(args) > 0 && args[0] == "auto"
+	switch {
+	case len(args) == 0 || len(args) > 2 || len(args) == 2 && !auto:
+		return 0, 0, fmt.Errorf("needs auto, auto <max> or a fixed number, e.g. replay_concurrency auto 256; got %q", strings.Join(args, " "))
+	case auto && len(args) == 1:
+		return 0, 0, nil
+	case auto:
+		if max, err = strconv.Atoi(args[1]); err != nil || max < 1 {
+			return 0, 0, fmt.Errorf("auto's max must be a positive whole number, got %q", args[1])
+		}
+		return 0, max, nil
+	}
+	if fixed, err = strconv.Atoi(args[0]); err != nil || fixed < 1 {
+		return 0, 0, fmt.Errorf("must be auto or a positive whole number, got %q", args[0])
+	}
+	return fixed, 0, nil
 }
 
 // shareArg is a share of calls: a percentage such as 5% or a fraction from 0 to 1 (see parseShare).
@@ -458,7 +488,7 @@ func (h *Handler) unmarshalForward(d *caddyfile.Dispenser) error {
 		case "dead_letter":
 			f.DeadLetter, err = oneArg(d)
 		case "replay_concurrency":
-			f.ReplayConcurrency, err = positiveIntArg(d, "forward replay_concurrency")
+			f.ReplayConcurrency, f.ReplayConcurrencyMax, err = replayConcurrencyArgs(d)
 		case "max_attempts":
 			f.MaxAttempts, err = positiveIntArg(d, "forward max_attempts")
 		case "replay_backoff":

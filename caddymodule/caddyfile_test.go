@@ -114,6 +114,36 @@ func TestCaddyfileAdaptsToTheModuleJSON(t *testing.T) {
 			}`),
 		},
 		{
+			"replay_concurrency auto with a max",
+			`:8080 {
+	ucs {
+		forward http://ucs1:8080 {
+			spool data/spool
+			replay_concurrency auto 64
+		}
+	}
+}`,
+			adaptRoute(`{
+				"forward": {"replay_concurrency_max": 64, "spool": "data/spool", "urls": ["http://ucs1:8080"]},
+				"handler": "ucs"
+			}`),
+		},
+		{
+			"replay_concurrency auto is the default, written out",
+			`:8080 {
+	ucs {
+		forward http://ucs1:8080 {
+			spool data/spool
+			replay_concurrency auto
+		}
+	}
+}`,
+			adaptRoute(`{
+				"forward": {"spool": "data/spool", "urls": ["http://ucs1:8080"]},
+				"handler": "ucs"
+			}`),
+		},
+		{
 			"follow_symlinks in the local and forward blocks",
 			`:8080 {
 	ucs {
@@ -241,7 +271,11 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 		{"forward dead_letter without spool", "ucs {\n  forward http://a {\n    dead_letter d.jsonl\n  }\n}", "forward dead_letter needs spool <dir>"},
 		{"forward replay_backoff with one value", "ucs {\n  forward http://a {\n    spool s\n    replay_backoff 1s\n  }\n}", "forward replay_backoff needs two durations"},
 		{"forward replay_backoff min over max", "ucs {\n  forward http://a {\n    spool s\n    replay_backoff 2s 1s\n  }\n}", "forward replay_backoff needs 0 <= min <= max"},
-		{"forward zero replay_concurrency", "ucs {\n  forward http://a {\n    spool s\n    replay_concurrency 0\n  }\n}", "forward replay_concurrency must be a positive whole number"},
+		{"forward zero replay_concurrency", "ucs {\n  forward http://a {\n    spool s\n    replay_concurrency 0\n  }\n}", "forward replay_concurrency must be auto or a positive whole number"},
+		{"forward replay_concurrency without a value", "ucs {\n  forward http://a {\n    spool s\n    replay_concurrency\n  }\n}", "forward replay_concurrency needs auto, auto <max> or a fixed number"},
+		{"forward replay_concurrency with a max but not auto", "ucs {\n  forward http://a {\n    spool s\n    replay_concurrency 8 16\n  }\n}", "forward replay_concurrency needs auto, auto <max> or a fixed number"},
+		{"forward replay_concurrency auto with a zero max", "ucs {\n  forward http://a {\n    spool s\n    replay_concurrency auto 0\n  }\n}", "forward replay_concurrency auto's max must be a positive whole number"},
+		{"forward replay_concurrency auto max without spool", "ucs {\n  forward http://a {\n    replay_concurrency auto 8\n  }\n}", "need spool <dir>"},
 		{"forward bad max_attempts", "ucs {\n  forward http://a {\n    spool s\n    max_attempts many\n  }\n}", "forward max_attempts must be a positive whole number"},
 		{"forward bad max_retry_age", "ucs {\n  forward http://a {\n    spool s\n    max_retry_age soon\n  }\n}", "forward max_retry_age must be a positive duration"},
 		{"forward replay option without spool", "ucs {\n  forward http://a {\n    replay_concurrency 8\n  }\n}", "need spool <dir>"},
@@ -317,6 +351,8 @@ func TestJSONConfigErrorsNameTheOption(t *testing.T) {
 		{"forward max_spool without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, MaxSpool: 10}}, "forward max_spool needs spool <dir>"},
 		{"forward dead_letter without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, DeadLetter: "d"}}, "forward dead_letter needs spool <dir>"},
 		{"forward negative replay_concurrency", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", ReplayConcurrency: -1}}, "forward replay_concurrency must not be negative"},
+		{"forward negative replay_concurrency_max", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", ReplayConcurrencyMax: -1}}, "forward replay_concurrency_max must not be negative"},
+		{"forward fixed replay_concurrency and auto's max", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", ReplayConcurrency: 8, ReplayConcurrencyMax: 16}}, "forward replay_concurrency is either a fixed number (8) or auto with a max (16), not both"},
 		{"forward replay_backoff min over max", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, Spool: "s", ReplayBackoff: &Backoff{Min: caddy.Duration(time.Second), Max: caddy.Duration(time.Millisecond)}}}, "forward replay_backoff needs 0 <= min <= max"},
 		{"forward max_attempts without spool", Handler{Forward: &ForwardSink{URLs: []string{"http://a"}, MaxAttempts: 3}}, "need spool <dir>"},
 		{"attributes_from bad URL", Handler{BusinessAttributesFrom: &AttributesFrom{URL: "ucs:80"}}, `business_attributes_from: "ucs:80" is not an http(s) base URL`},

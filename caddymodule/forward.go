@@ -66,12 +66,22 @@ type ForwardSink struct {
 	// with spool. Default: `<spool>/dead-letter.jsonl`.
 	DeadLetter string `json:"dead_letter,omitempty"`
 
-	// ReplayConcurrency bounds the spooled events in flight during replay:
-	// sent to the upstream and not yet recorded as finished on disk.
-	// Events of one service are still sent one at a time, in order. It is
-	// also the bound on the events a crash can make the replay send twice.
-	// Only with spool. Default: 64.
+	// ReplayConcurrency pins the spooled events in flight during replay to
+	// a fixed number: sent to the upstream and not yet recorded as finished
+	// on disk. Events of one service are still sent one at a time, in
+	// order. It is also the bound on the events a crash can make the
+	// replay send twice. Only with spool. Default: 0, adaptive (see
+	// replay_concurrency_max).
 	ReplayConcurrency int `json:"replay_concurrency,omitempty"`
+
+	// ReplayConcurrencyMax bounds the adaptive replay concurrency
+	// (`replay_concurrency auto [max]`), used when replay_concurrency is
+	// not set: the limit starts at 4, grows while the upstream's round
+	// trip stays near its baseline, is cut on 429, 502, 503, 504, timeouts
+	// and failed connections, and starts again from 1 after an outage.
+	// Direct deliveries count towards it. Only with spool, not with
+	// replay_concurrency. Default: 256.
+	ReplayConcurrencyMax int `json:"replay_concurrency_max,omitempty"`
 
 	// ReplayBackoff bounds the exponential backoff (with jitter) of a
 	// service whose delivery failed, and of the single probe sent while the
@@ -122,11 +132,12 @@ type Backoff struct {
 // upstream default.
 func (f *ForwardSink) replayPolicy() upstream.ReplayPolicy {
 	p := upstream.ReplayPolicy{
-		Concurrency: f.ReplayConcurrency,
-		MaxAttempts: f.MaxAttempts,
-		MaxRetryAge: time.Duration(f.MaxRetryAge),
-		MinBackoff:  spoolBackoff[0],
-		MaxBackoff:  spoolBackoff[1],
+		Concurrency:    f.ReplayConcurrency,
+		MaxConcurrency: f.ReplayConcurrencyMax,
+		MaxAttempts:    f.MaxAttempts,
+		MaxRetryAge:    time.Duration(f.MaxRetryAge),
+		MinBackoff:     spoolBackoff[0],
+		MaxBackoff:     spoolBackoff[1],
 	}
 	if b := f.ReplayBackoff; b != nil {
 		p.MinBackoff, p.MaxBackoff = time.Duration(b.Min), time.Duration(b.Max)
@@ -166,6 +177,13 @@ func (f *ForwardSink) check() error {
 	if f.ReplayConcurrency < 0 {
 		return fmt.Errorf("ucs: forward replay_concurrency must not be negative, got %d", f.ReplayConcurrency)
 	}
+	if f.ReplayConcurrencyMax < 0 {
+		return fmt.Errorf("ucs: forward replay_concurrency_max must not be negative, got %d", f.ReplayConcurrencyMax)
+	}
+	if f.ReplayConcurrency > 0 && f.ReplayConcurrencyMax > 0 {
+		return fmt.Errorf("ucs: forward replay_concurrency is either a fixed number (%d) or auto with a max (%d), not both",
+			f.ReplayConcurrency, f.ReplayConcurrencyMax)
+	}
 	if f.MaxAttempts < 0 {
 		return fmt.Errorf("ucs: forward max_attempts must not be negative, got %d", f.MaxAttempts)
 	}
@@ -176,7 +194,7 @@ func (f *ForwardSink) check() error {
 		return fmt.Errorf("ucs: forward replay_backoff needs 0 <= min <= max, got %s %s",
 			time.Duration(b.Min), time.Duration(b.Max))
 	}
-	if f.Spool == "" && (f.ReplayConcurrency != 0 || f.ReplayBackoff != nil || f.MaxAttempts != 0 || f.MaxRetryAge != 0) {
+	if f.Spool == "" && (f.ReplayConcurrency != 0 || f.ReplayConcurrencyMax != 0 || f.ReplayBackoff != nil || f.MaxAttempts != 0 || f.MaxRetryAge != 0) {
 		return errors.New("ucs: forward replay_concurrency, replay_backoff, max_attempts and max_retry_age need spool <dir>")
 	}
 	return f.checkDeadLetter()

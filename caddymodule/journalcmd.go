@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +31,7 @@ import (
 //	caddy ucs journal replay <journal file or directory>... --to <base URL>
 //	    [--header 'Authorization: Basic …']... [--base-path /genesys/1/cs]
 //	    [--operation task.end,...] [--since <RFC 3339>] [--until <RFC 3339>] [--where service=<id>]...
-//	    [--concurrency <n>] [--max-attempts <n>] [--max-retry-age <duration>] [--timeout <duration>]
+//	    [--concurrency auto|<n>] [--max-concurrency <n>] [--max-attempts <n>] [--max-retry-age <duration>] [--timeout <duration>]
 //	    [--state <file>] [--dead-letter <file>] [--dry-run] [--json]
 //	    [--ca <pem file>]... [--cert <pem file> --key <pem file>] [--server-name <name>]
 //
@@ -41,7 +42,8 @@ type journalFlags struct {
 	to, basePath, state, deadLetter string
 	since, until                    string
 	headers, operations, where      []string
-	concurrency, maxAttempts        int
+	concurrency                     string
+	maxConcurrency, maxAttempts     int
 	maxRetryAge, timeout            time.Duration
 	dryRun, asJSON                  bool
 	progressEvery                   time.Duration
@@ -92,7 +94,8 @@ a usage or I/O error, 130 when interrupted.`,
 	fl.StringVar(&f.since, "since", "", "send only events received at or after this RFC 3339 time")
 	fl.StringVar(&f.until, "until", "", "send only events received before this RFC 3339 time")
 	fl.StringArrayVar(&f.where, "where", nil, "send only service=<id> (may repeat)")
-	fl.IntVar(&f.concurrency, "concurrency", upstream.DefaultReplayConcurrency, "events in flight at most (also the most sent twice per interruption)")
+	fl.StringVar(&f.concurrency, "concurrency", "auto", "events in flight at most: auto (the spool's adaptive limit, up to --max-concurrency) or a fixed number; the most sent twice per interruption is this number or the maximum")
+	fl.IntVar(&f.maxConcurrency, "max-concurrency", upstream.DefaultReplayConcurrencyMax, "the adaptive limit's maximum (with --concurrency auto)")
 	fl.IntVar(&f.maxAttempts, "max-attempts", upstream.DefaultMaxAttempts, "retryable answers (429, an HTML 404, …) before an event goes to the dead letter")
 	fl.DurationVar(&f.maxRetryAge, "max-retry-age", upstream.DefaultMaxRetryAge, "time after an event's first retryable answer before it goes to the dead letter")
 	fl.DurationVar(&f.timeout, "timeout", upstream.DefaultForwardTimeout, "per call")
@@ -140,11 +143,18 @@ func runJournalReplay(ctx context.Context, args []string, f journalFlags, stdout
 	opts := upstream.JournalReplayOptions{
 		BasePath: f.basePath, State: f.state, DeadLetter: f.deadLetter, DryRun: f.dryRun, Sample: 5,
 		Header: http.Header{},
-		Replay: upstream.ReplayPolicy{Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, MaxRetryAge: f.maxRetryAge},
+		Replay: upstream.ReplayPolicy{MaxConcurrency: f.maxConcurrency, MaxAttempts: f.maxAttempts, MaxRetryAge: f.maxRetryAge},
 		Logger: commandLogger(stderr),
 	}
-	if f.concurrency < 1 {
-		return usage("--concurrency: want at least 1, got %d", f.concurrency)
+	if f.concurrency != "auto" {
+		n, err := strconv.Atoi(f.concurrency)
+		if err != nil || n < 1 {
+			return usage("--concurrency: want auto or a number of at least 1, got %q", f.concurrency)
+		}
+		opts.Replay.Concurrency = n
+	}
+	if f.maxConcurrency < 1 {
+		return usage("--max-concurrency: want at least 1, got %d", f.maxConcurrency)
 	}
 	if opts.Filter, err = journalFilter(f); err != nil {
 		return usage("%v", err)

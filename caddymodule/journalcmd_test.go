@@ -247,7 +247,7 @@ func TestJournalReplayCommandDryRunCountsAndSendsNothing(t *testing.T) {
 	journal := writeReplayJournal(t, dir, 30, 2)
 	var stdout, stderr bytes.Buffer
 	code := runJournalReplay(context.Background(), []string{dir}, journalFlags{dryRun: true, operations: []string{"task.end"},
-		where: []string{"service=7", "service=8"}, concurrency: 4}, &stdout, &stderr)
+		where: []string{"service=7", "service=8"}, concurrency: "4", maxConcurrency: 256}, &stdout, &stderr)
 	require.Equal(t, 0, code, stderr.String())
 	out := stdout.String()
 	assert.Contains(t, out, "would send   4 events (56 skipped by filters")
@@ -265,11 +265,14 @@ func TestJournalReplayCommandRefusesBadFlags(t *testing.T) {
 		f    journalFlags
 		want string
 	}{
-		{"no URL", journalFlags{concurrency: 1}, "--to"},
-		{"an operation never journaled", journalFlags{dryRun: true, concurrency: 1, operations: []string{"task.start"}}, "not a journaled operation"},
-		{"a where that is not a service", journalFlags{dryRun: true, concurrency: 1, where: []string{"status=400"}}, "want service=<id>"},
-		{"a since that is no time", journalFlags{dryRun: true, concurrency: 1, since: "yesterday"}, "--since"},
-		{"a header without a colon", journalFlags{dryRun: true, concurrency: 1, headers: []string{"Authorization"}}, "Name: value"},
+		{"no URL", journalFlags{concurrency: "1", maxConcurrency: 256}, "--to"},
+		{"an operation never journaled", journalFlags{dryRun: true, concurrency: "1", maxConcurrency: 256, operations: []string{"task.start"}}, "not a journaled operation"},
+		{"a where that is not a service", journalFlags{dryRun: true, concurrency: "1", maxConcurrency: 256, where: []string{"status=400"}}, "want service=<id>"},
+		{"a since that is no time", journalFlags{dryRun: true, concurrency: "1", maxConcurrency: 256, since: "yesterday"}, "--since"},
+		{"a header without a colon", journalFlags{dryRun: true, concurrency: "1", maxConcurrency: 256, headers: []string{"Authorization"}}, "Name: value"},
+		{"a concurrency of 0", journalFlags{dryRun: true, concurrency: "0", maxConcurrency: 256}, "--concurrency: want auto or a number"},
+		{"a concurrency that is a word", journalFlags{dryRun: true, concurrency: "fast", maxConcurrency: 256}, "--concurrency: want auto or a number"},
+		{"an adaptive maximum of 0", journalFlags{dryRun: true, concurrency: "auto"}, "--max-concurrency"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -284,7 +287,7 @@ func TestJournalReplayCommandPrintsPlainProgressWhenNotATerminal(t *testing.T) {
 	ucs.latency = 20 * time.Millisecond
 	journal := writeReplayJournal(t, t.TempDir(), 10, 10)
 	var stdout, stderr bytes.Buffer
-	code := runJournalReplay(context.Background(), []string{journal}, journalFlags{to: srv.URL, concurrency: 4,
+	code := runJournalReplay(context.Background(), []string{journal}, journalFlags{to: srv.URL, concurrency: "auto", maxConcurrency: 256,
 		progressEvery: 50 * time.Millisecond, maxAttempts: 10, maxRetryAge: time.Hour, timeout: time.Second}, &stdout, &stderr)
 	require.Equal(t, 0, code, stderr.String())
 	assert.Regexp(t, `(?m)^journal replay: \d+/100 +\d+% \d+ ev/s ETA \S+ dead 0 oldest waiting (2026-03-01T08:00:\d\dZ|none)$`, stderr.String())
@@ -332,7 +335,7 @@ func TestJournalReplayCommandInterruptedExits130AndTheNextRunResumes(t *testing.
 	ucs, srv := newReplayUCS(t)
 	ucs.latency = 20 * time.Millisecond
 	journal := writeReplayJournal(t, t.TempDir(), 5, 20)
-	f := journalFlags{to: srv.URL, concurrency: 2, maxAttempts: 10, maxRetryAge: time.Hour, timeout: time.Second}
+	f := journalFlags{to: srv.URL, concurrency: "2", maxConcurrency: 256, maxAttempts: 10, maxRetryAge: time.Hour, timeout: time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		for ucs.distinct() < 10 {

@@ -81,6 +81,8 @@ var (
 		"Restarts of the spool's replay worker after it panicked (a bug: it resumed from the durable position).")
 	metricSpoolInFlight = spoolGauge("spool_in_flight",
 		"Spooled events sent by the replay and not yet recorded as finished.")
+	metricSpoolConcurrency = spoolGauge("spool_replay_concurrency",
+		"The replay's concurrency limit: requests it may have in flight at the upstream, direct deliveries included when adaptive (replay_concurrency auto), or the fixed replay_concurrency.")
 	metricSpoolOldestAge = spoolGauge("spool_oldest_age_seconds",
 		"Age of the oldest event waiting in the spool (0 when empty): how far behind the upstream is.")
 	metricSpoolUpstreamDown = spoolGauge("spool_upstream_down",
@@ -116,7 +118,7 @@ var (
 		metricRequests, metricRejections, metricRepairs, metricMisses,
 		metricNormalize, metricFsync, metricJournalBytes, metricJournalErrors,
 		metricSpoolRecords, metricSpoolBytes, metricSpoolReplayed, metricSpoolDeadLettered,
-		metricSpoolInFlight, metricSpoolOldestAge, metricSpoolWorkerRestarts,
+		metricSpoolInFlight, metricSpoolOldestAge, metricSpoolWorkerRestarts, metricSpoolConcurrency,
 		metricUpstreamDuration, metricUpstreamResponses,
 		metricSpoolUpstreamDown,
 	}

@@ -103,9 +103,10 @@ func openSpool(absDir, deadLetter string, use spoolUse) (*sharedSpool, bool, err
 				metricSpoolBytes.WithLabelValues(labels...).Set(float64(bytes))
 				poke(changed)
 			},
-			OnReplayed:   func() { metricSpoolReplayed.WithLabelValues(labels...).Inc() },
-			OnDeadLetter: func() { metricSpoolDeadLettered.WithLabelValues(labels...).Inc() },
-			OnRestart:    func() { metricSpoolWorkerRestarts.WithLabelValues(labels...).Inc() },
+			OnReplayed:    func() { metricSpoolReplayed.WithLabelValues(labels...).Inc() },
+			OnDeadLetter:  func() { metricSpoolDeadLettered.WithLabelValues(labels...).Inc() },
+			OnRestart:     func() { metricSpoolWorkerRestarts.WithLabelValues(labels...).Inc() },
+			OnConcurrency: func(limit int) { metricSpoolConcurrency.WithLabelValues(labels...).Set(float64(limit)) },
 			OnLag: func(inFlight int, oldest time.Duration) {
 				metricSpoolInFlight.WithLabelValues(labels...).Set(float64(inFlight))
 				metricSpoolOldestAge.WithLabelValues(labels...).Set(oldest.Seconds())

@@ -31,8 +31,11 @@ func (s *Spool) answered() (closed bool) {
 		return false
 	}
 	s.breaker.open = false
-	s.logger.Info("upstream answers again; replaying at full concurrency", zap.String("dir", s.dir),
-		zap.Int("failed_probes", s.breaker.probes))
+	// A UCS that answered one probe may not take the old limit's burst (it may fall over again
+	// under it, and the breaker flap): an adaptive limit starts again from its slow start.
+	s.limit.Load().restart(s.now())
+	s.logger.Info("upstream answers again; replaying", zap.String("dir", s.dir),
+		zap.Int("failed_probes", s.breaker.probes), zap.Int("concurrency", s.limit.Load().current()))
 	if s.onDown != nil {
 		s.onDown(false)
 	}

@@ -204,7 +204,7 @@ func OpenJournalReplay(opts JournalReplayOptions) (*JournalReplay, error) {
 		filter:   opts.Filter,
 		services: setOf(opts.Filter.Services),
 		ops:      setOf(opts.Filter.Operations),
-		conc:     opts.Replay.Concurrency,
+		conc:     opts.Replay.withDefaults().window(),
 	}
 	if err := r.src.readState(); err != nil {
 		return fail(err)

@@ -88,7 +88,7 @@ func TestAPanickingReplayWorkerRestartsFromTheDurablePositionLosingNothing(t *te
 	waitDrained(t, s)
 
 	dups := firstDeliveries(t, ucs.received(), lanes, events)
-	assert.LessOrEqual(t, dups, DefaultReplayConcurrency, "only what was finished and not yet on disk is sent again")
+	assert.LessOrEqual(t, dups, DefaultReplayConcurrencyMax, "only what was finished and not yet on disk is sent again")
 	assert.Equal(t, int32(1), restarts.Load())
 	panics := logs.FilterMessage("spool replay worker panicked; restarting it from the durable position").All()
 	require.Len(t, panics, 1)

@@ -60,6 +60,12 @@ type attemptResult struct {
 	answered    bool // the upstream answered with something other than unavailability (any status)
 	probe       bool
 	panicked    *workerPanic // the attempt panicked; the worker restarts
+
+	// What the exchange with the upstream was, for the concurrency limit: its round trip and
+	// what Forwarder.send returned (status 0 and no error: nothing was sent).
+	rtt    time.Duration
+	status int
+	err    error
 }
 
 // maxStatuses bounds the statuses a dead-letter line lists; the count says how many there were.
@@ -88,8 +94,14 @@ func (s *Spool) attempt(p *pending, rec []byte, tries retryState, probe bool) at
 		r.how = s.deadLetter(rec, 0, nil, err, r.tries)
 		return r
 	}
+	start := time.Now()
 	resp, err := s.fwd.Load().send(s.ctx, o)
+	r.rtt, r.err = time.Since(start), err
+	if resp != nil {
+		r.status = resp.Status
+	}
 	if s.ctx.Err() != nil {
+		r.err = s.ctx.Err()
 		r.how = closing
 		return r
 	}

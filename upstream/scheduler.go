@@ -16,9 +16,9 @@ import (
 
 // The replay's lanes: a scheduling view of the record log. The worker (run) reads the records in
 // log order into a window, queues each on the lane of its ordering key, and sends the head of every
-// ready lane, up to Concurrency at once. A lane sends one record at a time, so a service's records
-// reach the upstream in acceptance order; a failed lane pauses with its own backoff while the
-// others go on. Finished records stay in the window until a position line covering them is on
+// ready lane, as many at once as the concurrency limit (concurrency.go) allows. A lane sends one
+// record at a time, so a service's records reach the upstream in acceptance order; a failed lane
+// pauses with its own backoff while the others go on. Finished records stay in the window until a position line covering them is on
 // disk (the checkpointer), and hold their place in the in-flight count until then.
 
 const (
@@ -376,9 +376,9 @@ func (sc *scheduler) markReady(l *lane) {
 	heap.Push(&sc.ready, l)
 }
 
-// dispatch sends the heads of ready lanes while the in-flight window has room. While the breaker is
-// open only one probe goes out at a time, at the breaker's time, so a down upstream is not sent
-// Concurrency retries.
+// dispatch sends the heads of ready lanes while the in-flight window and the concurrency limit
+// have room. While the breaker is open only one probe goes out at a time, at the breaker's time,
+// so a down upstream is not sent a window of retries.
 func (sc *scheduler) dispatch(now time.Time, br breaker) {
 	for sc.paused.Len() > 0 && !sc.paused.first().retryAt.After(now) {
 		l := heap.Pop(&sc.paused).(*lane)
@@ -386,14 +386,15 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 		sc.markReady(l)
 	}
 	s := sc.s
-	limit := s.policy.Load().Concurrency
+	window := s.policy.Load().window()
+	lim := s.limit.Load()
 	open, probeAt := br.open, br.probeAt
 	if open {
-		if sc.sending > 0 || now.Before(probeAt) || sc.inFlight >= limit {
+		if sc.sending > 0 || now.Before(probeAt) || sc.inFlight >= window {
 			return
 		}
 		if l := sc.popProbe(); l != nil {
-			sc.send(l, true)
+			sc.send(l, lim, lim.begin(now), true)
 			return
 		}
 		// Every lane waits out its backoff: the probe goes to the one that waited longest. A
@@ -407,7 +408,7 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 				continue
 			}
 			l.retryAt, l.outage = time.Time{}, false
-			sc.send(l, true)
+			sc.send(l, lim, lim.begin(now), true)
 			break
 		}
 		for _, l := range empty {
@@ -415,12 +416,14 @@ func (sc *scheduler) dispatch(now time.Time, br breaker) {
 		}
 		return
 	}
-	for sc.inFlight < limit {
-		l := sc.popReady()
-		if l == nil {
+	// The window bounds the records not yet on disk as finished (what a crash resends); the limit
+	// the requests at the upstream, direct deliveries included.
+	for sc.inFlight < window && sc.ready.Len() > 0 {
+		started, ok := lim.acquire(now)
+		if !ok {
 			return
 		}
-		sc.send(l, false)
+		sc.send(sc.popReady(), lim, started, false)
 	}
 }
 
@@ -460,8 +463,9 @@ func (sc *scheduler) popProbe() *lane {
 	return heap.Remove(&sc.ready, best).(*lane)
 }
 
-// send starts the delivery of l's head record.
-func (sc *scheduler) send(l *lane, probe bool) {
+// send starts the delivery of l's head record, which holds the place in lim it took at started
+// until it ends.
+func (sc *scheduler) send(l *lane, lim *concurrencyLimit, started time.Time, probe bool) {
 	p := l.queue[0]
 	l.busy = true
 	sc.inFlight++
@@ -472,6 +476,7 @@ func (sc *scheduler) send(l *lane, probe bool) {
 			if v := recover(); v != nil {
 				r = attemptResult{p: p, panicked: &workerPanic{value: v, stack: debug.Stack()}}
 			}
+			lim.end(started, sc.s.now(), r.rtt, r.status, r.err)
 			select {
 			case sc.results <- r:
 			case <-sc.dead:
@@ -511,11 +516,16 @@ func (sc *scheduler) finish(r attemptResult) {
 		sc.markReady(l)
 	case retry:
 		sc.inFlight--
+		fresh := l.failures == 0
 		l.failures++
 		l.retryAt = now.Add(sc.s.backoff(l.failures, r.retryAfter))
 		l.outage = r.unavailable
 		heap.Push(&sc.paused, l)
-		if r.unavailable {
+		if r.unavailable && (fresh || r.probe || !sc.freshReady()) {
+			// A service failing again while others that have not failed wait to be tried tells
+			// nothing of the UCS: at a low limit such services, the oldest, went out one after
+			// another and opened the breaker for all the others (64 in flight used to mix
+			// their failures with the others' answers). Alone, it counts: it is all there is.
 			sc.s.unavailable(r.retryAfter, r.probe)
 		}
 	case closing:
@@ -552,7 +562,9 @@ func (sc *scheduler) breakerClosed(probe bool) {
 			keep = append(keep, l)
 			continue
 		}
-		l.retryAt, l.outage, l.failures = time.Time{}, false, 0
+		// It keeps its failures: a service that failed before the outage and fails again must
+		// not count as news of the UCS (see finish), and backs off as it did.
+		l.retryAt, l.outage = time.Time{}, false
 		sc.markReady(l)
 	}
 	for _, l := range keep {
@@ -653,6 +665,9 @@ func (sc *scheduler) nextWake(now time.Time) time.Duration {
 	}
 	if sc.quietUntil.After(now) && sc.quietUntil.Before(next) {
 		next = sc.quietUntil
+	}
+	if at := sc.s.limit.Load().wakeAt(); !at.IsZero() && at.Before(next) {
+		next = at // refused by the limit: the requests in flight may be hanging by then
 	}
 	sc.s.mu.Lock()
 	if sc.s.breaker.open && sc.s.breaker.probeAt.Before(next) {

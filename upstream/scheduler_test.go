@@ -135,7 +135,7 @@ func TestReplayDeliversLanesConcurrentlyInOrderPerService(t *testing.T) {
 	peak := ucs.peak
 	ucs.mu.Unlock()
 	assert.Greater(t, peak, 1, "lanes go in parallel")
-	assert.LessOrEqual(t, peak, DefaultReplayConcurrency)
+	assert.LessOrEqual(t, peak, DefaultReplayConcurrencyMax)
 	t.Logf("%d events of %d services drained in %v against a 10ms upstream: %.0f events/s, peak %d calls at once",
 		len(got), lanes, took.Round(time.Millisecond), float64(len(got))/took.Seconds(), peak)
 }

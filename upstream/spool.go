@@ -30,9 +30,10 @@ import (
 // starts at the mark and skips the listed records, so it resends only what was in flight or
 // finished after the last position line: a record holds its place in the in-flight window until a
 // position line covering it is on disk, which bounds those resends by the window
-// (SpoolOptions.Replay.Concurrency). Record files are deleted only behind the mark. A lane that
-// holds the mark while the others deliver is parked (park.go): its records move to the tail, so
-// neither the position lines nor the files it keeps grow with the other lanes' traffic.
+// (SpoolOptions.Replay: the fixed Concurrency, or the adaptive limit's MaxConcurrency). Record
+// files are deleted only behind the mark. A lane that holds the mark while the others deliver is
+// parked (park.go): its records move to the tail, so neither the position lines nor the files it
+// keeps grow with the other lanes' traffic.
 
 // ErrSpoolFull is what a *SpoolFullError is: storing the event would take the spool past its
 // bound. The caller answers 503 with the error's Retry-After, so the client retries instead of
@@ -54,12 +55,11 @@ func (e *SpoolFullError) Is(target error) bool { return target == ErrSpoolFull }
 
 // Defaults of the spool's options, filled in by OpenSpool and SetReplayPolicy.
 const (
-	DefaultMaxSpool          = 1 << 30
-	DefaultReplayConcurrency = 64
-	DefaultMinBackoff        = 250 * time.Millisecond
-	DefaultMaxBackoff        = 30 * time.Second
-	DefaultMaxAttempts       = 10
-	DefaultMaxRetryAge       = time.Hour
+	DefaultMaxSpool    = 1 << 30
+	DefaultMinBackoff  = 250 * time.Millisecond
+	DefaultMaxBackoff  = 30 * time.Second
+	DefaultMaxAttempts = 10
+	DefaultMaxRetryAge = time.Hour
 )
 
 const (
@@ -71,9 +71,13 @@ const (
 // ReplayPolicy says how the replay delivers the spooled records. The zero value of each field
 // means its default.
 type ReplayPolicy struct {
-	// Concurrency bounds the records in flight: sent and not yet recorded as finished on disk.
-	// Default 64.
+	// Concurrency, when > 0, is a fixed bound of the records in flight: sent and not yet recorded
+	// as finished on disk. 0 means adaptive (concurrency.go): the limit follows what the upstream
+	// answers, direct deliveries included, from 1 up to MaxConcurrency.
 	Concurrency int
+	// MaxConcurrency bounds the adaptive limit, and the records in flight with it. Default 256;
+	// ignored with a fixed Concurrency.
+	MaxConcurrency int
 	// MinBackoff and MaxBackoff bound the exponential backoff of a lane (and, in an outage, of the
 	// probe) after a failed delivery. Defaults 250ms and 30s. An upstream's Retry-After (at most
 	// one hour) is honoured when longer.
@@ -86,9 +90,19 @@ type ReplayPolicy struct {
 	MaxRetryAge time.Duration
 }
 
+// window is the most records in flight the policy allows: the fixed limit, or the adaptive
+// limit's maximum.
+func (p ReplayPolicy) window() int {
+	if p.Concurrency > 0 {
+		return p.Concurrency
+	}
+	return p.MaxConcurrency
+}
+
 func (p ReplayPolicy) withDefaults() ReplayPolicy {
-	if p.Concurrency <= 0 {
-		p.Concurrency = DefaultReplayConcurrency
+	p.Concurrency = max(p.Concurrency, 0)
+	if p.Concurrency == 0 && p.MaxConcurrency <= 0 {
+		p.MaxConcurrency = DefaultReplayConcurrencyMax
 	}
 	if p.MinBackoff <= 0 {
 		p.MinBackoff = DefaultMinBackoff
@@ -141,6 +155,10 @@ type SpoolOptions struct {
 	// OnRestart is called from the replay worker after it recovered from a panic, before it
 	// restarts from the durable position.
 	OnRestart func()
+	// OnConcurrency reports the replay's concurrency limit whenever it changes (adaptive), and
+	// once when it is set. It is called with the limit's lock held, from any goroutine that
+	// delivers: it must be quick.
+	OnConcurrency func(limit int)
 }
 
 // spoolTuning is what only tests and benchmarks change.
@@ -168,6 +186,8 @@ type Spool struct {
 	onDown     func(bool)
 	onLag      func(int, time.Duration)
 	onRestart  func()
+	onConc     func(int)
+	limit      atomic.Pointer[concurrencyLimit] // the requests in flight at the upstream; swapped by SetReplayPolicy
 	tune       spoolTuning
 	skew       atomic.Int64 // nanoseconds the replay's clock is ahead of the wall clock (tune.skipWaits)
 
@@ -251,6 +271,7 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 		onDown:     opts.OnUpstreamDown,
 		onLag:      opts.OnLag,
 		onRestart:  opts.OnRestart,
+		onConc:     opts.OnConcurrency,
 		tune:       tune,
 		lanes:      map[string]int{},
 		appending:  map[string]int{},
@@ -261,10 +282,10 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 	s.parkCond = sync.NewCond(&s.mu)
 	s.src = spoolSource{s}
 	s.fwd.Store(opts.Forwarder)
-	s.SetReplayPolicy(opts.Replay)
 	if s.logger == nil {
 		s.logger = zap.NewNop()
 	}
+	s.SetReplayPolicy(opts.Replay)
 	if s.maxBytes <= 0 {
 		s.maxBytes = DefaultMaxSpool
 	}
@@ -404,7 +425,19 @@ func (s *Spool) Submit(ctx context.Context, req ForwardRequest) (*Response, erro
 
 	var cause *UnavailableError
 	if direct {
+		// Live traffic is never held back by the limit, but it is load on the UCS: the controller
+		// counts it and learns from its answers, and the replay leaves it room.
+		lim := s.limit.Load()
+		started := lim.begin(s.now())
+		start := time.Now()
 		resp, err := fwd.send(ctx, o)
+		status := 0
+		if resp != nil {
+			status = resp.Status
+		}
+		if lim.end(started, s.now(), time.Since(start), status, err) {
+			s.poke()
+		}
 		if !errors.As(err, &cause) {
 			if err == nil {
 				s.answered()
@@ -525,6 +558,13 @@ func (s *Spool) SetForwarder(f *Forwarder) {
 func (s *Spool) SetReplayPolicy(p ReplayPolicy) {
 	p = p.withDefaults()
 	s.policy.Store(&p)
+	if old := s.limit.Load(); old == nil || !old.sameAs(p.Concurrency, p.MaxConcurrency) {
+		logger := s.logger
+		if logger != nil {
+			logger = logger.With(zap.String("dir", s.dir))
+		}
+		s.limit.Store(newConcurrencyLimit(p.Concurrency, p.MaxConcurrency, logger, s.onConc))
+	}
 	if s.ctx != nil {
 		s.poke()
 	}
