@@ -6,90 +6,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ucsedge/caddy-ucs/internal/capacityucs"
 )
 
-// capacityUCS is a UCS with a capacity model: a request that arrives with n in flight (itself
-// included) is served after base while n <= c, after base × n/c beyond, and refused with 503 at
-// once beyond 3c. status, when set, answers every request with it after base instead (a UCS
-// asking the gateway to slow down). It keeps the accepted events in arrival order, the latency
-// it served each accepted request with, and the most it had in flight.
-type capacityUCS struct {
-	c      int
-	base   time.Duration
-	status atomic.Int32
-
-	mu       sync.Mutex
-	inFlight int
-	peak     int
-	refused  int
-	served   []time.Duration
-	got      []laneEvent
-}
-
-func newCapacityUCS(tb testing.TB, c int, base time.Duration) (*capacityUCS, *httptest.Server) {
-	u := &capacityUCS{c: c, base: base}
+// newCapacityUCS is a capacityucs stub served over HTTP for the benchmark's life.
+func newCapacityUCS(tb testing.TB, c int, base time.Duration) (*capacityucs.UCS, *httptest.Server) {
+	u := capacityucs.New(c, base)
 	srv := httptest.NewServer(u)
 	tb.Cleanup(srv.Close)
 	return u, srv
-}
-
-func (u *capacityUCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	if st := int(u.status.Load()); st != 0 {
-		time.Sleep(u.base)
-		w.WriteHeader(st)
-		return
-	}
-	u.mu.Lock()
-	u.inFlight++
-	n := u.inFlight
-	u.peak = max(u.peak, n)
-	if n > 3*u.c {
-		u.inFlight--
-		u.refused++
-		u.mu.Unlock()
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	}
-	u.mu.Unlock()
-	d := u.base
-	if n > u.c {
-		d = u.base * time.Duration(n) / time.Duration(u.c)
-	}
-	time.Sleep(d)
-	var ev laneEvent
-	_ = json.Unmarshal(body, &ev)
-	u.mu.Lock()
-	u.inFlight--
-	u.served = append(u.served, d)
-	u.got = append(u.got, ev)
-	u.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// servedP99 is the 99th percentile of the latency the UCS served accepted requests with.
-func (u *capacityUCS) servedP99() time.Duration {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return p99(u.served)
-}
-
-func p99(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)*99/100]
 }
 
 const (
@@ -199,13 +132,13 @@ func benchAdaptiveDrain(b *testing.B, c, conc, callers int) {
 	b.StopTimer()
 	close(stop)
 	wg.Wait()
-	ucs.mu.Lock()
-	got := slices.Clone(ucs.got)
-	peak, refused := ucs.peak, ucs.refused
-	ucs.mu.Unlock()
+	seen := ucs.Stats()
+	peak, refused := seen.Peak, seen.Refused
 	next := map[string]int{}
 	replayed := 0
-	for _, ev := range got {
+	for _, call := range seen.Calls {
+		var ev laneEvent
+		_ = json.Unmarshal(call.Body, &ev)
 		if ev.N != next[ev.Lane] {
 			b.Fatalf("lane %s: got event %d, want %d", ev.Lane, ev.N, next[ev.Lane])
 		}
@@ -218,13 +151,13 @@ func benchAdaptiveDrain(b *testing.B, c, conc, callers int) {
 		b.Fatalf("drained, but the UCS took %d of %d events", replayed, benchEvents)
 	}
 	b.ReportMetric(float64(replayed)/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(ucs.servedP99())/float64(time.Millisecond), "ucs_p99_ms")
+	b.ReportMetric(float64(ucs.ServedP99())/float64(time.Millisecond), "ucs_p99_ms")
 	b.ReportMetric(float64(peak), "ucs_peak")
 	b.ReportMetric(float64(refused), "ucs_503s")
 	b.ReportMetric(complete, "complete")
 	if callers > 0 {
 		mu.Lock()
-		b.ReportMetric(float64(p99(live))/float64(time.Millisecond), "live_p99_ms")
+		b.ReportMetric(float64(capacityucs.P99(live))/float64(time.Millisecond), "live_p99_ms")
 		b.ReportMetric(float64(spooled.Load())/float64(int(spooled.Load())+len(live)), "live_spooled")
 		mu.Unlock()
 	}
@@ -254,7 +187,7 @@ func BenchmarkAdaptiveHalvesAfter429(b *testing.B) {
 			b.Fatalf("the limit only reached %d against a UCS with room to spare", from)
 		}
 		b.StartTimer()
-		ucs.status.Store(http.StatusTooManyRequests)
+		ucs.Status.Store(http.StatusTooManyRequests)
 		start := time.Now()
 		// The first 429 comes one latency after the switch: that latency is taken off.
 		for lim() > from/2 {
@@ -267,6 +200,6 @@ func BenchmarkAdaptiveHalvesAfter429(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(took)/float64(time.Millisecond), "halve_ms")
 		b.ReportMetric(float64(from), "limit_before")
-		ucs.status.Store(0)
+		ucs.Status.Store(0)
 	}
 }
