@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -367,4 +368,57 @@ func TestJournalLineHeadReadsAsTheWholeLineDoes(t *testing.T) {
 		_, ok := fastJournalMeta([]byte(line))
 		assert.False(t, ok, "%s: left to the decoder", line)
 	}
+}
+
+// TestJournalReplayStopsWhenAJournalFileGoesAway: Caddy's keep removes a rotated journal file
+// after the replay planned it and before it read it. The run ends with an error naming it,
+// instead of retrying a file that will never come back; the events before it were delivered.
+func TestJournalReplayStopsWhenAJournalFileGoesAway(t *testing.T) {
+	ucs, srv := newJournalUCS(t, 0)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	j, err := OpenJournal(path, JournalOptions{NoSync: true, MaxSize: 2048, Keep: 100})
+	require.NoError(t, err)
+	at := time.Now()
+	for n := range 60 {
+		require.NoError(t, j.AppendEvent(at, TaskEndIDs("1", int64(n)), fmt.Appendf(nil, `{"n":%d,"pad":"%0100d"}`, n, 0)))
+	}
+	require.NoError(t, j.Close())
+	files, err := filepath.Glob(filepath.Join(dir, "events-*.jsonl"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 3, "rotated files")
+
+	r, err := OpenJournalReplay(JournalReplayOptions{Journal: path, Forwarder: journalForwarder(t, srv.URL),
+		Replay: ReplayPolicy{Concurrency: 1}})
+	require.NoError(t, err)
+	first, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	gone, err := os.ReadFile(files[1])
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(files[1])) // the second rotated file, as keep would
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sum, err := r.Run(ctx)
+	require.Error(t, err)
+	assert.NoError(t, ctx.Err(), "it stopped by itself, not at the test's deadline")
+	assert.Contains(t, err.Error(), "went away")
+	assert.False(t, sum.Complete)
+	assert.Len(t, ucs.delivered(), bytes.Count(first, []byte("\n")), "the first file's events were sent, then it stopped")
+	r.Close()
+
+	// The next run resumes after the file that went away and delivers the rest.
+	sum = replayJournal(t, JournalReplayOptions{Journal: path, Forwarder: journalForwarder(t, srv.URL),
+		Replay: ReplayPolicy{Concurrency: 1}})
+	assert.True(t, sum.Complete)
+	f, g := bytes.Count(first, []byte("\n")), bytes.Count(gone, []byte("\n"))
+	var want, got []string
+	for n := range 60 {
+		if n < f || n >= f+g {
+			want = append(want, fmt.Sprintf("/genesys/1/cs/services/1/tasks/%d/end", n))
+		}
+	}
+	for _, c := range ucs.delivered() {
+		got = append(got, c.path)
+	}
+	assert.Equal(t, want, got, "every event but the removed file's, once, in order")
 }
