@@ -109,7 +109,9 @@ func TestAgainstAUCSThatTakesOneRequestAtATimeTheBreakerSettlesWithAuto(t *testi
 			delivered := ucs.delivered(start)
 			t.Logf("%s: %d opens and %d deliveries in %s", tc.name, flaps, delivered, watch)
 			if tc.settles {
-				assert.LessOrEqual(t, flaps, 1, "at most a few opens a minute")
+				// 0 or 1 on a quiet machine; a loaded race run (CI) has seen 2. A fixed limit
+				// opens it dozens of times in the same 4s.
+				assert.LessOrEqual(t, flaps, 3, "the breaker settles: a few opens, not one per close")
 				assert.GreaterOrEqual(t, delivered, paced, "about one delivery per latency")
 			} else {
 				assert.Less(t, delivered, paced, "the stub does punish load: the test tells auto from a fixed limit")
@@ -143,20 +145,25 @@ func TestLiveTrafficFeedsTheLimit(t *testing.T) {
 		}
 	})
 	current := func() int { return s.limit.Load().current() }
-	// 32 callers at once: the limit is in full use, and grows.
-	var wg sync.WaitGroup
-	for w := range 32 {
-		wg.Go(func() {
-			for n := range 40 {
-				resp, err := s.Submit(context.Background(), laneRequest("live"+strconv.Itoa(w), n))
-				assert.NoError(t, err)
-				assert.False(t, resp.Spooled, "nothing waits: direct")
-			}
-		})
+	// 32 callers at once: the limit is in full use, and grows. A loaded machine's noisy round
+	// trips can cut it back meanwhile, so the callers go on until it has grown (or 20s pass).
+	deadline, n := time.Now().Add(20*time.Second), 0
+	for current() <= autoStart && time.Now().Before(deadline) {
+		var wg sync.WaitGroup
+		for w := range 32 {
+			wg.Go(func() {
+				for k := range 20 {
+					resp, err := s.Submit(context.Background(), laneRequest("live"+strconv.Itoa(w), n+k))
+					assert.NoError(t, err)
+					assert.False(t, resp.Spooled, "nothing waits: direct")
+				}
+			})
+		}
+		wg.Wait()
+		n += 20
 	}
-	wg.Wait()
 	grown := current()
-	assert.Greater(t, grown, autoStart, "grown by the direct deliveries' answers")
+	require.Greater(t, grown, autoStart, "grown by the direct deliveries' answers")
 
 	status.Store(http.StatusTooManyRequests)
 	for n := range 20 {
