@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,4 +80,58 @@ func TestAutoReplayConcurrencyDrainsABacklogWithinTheUCSCapacity(t *testing.T) {
 		assert.Equal(t, events, n, "service %s", sid)
 	}
 	t.Logf("peak %d in flight at a UCS of capacity %d; the limit reached %.0f", seen.Peak, capacity, grown)
+}
+
+// TestAutoReplayConcurrencyKeepsTheBuiltGatewayWithinTheUCSCapacity is the process form: the
+// built binary with the default replay_concurrency (auto) spools 60 services × 20 events during an
+// outage, then drains them into a UCS of capacity 16. The UCS never has more than 3C in flight
+// (it would answer 503), and every event arrives once, in order per service.
+func TestAutoReplayConcurrencyKeepsTheBuiltGatewayWithinTheUCSCapacity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the caddy binary; skipped with -short")
+	}
+	const capacity, services, events = 16, 60, 20
+	dir := t.TempDir()
+	bin := buildCaddy(t)
+	ucs := capacityucs.New(capacity, 10*time.Millisecond)
+	ucs.Down.Store(true)
+	srv := httptest.NewServer(ucs)
+	t.Cleanup(srv.Close)
+	port := freePort(t)
+	cfg := writeForwardConfig(t, dir, port, srv.URL, filepath.Join(dir, "spool"), "replay_backoff 5ms 50ms")
+	cmd := startBinary(t, bin, dir, cfg, port)
+	defer killHard(t, cmd)
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for k := range events {
+				for s := g; s < services; s += 4 {
+					url := fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/%d/tasks/%d/end", port, 1000+s, k)
+					resp, err := client.Post(url, "application/json", strings.NewReader(fmt.Sprintf("{svc: %d, k: %d}", s, k)))
+					if assert.NoError(t, err) {
+						resp.Body.Close()
+						assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ucs.Down.Store(false)
+	require.Eventually(t, func() bool { return len(ucs.Stats().Calls) >= services*events }, 60*time.Second, 10*time.Millisecond,
+		"the backlog drains")
+
+	seen := ucs.Stats()
+	assert.LessOrEqual(t, seen.Peak, 3*capacity, "the UCS never had more than 3C in flight")
+	assert.Zero(t, seen.Refused, "nothing answered 503 for overload")
+	next := map[string]int{}
+	for _, call := range seen.Calls {
+		sid, tid := serviceOf(t, call.Path)
+		require.Equal(t, next[sid], tid, "service %s: out of order or twice", sid)
+		next[sid]++
+	}
+	assert.Len(t, next, services)
+	t.Logf("peak %d in flight at a UCS of capacity %d", seen.Peak, capacity)
 }
