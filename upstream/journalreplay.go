@@ -360,10 +360,7 @@ func (r *JournalReplay) Run(ctx context.Context) (JournalSummary, error) {
 	r.sMu.Unlock()
 	go s.run()
 	<-s.done
-	r.src.mu.Lock()
-	readErr := r.src.readErr
-	r.src.mu.Unlock()
-	drained := s.ctx.Err() == nil && readErr == nil
+	drained := s.ctx.Err() == nil
 	s.cancel()
 	sum.Delivered, sum.DeadLettered = int(r.delivered.Load()), int(r.dead.Load())
 	sum.Complete = drained
@@ -373,7 +370,7 @@ func (r *JournalReplay) Run(ctx context.Context) (JournalSummary, error) {
 	// The last position line is on disk; this rewrite only says whether the run finished, and
 	// that duplicates are no longer possible when it did.
 	r.src.complete = drained
-	err = errors.Join(readErr, r.src.rewrite(), r.src.writeErr(), dead.Close())
+	err = errors.Join(r.src.rewrite(), r.src.writeErr(), dead.Close())
 	sum.DeadLetteredInReplay = r.src.deadBefore + sum.DeadLettered
 	return sum, err
 }
@@ -428,7 +425,6 @@ type journalSource struct {
 	complete bool
 	last     []byte // the last position line written
 	lastErr  error
-	readErr  error // what ended the run early: a journal file that went away
 }
 
 // readState reads the state file, if any, and checks that it is this journal's and this filter's.
@@ -524,21 +520,6 @@ func (j *journalSource) lastPosition() (spoolPosition, bool, error) {
 func (j *journalSource) positionPath() string { return j.state }
 func (j *journalSource) parks() bool          { return false }
 func (j *journalSource) finite() bool         { return true }
-
-// readFailed ends the run when a journal file is gone: Caddy's keep removed a rotated file before
-// the replay reached it, and retrying would wait forever. Its unsent events are lost to the
-// replay; the command says so and exits 2, and a next run resumes after the file.
-func (j *journalSource) readFailed(err error) bool {
-	if !errors.Is(err, os.ErrNotExist) {
-		return false
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.readErr == nil {
-		j.readErr = fmt.Errorf("a journal file went away before the replay read it (removed by rotation?): %w", err)
-	}
-	return true
-}
 
 // journalMeta is what the replay reads of every journal line.
 type journalMeta struct {

@@ -37,10 +37,6 @@ type replaySource interface {
 	// finite reports whether the replay ends once every record there is now is finished, instead
 	// of waiting for more.
 	finite() bool
-	// readFailed says whether a failure to read the records ends the replay (true) instead of
-	// being retried with backoff: a spool's disk may come back, a journal file Caddy removed
-	// will not.
-	readFailed(err error) bool
 }
 
 // spoolSource is the spool's: records written by appendSpoolRecord, positions appended to the
@@ -72,4 +68,3 @@ func (src spoolSource) writePosition(line []byte, mark *wal.Segment, _ []*pendin
 func (src spoolSource) positionPath() string { return src.s.cursors.Path() }
 func (spoolSource) parks() bool              { return true }
 func (spoolSource) finite() bool             { return false }
-func (spoolSource) readFailed(error) bool    { return false }

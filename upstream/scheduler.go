@@ -120,7 +120,6 @@ type scheduler struct {
 	slab []pending // entries for the next records read
 
 	atEnd        bool // the reader found no more records
-	readStopped  bool // a read failed for good (the source's readFailed): no more reading
 	flush        bool // write a position line even though no record finished since the last
 	readFailures int
 	readAt       time.Time // no reading before then (after a read error)
@@ -277,7 +276,7 @@ func (s *Spool) now() time.Time { return time.Now().Add(time.Duration(s.skew.Loa
 
 // fill reads the records stored since the last pass into the window and their lanes.
 func (sc *scheduler) fill(now time.Time, outage bool) {
-	if sc.readStopped || now.Before(sc.readAt) || now.Before(sc.quietUntil) || sc.parkBusy {
+	if now.Before(sc.readAt) || now.Before(sc.quietUntil) || sc.parkBusy {
 		return
 	}
 	read, ready := 0, sc.ready.Len()
@@ -302,12 +301,6 @@ func (sc *scheduler) fill(now time.Time, outage bool) {
 		}
 		rec, seg, end, ok, err := sc.reader.Next()
 		if err != nil {
-			if sc.s.src.readFailed(err) {
-				// What was read still goes out; then the replay ends.
-				sc.s.logger.Error("reading the records failed; the replay ends after what it read", zap.String("dir", sc.s.dir), zap.Error(err))
-				sc.readStopped, sc.atEnd = true, true
-				return
-			}
 			sc.readFailures++
 			sc.readAt = now.Add(sc.s.backoff(sc.readFailures, 0))
 			sc.s.logger.Error("reading the spool failed; retrying", zap.String("dir", sc.s.dir), zap.Error(err))

@@ -134,7 +134,6 @@ type Log struct {
 	segs   []*Segment // rotated files still present, oldest first, then the active file; guarded by segMu
 	newest string     // the newest rotated name ever seen, even if since removed; guarded by segMu
 
-	held File // OpenReadOnlyHeld's active file: read through it, wherever a rotation moved it
 }
 
 // Segment is one file of the log as readers see it; a position in the log is a *Segment and an
@@ -144,6 +143,7 @@ type Segment struct {
 	size   int64  // complete bytes; -1 for a rotated file found at open (complete up to its end)
 	active bool
 	ord    uint64 // grows with each file: positions compare by (ord, offset); never changes
+	held   File   // OpenReadOnlyHeld's open file: read through it, wherever a rotation moved it
 }
 
 // batch is one group commit: the records framed back to back and the outcome for their waiters.

@@ -229,14 +229,14 @@ func (r *Reader) Pos() (*Segment, int64) {
 func (r *Reader) fill() (n int, more bool, err error) {
 	l := r.l
 	l.segMu.Lock()
-	name, limit, active := r.seg.name, r.seg.size, r.seg.active
+	name, limit, active, held := r.seg.name, r.seg.size, r.seg.active, r.seg.held
 	var next *Segment
 	if i := slices.Index(l.segs, r.seg); i >= 0 && i+1 < len(l.segs) {
 		next = l.segs[i+1]
 	}
 	from := r.off + int64(len(r.buf))
-	if r.f == nil && active && l.held != nil {
-		r.f, r.shared = l.held, true
+	if r.f == nil && held != nil {
+		r.f, r.shared = held, true
 	}
 	if r.f == nil && (!active || from < limit) {
 		// Opened under segMu: a rotation renames under it too, so the name is this segment's file.
@@ -294,8 +294,8 @@ func (r *Reader) fill() (n int, more bool, err error) {
 // only part of a large backlog in memory.
 func (l *Log) ReadRecord(seg *Segment, off, end int64) ([]byte, error) {
 	var f File
-	if seg.active && l.held != nil {
-		f = l.held
+	if seg.held != nil {
+		f = seg.held
 	} else {
 		l.segMu.Lock()
 		// Opened under segMu: a rotation renames under it too, so the name is this segment's file.

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"go.uber.org/zap"
 )
@@ -38,42 +39,77 @@ func OpenReadOnly(path string) (*Log, error) {
 	return l, nil
 }
 
-// OpenReadOnlyHeld is OpenReadOnly keeping the active file open until Release, for a long reader
-// of a log another process appends to: records read again (ReadRecord) and the reading itself come
-// from the file that was active at the call, even after the writer renamed it in a rotation. Read
-// by name, they would come from the new active file: other records at the same offsets.
+// OpenReadOnlyHeld is OpenReadOnly keeping every file it lists open until Release, for a long
+// reader of a log another process appends to and rotates: records read again (ReadRecord) and the
+// reading itself come from the files as they were at the call. The active file stays readable
+// after the writer renamed it in a rotation (read by name, the new active file would give other
+// records at the same offsets), and a rotated file stays readable after the writer's Keep deleted
+// it (read by name, it would be gone). It costs one descriptor per file.
 func OpenReadOnlyHeld(path string) (*Log, error) {
 	for range 3 {
-		f, err := os.Open(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return OpenReadOnly(path) // nothing written yet: nothing to hold
-		}
-		if err != nil {
-			return nil, err
-		}
 		l, err := OpenReadOnly(path)
 		if err != nil {
-			_ = f.Close()
 			return nil, err
 		}
-		// A rotation between the open and the listing would pair the old file with the new
-		// one's size: try again.
-		held, err1 := f.Stat()
-		named, err2 := os.Stat(path)
-		if err1 == nil && err2 == nil && os.SameFile(held, named) {
-			l.held = f
+		switch err := l.hold(path); {
+		case err == nil:
 			return l, nil
+		case !errors.Is(err, errRotated):
+			return nil, err
 		}
-		_ = f.Close()
 	}
 	return nil, errors.New("the log rotated three times while being opened")
 }
 
-// Release closes the file OpenReadOnlyHeld holds; the log must not be read after.
+// errRotated says a rotation or a deletion by Keep came between the listing and the opens.
+var errRotated = errors.New("the log rotated while being opened")
+
+// hold opens every listed file, checking that each is still the one listed.
+func (l *Log) hold(path string) error {
+	for _, seg := range l.segs {
+		f, err := os.Open(filepath.Join(l.dir, seg.name))
+		if errors.Is(err, fs.ErrNotExist) {
+			if seg.active && len(l.segs) == 1 {
+				continue // nothing written yet: nothing to hold
+			}
+			l.Release()
+			return errRotated
+		}
+		if err != nil {
+			l.Release()
+			return err
+		}
+		seg.held = f
+	}
+	// A rotation between the listing and the opens would pair the old active file with the new
+	// one's size, or the next rotated name with a file listed as active.
+	again, err := OpenReadOnly(path)
+	if err != nil {
+		l.Release()
+		return err
+	}
+	if !slices.EqualFunc(again.segs, l.segs, func(a, b *Segment) bool { return a.name == b.name }) {
+		l.Release()
+		return errRotated
+	}
+	if active := l.segs[len(l.segs)-1]; active.held != nil {
+		held, err1 := active.held.Stat()
+		named, err2 := os.Stat(path)
+		if err1 != nil || err2 != nil || !os.SameFile(held, named) {
+			l.Release()
+			return errRotated
+		}
+	}
+	return nil
+}
+
+// Release closes the files OpenReadOnlyHeld holds; the log must not be read after.
 func (l *Log) Release() {
-	if l.held != nil {
-		_ = l.held.Close()
-		l.held = nil
+	for _, seg := range l.segs {
+		if seg.held != nil {
+			_ = seg.held.Close()
+			seg.held = nil
+		}
 	}
 }
 
