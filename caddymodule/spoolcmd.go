@@ -510,6 +510,27 @@ func runDeadLetterResend(ctx context.Context, path string, f resendFlags, stdout
 	return resendFile(ctx, path, f, opts, p, "", stderr)
 }
 
+// holdSpoolOfDeadLetter takes the lock of the spool whose active dead letter path is, for the
+// resend: --file-only must not rewrite it under a running Caddy's appends, which would go to the
+// replaced file. It refuses (false, saying why on stderr) while that Caddy holds the spool.
+// Rotated dead-letter files and copies are nobody's to append to: nothing to hold.
+func holdSpoolOfDeadLetter(path string, stderr io.Writer) (release func() error, ok bool) {
+	none := func() error { return nil }
+	dir := filepath.Dir(path)
+	if filepath.Base(path) != filepath.Base(upstream.SpoolPath(dir, upstream.SpoolDeadLetter)) {
+		return none, true
+	}
+	if _, err := os.Stat(upstream.SpoolPath(dir, upstream.SpoolLock)); err != nil {
+		return none, true
+	}
+	release, err := upstream.LockSpoolDir(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s is the dead letter of a spool a running Caddy holds, which appends to it: resend through that Caddy (--address), or resend a copy of the file with --file-only\n", path)
+		return nil, false
+	}
+	return release, true
+}
+
 // resendFile handles the file here, holding the spool's lock unless --file-only.
 func resendFile(ctx context.Context, path string, f resendFlags, opts upstream.ResendOptions, p *resendPrinter, why string, stderr io.Writer) int {
 	if opts.To == nil && !f.dryRun {
@@ -541,6 +562,22 @@ func resendFile(ctx context.Context, path string, f resendFlags, opts upstream.R
 			if why != "" {
 				fmt.Fprintf(stderr, "and no running Caddy answered for it (%s): pass --address <its admin address>, or resend a copy of the file with --file-only\n", why)
 			}
+			return 2
+		}
+		defer release()
+	}
+	if f.fileOnly && !f.dryRun {
+		release, ok := holdSpoolOfDeadLetter(path, stderr)
+		if !ok {
+			return 2
+		}
+		defer release()
+	}
+	if !f.dryRun {
+		// A journal replay appending to this file holds its lock: the rewrite would lose its lines.
+		release, err := upstream.LockDeadLetter(path)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
 			return 2
 		}
 		defer release()

@@ -130,6 +130,11 @@ func TestDeadLetterListAndResend(t *testing.T) {
 	defer ucs.Close()
 	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: ucs.URL, admin: noCaddy}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "is in use by another spool")
+	// --file-only too: it names the live file, not a copy, and the rewrite would lose the
+	// replay's next appends.
+	errOut.Reset()
+	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: ucs.URL, admin: noCaddy, fileOnly: true}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "the dead letter of a spool a running Caddy holds")
 
 	// A dry run changes nothing.
 	before, err := os.ReadFile(path)
@@ -174,6 +179,24 @@ func TestDeadLetterListAndResend(t *testing.T) {
 	kept := strings.Join(left, "\n")
 	assert.Contains(t, kept, "/services/2/")
 	assert.Contains(t, kept, "/services/4/")
+}
+
+// TestResendRefusesTheDeadLetterOfARunningJournalReplay: a journal replay appends to its dead
+// letter and holds its lock; a resend from the files, --file-only included, refuses to rewrite it
+// meanwhile, and leaves it as it was.
+func TestResendRefusesTheDeadLetterOfARunningJournalReplay(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl.dead-letter.jsonl")
+	line := `{"failed_at":"2026-03-01T08:00:00.000Z","status":400,"attempts":1,"record":{"method":"POST","path":"/genesys/1/cs/services/1/tasks/1/end","event":{"n":1}}}` + "\n"
+	require.NoError(t, os.WriteFile(path, []byte(line), 0o600))
+	release, err := upstream.LockDeadLetter(path)
+	require.NoError(t, err)
+	defer release()
+	var out, errOut bytes.Buffer
+	assert.Equal(t, 2, runDeadLetterResend(context.Background(), path, resendFlags{to: "http://127.0.0.1:1", admin: noCaddy, fileOnly: true}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "a journal replay appends to it")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, line, string(after))
 }
 
 func TestResendNeedsToKnowTheSpool(t *testing.T) {

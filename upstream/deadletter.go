@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -443,6 +444,22 @@ func resendOne(ctx context.Context, fwd *Forwarder, d DeadLetter, override http.
 	answer := DeadLetter{Response: res.body}
 	res.Message, res.Exception = answer.Message(), answer.Exception()
 	return res
+}
+
+// LockDeadLetter takes the lock of a dead-letter file that is not a spool's own (a journal replay's:
+// <path>.lock), and returns its release. A journal replay holds it while it appends, and a resend
+// from the files takes it before it rewrites: the rewrite replaces the file, and the replay's later
+// appends would go to the replaced one, lost.
+func LockDeadLetter(path string) (release func() error, err error) {
+	lock, err := wal.LockDir(path + ".lock")
+	if errors.Is(err, ErrDirLocked) {
+		return nil, fmt.Errorf("%s is being written: a journal replay appends to it (its lock %s.lock is held); "+
+			"wait for it to end, or resend a copy with --file-only: %w", path, path, err)
+	}
+	if err != nil {
+		return nil, &StorageError{Op: "lock", Path: path + ".lock", Err: err}
+	}
+	return lock.Close, nil
 }
 
 // LockSpoolDir takes the spool directory's lock, as the Caddy that owns the spool does, and

@@ -329,6 +329,11 @@ func (r *JournalReplay) Run(ctx context.Context) (JournalSummary, error) {
 	if err := r.src.writePosition(r.src.startLine(r.log, r.start), nil, nil); err != nil {
 		return sum, err
 	}
+	unlock, err := LockDeadLetter(r.opts.DeadLetter)
+	if err != nil {
+		return sum, err
+	}
+	defer func() { _ = unlock() }()
 	deadOpts := wal.Options{Logger: r.opts.Logger, Keep: wal.KeepAll}
 	dead, err := wal.Open(r.opts.DeadLetter, deadOpts)
 	if err != nil {

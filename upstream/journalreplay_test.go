@@ -415,3 +415,24 @@ func TestJournalReplayReadsTheFilesCaddysKeepRemovesMeanwhile(t *testing.T) {
 	}
 	assert.Equal(t, want, got, "every event once, in order")
 }
+
+// TestJournalReplayHoldsItsDeadLetterWhileItRuns: a resend must not rewrite the dead letter a
+// replay appends to (the appends would go to the replaced file), so the replay holds the dead
+// letter's lock for its run, and lets it go at the end.
+func TestJournalReplayHoldsItsDeadLetterWhileItRuns(t *testing.T) {
+	ucs, srv := newJournalUCS(t, 20*time.Millisecond)
+	path := writeJournal(t, t.TempDir(), 2, 10, time.Now())
+	r, err := OpenJournalReplay(JournalReplayOptions{Journal: path, Forwarder: journalForwarder(t, srv.URL),
+		Replay: ReplayPolicy{Concurrency: 1}})
+	require.NoError(t, err)
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() { _, err := r.Run(context.Background()); done <- err }()
+	require.Eventually(t, func() bool { return len(ucs.delivered()) > 0 }, 10*time.Second, time.Millisecond)
+	_, err = LockDeadLetter(path + ".dead-letter.jsonl")
+	assert.ErrorContains(t, err, "a journal replay appends to it", "held while the replay runs")
+	require.NoError(t, <-done)
+	release, err := LockDeadLetter(path + ".dead-letter.jsonl")
+	require.NoError(t, err, "let go at the end")
+	require.NoError(t, release())
+}
