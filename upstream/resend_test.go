@@ -11,9 +11,12 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/internal/wal"
 )
 
 // eventNumber reads the n of an event(n) body.
@@ -207,4 +210,61 @@ func TestEditDeadLetterKeepsTheSpoolsAppends(t *testing.T) {
 		want = append(want, n)
 	}
 	assert.Equal(t, want, numbersLeft(t, path))
+}
+
+// TestTheDeadLetterDoesNotRotateUnderAResend: the replay dead-letters 40 events while a resend
+// through the running spool removes the 5 it read. Were the dead letter to rotate meanwhile, the
+// lines the resend removes would be in a rotated file its rewrite never looks at, and stay to be
+// sent again; so it does not rotate until the resend ends, and rotates again after.
+func TestTheDeadLetterDoesNotRotateUnderAResend(t *testing.T) {
+	sim, srv := newUCSSim(t)
+	sim.down = true
+	sim.reject = func(string) (int, string) { return http.StatusBadRequest, genesysError }
+	s := openTunedSpool(t, t.TempDir(), srv.URL, spoolTuning{deadLetterSize: 4096}, nil)
+	submitSpooled(t, s, 0, 5)
+	sim.set(func(u *ucsSim) { u.down = false })
+	waitDrained(t, s)
+	path := s.DeadLetterPath()
+	require.Equal(t, []int{0, 1, 2, 3, 4}, numbersLeft(t, path))
+
+	sim.set(func(u *ucsSim) { u.down = true })
+	submitSpooled(t, s, 5, 45)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(40 * time.Millisecond)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(slow.Close)
+	to, _ := url.Parse(slow.URL)
+	end, ok := s.TryResend()
+	require.True(t, ok)
+	done := make(chan error, 1)
+	go func() {
+		defer end()
+		_, err := ResendDeadLetters(context.Background(), path, ResendOptions{To: to, SaveEvery: 1, Edit: s.EditDeadLetter})
+		done <- err
+	}()
+	sim.set(func(u *ucsSim) { u.down = false }) // the replay dead-letters 5..44 meanwhile, ~27 KiB
+	waitDrained(t, s)
+	require.NoError(t, <-done)
+	files, err := wal.Files(path)
+	require.NoError(t, err)
+	var left []int
+	for _, f := range files {
+		left = append(left, numbersLeft(t, f)...)
+	}
+	sort.Ints(left)
+	var want []int
+	for n := 5; n < 45; n++ {
+		want = append(want, n)
+	}
+	assert.Equal(t, want, left, "the resent events are gone from every file, the new ones kept")
+
+	// After the resend the dead letter rotates at its size again.
+	sim.set(func(u *ucsSim) { u.down = true })
+	submitSpooled(t, s, 45, 47)
+	sim.set(func(u *ucsSim) { u.down = false })
+	waitDrained(t, s)
+	after, err := wal.Files(path)
+	require.NoError(t, err)
+	assert.Greater(t, len(after), len(files), "rotating again")
 }

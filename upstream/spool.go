@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"sync"
@@ -164,6 +165,7 @@ type SpoolOptions struct {
 // spoolTuning is what only tests and benchmarks change.
 type spoolTuning struct {
 	segmentSize    int64 // record file rotation size; tests make it small
+	deadLetterSize int64 // dead letter rotation size, when > 0; tests make it small
 	syncEachRecord bool  // the group-commit benchmark's baseline (see wal.Options.SyncEachRecord)
 	// skipWaits makes the replay's clock jump over each wait of its worker instead of sleeping
 	// through it (after 100µs of real time): a day of backoffs passes in seconds.
@@ -201,6 +203,7 @@ type Spool struct {
 	deadOpts  wal.Options // what dead was opened with, to reopen it
 	deadPath  string
 	resending sync.Mutex  // held by a resend of the dead letter (TryResend)
+	deadHeld  bool        // a resend runs: the dead letter does not rotate; guarded by deadMu
 	start     resumePoint // where the replay worker starts
 
 	mu         sync.Mutex
@@ -328,6 +331,9 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 	}
 	deadOpts := logOpts
 	deadOpts.Keep = wal.KeepAll // rejected events are the operator's to remove
+	if tune.deadLetterSize > 0 {
+		deadOpts.MaxSize = tune.deadLetterSize
+	}
 	s.deadOpts, s.deadPath = deadOpts, deadLetter
 	if s.dead, err = wal.Open(deadLetter, deadOpts); err != nil {
 		return fail(err)
@@ -643,6 +649,12 @@ func (s *Spool) Forwarder() *Forwarder { return s.fwd.Load() }
 func (s *Spool) EditDeadLetter(edit func(old []byte) ([]byte, error)) error {
 	s.deadMu.Lock()
 	defer s.deadMu.Unlock()
+	return s.reopenDead(edit)
+}
+
+// reopenDead closes the dead letter, applies edit to its file when given, and opens it again,
+// unrotating while a resend runs (deadHeld); s.deadMu is held.
+func (s *Spool) reopenDead(edit func(old []byte) ([]byte, error)) error {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -652,8 +664,15 @@ func (s *Spool) EditDeadLetter(edit func(old []byte) ([]byte, error)) error {
 	if err := s.dead.Close(); err != nil {
 		return err
 	}
-	editErr := editFile(s.deadPath, edit)
-	dead, err := wal.Open(s.deadPath, s.deadOpts)
+	var editErr error
+	if edit != nil {
+		editErr = editFile(s.deadPath, edit)
+	}
+	opts := s.deadOpts
+	if s.deadHeld {
+		opts.MaxSize = math.MaxInt64
+	}
+	dead, err := wal.Open(s.deadPath, opts)
 	if err != nil {
 		// Appends fail until the next rewrite or open: the replay keeps the records it would
 		// dead-letter in their lanes (retry), so nothing is lost.
@@ -670,5 +689,21 @@ func (s *Spool) TryResend() (end func(), ok bool) {
 	if !s.resending.TryLock() {
 		return nil, false
 	}
-	return s.resending.Unlock, true
+	// The dead letter does not rotate while the resend runs: the lines it removes are found in
+	// the active file, not moved meanwhile to a rotated one the rewrite never looks at.
+	s.holdDead(true)
+	return func() {
+		s.holdDead(false)
+		s.resending.Unlock()
+	}, true
+}
+
+// holdDead reopens the dead letter without rotation (hold) or with it again.
+func (s *Spool) holdDead(hold bool) {
+	s.deadMu.Lock()
+	defer s.deadMu.Unlock()
+	s.deadHeld = hold
+	if err := s.reopenDead(nil); err != nil && !errors.Is(err, ErrClosed) {
+		s.logger.Error("reopening the dead letter for a resend failed", zap.String("path", s.deadPath), zap.Error(err))
+	}
 }
