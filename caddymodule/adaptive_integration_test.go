@@ -1,12 +1,11 @@
 package caddymodule
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,19 +37,10 @@ func TestAutoReplayConcurrencyDrainsABacklogWithinTheUCSCapacity(t *testing.T) {
 	}
 	respond 404`)
 	const services, events = 100, 20
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for k := range events {
-				for s := g; s < services; s += 4 {
-					url := fmt.Sprintf(caddyURL+"/genesys/1/cs/services/%d/tasks/%d/end", 1000+s, k)
-					resp, _ := post(t, tester, url, fmt.Appendf(nil, "{svc: %d, k: %d}", s, k))
-					assert.Equal(t, http.StatusNoContent, resp.StatusCode)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	sendServices(caddyURL, 4, services, events, "", func(url string, body []byte) {
+		resp, _ := post(t, tester, url, body)
+		assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	})
 	require.Equal(t, float64(services*events), scrape(t, spoolSeries(t, "spool_records", dir)))
 	limit, ok := sample(t, spoolSeries(t, "spool_replay_concurrency", dir))
 	require.True(t, ok, "the limit is exposed per spool")
@@ -69,16 +59,11 @@ func TestAutoReplayConcurrencyDrainsABacklogWithinTheUCSCapacity(t *testing.T) {
 	// Beyond its start of 4: how far depends on the round trips the machine adds (a quiet one
 	// reaches about the capacity, 14 of 16; a loaded race run 7 to 12).
 	assert.Greater(t, grown, 4.0, "the limit grew from its start towards the UCS's capacity")
-	next := map[string]int{}
+	var paths []string
 	for _, call := range seen.Calls {
-		sid, tid := serviceOf(t, call.Path)
-		require.Equal(t, next[sid], tid, "service %s: out of order or twice", sid)
-		next[sid]++
+		paths = append(paths, call.Path)
 	}
-	assert.Len(t, next, services)
-	for sid, n := range next {
-		assert.Equal(t, events, n, "service %s", sid)
-	}
+	eachServiceOnceInOrder(t, paths, services, events)
 	t.Logf("peak %d in flight at a UCS of capacity %d; the limit reached %.0f", seen.Peak, capacity, grown)
 }
 
@@ -103,22 +88,13 @@ func TestAutoReplayConcurrencyKeepsTheBuiltGatewayWithinTheUCSCapacity(t *testin
 	defer killHard(t, cmd)
 
 	client := &http.Client{Timeout: 5 * time.Second}
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for k := range events {
-				for s := g; s < services; s += 4 {
-					url := fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/%d/tasks/%d/end", port, 1000+s, k)
-					resp, err := client.Post(url, "application/json", strings.NewReader(fmt.Sprintf("{svc: %d, k: %d}", s, k)))
-					if assert.NoError(t, err) {
-						resp.Body.Close()
-						assert.Equal(t, http.StatusNoContent, resp.StatusCode)
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
+	sendServices(fmt.Sprintf("http://127.0.0.1:%d", port), 4, services, events, "", func(url string, body []byte) {
+		resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+		if assert.NoError(t, err) {
+			resp.Body.Close()
+			assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+		}
+	})
 	ucs.Down.Store(false)
 	require.Eventually(t, func() bool { return len(ucs.Stats().Calls) >= services*events }, 60*time.Second, 10*time.Millisecond,
 		"the backlog drains")
@@ -126,12 +102,10 @@ func TestAutoReplayConcurrencyKeepsTheBuiltGatewayWithinTheUCSCapacity(t *testin
 	seen := ucs.Stats()
 	assert.LessOrEqual(t, seen.Peak, 3*capacity, "the UCS never had more than 3C in flight")
 	assert.Zero(t, seen.Refused, "nothing answered 503 for overload")
-	next := map[string]int{}
+	var paths []string
 	for _, call := range seen.Calls {
-		sid, tid := serviceOf(t, call.Path)
-		require.Equal(t, next[sid], tid, "service %s: out of order or twice", sid)
-		next[sid]++
+		paths = append(paths, call.Path)
 	}
-	assert.Len(t, next, services)
+	eachServiceOnceInOrder(t, paths, services, events)
 	t.Logf("peak %d in flight at a UCS of capacity %d", seen.Peak, capacity)
 }
