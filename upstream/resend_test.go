@@ -173,23 +173,30 @@ func TestResendInterruptedFinishesTheRequestInFlightAndSaves(t *testing.T) {
 	assert.Len(t, numbersLeft(t, path), 3)
 }
 
-// TestEditDeadLetterKeepsTheSpoolsAppends: a resend rewriting the dead letter of a running spool,
-// a line at a time, while its replay dead-letters more events: every appended line survives the
-// rewrites, and exactly the resent ones are gone.
-func TestEditDeadLetterKeepsTheSpoolsAppends(t *testing.T) {
+// runningSpoolWithDeadLetters is a spool whose UCS rejected events 0..4 (its dead letter, at path)
+// and is away again with events 5..44 spooled: once sim takes calls again, the replay dead-letters
+// those while a test resends the first five.
+func runningSpoolWithDeadLetters(t *testing.T, tune spoolTuning) (*ucsSim, *Spool, string) {
+	t.Helper()
 	sim, srv := newUCSSim(t)
 	sim.down = true
 	sim.reject = func(string) (int, string) { return http.StatusBadRequest, genesysError }
-	dir := t.TempDir()
-	s := openTestSpool(t, dir, srv.URL, nil)
+	s := openTunedSpool(t, t.TempDir(), srv.URL, tune, nil)
 	submitSpooled(t, s, 0, 5)
 	sim.set(func(u *ucsSim) { u.down = false })
 	waitDrained(t, s)
 	path := s.DeadLetterPath()
 	require.Equal(t, []int{0, 1, 2, 3, 4}, numbersLeft(t, path))
-
 	sim.set(func(u *ucsSim) { u.down = true })
 	submitSpooled(t, s, 5, 45)
+	return sim, s, path
+}
+
+// TestEditDeadLetterKeepsTheSpoolsAppends: a resend rewriting the dead letter of a running spool,
+// a line at a time, while its replay dead-letters more events: every appended line survives the
+// rewrites, and exactly the resent ones are gone.
+func TestEditDeadLetterKeepsTheSpoolsAppends(t *testing.T) {
+	sim, s, path := runningSpoolWithDeadLetters(t, spoolTuning{})
 	accepting, _ := countingUCS(t, nil)
 	to, _ := url.Parse(accepting.URL)
 	end, ok := s.TryResend()
@@ -217,18 +224,7 @@ func TestEditDeadLetterKeepsTheSpoolsAppends(t *testing.T) {
 // lines the resend removes would be in a rotated file its rewrite never looks at, and stay to be
 // sent again; so it does not rotate until the resend ends, and rotates again after.
 func TestTheDeadLetterDoesNotRotateUnderAResend(t *testing.T) {
-	sim, srv := newUCSSim(t)
-	sim.down = true
-	sim.reject = func(string) (int, string) { return http.StatusBadRequest, genesysError }
-	s := openTunedSpool(t, t.TempDir(), srv.URL, spoolTuning{deadLetterSize: 4096}, nil)
-	submitSpooled(t, s, 0, 5)
-	sim.set(func(u *ucsSim) { u.down = false })
-	waitDrained(t, s)
-	path := s.DeadLetterPath()
-	require.Equal(t, []int{0, 1, 2, 3, 4}, numbersLeft(t, path))
-
-	sim.set(func(u *ucsSim) { u.down = true })
-	submitSpooled(t, s, 5, 45)
+	sim, s, path := runningSpoolWithDeadLetters(t, spoolTuning{deadLetterSize: 4096})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(40 * time.Millisecond)
 		w.WriteHeader(http.StatusNoContent)
