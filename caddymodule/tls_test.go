@@ -234,7 +234,11 @@ func TestUCSCommandsTakeTheTLSFlags(t *testing.T) {
 }
 
 func TestDeadLetterResendTakesTheTLSFlags(t *testing.T) {
-	path := filepath.Join(deadLetterOf(t, 1), "dead-letter.jsonl")
+	// A copy: the spool's own file is the running Caddy's (--file-only refuses it).
+	live, err := os.ReadFile(filepath.Join(deadLetterOf(t, 1), "dead-letter.jsonl"))
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "dead-letter-copy.jsonl")
+	require.NoError(t, os.WriteFile(path, live, 0o600))
 	pki := testpki.New(t, "UCS test CA")
 	ucs, url := newTLSUCS(t, pki, true)
 	var out, errOut bytes.Buffer
