@@ -28,7 +28,13 @@ func testCaddy() adminFlags { return adminFlags{address: fmt.Sprintf("localhost:
 // adminGet gets a path of the test Caddy's admin API, with the Origin Caddy wants.
 func adminGet(t *testing.T, path string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://localhost:%d%s", adminPort, path), nil)
+	return adminDo(t, http.MethodGet, path, "")
+}
+
+// adminDo sends a request to the test Caddy's admin API, with the Origin it checks.
+func adminDo(t *testing.T, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, fmt.Sprintf("http://localhost:%d%s", adminPort, path), strings.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Origin", fmt.Sprintf("http://localhost:%d", adminPort))
 	resp, err := http.DefaultClient.Do(req)
@@ -158,14 +164,8 @@ func TestAdminAPIRefusesWrongRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, fmt.Sprintf("http://localhost:%d%s", adminPort, tt.path), strings.NewReader(tt.body))
-			require.NoError(t, err)
-			req.Header.Set("Origin", fmt.Sprintf("http://localhost:%d", adminPort))
-			resp, err := http.DefaultClient.Do(req)
-			require.NoError(t, err)
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			assert.Equal(t, tt.status, resp.StatusCode, "%s", b)
+			status, b := adminDo(t, tt.method, tt.path, tt.body)
+			assert.Equal(t, tt.status, status, "%s", b)
 			assert.Contains(t, string(b), tt.reason)
 		})
 	}

@@ -321,7 +321,7 @@ func (h *Handler) openSinks() error {
 			set.from.start()
 		}
 	}
-	if h.ready != nil && !h.started.Load() {
+	if h.starting() {
 		h.started.Store(true)
 		close(h.ready)
 	}
@@ -352,6 +352,10 @@ func (h *Handler) needStart() {
 		h.ready, h.started = make(chan struct{}), new(atomic.Bool)
 	}
 }
+
+// starting reports whether the handler's sink waits for the ucs app's Start (Caddy starts its
+// apps in no fixed order, so a request may come first).
+func (h *Handler) starting() bool { return h.ready != nil && !h.started.Load() }
 
 // awaitStart holds a request that arrived before the ucs app opened the
 // handler's sink: Caddy starts its apps in no fixed order, so the http app
@@ -539,7 +543,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	op := int(m.op)
-	if h.ready != nil && !h.started.Load() {
+	if h.starting() {
 		if rerr := h.awaitStart(r); rerr != nil {
 			return h.fail(w, repl, op, rerr)
 		}

@@ -20,7 +20,7 @@ type healthAnswer struct {
 // would refuse events (the journal's last append failed, the spool is
 // full), 200 otherwise. It reads the sinks' state; it writes nothing.
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) error {
-	if h.ready != nil && !h.started.Load() {
+	if h.starting() {
 		// The ucs app has not opened the sink yet (Caddy starts its apps in
 		// no fixed order): events would wait.
 		return writeHealth(w, r, healthAnswer{Status: "starting"})

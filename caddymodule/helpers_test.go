@@ -1,12 +1,10 @@
 package caddymodule
 
 import (
-	"context"
-
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/caddyserver/caddy/v2"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -222,18 +221,35 @@ func waitAllArrive(t *testing.T, ucs *ucsServer, acked []string, within time.Dur
 // services seen.
 func firstDeliveriesInOrder(t *testing.T, ucs *ucsServer, each func(s seenRequest, sid string)) (services int) {
 	t.Helper()
+	received := ucs.received()
+	keys, paths := make([]string, len(received)), make([]string, len(received))
+	for i, s := range received {
+		keys[i], paths[i] = s.body, s.path
+	}
+	return firstArrivalsInOrder(t, keys, paths, func(i int, sid string) {
+		if each != nil {
+			each(received[i], sid)
+		}
+	})
+}
+
+// firstArrivalsInOrder checks that the first arrival of each event (the calls by key, in arrival
+// order, at paths) comes, per service, in the order of its task ids; each sees every first arrival.
+// It returns the number of services.
+func firstArrivalsInOrder(t *testing.T, keys, paths []string, each func(i int, sid string)) (services int) {
+	t.Helper()
 	last := map[string]int{}
 	first := map[string]bool{}
-	for _, s := range ucs.received() {
-		if first[s.body] {
+	for i, key := range keys {
+		if first[key] {
 			continue
 		}
-		first[s.body] = true
-		sid, tid := serviceOf(t, s.path)
+		first[key] = true
+		sid, tid := serviceOf(t, paths[i])
 		assert.Greater(t, tid+1, last[sid], "service %s out of order", sid)
 		last[sid] = tid + 1
 		if each != nil {
-			each(s, sid)
+			each(i, sid)
 		}
 	}
 	return len(last)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -304,10 +305,10 @@ func commandLogger(w io.Writer) *zap.Logger {
 func printJournalPlan(w io.Writer, journal string, r *upstream.JournalReplay, p upstream.JournalPlan) {
 	fmt.Fprintf(w, "journal      %s\n", journal)
 	fmt.Fprintf(w, "would send   %d events (%d skipped by filters, %d unreadable lines to the dead letter)\n", p.Waiting, p.Skipped, p.Unreadable)
-	for _, op := range slices.Sorted(mapKeys(p.Operations)) {
+	for _, op := range slices.Sorted(maps.Keys(p.Operations)) {
 		fmt.Fprintf(w, "operation    %-12s %d\n", op, p.Operations[op])
 	}
-	services := slices.SortedFunc(mapKeys(p.Services), func(a, b string) int {
+	services := slices.SortedFunc(maps.Keys(p.Services), func(a, b string) int {
 		return cmp.Or(p.Services[b]-p.Services[a], strings.Compare(a, b))
 	})
 	const top = 20
@@ -321,16 +322,6 @@ func printJournalPlan(w io.Writer, journal string, r *upstream.JournalReplay, p 
 		fmt.Fprintf(w, "first        %s %s %s\n", c.Method, c.Path, c.Body)
 	}
 	fmt.Fprintf(w, "state        %s\n", r.StatePath())
-}
-
-func mapKeys(m map[string]int) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // printJournalSummary prints one journal's summary.
@@ -374,9 +365,9 @@ func startProgress(w io.Writer, r *upstream.JournalReplay, every time.Duration) 
 	if every <= 0 {
 		every = 10 * time.Second
 	}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(w) {
 		p.tty = true
-		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+		if cols, _, err := term.GetSize(int(w.(*os.File).Fd())); err == nil && cols > 0 {
 			p.width = cols
 		}
 		every = 100 * time.Millisecond

@@ -120,13 +120,6 @@ func writeReplayJournal(t testing.TB, dir string, services, events int) string {
 	return path
 }
 
-// replayTask reads service and task id out of a Complete Task path.
-func replayTask(t testing.TB, path string) (sid string, task int) {
-	_, err := fmt.Sscanf(strings.ReplaceAll(path, "/", " "), " genesys 1 cs services %s tasks %d end", &sid, &task)
-	require.NoError(t, err, path)
-	return sid, task
-}
-
 func TestJournalReplayKilledTwiceDeliversEveryEventOnceInServiceOrder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -213,19 +206,7 @@ func TestJournalReplayKilledTwiceDeliversEveryEventOnceInServiceOrder(t *testing
 	assert.Equal(t, ucs.calls.Load(), ucs.sawAuthorization.Load(), "--header on every call")
 
 	// First deliveries in per-service order.
-	last := map[string]int{}
-	seen := map[string]bool{}
-	for _, p := range delivered {
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		sid, task := replayTask(t, p)
-		if prev, ok := last[sid]; ok {
-			assert.Greater(t, task, prev, "service %s out of order", sid)
-		}
-		last[sid] = task
-	}
+	firstArrivalsInOrder(t, delivered, delivered, nil)
 
 	// A further run sends nothing.
 	calls := ucs.calls.Load()

@@ -90,6 +90,7 @@ type concurrencyLimit struct {
 	limit     float64 // the adaptive limit; its integer part is what acquire allows
 	inFlight  int     // requests under way, replayed and direct
 	slowStart bool
+	grewAt    time.Time // when slow start last grew the limit: only later requests measure it
 	reached   bool          // in-flight reached the limit in this window: growth is earned
 	starved   bool          // acquire found no room since the last end that made some
 	starts    map[int64]int // requests in flight by their start (Unix ns): hanging ones are let go
@@ -232,6 +233,10 @@ func (c *concurrencyLimit) end(started, now time.Time, rtt time.Duration, status
 			c.holdFor = min(max(2*c.holdFor, c.window()), maxHold)
 			c.holdUntil = now.Add(c.holdFor)
 		}
+	case ok && c.slowStart && started.Before(c.grewAt):
+		// Sent under the smaller limit before the last growth, it says nothing of the new one:
+		// judged on it, slow start would grow again before the new limit's latency shows, and
+		// overshoot the UCS's capacity by half.
 	case ok:
 		c.winSum += rtt
 		c.winN++
@@ -241,7 +246,9 @@ func (c *concurrencyLimit) end(started, now time.Time, rtt time.Duration, status
 	if c.winStart.IsZero() {
 		c.winStart = now
 	}
-	if now.Sub(c.winStart) >= c.window() {
+	// In slow start a window is judged on a whole round of the limit sent since it last grew:
+	// the first answers of a larger limit come from the requests that met the shortest queue.
+	if now.Sub(c.winStart) >= c.window() && (!c.slowStart || c.winN >= int(c.limit)) {
 		c.closeWindow(now)
 	}
 	return
@@ -318,6 +325,7 @@ func (c *concurrencyLimit) closeWindow(now time.Time) {
 		switch {
 		case c.slowStart:
 			grow = max(1, c.limit/2)
+			c.grewAt = now
 		case float64(rtt) <= rttKnee*float64(base)+float64(rttSlack):
 			grow = max(1, math.Sqrt(c.limit)) // far from where the UCS queues
 		}

@@ -132,12 +132,15 @@ func ReadDeadLetterLog(path string) ([]DeadLetterFile, error) {
 func (d DeadLetter) Lane() string { return recordLane(d.Record) }
 
 // Exception is the "exception" of the UCS's Context Services error body, "" when it has none.
-func (d DeadLetter) Exception() string {
-	var body struct {
+func (d DeadLetter) Exception() string { return exceptionOf(d.Response) }
+
+// exceptionOf is the "exception" of a Context Services error body, "" for any other.
+func exceptionOf(body []byte) string {
+	var answer struct {
 		Exception string `json:"exception"`
 	}
-	_ = json.Unmarshal(d.Response, &body)
-	return body.Exception
+	_ = json.Unmarshal(body, &answer)
+	return answer.Exception
 }
 
 // ResendOptions says where and what ResendDeadLetters sends.
@@ -199,9 +202,6 @@ type ResendResult struct {
 
 	body []byte // the answer's body, for the updated line
 }
-
-// Accepted reports whether the UCS took the record (2xx): its line is removed.
-func (r ResendResult) Accepted() bool { return r.Outcome == ResendAccepted }
 
 // ResendReport counts a resend.
 type ResendReport struct {

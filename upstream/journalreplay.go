@@ -145,8 +145,7 @@ type JournalReplay struct {
 	plan  JournalPlan
 
 	delivered, dead atomic.Int64
-	s               *Spool
-	sMu             sync.Mutex
+	s               atomic.Pointer[Spool] // the running replay's, for Progress
 }
 
 // OpenJournalReplay takes the state file's lock (unless DryRun), reads the durable position and
@@ -204,7 +203,7 @@ func OpenJournalReplay(opts JournalReplayOptions) (*JournalReplay, error) {
 		filter:   opts.Filter,
 		services: setOf(opts.Filter.Services),
 		ops:      setOf(opts.Filter.Operations),
-		conc:     opts.Replay.withDefaults().window(),
+		conc:     opts.Replay.window(), // opts.Replay has its defaults
 	}
 	if err := r.src.readState(); err != nil {
 		return fail(err)
@@ -269,12 +268,12 @@ func (r *JournalReplay) count() error {
 		if r.start.done[recordPos{seg, end - rd.RecordLen(rec) - 1}] {
 			continue
 		}
-		if r.src.skip(rec) {
+		m, ok := parseJournalMeta(rec)
+		if r.src.skipMeta(m, ok) {
 			p.Skipped++
 			continue
 		}
 		p.Waiting++
-		m, ok := parseJournalMeta(rec)
 		if !ok || rd.Long() {
 			p.Unreadable++
 			continue
@@ -297,16 +296,13 @@ func (r *JournalReplay) count() error {
 // Plan returns what the replay will send, as counted by OpenJournalReplay.
 func (r *JournalReplay) Plan() JournalPlan { return r.plan }
 
-// StatePath and DeadLetterPath return the files the replay writes.
-func (r *JournalReplay) StatePath() string      { return r.opts.State }
-func (r *JournalReplay) DeadLetterPath() string { return r.opts.DeadLetter }
+// StatePath returns the state file the replay writes.
+func (r *JournalReplay) StatePath() string { return r.opts.State }
 
 // Progress returns the replay's progress; safe to call while Run runs.
 func (r *JournalReplay) Progress() JournalProgress {
 	pr := JournalProgress{Total: r.plan.Waiting, Delivered: int(r.delivered.Load()), DeadLettered: int(r.dead.Load())}
-	r.sMu.Lock()
-	s := r.s
-	r.sMu.Unlock()
+	s := r.s.Load()
 	if s != nil {
 		if age := s.OldestAge(); age > 0 {
 			pr.Oldest = s.now().Add(-age)
@@ -339,30 +335,15 @@ func (r *JournalReplay) Run(ctx context.Context) (JournalSummary, error) {
 	if err != nil {
 		return sum, err
 	}
-	s := &Spool{
-		dir:        r.src.journal,
-		logger:     r.opts.Logger,
-		onReplayed: func() { r.delivered.Add(1) },
-		onDead:     func() { r.dead.Add(1) },
-		maxBytes:   DefaultMaxSpool,
-		lanes:      map[string]int{},
-		appending:  map[string]int{},
-		parking:    map[string]bool{},
-		wake:       make(chan struct{}, 1),
-		done:       make(chan struct{}),
-		records:    r.log,
-		dead:       dead,
-		src:        r.src,
-		start:      r.start,
-		depth:      r.plan.Waiting,
-	}
-	s.parkCond = sync.NewCond(&s.mu)
-	s.fwd.Store(r.opts.Forwarder)
+	s := newSpool(r.src.journal, r.opts.Logger, r.opts.Forwarder)
+	s.onReplayed = func() { r.delivered.Add(1) }
+	s.onDead = func() { r.dead.Add(1) }
+	s.maxBytes = DefaultMaxSpool
+	s.records, s.src, s.start, s.depth = r.log, r.src, r.start, r.plan.Waiting
+	s.dead, s.deadPath, s.deadOpts = dead, r.opts.DeadLetter, deadOpts
 	s.SetReplayPolicy(r.opts.Replay)
 	s.ctx, s.cancel = context.WithCancel(ctx)
-	r.sMu.Lock()
-	r.s = s
-	r.sMu.Unlock()
+	r.s.Store(s)
 	go s.run()
 	<-s.done
 	drained := s.ctx.Err() == nil
@@ -665,6 +646,12 @@ func (j *journalSource) skip(rec []byte) bool {
 		return false
 	}
 	m, ok := parseJournalMeta(rec)
+	return j.skipMeta(m, ok)
+}
+
+// skipMeta is skip for a line already parsed: one the filter leaves out. A line that is no event
+// is never skipped (it goes to the dead letter).
+func (j *journalSource) skipMeta(m journalMeta, ok bool) bool {
 	if !ok {
 		return false
 	}
@@ -696,9 +683,9 @@ func (j *journalSource) request(rec []byte) (outbound, error) {
 	default:
 		return outbound{}, fmt.Errorf("%w: operation %q with %q cannot be replayed", errUnreadableRecord, m.op, m.idName)
 	}
-	h := make(http.Header, len(j.header)+1)
-	for k, v := range j.header {
-		h[k] = slices.Clone(v)
+	h := j.header.Clone()
+	if h == nil {
+		h = http.Header{}
 	}
 	h.Set("Content-Type", forwardContentType)
 	return outbound{method: http.MethodPost, path: j.basePath + path, header: h, body: event, lane: m.sid}, nil

@@ -247,11 +247,7 @@ func answerException(resp *Response) string {
 	if resp == nil {
 		return ""
 	}
-	var body struct {
-		Exception string `json:"exception"`
-	}
-	_ = json.Unmarshal(resp.Body, &body)
-	return body.Exception
+	return exceptionOf(resp.Body)
 }
 
 // backoff is the wait before retry number attempt: exponential from MinBackoff, capped at

@@ -257,6 +257,27 @@ type recordPos struct {
 // it), resumes the records left on disk and starts the replay worker.
 func OpenSpool(opts SpoolOptions) (*Spool, error) { return openSpool(opts, spoolTuning{}) }
 
+// newSpool is the in-memory state of a Spool that every replay needs, a spool's or a journal's:
+// the lane maps, the worker's channels and the forwarder. The caller sets the hooks, the logs and
+// the source, then the replay policy.
+func newSpool(dir string, logger *zap.Logger, fwd *Forwarder) *Spool {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	s := &Spool{
+		dir:       dir,
+		logger:    logger,
+		lanes:     map[string]int{},
+		appending: map[string]int{},
+		parking:   map[string]bool{},
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	s.parkCond = sync.NewCond(&s.mu)
+	s.fwd.Store(fwd)
+	return s
+}
+
 func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("spool: a directory is needed")
@@ -264,31 +285,13 @@ func openSpool(opts SpoolOptions, tune spoolTuning) (*Spool, error) {
 	if opts.Forwarder == nil {
 		return nil, errors.New("spool: a Forwarder is needed")
 	}
-	s := &Spool{
-		dir:        opts.Dir,
-		logger:     opts.Logger,
-		maxBytes:   opts.MaxBytes,
-		onDepth:    opts.OnDepth,
-		onReplayed: opts.OnReplayed,
-		onDead:     opts.OnDeadLetter,
-		onDown:     opts.OnUpstreamDown,
-		onLag:      opts.OnLag,
-		onRestart:  opts.OnRestart,
-		onConc:     opts.OnConcurrency,
-		tune:       tune,
-		lanes:      map[string]int{},
-		appending:  map[string]int{},
-		parking:    map[string]bool{},
-		wake:       make(chan struct{}, 1),
-		done:       make(chan struct{}),
-	}
-	s.parkCond = sync.NewCond(&s.mu)
+	s := newSpool(opts.Dir, opts.Logger, opts.Forwarder)
+	s.maxBytes = opts.MaxBytes
+	s.onDepth, s.onReplayed, s.onDead = opts.OnDepth, opts.OnReplayed, opts.OnDeadLetter
+	s.onDown, s.onLag, s.onRestart, s.onConc = opts.OnUpstreamDown, opts.OnLag, opts.OnRestart, opts.OnConcurrency
+	s.tune = tune
 	s.src = spoolSource{s}
-	s.fwd.Store(opts.Forwarder)
-	if s.logger == nil {
-		s.logger = zap.NewNop()
-	}
-	s.SetReplayPolicy(opts.Replay)
+	s.SetReplayPolicy(opts.Replay) // after onConc: the limit reports through it
 	if s.maxBytes <= 0 {
 		s.maxBytes = DefaultMaxSpool
 	}
