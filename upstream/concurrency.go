@@ -90,7 +90,7 @@ type concurrencyLimit struct {
 	limit     float64 // the adaptive limit; its integer part is what acquire allows
 	inFlight  int     // requests under way, replayed and direct
 	slowStart bool
-	grewAt    time.Time // when slow start last grew the limit: only later requests measure it
+	grewAt    time.Time     // when slow start last grew the limit: only later requests measure it
 	reached   bool          // in-flight reached the limit in this window: growth is earned
 	starved   bool          // acquire found no room since the last end that made some
 	starts    map[int64]int // requests in flight by their start (Unix ns): hanging ones are let go
