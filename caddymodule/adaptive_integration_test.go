@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ucsedge/caddy-ucs/internal/capacityucs"
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 )
 
 // TestAutoReplayConcurrencyDrainsABacklogWithinTheUCSCapacity: a backlog of 100 services × 20
@@ -82,7 +83,7 @@ func TestAutoReplayConcurrencyKeepsTheBuiltGatewayWithinTheUCSCapacity(t *testin
 	ucs.Down.Store(true)
 	srv := httptest.NewServer(ucs)
 	t.Cleanup(srv.Close)
-	port := freePort(t)
+	port := testport.Free(t)
 	cfg := writeForwardConfig(t, dir, port, srv.URL, filepath.Join(dir, "spool"), "replay_backoff 5ms 50ms")
 	cmd := startBinary(t, bin, dir, cfg, port)
 	defer killHard(t, cmd)

@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 )
 
 // BenchmarkForwardSink compares the two ways to deliver an event to
@@ -30,7 +32,7 @@ func BenchmarkForwardSink(b *testing.B) {
 	}))
 	defer ucs.Close()
 
-	ports := map[string]int{"forward": freePort(b), "reverse_proxy": freePort(b)}
+	ports := map[string]int{"forward": testport.Free(b), "reverse_proxy": testport.Free(b)}
 	cfg := fmt.Sprintf(`{
 	admin off
 	persist_config off

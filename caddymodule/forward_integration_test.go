@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 	"github.com/ucsedge/caddy-ucs/normalize"
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
@@ -67,7 +68,9 @@ type ucsServer struct {
 
 func newUCSServer(t *testing.T) *ucsServer {
 	u := &ucsServer{t: t}
-	u.start("127.0.0.1:0")
+	// A port of its own: a stopped UCS restarts on it (the kernel would
+	// hand a port of its ephemeral range to the next test that asks).
+	u.start(testport.Addr(t))
 	t.Cleanup(u.stop)
 	return u
 }
@@ -593,7 +596,7 @@ http://localhost:%[3]d {
 		}
 	}
 }
-`, dir, caddyURL, freePort(t))
+`, dir, caddyURL, testport.Free(t))
 	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 	require.NoError(t, err)
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,22 +23,6 @@ import (
 
 // Helpers of the process tests, which build the real binary and run it, and
 // of the tests that look inside the stores of shared sinks.
-
-// freePort is a TCP port free now on the loopback interface, and not one of
-// the test Caddy's admin or https ports: those are free between loads too,
-// so the kernel may hand them out again, and a site on the https port makes
-// Caddy refuse the config ("scheme and port violate convention").
-func freePort(tb testing.TB) int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(tb, err)
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if port != adminPort && port != httpsPort {
-			return port
-		}
-	}
-}
 
 // startBinary runs the built caddy with cfg and waits until it answers.
 func startBinary(t *testing.T, bin, dir, cfg string, port int) *exec.Cmd {

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 	"github.com/ucsedge/caddy-ucs/normalize"
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
@@ -70,7 +71,7 @@ func runMain(m *testing.M) int {
 	return code
 }
 
-// The test Caddy's admin and https ports, free when the test binary started.
+// The test Caddy's admin and https ports, this test process's for its life.
 var adminPort, httpsPort int
 
 // The test Caddy's site: set by useSitePort, read by the tests.
@@ -94,7 +95,7 @@ func init() {
 // no listener with it and so can take none of its connections (a reload on
 // one port lets it accept one and then drop it, which a loaded machine
 // shows). A reload within one test keeps its port.
-func newSitePort(tb testing.TB) { useSitePort(freePort(tb)) }
+func newSitePort(tb testing.TB) { useSitePort(testport.Free(tb)) }
 
 // useSitePort points the site variables at port.
 func useSitePort(port int) {
@@ -112,17 +113,16 @@ func useSitePort(port int) {
 	healthURL = caddyURL + "/genesys/1/cs/ucs/health"
 }
 
-// freePorts is n distinct loopback ports free now: the listeners are open
-// at once, so the kernel cannot hand out one port twice.
+// freePorts is n ports of testport's, claimed before any test has a
+// testing.TB: this package's init.
 func freePorts(n int) []int {
 	ports := make([]int, n)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := testport.Claim()
 		if err != nil {
 			panic(err)
 		}
-		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports[i] = port
 	}
 	return ports
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 )
 
 // TestKillDuringOutageLosesNoAcknowledgedEvent runs the built binary with a
@@ -41,7 +43,7 @@ func TestKillDuringOutageLosesNoAcknowledgedEvent(t *testing.T) {
 	config := func(port int) string {
 		return writeForwardConfig(t, dir, port, ucs.url(), spool, fmt.Sprintf("replay_concurrency %d", window))
 	}
-	port := freePort(t)
+	port := testport.Free(t)
 	cfg := config(port)
 	cmd := startBinary(t, bin, dir, cfg, port)
 	url := fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/42/tasks/7/end", port)
@@ -51,7 +53,7 @@ func TestKillDuringOutageLosesNoAcknowledgedEvent(t *testing.T) {
 	load.waitAcked(t, 300)
 
 	// One owner per spool directory, across processes too.
-	otherPort := freePort(t)
+	otherPort := testport.Free(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	second := exec.CommandContext(ctx, bin, "run", "--config", config(otherPort), "--adapter", "caddyfile")
@@ -99,7 +101,7 @@ func TestKillDuringConcurrentReplayLosesNothing(t *testing.T) {
 	ucs := newUCSServer(t)
 	ucs.stop()
 	spool := filepath.Join(dir, "spool")
-	port := freePort(t)
+	port := testport.Free(t)
 	cfg := writeForwardConfig(t, dir, port, ucs.url(), spool,
 		fmt.Sprintf("replay_concurrency %d\nreplay_backoff 5ms 100ms", window))
 	cmd := startBinary(t, bin, dir, cfg, port)

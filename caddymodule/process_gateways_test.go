@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
@@ -38,13 +39,13 @@ func TestTwoGatewaysBehindABalancerLoseNothing(t *testing.T) {
 		g := &gws[i]
 		g.dir = filepath.Join(dir, fmt.Sprintf("gw%d", i))
 		require.NoError(t, os.MkdirAll(g.dir, 0o700))
-		g.port = freePort(t)
+		g.port = testport.Free(t)
 		g.spool = filepath.Join(g.dir, "spool")
 		g.cfg = writeForwardConfig(t, g.dir, g.port, ucs.url(), g.spool, "replay_backoff 5ms 100ms")
 	}
 	lbDir := filepath.Join(dir, "lb")
 	require.NoError(t, os.MkdirAll(lbDir, 0o700))
-	lbPort := freePort(t)
+	lbPort := testport.Free(t)
 	lbCfg := filepath.Join(lbDir, "Caddyfile")
 	require.NoError(t, os.WriteFile(lbCfg, fmt.Appendf(nil, `{
 	admin off

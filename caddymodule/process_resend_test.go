@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
@@ -42,7 +43,7 @@ func TestResendKilledMidwaySendsEachEventAtMostTwice(t *testing.T) {
 
 	spool := filepath.Join(dir, "spool")
 	deadLetter := filepath.Join(spool, "dead-letter.jsonl")
-	port, adminAddr := freePort(t), fmt.Sprintf("localhost:%d", freePort(t))
+	port, adminAddr := testport.Free(t), fmt.Sprintf("localhost:%d", testport.Free(t))
 	cfg := filepath.Join(dir, "Caddyfile")
 	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
 	admin %s

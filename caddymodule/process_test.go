@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 )
 
 // TestKillDuringLoadLosesNoAcknowledgedEvent builds the real binary, loads
@@ -27,7 +29,7 @@ func TestKillDuringLoadLosesNoAcknowledgedEvent(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildCaddy(t)
 
-	port := freePort(t)
+	port := testport.Free(t)
 	journal := filepath.Join(dir, "data", "events.jsonl")
 	cfg := filepath.Join(dir, "Caddyfile")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`{

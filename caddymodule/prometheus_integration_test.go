@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 	"github.com/ucsedge/caddy-ucs/upstream"
 )
 
@@ -60,7 +61,7 @@ scrape_configs:
     static_configs:
       - targets: ["localhost:%d"]
 `, rules, promJob, adminPort), 0o600))
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t))
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
 	cmd.Dir = dir

@@ -646,12 +646,12 @@ func TestAFullShadowQueueDropsAndCountsAndNeverBlocks(t *testing.T) {
 	reverse_proxy `+ucs.addr())
 	dropped := scrape(t, "caddy_ucs_shadow_dropped_total")
 	const calls = 40
+	// Never blocking needs no clock: a call that waited for the writer would
+	// wait out its hour-long retry, and the test with it.
 	for i := range calls {
-		start := time.Now()
 		// Not an object: refused by the gateway, so always recorded.
 		resp, _ := post(t, tester, taskEndURL, []byte(`[`+fmt.Sprint(i)+`]`))
 		assert.Equal(t, http.StatusNoContent, resp.StatusCode)
-		assert.Less(t, time.Since(start), 2*time.Second, "call %d waited", i)
 		if i == 0 {
 			// The writer takes the first record and waits to retry the open.
 			require.Eventually(t, func() bool {

@@ -50,14 +50,13 @@ func TestAShadowJournalInAnUnwritableDirectoryNeverHoldsACall(t *testing.T) {
 	})
 	dropped := counterValue(t, metricShadowDropped)
 	const calls = 40
+	// A call that waited for the writer would wait out its hour-long retry.
 	for i := range calls {
 		// Not an object: refused by the gateway, so always recorded.
 		req := httptest.NewRequest(http.MethodPost, "/genesys/1/cs/services/42/tasks/7/end", strings.NewReader("[1]"))
 		w := httptest.NewRecorder()
-		start := time.Now()
 		require.NoError(t, h.ServeHTTP(w, req, next))
 		assert.Equal(t, http.StatusNoContent, w.Code)
-		assert.Less(t, time.Since(start), time.Second, "call %d waited", i)
 		if i == 0 {
 			// The writer takes the first record and waits to retry the open.
 			require.Eventually(t, func() bool { return len(h.shadow.journal.queue) == 0 }, 5*time.Second, time.Millisecond)

@@ -18,6 +18,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 )
 
 // treeOf lists every file and directory under root with its size: what a
@@ -59,7 +61,7 @@ func TestValidateBesideARunningCaddyTakesNoLockAndCreatesNoFile(t *testing.T) {
 	bin := buildCaddy(t)
 	ucs := newUCSServer(t)
 	meta := newFakeUCS(t, metadata(map[string]int64{"Email": 2}, nil))
-	port, journalPort := freePort(t), freePort(t)
+	port, journalPort := testport.Free(t), testport.Free(t)
 	cfg := filepath.Join(dir, "Caddyfile")
 	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `{
 	admin off

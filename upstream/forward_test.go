@@ -3,7 +3,6 @@ package upstream
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 )
 
 // seen is one request as an upstream received it.
@@ -71,11 +72,9 @@ func newTestForwarder(t testing.TB, timeout time.Duration, raws ...string) *Forw
 // closedURL returns the URL of a port that nothing listens on any more.
 func closedURL(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return "http://" + addr
+	// Not a closed port of the ephemeral range: a parallel test's server
+	// could be given it and answer.
+	return "http://" + testport.Addr(t)
 }
 
 const taskEndPath = "/genesys/1/cs/services/383-f9a62aec/tasks/42/end"

@@ -26,6 +26,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/ucsedge/caddy-ucs/internal/testport"
 )
 
 // ucsSim is an upstream that answers 503 while down, and otherwise records each body in arrival
@@ -714,9 +716,9 @@ func TestReplayWaitsOutRetryAfter(t *testing.T) {
 
 func TestOutageWithUpstreamStoppedAndRestartedOnSamePort(t *testing.T) {
 	sim := &ucsSim{budget: -1}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := testport.Addr(t)
+	ln, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
-	addr := ln.Addr().String()
 	first := &http.Server{Handler: sim}
 	go func() { _ = first.Serve(ln) }()
 	s := openTestSpool(t, t.TempDir(), "http://"+addr, nil)
