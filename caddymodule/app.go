@@ -154,7 +154,9 @@ func checkWritableFile(option, path string) error {
 	case err == nil && fi.IsDir():
 		return fmt.Errorf("ucs: %s: %s is a directory", option, path)
 	case err == nil:
-		if err := canWrite(path, false); err != nil {
+		// ENOENT here: the running journal rotated the file away between the
+		// two calls (a reload under load); then the directory decides.
+		if err := canWrite(path, false); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("ucs: %s: %s is not writable by this process: %w", option, path, err)
 		}
 	case !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):

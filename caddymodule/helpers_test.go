@@ -282,3 +282,18 @@ func startUCS(t testing.TB, ctx caddy.Context) error {
 	t.Cleanup(func() { _ = app.Stop() })
 	return nil
 }
+
+// clients runs n copies of run, each until stop is closed. The returned
+// function closes it and waits for them; the test's end calls it too, so a
+// failed require never leaves clients calling the next test's Caddy.
+func clients(t *testing.T, n int, run func(c int, stop <-chan struct{})) (stopAndWait func()) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := range n {
+		wg.Go(func() { run(c, stop) })
+	}
+	var once sync.Once
+	stopAndWait = func() { once.Do(func() { close(stop); wg.Wait() }) }
+	t.Cleanup(stopAndWait)
+	return stopAndWait
+}

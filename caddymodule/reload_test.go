@@ -166,7 +166,7 @@ func TestARequestInFlightAcrossAReloadIsJournaledWhereItsConfigSaid(t *testing.T
 }
 
 func TestEveryEventAnswered204IsJournaledExactlyOnceAcrossReloads(t *testing.T) {
-	const clients, reloads = 8, 12
+	const callers, reloads = 8, 12
 	rec := newRecorder(t)
 	const small = "fsync off\nmax_size 4KiB\nkeep 1000"
 	tests := []struct {
@@ -195,39 +195,36 @@ func TestEveryEventAnswered204IsJournaledExactlyOnceAcrossReloads(t *testing.T) 
 			var next, answered, refused, failed atomic.Int64
 			var mu sync.Mutex
 			status := map[int]int{} // n → status; 0 when the call failed
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			for range clients {
-				wg.Go(func() {
-					client := &http.Client{Timeout: 30 * time.Second}
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						n := int(next.Add(1))
-						resp, err := client.Post(taskEndURL, "application/json", bytes.NewReader(fmt.Appendf(nil, `{"n": %d}`, n)))
-						code := 0
-						if err == nil {
-							_, _ = io.Copy(io.Discard, resp.Body)
-							resp.Body.Close()
-							code = resp.StatusCode
-						}
-						switch code {
-						case http.StatusNoContent:
-							answered.Add(1)
-						case 0:
-							failed.Add(1)
-						default:
-							refused.Add(1)
-						}
-						mu.Lock()
-						status[n] = code
-						mu.Unlock()
+			url := taskEndURL       // the clients' own: the next test's site port is another
+			stopClients := clients(t, callers, func(_ int, stop <-chan struct{}) {
+				client := &http.Client{Timeout: 30 * time.Second}
+				for {
+					select {
+					case <-stop:
+						return
+					default:
 					}
-				})
-			}
+					n := int(next.Add(1))
+					resp, err := client.Post(url, "application/json", bytes.NewReader(fmt.Appendf(nil, `{"n": %d}`, n)))
+					code := 0
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						code = resp.StatusCode
+					}
+					switch code {
+					case http.StatusNoContent:
+						answered.Add(1)
+					case 0:
+						failed.Add(1)
+					default:
+						refused.Add(1)
+					}
+					mu.Lock()
+					status[n] = code
+					mu.Unlock()
+				}
+			})
 			for i := 1; i <= reloads; i++ {
 				// Each reload happens under load: wait for answers since the last one.
 				target := answered.Load() + 200
@@ -236,8 +233,7 @@ func TestEveryEventAnswered204IsJournaledExactlyOnceAcrossReloads(t *testing.T) 
 			}
 			target := answered.Load() + 200
 			require.Eventually(t, func() bool { return answered.Load() >= target }, 30*time.Second, time.Millisecond)
-			close(stop)
-			wg.Wait()
+			stopClients()
 
 			files, err := filepath.Glob(filepath.Join(dir, "*.jsonl")) // with the rotated ones
 			require.NoError(t, err)

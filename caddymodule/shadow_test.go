@@ -533,7 +533,7 @@ func TestValidateRefusesShadowWithASink(t *testing.T) {
 // (a call whose connection a reload closed may have reached it or not),
 // and the journal holds no call twice.
 func TestShadowReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
-	const clients, reloads = 8, 6
+	const callers, reloads = 8, 6
 	idRe := regexp.MustCompile(`id: '([^']+)'`)
 	ucs := newWireRecorder(t, nil)
 	journal := filepath.Join(t.TempDir(), "shadow.jsonl")
@@ -552,32 +552,29 @@ func TestShadowReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	var mu sync.Mutex
 	status := map[string]int{} // call id → status; 0 when the call failed
 	var answered atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Go(func() {
-			client := &http.Client{Timeout: 30 * time.Second}
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := fmt.Sprintf("c%d-%d", c, i)
-				code := 0
-				resp, err := client.Post(taskEndURL, "application/json", strings.NewReader(fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", 64))))
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					code = resp.StatusCode
-					answered.Add(1)
-				}
-				mu.Lock()
-				status[id] = code
-				mu.Unlock()
+	url := taskEndURL // the clients' own: the next test's site port is another
+	stopClients := clients(t, callers, func(c int, stop <-chan struct{}) {
+		client := &http.Client{Timeout: 30 * time.Second}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
 			}
-		})
-	}
+			id := fmt.Sprintf("c%d-%d", c, i)
+			code := 0
+			resp, err := client.Post(url, "application/json", strings.NewReader(fmt.Sprintf("{id: '%s', pad: %q,}", id, strings.Repeat("x", 64))))
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				code = resp.StatusCode
+				answered.Add(1)
+			}
+			mu.Lock()
+			status[id] = code
+			mu.Unlock()
+		}
+	})
 	waitAnswered := func(n int64) {
 		require.Eventually(t, func() bool { return answered.Load() >= n }, time.Minute, 5*time.Millisecond)
 	}
@@ -586,8 +583,7 @@ func TestShadowReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
 		loadSite(t, site(i+1))
 	}
 	waitAnswered(int64(40 * (reloads + 1)))
-	close(stop)
-	wg.Wait()
+	stopClients()
 
 	seen := map[string]int{}
 	for _, r := range ucs.take() {

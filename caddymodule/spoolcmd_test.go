@@ -32,16 +32,15 @@ func TestSpoolStatusReadsALiveSpool(t *testing.T) {
 	dir := t.TempDir()
 	tester := startCaddy(t, "ucs {\nforward "+ucs.url()+" {\nspool "+dir+"\n}\n}\nrespond 404")
 	var sent atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	base := caddyURL // the client's own: the next test's site port is another
+	stopClient := clients(t, 1, func(_ int, stop <-chan struct{}) {
 		for n := 0; ; n++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			url := fmt.Sprintf(caddyURL+"/genesys/1/cs/services/%d/tasks/%d/end", 7+n%3, n)
+			url := fmt.Sprintf(base+"/genesys/1/cs/services/%d/tasks/%d/end", 7+n%3, n)
 			resp, _ := post(t, tester, url, fmt.Appendf(nil, "{n: %d}", n))
 			if resp.StatusCode == http.StatusNoContent {
 				sent.Add(1)
@@ -57,8 +56,7 @@ func TestSpoolStatusReadsALiveSpool(t *testing.T) {
 		assert.Equal(t, 2, strings.Count(out.String(), "\nservice "), out.String())
 		assert.Contains(t, out.String(), "dead letter  0 events")
 	}
-	close(stop)
-	wg.Wait()
+	stopClient()
 
 	var out, errOut bytes.Buffer
 	require.Equal(t, 0, runSpoolStatus(dir, spoolStatusFlags{top: 10, json: true, admin: noCaddy}, time.Now(), &out, &errOut), errOut.String())

@@ -158,6 +158,40 @@ func TestProvisioningChecksSinkPathsWithoutCreatingThem(t *testing.T) {
 	}
 }
 
+// TestAJournalRotatingDuringTheCheckStillChecksWritable pins the check a
+// reload runs beside a live journal: the journal renames its file away and
+// opens a new one, and a check caught between its stat and its access call
+// must judge the directory, not fail with "no such file" (it failed a reload
+// under load).
+func TestAJournalRotatingDuringTheCheckStillChecksWritable(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = os.Rename(path, filepath.Join(dir, fmt.Sprintf("events-%d.jsonl", i%4)))
+			_ = os.WriteFile(path, nil, 0o600)
+		}
+	}()
+	failures := 0
+	for range 20000 {
+		if err := checkWritableFile("local", path); err != nil {
+			failures++
+		}
+	}
+	close(stop)
+	<-done
+	assert.Zero(t, failures, "checks failed while the file rotated")
+}
+
 // Two handlers of one config that would write one file are refused while
 // provisioning, whichever comes first.
 func TestOneConfigCannotWriteOneFileFromTwoHandlers(t *testing.T) {
