@@ -537,7 +537,7 @@ func TestReloadKeepsOneSpoolAndReplaysToTheNewURL(t *testing.T) {
 	before := openSinkOf(spools, abs)
 	// The new config is provisioned while the old one still owns the
 	// spool: it shares it, and its forwarder takes over the replay.
-	tester.InitServer(siteConfig(globalOptions, site(newUCS.url())), "caddyfile")
+	loadSite(t, tester, site(newUCS.url()))
 	sendEvent(t, tester, 5, http.StatusNoContent)
 
 	require.Eventually(t, func() bool { return len(newUCS.received()) >= 6 }, 10*time.Second, 10*time.Millisecond)

@@ -635,7 +635,7 @@ func TestReloadKeepsOneJournalWriter(t *testing.T) {
 	before := openSinkOf(journals, abs)
 	// A changed config with the same journal: Caddy provisions it before
 	// cleaning up the old one, so both share the open journal.
-	tester.InitServer(siteConfig(globalOptions, "ucs {\nmax_depth 10\nlocal "+path+"\n}\nrespond 404"), "caddyfile")
+	loadSite(t, tester, "ucs {\nmax_depth 10\nlocal "+path+"\n}\nrespond 404")
 	post(t, tester, taskEndURL, []byte(`{"n":2}`))
 
 	assert.Same(t, before, openSinkOf(journals, abs), "one journal writer across the reload")

@@ -177,7 +177,7 @@ func TestShadowPassesEveryCallOnByteForByte(t *testing.T) {
 		plain = append(plain, got[0])
 	}
 
-	loadSite(t, `
+	loadSite(t, tester, `
 	ucs {
 		business_attributes `+attrsFile+`
 		max_body 1KiB
@@ -580,7 +580,7 @@ func TestShadowReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	}
 	for i := range reloads {
 		waitAnswered(int64(40 * (i + 1)))
-		loadSite(t, site(i+1))
+		loadSite(t, nil, site(i+1)) // the clients count what a reload cuts
 	}
 	waitAnswered(int64(40 * (reloads + 1)))
 	stopClients()

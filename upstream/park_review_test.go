@@ -88,7 +88,7 @@ func TestALaneDueForParkingWhoseAttemptOpensTheBreakerIsProbedAgain(t *testing.T
 	})
 
 	<-ucs.entered // the stuck lane's head is in flight
-	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == 1 }, 20*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { n, _ := s.Depth(); return n == 1 }, time.Minute, time.Millisecond,
 		"every other service drains behind the stuck lane's head")
 	require.GreaterOrEqual(t, others*events, parkForce)
 
