@@ -24,20 +24,25 @@ import (
 // Helpers of the process tests, which build the real binary and run it, and
 // of the tests that look inside the stores of shared sinks.
 
-// startBinary runs the built caddy with cfg and waits until it answers.
+// startBinary runs the built caddy with cfg and waits until it has
+// started: its site answers on port and Caddy logged that it serves the
+// config, which it does once every app's Start returned (a site answers
+// while the ucs app still opens its sinks).
 func startBinary(t *testing.T, bin, dir, cfg string, port int) *exec.Cmd {
 	cmd := exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", port))
 		if err == nil {
 			resp.Body.Close()
-			return cmd
+			if strings.Contains(logs.String(), "serving initial configuration") {
+				return cmd
+			}
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
@@ -45,6 +50,24 @@ func startBinary(t *testing.T, bin, dir, cfg string, port int) *exec.Cmd {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while a test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // load is concurrent Complete Task calls with unique ids, sent until the

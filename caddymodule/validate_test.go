@@ -73,7 +73,6 @@ http://127.0.0.1:%d {
 		forward %s {
 			spool data/spool
 		}
-		health
 	}
 	respond 404
 }
@@ -87,16 +86,6 @@ http://127.0.0.1:%d {
 `, filepath.Join(dir, "storage"), port, ucs.url(), journalPort, meta.srv.URL), 0o600))
 	cmd := startBinary(t, bin, dir, cfg, port)
 	defer killHard(t, cmd)
-	// The site answers while the ucs app still opens its sinks: the spool's
-	// health says 200 once all its files are open.
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/ucs/health", port))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 10*time.Millisecond, "the spool opened")
 	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/genesys/1/cs/services/42/tasks/7/end", journalPort),
 		"application/json", strings.NewReader(`{id: 'before-validate'}`))
 	require.NoError(t, err)
